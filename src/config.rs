@@ -1,0 +1,1 @@
+//! Appliance configuration: TOML file → validated, typed `Config`.

@@ -1,0 +1,1 @@
+//! LAVA job definitions: submission YAML → validated, typed `JobDefinition` (pure, no I/O).

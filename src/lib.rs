@@ -1,0 +1,13 @@
+//! lavabox: a LAVA-compatible board-farm controller that runs the whole stack on one small box.
+//!
+//! See `ARCHITECTURE.md` at the repository root for the module map and the invariants.
+
+pub mod cli;
+pub mod config;
+pub mod devicetype;
+pub mod jobdef;
+pub mod model;
+pub mod scheduler;
+pub mod store;
+pub mod testshell;
+pub mod tftp;

@@ -1,0 +1,1 @@
+//! Scheduling: a pure `plan` over a snapshot of queue and devices, and the thin loop that applies it.

@@ -1,0 +1,1 @@
+//! Persistent state in SQLite: the only module that holds SQL.

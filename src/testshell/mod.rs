@@ -1,0 +1,1 @@
+//! The LAVA test shell: overlay contents written to the device, and console signal parsing.

@@ -1,0 +1,1 @@
+//! Built-in read-only TFTP server with per-job roots.

@@ -1,0 +1,6 @@
+//! Integration tests: one binary, one module per interface.
+
+mod cli;
+mod devicetype;
+mod lab;
+mod validate;
