@@ -11,7 +11,11 @@ use clap::{Parser, Subcommand};
 
 /// The lavabox command line.
 #[derive(Debug, Parser)]
-#[command(name = "lavabox", version, about = "A LAVA-compatible board-farm controller")]
+#[command(
+    name = "lavabox",
+    version,
+    about = "A LAVA-compatible board-farm controller"
+)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]

@@ -13,7 +13,8 @@ pub struct Error(String);
 /// PLACEHOLDER for the integration contract; the device-type work replaces the body.
 pub fn check_dictionary(template_dirs: &[&Path], dictionary: &str) -> Result<String, Error> {
     let _ = template_dirs;
-    let re = regex::Regex::new(r#"\{%-?\s*extends\s+['"]([^'"]+)\.jinja2['"]"#).expect("static regex");
+    let re =
+        regex::Regex::new(r#"\{%-?\s*extends\s+['"]([^'"]+)\.jinja2['"]"#).expect("static regex");
     re.captures(dictionary)
         .map(|c| c[1].to_owned())
         .ok_or_else(|| Error("the dictionary has no {% extends '<type>.jinja2' %} line".into()))
