@@ -233,7 +233,7 @@ impl Priority {
 
     /// A priority from an integer, if it lies in 0–100.
     pub fn new(value: i64) -> Option<Priority> {
-        (0..=100).contains(&value).then(|| Priority(value as u8))
+        (0..=100).contains(&value).then_some(Priority(value as u8))
     }
 
     /// The integer value.

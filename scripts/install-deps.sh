@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs every system package lavabox's build, tests and virtual lab need on Debian 12.
+# Idempotent: packages already present are not fetched again. Run as root.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+export DEBIAN_FRONTEND=noninteractive
+apt_install() { apt-get install -y -q -o DPkg::Lock::Timeout=600 --no-install-recommends "$@"; }
+
+apt-get update -q
+# Build: a C compiler for rusqlite's bundled SQLite; tests: real clients and tools.
+apt_install ca-certificates gcc libc6-dev pkg-config curl cpio busybox python3 python3-yaml
+# The virtual QEMU lab (U-Boot ARM board and x86 board).
+if [ -x "$here/lab/install-deps.sh" ]; then
+    "$here/lab/install-deps.sh"
+fi
+# A Rust toolchain: rustup's if present, else Debian's rustc-web/cargo-web (1.96, bookworm-security).
+if ! command -v cargo >/dev/null 2>&1; then
+    apt_install rustc-web cargo-web
+fi
