@@ -509,7 +509,8 @@ struct Core {
 }
 
 fn core(conn: &Connection, id: JobId) -> Result<Core, Error> {
-    let raw: Option<(i64, i64, Option<i64>, bool, Option<String>, Option<i64>)> = conn
+    type Raw = (i64, i64, Option<i64>, bool, Option<String>, Option<i64>);
+    let raw: Option<Raw> = conn
         .query_row(
             "SELECT state, health, actual_device_id, health_check, target_group, \
              requested_device_type_id FROM jobs WHERE id = ?1",
@@ -586,8 +587,7 @@ fn set_state(conn: &Connection, job: &mut Core, state: JobState) -> Result<(), E
 fn insert_row(
     conn: &Connection,
     new: &NewJob,
-    multinode: Option<(&str, &str)>,
-    sub_index: usize,
+    multinode: Option<MultinodeSlot<'_>>,
     submit_time: &str,
 ) -> Result<JobId, Error> {
     let step = "inserting a job";
@@ -599,15 +599,21 @@ fn insert_row(
     let timeout = new
         .queue_timeout
         .map(|t| i64::try_from(t.as_secs()).unwrap_or(i64::MAX));
-    let (target_group, multinode_definition) = match multinode {
-        Some((group, definition)) => (Some(group), definition),
-        None => (None, ""),
+    let (id, target_group, sub_id, multinode_definition) = match &multinode {
+        Some(slot) => (
+            Some(slot.first.0 + slot.index as i64),
+            Some(slot.group),
+            // LAVA's sub id: the group's first job id, a dot, the sub-job's index.
+            Some(format!("{}.{}", slot.first, slot.index)),
+            slot.definition,
+        ),
+        None => (None, None, None, ""),
     };
     conn.execute(
-        "INSERT INTO jobs (submitter_id, description, definition, original_definition, \
+        "INSERT INTO jobs (id, submitter_id, description, definition, original_definition, \
          multinode_definition, priority, visibility, requested_device_type_id, health_check, \
-         target_group, submit_time, queue_timeout_secs) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+         target_group, sub_id, submit_time, queue_timeout_secs) \
+         VALUES (?13, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?14, ?11, ?12)",
         params![
             submitter.0,
             new.description,
@@ -620,20 +626,13 @@ fn insert_row(
             new.health_check,
             target_group,
             submit_time,
-            timeout
+            timeout,
+            id,
+            sub_id
         ],
     )
     .step(step)?;
     let id = JobId(conn.last_insert_rowid());
-    if target_group.is_some() {
-        // LAVA's sub id: the group's first job id, a dot, the sub-job's index.
-        let first = id.0 - sub_index as i64;
-        conn.execute(
-            "UPDATE jobs SET sub_id = ?2 WHERE id = ?1",
-            params![id.0, format!("{first}.{sub_index}")],
-        )
-        .step(step)?;
-    }
     for tag in &new.tags {
         let tag = tag_id(conn, tag)?;
         conn.execute(
@@ -659,6 +658,29 @@ fn insert_row(
         }
     }
     Ok(id)
+}
+
+/// Where a MultiNode sub-job goes.
+struct MultinodeSlot<'a> {
+    /// The group's first job id; sub-job `index` gets id `first + index`.
+    first: JobId,
+    /// Its index in the group.
+    index: usize,
+    /// The group name.
+    group: &'a str,
+    /// The whole submission.
+    definition: &'a str,
+}
+
+/// The id the next inserted job would get (AUTOINCREMENT never reuses ids).
+fn next_job_id(conn: &Connection) -> Result<JobId, Error> {
+    conn.query_row(
+        "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'jobs'), 0), \
+         coalesce((SELECT max(id) FROM jobs), 0)) + 1",
+        [],
+        |r| r.get(0).map(JobId),
+    )
+    .step("allocating job ids")
 }
 
 fn resolve_type_id(conn: &Connection, name: &str) -> Result<i64, Error> {
@@ -938,7 +960,7 @@ impl Store {
     /// groups must exist.
     pub fn insert_job(&mut self, new: &NewJob) -> Result<Job, Error> {
         let tx = self.write_tx("inserting a job")?;
-        let id = insert_row(&tx, new, None, 0, &ts_to_sql(now()))?;
+        let id = insert_row(&tx, new, None, &ts_to_sql(now()))?;
         let job = read_job(&tx, id)?.ok_or_else(|| Error::NotFound {
             kind: "job",
             name: id.to_string(),
@@ -963,25 +985,17 @@ impl Store {
         let group = new_target_group()?;
         let submit_time = ts_to_sql(now());
         let tx = self.write_tx("inserting a MultiNode job")?;
+        // The write lock is held, so nobody else can take these ids.
+        let first = next_job_id(&tx)?;
         let mut ids = Vec::with_capacity(sub_jobs.len());
         for (index, new) in sub_jobs.iter().enumerate() {
-            let id = insert_row(
-                &tx,
-                new,
-                Some((&group, multinode_definition)),
+            let slot = MultinodeSlot {
+                first,
                 index,
-                &submit_time,
-            )?;
-            // Ids are consecutive inside one write transaction; check rather than assume.
-            if let Some(first) = ids.first().copied()
-                && id.0 != first_id_plus(first, index)
-            {
-                return Err(Error::Corrupt {
-                    table: "jobs",
-                    detail: format!("MultiNode sub-job id {id} is not consecutive"),
-                });
-            }
-            ids.push(id);
+                group: &group,
+                definition: multinode_definition,
+            };
+            ids.push(insert_row(&tx, new, Some(slot), &submit_time)?);
         }
         let jobs = ids
             .iter()
@@ -1012,7 +1026,7 @@ impl Store {
         let mut new = new.clone();
         new.health_check = true;
         new.requested_device_type = Some(device.device_type.clone());
-        let id = insert_row(&tx, &new, None, 0, &ts_to_sql(now()))?;
+        let id = insert_row(&tx, &new, None, &ts_to_sql(now()))?;
         let mut job = core(&tx, id)?;
         let (device_row, _) = check_device_for(&tx, &job, hostname)?;
         let mut changes = Changes::default();
@@ -1362,7 +1376,8 @@ impl Store {
                     "SELECT (SELECT end_time FROM jobs WHERE id = d.last_health_report_job), \
                      (SELECT count(*) FROM jobs j WHERE j.actual_device_id = d.id \
                       AND j.state = 5 AND j.health_check = 0 \
-                      AND j.id > coalesce(d.last_health_report_job, 0)) \
+                      AND j.end_time > coalesce((SELECT end_time FROM jobs \
+                          WHERE id = d.last_health_report_job), '')) \
                      FROM devices d WHERE d.hostname = ?1",
                     [&hostname],
                     |r| Ok((r.get(0)?, r.get(1)?)),
@@ -1384,6 +1399,602 @@ impl Store {
     }
 }
 
-fn first_id_plus(first: JobId, index: usize) -> i64 {
-    first.0 + index as i64
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::TestResult;
+    use crate::store::testutil::store;
+    use crate::store::{NewDevice, NewDeviceType, NewTestCase, NewUser};
+
+    /// A store with user alice, type qemu, and devices q1, q2 (Good).
+    fn lab() -> (tempfile::TempDir, Store) {
+        let (dir, mut store) = store();
+        store.create_user(&NewUser::named("alice")).unwrap();
+        store
+            .create_device_type(&NewDeviceType::named("qemu"))
+            .unwrap();
+        for host in ["q1", "q2"] {
+            let mut dev = NewDevice::new(host, "qemu");
+            dev.health = DeviceHealth::Good;
+            store.create_device(&dev).unwrap();
+        }
+        (dir, store)
+    }
+
+    fn qemu_job() -> NewJob {
+        let mut job = NewJob::new("alice", "device_type: qemu\n");
+        job.requested_device_type = Some("qemu".into());
+        job.description = "smoke".into();
+        job
+    }
+
+    fn device(store: &Store, host: &str) -> (DeviceState, DeviceHealth) {
+        let d = store.device(host).unwrap().unwrap();
+        (d.state, d.health)
+    }
+
+    #[test]
+    fn single_node_life_cycle() {
+        let (_dir, mut store) = lab();
+        let job = store.insert_job(&qemu_job()).unwrap();
+        assert_eq!(
+            (job.state, job.health),
+            (JobState::Submitted, JobHealth::Unknown)
+        );
+        assert_eq!(job.submitter, "alice");
+        assert_eq!(job.requested_device_type.as_deref(), Some("qemu"));
+
+        // Running before scheduled is refused.
+        assert!(matches!(
+            store.start_job(job.id),
+            Err(Error::Transition { .. })
+        ));
+
+        let changes = store.schedule_job(job.id, "q1").unwrap();
+        assert_eq!(changes.jobs[0].state, JobState::Scheduled);
+        assert_eq!(changes.jobs[0].device.as_deref(), Some("q1"));
+        assert_eq!(changes.devices[0].state, DeviceState::Reserved);
+        assert_eq!(
+            store.device("q1").unwrap().unwrap().current_job,
+            Some(job.id)
+        );
+        // Scheduling again is ignored.
+        assert!(store.schedule_job(job.id, "q2").unwrap().is_empty());
+
+        store.start_job(job.id).unwrap();
+        assert_eq!(
+            device(&store, "q1"),
+            (DeviceState::Running, DeviceHealth::Good)
+        );
+        assert!(store.start_job(job.id).unwrap().is_empty());
+        let running = store.job(job.id).unwrap().unwrap();
+        assert!(running.start_time.is_some() && running.end_time.is_none());
+
+        let changes = store.finish_job(job.id, &JobEnd::complete()).unwrap();
+        assert_eq!(changes.jobs[0].health, JobHealth::Complete);
+        assert_eq!(
+            device(&store, "q1"),
+            (DeviceState::Idle, DeviceHealth::Good)
+        );
+        let done = store.job(job.id).unwrap().unwrap();
+        assert_eq!(
+            (done.state, done.health),
+            (JobState::Finished, JobHealth::Complete)
+        );
+        assert!(done.end_time >= done.start_time);
+        // Monotonic: nothing moves a finished job.
+        assert!(store.cancel_job(job.id).unwrap().is_empty());
+        assert!(
+            store
+                .finish_job(job.id, &JobEnd::incomplete(ErrorType::Job, "x"))
+                .unwrap()
+                .is_empty()
+        );
+        assert!(store.schedule_job(job.id, "q1").unwrap().is_empty());
+        assert_eq!(
+            store.job(job.id).unwrap().unwrap().health,
+            JobHealth::Complete
+        );
+        assert!(store.device("q1").unwrap().unwrap().current_job.is_none());
+    }
+
+    #[test]
+    fn device_must_be_free_good_and_matching() {
+        let (_dir, mut store) = lab();
+        store
+            .create_device_type(&NewDeviceType::named("bbb"))
+            .unwrap();
+        let mut bbb = NewDevice::new("bbb1", "bbb");
+        bbb.health = DeviceHealth::Good;
+        store.create_device(&bbb).unwrap();
+        let first = store.insert_job(&qemu_job()).unwrap();
+        let second = store.insert_job(&qemu_job()).unwrap();
+        store.schedule_job(first.id, "q1").unwrap();
+        let err = store.schedule_job(second.id, "q1").unwrap_err();
+        assert!(matches!(err, Error::DeviceUnavailable { .. }), "{err:?}");
+        assert!(matches!(
+            store.schedule_job(second.id, "bbb1"),
+            Err(Error::Invalid { .. })
+        ));
+        store
+            .set_device_health("q2", DeviceHealth::Unknown)
+            .unwrap();
+        assert!(matches!(
+            store.schedule_job(second.id, "q2"),
+            Err(Error::DeviceUnavailable { .. })
+        ));
+        // The failed attempts changed nothing.
+        assert_eq!(
+            store.job(second.id).unwrap().unwrap().state,
+            JobState::Submitted
+        );
+        assert_eq!(
+            device(&store, "q2"),
+            (DeviceState::Idle, DeviceHealth::Unknown)
+        );
+
+        // Tags: the device needs every tag of the job.
+        store.create_tag("usb", None).unwrap();
+        let mut tagged = qemu_job();
+        tagged.tags = vec!["usb".into()];
+        let tagged = store.insert_job(&tagged).unwrap();
+        store.set_device_health("q2", DeviceHealth::Good).unwrap();
+        assert!(matches!(
+            store.schedule_job(tagged.id, "q2"),
+            Err(Error::Invalid { .. })
+        ));
+        store.add_device_tag("q2", "usb").unwrap();
+        store.schedule_job(tagged.id, "q2").unwrap();
+    }
+
+    #[test]
+    fn health_checks_set_device_health() {
+        let (_dir, mut store) = lab();
+        store
+            .set_device_health("q1", DeviceHealth::Unknown)
+            .unwrap();
+        let (hc, changes) = store.insert_health_check("q1", &qemu_job()).unwrap();
+        assert!(hc.health_check);
+        assert_eq!(hc.state, JobState::Scheduled);
+        assert_eq!(changes.devices[0].state, DeviceState::Reserved);
+        store.start_job(hc.id).unwrap();
+        store.finish_job(hc.id, &JobEnd::complete()).unwrap();
+        assert_eq!(
+            device(&store, "q1"),
+            (DeviceState::Idle, DeviceHealth::Good)
+        );
+        assert_eq!(
+            store.device("q1").unwrap().unwrap().last_health_report_job,
+            Some(hc.id)
+        );
+
+        let (hc, _) = store.insert_health_check("q1", &qemu_job()).unwrap();
+        store.start_job(hc.id).unwrap();
+        store
+            .finish_job(hc.id, &JobEnd::incomplete(ErrorType::Test, "boot failed"))
+            .unwrap();
+        assert_eq!(device(&store, "q1"), (DeviceState::Idle, DeviceHealth::Bad));
+        let failed = store.job(hc.id).unwrap().unwrap();
+        assert_eq!(failed.failure_comment.as_deref(), Some("boot failed"));
+        assert_eq!(failed.error_type, Some(ErrorType::Test));
+
+        // Bad devices take nothing, not even health checks.
+        assert!(matches!(
+            store.insert_health_check("q1", &qemu_job()),
+            Err(Error::DeviceUnavailable { .. })
+        ));
+        // Looping stays Looping whatever the result.
+        store
+            .set_device_health("q1", DeviceHealth::Looping)
+            .unwrap();
+        let (hc, _) = store.insert_health_check("q1", &qemu_job()).unwrap();
+        store
+            .finish_job(hc.id, &JobEnd::incomplete(ErrorType::Infrastructure, "x"))
+            .unwrap();
+        assert_eq!(
+            device(&store, "q1"),
+            (DeviceState::Idle, DeviceHealth::Looping)
+        );
+        // A canceled health check makes the device Bad.
+        store.set_device_health("q1", DeviceHealth::Good).unwrap();
+        let (hc, _) = store.insert_health_check("q1", &qemu_job()).unwrap();
+        store.cancel_job(hc.id).unwrap();
+        store.finish_job(hc.id, &JobEnd::complete()).unwrap();
+        assert_eq!(
+            store.job(hc.id).unwrap().unwrap().health,
+            JobHealth::Canceled
+        );
+        assert_eq!(device(&store, "q1"), (DeviceState::Idle, DeviceHealth::Bad));
+    }
+
+    #[test]
+    fn infrastructure_errors_make_the_device_unknown() {
+        let (_dir, mut store) = lab();
+        let job = store.insert_job(&qemu_job()).unwrap();
+        store.schedule_job(job.id, "q1").unwrap();
+        store.start_job(job.id).unwrap();
+        let changes = store
+            .finish_job(
+                job.id,
+                &JobEnd::incomplete(ErrorType::Infrastructure, "serial closed"),
+            )
+            .unwrap();
+        assert_eq!(
+            changes.devices,
+            [DeviceChange {
+                hostname: "q1".into(),
+                state: DeviceState::Idle,
+                health: DeviceHealth::Unknown
+            }]
+        );
+        // A job error leaves the device's health alone.
+        let job = store.insert_job(&qemu_job()).unwrap();
+        store.schedule_job(job.id, "q2").unwrap();
+        store
+            .finish_job(job.id, &JobEnd::incomplete(ErrorType::Job, "bad url"))
+            .unwrap();
+        assert_eq!(
+            device(&store, "q2"),
+            (DeviceState::Idle, DeviceHealth::Good)
+        );
+        // Finishing without a health is refused.
+        let job = store.insert_job(&qemu_job()).unwrap();
+        let mut end = JobEnd::complete();
+        end.health = JobHealth::Unknown;
+        assert!(matches!(
+            store.finish_job(job.id, &end),
+            Err(Error::Invalid { .. })
+        ));
+    }
+
+    #[test]
+    fn cancel_follows_lava() {
+        let (_dir, mut store) = lab();
+        // Submitted → Finished/Canceled directly.
+        let queued = store.insert_job(&qemu_job()).unwrap();
+        let changes = store.cancel_job(queued.id).unwrap();
+        assert_eq!(changes.jobs[0].state, JobState::Finished);
+        assert_eq!(changes.jobs[0].health, JobHealth::Canceled);
+        let queued = store.job(queued.id).unwrap().unwrap();
+        assert!(queued.start_time.is_some() && queued.end_time.is_some());
+
+        // Running → Canceling; the end forces Canceled whatever the report.
+        let job = store.insert_job(&qemu_job()).unwrap();
+        store.schedule_job(job.id, "q1").unwrap();
+        store.start_job(job.id).unwrap();
+        let changes = store.cancel_job(job.id).unwrap();
+        assert_eq!(changes.jobs[0].state, JobState::Canceling);
+        assert!(changes.devices.is_empty());
+        assert_eq!(device(&store, "q1").0, DeviceState::Running);
+        assert!(store.cancel_job(job.id).unwrap().is_empty());
+        store.finish_job(job.id, &JobEnd::complete()).unwrap();
+        assert_eq!(
+            store.job(job.id).unwrap().unwrap().health,
+            JobHealth::Canceled
+        );
+        assert_eq!(device(&store, "q1").0, DeviceState::Idle);
+
+        // Retiring a device cancels its job.
+        let job = store.insert_job(&qemu_job()).unwrap();
+        store.schedule_job(job.id, "q2").unwrap();
+        let changes = store
+            .set_device_health("q2", DeviceHealth::Retired)
+            .unwrap();
+        assert_eq!(changes.jobs[0].state, JobState::Canceling);
+        assert_eq!(changes.devices[0].health, DeviceHealth::Retired);
+    }
+
+    #[test]
+    fn multinode_group_is_atomic_and_moves_together() {
+        let (_dir, mut store) = lab();
+        let jobs = store
+            .insert_multinode(&[qemu_job(), qemu_job()], "multinode yaml")
+            .unwrap();
+        assert_eq!(jobs.len(), 2);
+        let first = jobs[0].id;
+        assert_eq!(jobs[0].sub_id, Some(format!("{first}.0")));
+        assert_eq!(jobs[1].sub_id, Some(format!("{first}.1")));
+        assert_eq!(jobs[1].id.0, first.0 + 1);
+        assert_eq!(jobs[0].target_group, jobs[1].target_group);
+        assert_eq!(jobs[1].multinode_definition, "multinode yaml");
+        assert_eq!(
+            store
+                .job_by_sub_id(&format!("{first}.1"))
+                .unwrap()
+                .map(|j| j.id),
+            Some(jobs[1].id)
+        );
+
+        let changes = store.schedule_job(jobs[0].id, "q1").unwrap();
+        assert_eq!(changes.jobs[0].state, JobState::Scheduling);
+        let changes = store.schedule_job(jobs[1].id, "q2").unwrap();
+        let states: Vec<_> = changes.jobs.iter().map(|j| (j.id, j.state)).collect();
+        assert!(states.contains(&(jobs[0].id, JobState::Scheduled)));
+        assert!(states.contains(&(jobs[1].id, JobState::Scheduled)));
+
+        // An essential role failing cancels the peers.
+        store.start_job(jobs[0].id).unwrap();
+        store.start_job(jobs[1].id).unwrap();
+        let mut end = JobEnd::incomplete(ErrorType::Test, "server died");
+        end.cancel_peers = true;
+        let changes = store.finish_job(jobs[0].id, &end).unwrap();
+        assert!(
+            changes
+                .jobs
+                .iter()
+                .any(|j| j.id == jobs[1].id && j.state == JobState::Canceling)
+        );
+
+        // A sub-job that fails to insert leaves no partial group behind.
+        let mut bad = qemu_job();
+        bad.requested_device_type = Some("nope".into());
+        let before = store.count_jobs(&JobFilter::default()).unwrap();
+        assert!(matches!(
+            store.insert_multinode(&[qemu_job(), bad], "x"),
+            Err(Error::NotFound {
+                kind: "device type",
+                ..
+            })
+        ));
+        assert_eq!(store.count_jobs(&JobFilter::default()).unwrap(), before);
+
+        // Canceling one sub-job cancels the group.
+        let group = store
+            .insert_multinode(&[qemu_job(), qemu_job()], "x")
+            .unwrap();
+        let changes = store.cancel_job(group[1].id).unwrap();
+        assert_eq!(changes.jobs.len(), 2);
+        assert!(changes.jobs.iter().all(|j| j.health == JobHealth::Canceled));
+    }
+
+    #[test]
+    fn insert_validates_references() {
+        let (_dir, mut store) = lab();
+        let mut job = qemu_job();
+        job.submitter = "nobody".into();
+        assert!(matches!(
+            store.insert_job(&job),
+            Err(Error::NotFound { kind: "user", .. })
+        ));
+        let mut job = qemu_job();
+        job.tags = vec!["missing".into()];
+        assert!(matches!(
+            store.insert_job(&job),
+            Err(Error::NotFound { kind: "tag", .. })
+        ));
+        let mut job = qemu_job();
+        job.visibility = Visibility::Group(vec!["ghosts".into()]);
+        assert!(matches!(
+            store.insert_job(&job),
+            Err(Error::NotFound { kind: "group", .. })
+        ));
+        store.add_alias("kvm", "qemu").unwrap();
+        let mut job = qemu_job();
+        job.requested_device_type = Some("kvm".into());
+        let job = store.insert_job(&job).unwrap();
+        assert_eq!(job.requested_device_type.as_deref(), Some("qemu"));
+        assert_eq!(store.count_jobs(&JobFilter::default()).unwrap(), 1);
+        assert!(matches!(
+            store.start_job(JobId(999)),
+            Err(Error::NotFound { kind: "job", .. })
+        ));
+    }
+
+    #[test]
+    fn list_filters_orders_and_paginates() {
+        let (_dir, mut store) = lab();
+        store.create_user(&NewUser::named("bob")).unwrap();
+        store.create_group("lab").unwrap();
+        store.add_group_member("lab", "bob").unwrap();
+        let mut ids = Vec::new();
+        for i in 0..5 {
+            let mut job = qemu_job();
+            job.visibility = match i {
+                0 => Visibility::Personal,
+                1 => Visibility::Group(vec!["lab".into()]),
+                _ => Visibility::Public,
+            };
+            ids.push(store.insert_job(&job).unwrap().id);
+        }
+        store.cancel_job(ids[4]).unwrap();
+
+        let all = store.jobs(&JobFilter::default()).unwrap();
+        assert_eq!(
+            all.iter().map(|j| j.id).collect::<Vec<_>>(),
+            ids.iter().rev().copied().collect::<Vec<_>>()
+        );
+        let page = store
+            .jobs(&JobFilter {
+                order: JobOrder {
+                    field: JobOrderField::SubmitTime,
+                    descending: false,
+                },
+                offset: 1,
+                limit: Some(2),
+                ..JobFilter::default()
+            })
+            .unwrap();
+        assert_eq!(page.iter().map(|j| j.id).collect::<Vec<_>>(), &ids[1..3]);
+        let finished = JobFilter {
+            states: vec![JobState::Finished],
+            health: Some(JobHealth::Canceled),
+            ..JobFilter::default()
+        };
+        assert_eq!(store.count_jobs(&finished).unwrap(), 1);
+        let submitted = JobFilter {
+            states: vec![JobState::Submitted],
+            submitter: Some("alice".into()),
+            requested_device_type: Some("qemu".into()),
+            ..JobFilter::default()
+        };
+        assert_eq!(store.count_jobs(&submitted).unwrap(), 4);
+
+        let anonymous = JobFilter {
+            viewer: Viewer::Anonymous,
+            ..JobFilter::default()
+        };
+        assert_eq!(store.count_jobs(&anonymous).unwrap(), 3);
+        let bob = store.user("bob").unwrap().unwrap().id;
+        let alice = store.user("alice").unwrap().unwrap().id;
+        let as_bob = JobFilter {
+            viewer: Viewer::User(bob),
+            ..JobFilter::default()
+        };
+        assert_eq!(store.count_jobs(&as_bob).unwrap(), 4);
+        assert!(!store.can_view_job(ids[0], Viewer::User(bob)).unwrap());
+        assert!(store.can_view_job(ids[0], Viewer::User(alice)).unwrap());
+        assert!(store.can_view_job(ids[1], Viewer::User(bob)).unwrap());
+        assert!(!store.can_view_job(ids[1], Viewer::Anonymous).unwrap());
+        assert_eq!(
+            store.job(ids[1]).unwrap().unwrap().visibility,
+            Visibility::Group(vec!["lab".into()])
+        );
+    }
+
+    #[test]
+    fn queue_timeout_and_snapshot() {
+        let (_dir, mut store) = lab();
+        let mut low = qemu_job();
+        low.priority = Priority::new(10).unwrap();
+        low.queue_timeout = Some(Duration::from_secs(60));
+        let low = store.insert_job(&low).unwrap();
+        let mut high = qemu_job();
+        high.priority = Priority::new(90).unwrap();
+        let high = store.insert_job(&high).unwrap();
+
+        let snap = store.scheduler_snapshot().unwrap();
+        assert_eq!(
+            snap.queued.iter().map(|q| q.id).collect::<Vec<_>>(),
+            [high.id, low.id]
+        );
+        assert_eq!(snap.devices.len(), 2);
+        assert_eq!(snap.devices[0].device.hostname, "q1");
+        assert_eq!(snap.device_types[0].name, "qemu");
+
+        // A health check then two jobs on q1.
+        let (hc, _) = store.insert_health_check("q1", &qemu_job()).unwrap();
+        store.finish_job(hc.id, &JobEnd::complete()).unwrap();
+        store.schedule_job(high.id, "q1").unwrap();
+        store.finish_job(high.id, &JobEnd::complete()).unwrap();
+        let snap = store.scheduler_snapshot().unwrap();
+        assert_eq!(snap.devices[0].jobs_since_health_check, 1);
+        assert!(snap.devices[0].last_health_check_end.is_some());
+        assert_eq!(snap.devices[1].last_health_check_end, None);
+
+        assert!(
+            store
+                .cancel_expired_jobs(now() + Duration::from_secs(30))
+                .unwrap()
+                .is_empty()
+        );
+        let changes = store
+            .cancel_expired_jobs(now() + Duration::from_secs(120))
+            .unwrap();
+        assert_eq!(changes.jobs.len(), 1);
+        assert_eq!(changes.jobs[0].id, low.id);
+        assert_eq!(changes.jobs[0].health, JobHealth::Canceled);
+    }
+
+    #[test]
+    fn results_metadata_and_log_index() {
+        let (_dir, mut store) = lab();
+        let job = store.insert_job(&qemu_job()).unwrap();
+        let mut measured = NewTestCase::new("0_smoke", "latency", TestResult::Pass);
+        measured.measurement = Some(12.5);
+        measured.units = "ms".into();
+        measured.test_set = Some("net".into());
+        measured.start_log_line = Some(10);
+        measured.end_log_line = Some(12);
+        measured.metadata = Some("{case: latency}".into());
+        let ids = store
+            .insert_test_cases(
+                job.id,
+                &[
+                    NewTestCase::new("lava", "job", TestResult::Pass),
+                    measured,
+                    NewTestCase::new("0_smoke", "boot", TestResult::Fail),
+                ],
+            )
+            .unwrap();
+        assert_eq!(ids.len(), 3);
+        let suites = store.test_suites(job.id).unwrap();
+        assert_eq!(
+            suites.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+            ["lava", "0_smoke"]
+        );
+        assert_eq!(store.count_test_cases(job.id, None).unwrap(), 3);
+        assert_eq!(store.count_test_cases(job.id, Some("0_smoke")).unwrap(), 2);
+        let smoke = store.test_cases(job.id, Some("0_smoke"), 0, None).unwrap();
+        assert_eq!(smoke[0].measurement, Some(12.5));
+        assert_eq!(smoke[0].test_set.as_deref(), Some("net"));
+        assert_eq!(smoke[0].end_log_line, Some(12));
+        assert_eq!(smoke[1].result, TestResult::Fail);
+        let page = store.test_cases(job.id, None, 1, Some(1)).unwrap();
+        assert_eq!(page[0].id, ids[1]);
+        assert_eq!(store.test_case(ids[2]).unwrap().unwrap().name, "boot");
+        // A bad case rolls the whole batch back.
+        assert!(
+            store
+                .insert_test_cases(
+                    job.id,
+                    &[
+                        NewTestCase::new("x", "ok", TestResult::Pass),
+                        NewTestCase::new("x", "", TestResult::Pass)
+                    ]
+                )
+                .is_err()
+        );
+        assert_eq!(store.count_test_cases(job.id, None).unwrap(), 3);
+        assert!(matches!(
+            store.insert_test_cases(JobId(999), &[]),
+            Err(Error::NotFound { .. })
+        ));
+
+        store
+            .set_job_metadata(
+                job.id,
+                &[
+                    ("boot.commands".into(), "ramdisk".into()),
+                    ("source".into(), "a".into()),
+                    ("source".into(), "b".into()),
+                ],
+            )
+            .unwrap();
+        assert_eq!(
+            store.job_metadata(job.id).unwrap(),
+            [
+                ("boot.commands".to_string(), "ramdisk".to_string()),
+                ("source".to_string(), "b".to_string())
+            ]
+        );
+
+        assert_eq!(store.job_log(job.id).unwrap(), None);
+        let entry = store
+            .register_job_log(job.id, std::path::Path::new("jobs/1/output.yaml"))
+            .unwrap();
+        assert!(!entry.finished);
+        store.finish_job_log(job.id).unwrap();
+        let entry = store.job_log(job.id).unwrap().unwrap();
+        assert!(entry.finished);
+        assert_eq!(entry.path, std::path::Path::new("jobs/1/output.yaml"));
+    }
+
+    #[test]
+    fn check_constraints_guard_the_state_invariants() {
+        let (_dir, mut store) = lab();
+        let job = store.insert_job(&qemu_job()).unwrap();
+        // Finished without a health (or health without Finished) is refused by the schema.
+        let err = store
+            .conn
+            .execute("UPDATE jobs SET state = 5 WHERE id = ?1", [job.id.0])
+            .step("forcing a bad state")
+            .unwrap_err();
+        assert!(matches!(err, Error::Constraint { .. }), "{err:?}");
+        let err = store
+            .conn
+            .execute("UPDATE jobs SET priority = 101 WHERE id = ?1", [job.id.0])
+            .step("forcing a bad priority")
+            .unwrap_err();
+        assert!(matches!(err, Error::Constraint { .. }), "{err:?}");
+    }
 }
