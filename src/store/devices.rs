@@ -129,9 +129,15 @@ pub struct DeviceTypeUpdate {
     pub owners_only: Option<bool>,
 }
 
+/// A tag's row id (the REST API lists tags by id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TagId(pub i64);
+
 /// A device tag.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tag {
+    /// Row id.
+    pub id: TagId,
     /// Unique name.
     pub name: String,
     /// Free text.
@@ -524,6 +530,21 @@ impl Store {
         })
     }
 
+    /// Deletes a device type; refused ([`Error::Constraint`]) while devices or jobs use it.
+    pub fn delete_device_type(&mut self, name: &str) -> Result<(), Error> {
+        let n = self
+            .conn
+            .execute("DELETE FROM device_types WHERE name = ?1", [name])
+            .step("deleting a device type")?;
+        if n == 0 {
+            return Err(Error::NotFound {
+                kind: "device type",
+                name: name.to_owned(),
+            });
+        }
+        Ok(())
+    }
+
     /// Makes `alias` another name for `device_type`.
     pub fn add_alias(&mut self, alias: &str, device_type: &str) -> Result<(), Error> {
         let tx = self.write_tx("adding an alias")?;
@@ -581,6 +602,7 @@ impl Store {
             )
             .map_err(unique_or("tag", name, "creating a tag"))?;
         Ok(Tag {
+            id: TagId(self.conn.last_insert_rowid()),
             name: name.to_owned(),
             description: description.map(str::to_owned),
         })
@@ -590,12 +612,13 @@ impl Store {
     pub fn tags(&self) -> Result<Vec<Tag>, Error> {
         let mut stmt = self
             .conn
-            .prepare("SELECT name, description FROM tags ORDER BY name")
+            .prepare("SELECT id, name, description FROM tags ORDER BY name")
             .step("listing tags")?;
         stmt.query_map([], |r| {
             Ok(Tag {
-                name: r.get(0)?,
-                description: r.get(1)?,
+                id: TagId(r.get(0)?),
+                name: r.get(1)?,
+                description: r.get(2)?,
             })
         })
         .step("listing tags")?
@@ -703,6 +726,25 @@ impl Store {
         rows.into_iter()
             .map(|raw| finish_device(&self.conn, raw))
             .collect()
+    }
+
+    /// Deletes a device; refused while a job holds it. Its finished jobs keep their
+    /// history without a device.
+    pub fn delete_device(&mut self, hostname: &str) -> Result<(), Error> {
+        let tx = self.write_tx("deleting a device")?;
+        let device = read_device(&tx, hostname)?.ok_or_else(|| Error::NotFound {
+            kind: "device",
+            name: hostname.to_owned(),
+        })?;
+        if let Some(job) = device.current_job {
+            return Err(Error::Invalid {
+                what: "device deletion",
+                reason: format!("job {job} holds device `{hostname}`; cancel it first"),
+            });
+        }
+        tx.execute("DELETE FROM devices WHERE hostname = ?1", [hostname])
+            .step("deleting a device")?;
+        tx.commit().step("deleting a device")
     }
 
     /// Replaces the device dictionary of `hostname`.

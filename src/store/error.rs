@@ -182,3 +182,40 @@ pub(crate) fn unique_or(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::Error;
+    use crate::model::{DeviceHealth, DeviceState, JobId, JobState};
+
+    #[test]
+    fn display_strings() {
+        insta::assert_snapshot!(
+            Error::TooNew { path: PathBuf::from("/var/lib/lavabox/lavabox.db"), found: 7, supported: 1 },
+            @"database /var/lib/lavabox/lavabox.db has schema version 7, newer than the 1 this lavabox supports; run a newer lavabox or restore a backup (the database was not changed)"
+        );
+        insta::assert_snapshot!(
+            Error::NotFound { kind: "device type", name: "bbb".into() },
+            @"device type `bbb` not found"
+        );
+        insta::assert_snapshot!(
+            Error::AlreadyExists { kind: "user", name: "alice".into() },
+            @"user `alice` already exists"
+        );
+        insta::assert_snapshot!(
+            Error::DeviceUnavailable {
+                hostname: "bbb01".into(),
+                state: DeviceState::Running,
+                health: DeviceHealth::Good,
+                job: JobId(12),
+            },
+            @"device `bbb01` is Running with health Good; it cannot take job 12"
+        );
+        insta::assert_snapshot!(
+            Error::Transition { job: JobId(3), from: JobState::Submitted, to: JobState::Running },
+            @"job 3 cannot go from Submitted to Running"
+        );
+    }
+}

@@ -159,12 +159,7 @@ impl Entry {
             .to_offset(time::UtcOffset::UTC)
             .format(DT)
             .unwrap_or_default();
-        // serde_json output is valid double-quoted YAML; escape the few characters YAML
-        // treats as line breaks but JSON leaves raw.
-        let msg = to_flow(msg)
-            .replace('\u{85}', "\\N")
-            .replace('\u{2028}', "\\L")
-            .replace('\u{2029}', "\\P");
+        let msg = to_flow(msg);
         let mut line = format!(
             "- {{\"dt\": \"{dt}\", \"lvl\": \"{}\", \"msg\": {msg}",
             self.lvl.as_str()
@@ -178,7 +173,10 @@ impl Entry {
     }
 }
 
-/// JSON with PyYAML's flow-style separators (`", "` and `": "`), on one line.
+/// JSON with PyYAML's flow-style separators (`", "` and `": "`), on one line, with every
+/// character YAML does not accept raw (DEL, C1 controls, line and paragraph separators,
+/// non-characters) escaped as `\uXXXX`, which both JSON and YAML read back. Console output
+/// is full of such bytes, and one raw DEL would make the whole file unreadable to PyYAML.
 fn to_flow(value: &serde_json::Value) -> String {
     use serde::Serialize;
     let mut out = Vec::new();
@@ -186,7 +184,27 @@ fn to_flow(value: &serde_json::Value) -> String {
     if value.serialize(&mut ser).is_err() {
         return "null".to_owned();
     }
-    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+    let text = String::from_utf8(out)
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+    if text.chars().all(yaml_printable) {
+        return text;
+    }
+    let mut escaped = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if yaml_printable(c) {
+            escaped.push(c);
+        } else {
+            // Only inside strings: serde_json escapes nothing outside them.
+            escaped.push_str(&format!("\\u{:04x}", u32::from(c)));
+        }
+    }
+    escaped
+}
+
+/// Whether YAML accepts `c` raw inside a double-quoted scalar on one line.
+fn yaml_printable(c: char) -> bool {
+    matches!(c, '\t' | '\u{20}'..='\u{7e}' | '\u{a0}'..='\u{2027}' | '\u{202a}'..='\u{d7ff}' | '\u{e000}'..='\u{fffd}' | '\u{10000}'..)
+        && c != '\u{feff}'
 }
 
 /// serde_json formatter writing `{"a": 1, "b": [1, 2]}`.
@@ -253,14 +271,21 @@ impl JobLogWriter {
             .open(&path)
             .map_err(open_err)?;
         if !existed {
-            // Make the new directory entry durable too.
+            // Make the new directory entries durable too: the file's, and the job
+            // directory's in its parent.
+            let sync_err = |source| Error::Sync {
+                path: path.clone(),
+                source,
+            };
             if let Some(dir) = dir {
                 File::open(dir)
                     .and_then(|d| d.sync_all())
-                    .map_err(|source| Error::Sync {
-                        path: path.clone(),
-                        source,
-                    })?;
+                    .map_err(sync_err)?;
+                if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    File::open(parent)
+                        .and_then(|d| d.sync_all())
+                        .map_err(sync_err)?;
+                }
             }
         }
         let (lines, complete) = scan(&mut file, &path)?;
@@ -486,6 +511,11 @@ mod tests {
         assert_eq!(
             feedback.to_line(),
             r#"- {"dt": "2023-01-12T10:00:00.123456", "lvl": "feedback", "msg": "x\"y\n", "ns": "common"}"#
+        );
+        let odd = entry("del\u{7f} nel\u{85} ls\u{2028} bom\u{feff} é");
+        assert_eq!(
+            odd.to_line(),
+            r#"- {"dt": "2023-01-12T10:00:00.123456", "lvl": "info", "msg": "del\u007f nel\u0085 ls\u2028 bom\ufeff é"}"#
         );
         let long = entry(&"a".repeat(1_000_001));
         assert!(long.to_line().contains("<line way too long ...>"));

@@ -284,8 +284,8 @@ pub struct JobFilter {
     pub health: Option<JobHealth>,
     /// Only jobs of this submitter (username).
     pub submitter: Option<String>,
-    /// Only jobs requesting this device type.
-    pub requested_device_type: Option<String>,
+    /// Only jobs requesting one of these device types (any, if empty).
+    pub requested_device_types: Vec<String>,
     /// Only jobs scheduled on this device.
     pub actual_device: Option<String>,
     /// Only health checks (true) or only other jobs (false).
@@ -920,9 +920,13 @@ fn filter_sql(filter: &JobFilter, sql: &mut String, args: &mut Vec<Value>) {
         args.push(Value::Text(name.clone()));
         sql.push_str(&format!(" AND u.username = ?{}", args.len()));
     }
-    if let Some(name) = &filter.requested_device_type {
-        args.push(Value::Text(name.clone()));
-        sql.push_str(&format!(" AND t.name = ?{}", args.len()));
+    if !filter.requested_device_types.is_empty() {
+        let mut slots = Vec::new();
+        for name in &filter.requested_device_types {
+            args.push(Value::Text(name.clone()));
+            slots.push(format!("?{}", args.len()));
+        }
+        sql.push_str(&format!(" AND t.name IN ({})", slots.join(", ")));
     }
     if let Some(name) = &filter.actual_device {
         args.push(Value::Text(name.clone()));
@@ -1824,7 +1828,7 @@ mod tests {
         let submitted = JobFilter {
             states: vec![JobState::Submitted],
             submitter: Some("alice".into()),
-            requested_device_type: Some("qemu".into()),
+            requested_device_types: vec!["qemu".into(), "other".into()],
             ..JobFilter::default()
         };
         assert_eq!(store.count_jobs(&submitted).unwrap(), 4);

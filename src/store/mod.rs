@@ -32,7 +32,7 @@ use time::macros::format_description;
 pub use asyncstore::AsyncStore;
 pub use devices::{
     Device, DeviceType, DeviceTypeUpdate, DeviceUpdate, HealthDenominator, NewDevice,
-    NewDeviceType, Tag,
+    NewDeviceType, Tag, TagId,
 };
 pub use error::Error;
 pub use jobs::Job;
@@ -69,8 +69,7 @@ impl Store {
     fn open_with(path: &Path, migrations: &[&str]) -> Result<Store, Error> {
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX
-            | OpenFlags::SQLITE_OPEN_URI;
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let mut conn = Connection::open_with_flags(path, flags).map_err(|source| Error::Open {
             path: path.to_owned(),
             source,
