@@ -339,6 +339,16 @@ impl Config {
         self.data_dir.join("jobs")
     }
 
+    /// The directory of one job's files.
+    pub fn job_dir(&self, job: crate::model::JobId) -> PathBuf {
+        self.jobs_dir().join(job.to_string())
+    }
+
+    /// One job's log file, named as in LAVA.
+    pub fn job_log_path(&self, job: crate::model::JobId) -> PathBuf {
+        self.job_dir(job).join("output.yaml")
+    }
+
     /// The template directories as the device-type checker takes them.
     pub fn template_dir_refs(&self) -> Vec<&Path> {
         self.template_dirs.iter().map(PathBuf::as_path).collect()
@@ -402,6 +412,10 @@ mod tests {
         assert_eq!(
             config.database_path(),
             PathBuf::from("lavabox-data/lavabox.db")
+        );
+        assert_eq!(
+            config.job_log_path(crate::model::JobId(12)),
+            PathBuf::from("lavabox-data/jobs/12/output.yaml")
         );
     }
 

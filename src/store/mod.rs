@@ -312,6 +312,32 @@ mod tests {
     }
 
     #[test]
+    fn concurrent_handles_share_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        // Several handles open a fresh file at once: one migrates, the others wait.
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    let mut store = Store::open(&path).unwrap();
+                    for i in 0..10 {
+                        store
+                            .create_user(&NewUser::named(format!("u{t}-{i}")))
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.users().unwrap().len(), 40);
+        assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+    }
+
+    #[test]
     fn timestamps_round_trip() {
         let t = now();
         let text = ts_to_sql(t);
