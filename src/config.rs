@@ -1,1 +1,498 @@
-//! Appliance configuration: TOML file → validated, typed `Config`.
+//! Appliance configuration: TOML file → validated, typed [`Config`].
+//!
+//! Two stages, as ripgrep's LowArgs → HiArgs: [`RawConfig`] mirrors the file one to one
+//! (`deny_unknown_fields`, everything optional), and [`Config::from_raw`] resolves defaults,
+//! relative paths and addresses into the typed [`Config`] the rest of the program uses.
+//! Nothing else reads the file or the environment; command-line overrides arrive as
+//! [`Overrides`].
+//!
+//! Where the file comes from: `--config PATH` if given (it must exist), else
+//! [`SYSTEM_CONFIG`] if it exists, else built-in defaults (a development setup:
+//! `./lavabox-data`, `127.0.0.1:8000`). Relative paths in a file are relative to the file's
+//! directory.
+//!
+//! ```toml
+//! instance = "lab-pi"
+//! listen = "0.0.0.0:80"
+//! data_dir = "/var/lib/lavabox"
+//! log = "info,lavabox=debug"
+//! template_dirs = ["/etc/lavabox/device-types", "/usr/share/lavabox/device-types"]
+//!
+//! [tftp]
+//! root = "/srv/tftp"
+//!
+//! [events]
+//! zmq_port = 5500
+//! topic = "org.lavabox"
+//!
+//! [smtp]
+//! relay = "mail.example.com:25"
+//! from = "lavabox@example.com"
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The configuration file read when no `--config` is given, if it exists.
+pub const SYSTEM_CONFIG: &str = "/etc/lavabox/lavabox.toml";
+
+/// Why the configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The file could not be read.
+    #[error("cannot read configuration file {path}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has unknown or mistyped fields.
+    #[error("{path}: line {line}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line of the problem.
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// A value is well-formed TOML but not usable.
+    #[error("{path}: `{field}`: {reason}")]
+    Invalid {
+        /// The file (or `<defaults>` / `<command line>`).
+        path: PathBuf,
+        /// The dotted field name.
+        field: &'static str,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The file as written: every field optional, unknown fields refused.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// Instance name shown in the UI, e-mails and events.
+    pub instance: Option<String>,
+    /// HTTP listen address, `ADDR:PORT`.
+    pub listen: Option<String>,
+    /// Directory for the database, job logs and job files.
+    pub data_dir: Option<PathBuf>,
+    /// `tracing` filter, e.g. `info,lavabox=debug`.
+    pub log: Option<String>,
+    /// Device-type template directories, searched in order.
+    pub template_dirs: Option<Vec<PathBuf>>,
+    /// TFTP section.
+    pub tftp: Option<RawTftp>,
+    /// Event publishing section.
+    pub events: Option<RawEvents>,
+    /// E-mail notification section.
+    pub smtp: Option<RawSmtp>,
+}
+
+/// `[tftp]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTftp {
+    /// Root directory served over TFTP.
+    pub root: Option<PathBuf>,
+    /// TFTP listen address.
+    pub listen: Option<String>,
+}
+
+/// `[events]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEvents {
+    /// ZMQ publisher port.
+    pub zmq_port: Option<u16>,
+    /// Event topic prefix.
+    pub topic: Option<String>,
+}
+
+/// `[smtp]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSmtp {
+    /// Relay, `HOST:PORT`.
+    pub relay: Option<String>,
+    /// Sender address.
+    pub from: Option<String>,
+}
+
+/// Validated configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// The file it came from, if any.
+    pub source: Option<PathBuf>,
+    /// Instance name.
+    pub instance: String,
+    /// HTTP listen address.
+    pub listen: SocketAddr,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// `tracing` filter directives.
+    pub log_filter: String,
+    /// Device-type template directories, searched in order.
+    pub template_dirs: Vec<PathBuf>,
+    /// TFTP settings.
+    pub tftp: TftpConfig,
+    /// Event settings.
+    pub events: EventsConfig,
+    /// E-mail notifications, if configured.
+    pub smtp: Option<SmtpConfig>,
+}
+
+/// TFTP settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TftpConfig {
+    /// Root directory served (default `<data_dir>/tftp`).
+    pub root: PathBuf,
+    /// Listen address (default `0.0.0.0:69`).
+    pub listen: SocketAddr,
+}
+
+/// Event publishing settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventsConfig {
+    /// ZMQ publisher port (LAVA's default 5500).
+    pub zmq_port: u16,
+    /// Topic prefix (default `org.lavabox`).
+    pub topic: String,
+}
+
+/// E-mail notification settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmtpConfig {
+    /// Relay, `HOST:PORT`.
+    pub relay: String,
+    /// Sender address.
+    pub from: String,
+}
+
+/// Command-line values that win over the file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Overrides {
+    /// `--data DIR`.
+    pub data_dir: Option<PathBuf>,
+    /// `serve --listen ADDR:PORT`.
+    pub listen: Option<SocketAddr>,
+}
+
+/// Default HTTP address without a configuration file (development).
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8000";
+/// Default data directory without a configuration file (development).
+pub const DEFAULT_DATA_DIR: &str = "lavabox-data";
+/// Default ZMQ publisher port, as LAVA.
+pub const DEFAULT_ZMQ_PORT: u16 = 5500;
+/// Default event topic.
+pub const DEFAULT_TOPIC: &str = "org.lavabox";
+
+impl Config {
+    /// Reads `explicit` (which must exist), else [`SYSTEM_CONFIG`] if it exists, else uses
+    /// the defaults; then applies `overrides`.
+    pub fn load(explicit: Option<&Path>, overrides: &Overrides) -> Result<Config, Error> {
+        let path = match explicit {
+            Some(path) => Some(path.to_owned()),
+            None => Some(PathBuf::from(SYSTEM_CONFIG)).filter(|p| p.is_file()),
+        };
+        let mut config = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(&path).map_err(|source| Error::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                Config::from_toml(&text, &path)?
+            }
+            None => Config::from_raw(RawConfig::default(), None)?,
+        };
+        config.apply(overrides);
+        Ok(config)
+    }
+
+    /// Parses and validates `text`, read from `path`.
+    pub fn from_toml(text: &str, path: &Path) -> Result<Config, Error> {
+        let raw: RawConfig = toml::from_str(text).map_err(|err| Error::Parse {
+            path: path.to_owned(),
+            line: err.span().map_or(1, |span| line_of(text, span.start)),
+            message: err.message().trim_end().to_owned(),
+        })?;
+        Config::from_raw(raw, Some(path))
+    }
+
+    /// Validates `raw`; relative paths are resolved against `path`'s directory.
+    pub fn from_raw(raw: RawConfig, path: Option<&Path>) -> Result<Config, Error> {
+        let origin = path.map_or_else(|| PathBuf::from("<defaults>"), Path::to_owned);
+        let invalid = |field: &'static str, reason: String| Error::Invalid {
+            path: origin.clone(),
+            field,
+            reason,
+        };
+        let base = path
+            .and_then(Path::parent)
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(Path::to_owned);
+        let resolve = |p: PathBuf| match &base {
+            Some(base) if p.is_relative() => base.join(p),
+            _ => p,
+        };
+
+        let instance = raw.instance.unwrap_or_else(|| "lavabox".to_owned());
+        if instance.trim().is_empty() {
+            return Err(invalid("instance", "must not be empty".into()));
+        }
+        let listen = parse_addr(raw.listen.as_deref().unwrap_or(DEFAULT_LISTEN))
+            .map_err(|reason| invalid("listen", reason))?;
+        let data_dir = resolve(
+            raw.data_dir
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+        );
+        if data_dir.as_os_str().is_empty() {
+            return Err(invalid("data_dir", "must not be empty".into()));
+        }
+        let log_filter = raw.log.unwrap_or_else(|| "info".to_owned());
+        tracing_subscriber::EnvFilter::try_new(&log_filter)
+            .map_err(|err| invalid("log", format!("`{log_filter}` is not a filter: {err}")))?;
+        let template_dirs = match raw.template_dirs {
+            Some(dirs) if dirs.is_empty() => {
+                return Err(invalid(
+                    "template_dirs",
+                    "must list at least one directory".into(),
+                ));
+            }
+            Some(dirs) => dirs.into_iter().map(resolve).collect(),
+            None => default_template_dirs(),
+        };
+        let tftp = raw.tftp.unwrap_or_default();
+        let tftp = TftpConfig {
+            root: tftp
+                .root
+                .map(resolve)
+                .unwrap_or_else(|| data_dir.join("tftp")),
+            listen: parse_addr(tftp.listen.as_deref().unwrap_or("0.0.0.0:69"))
+                .map_err(|reason| invalid("tftp.listen", reason))?,
+        };
+        let events = raw.events.unwrap_or_default();
+        let events = EventsConfig {
+            zmq_port: events.zmq_port.unwrap_or(DEFAULT_ZMQ_PORT),
+            topic: events.topic.unwrap_or_else(|| DEFAULT_TOPIC.to_owned()),
+        };
+        if events.zmq_port == 0 {
+            return Err(invalid("events.zmq_port", "must not be 0".into()));
+        }
+        if events.topic.trim().is_empty() {
+            return Err(invalid("events.topic", "must not be empty".into()));
+        }
+        let smtp = match raw.smtp {
+            None => None,
+            Some(smtp) => {
+                let relay = smtp
+                    .relay
+                    .ok_or_else(|| invalid("smtp.relay", "is required in [smtp]".into()))?;
+                if !relay.contains(':') {
+                    return Err(invalid("smtp.relay", format!("`{relay}` is not HOST:PORT")));
+                }
+                let from = smtp.from.unwrap_or_else(|| format!("lavabox@{instance}"));
+                if !from.contains('@') {
+                    return Err(invalid("smtp.from", format!("`{from}` is not an address")));
+                }
+                Some(SmtpConfig { relay, from })
+            }
+        };
+        Ok(Config {
+            source: path.map(Path::to_owned),
+            instance,
+            listen,
+            data_dir,
+            log_filter,
+            template_dirs,
+            tftp,
+            events,
+            smtp,
+        })
+    }
+
+    /// Applies command-line overrides.
+    pub fn apply(&mut self, overrides: &Overrides) {
+        if let Some(dir) = &overrides.data_dir {
+            if self.tftp.root == self.data_dir.join("tftp") {
+                self.tftp.root = dir.join("tftp");
+            }
+            self.data_dir = dir.clone();
+        }
+        if let Some(listen) = overrides.listen {
+            self.listen = listen;
+        }
+    }
+
+    /// The SQLite database file.
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join("lavabox.db")
+    }
+
+    /// The directory holding one sub-directory of files per job (logs included).
+    pub fn jobs_dir(&self) -> PathBuf {
+        self.data_dir.join("jobs")
+    }
+
+    /// The directory of one job's files.
+    pub fn job_dir(&self, job: crate::model::JobId) -> PathBuf {
+        self.jobs_dir().join(job.to_string())
+    }
+
+    /// One job's log file, named as in LAVA.
+    pub fn job_log_path(&self, job: crate::model::JobId) -> PathBuf {
+        self.job_dir(job).join("output.yaml")
+    }
+
+    /// The template directories as the device-type checker takes them.
+    pub fn template_dir_refs(&self) -> Vec<&Path> {
+        self.template_dirs.iter().map(PathBuf::as_path).collect()
+    }
+}
+
+/// 1-based line number of byte `offset` in `text`.
+fn line_of(text: &str, offset: usize) -> usize {
+    let end = offset.min(text.len());
+    text.as_bytes()[..end]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+fn parse_addr(text: &str) -> Result<SocketAddr, String> {
+    text.parse()
+        .map_err(|_| format!("`{text}` is not an ADDRESS:PORT such as 0.0.0.0:80"))
+}
+
+/// `/etc/lavabox/device-types`, then the templates shipped with lavabox: next to the
+/// binary, in the source tree it was built from, or `/usr/share/lavabox/device-types`.
+/// Only existing directories are kept, unless none exists.
+pub fn default_template_dirs() -> Vec<PathBuf> {
+    let mut candidates = vec![PathBuf::from("/etc/lavabox/device-types")];
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(Path::to_owned))
+    {
+        candidates.push(dir.join("device-types"));
+    }
+    candidates.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("device-types"));
+    candidates.push(PathBuf::from("/usr/share/lavabox/device-types"));
+    let existing: Vec<PathBuf> = candidates.iter().filter(|d| d.is_dir()).cloned().collect();
+    if existing.is_empty() {
+        candidates
+    } else {
+        existing
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, Error> {
+        Config::from_toml(text, Path::new("/etc/lavabox/lavabox.toml"))
+    }
+
+    #[test]
+    fn defaults_without_a_file() {
+        let config = Config::from_raw(RawConfig::default(), None).unwrap();
+        assert_eq!(config.listen, DEFAULT_LISTEN.parse().unwrap());
+        assert_eq!(config.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
+        assert_eq!(config.events.zmq_port, 5500);
+        assert_eq!(config.events.topic, "org.lavabox");
+        assert_eq!(config.tftp.root, PathBuf::from("lavabox-data/tftp"));
+        assert!(config.smtp.is_none());
+        assert!(!config.template_dirs.is_empty());
+        assert_eq!(
+            config.database_path(),
+            PathBuf::from("lavabox-data/lavabox.db")
+        );
+        assert_eq!(
+            config.job_log_path(crate::model::JobId(12)),
+            PathBuf::from("lavabox-data/jobs/12/output.yaml")
+        );
+    }
+
+    #[test]
+    fn full_file_and_relative_paths() {
+        let config = parse(
+            r#"
+instance = "lab-pi"
+listen = "0.0.0.0:80"
+data_dir = "data"
+log = "info,lavabox=debug"
+template_dirs = ["/opt/dt", "local-dt"]
+
+[tftp]
+root = "/srv/tftp"
+
+[events]
+zmq_port = 5600
+topic = "org.example"
+
+[smtp]
+relay = "mail:25"
+from = "lab@example.com"
+"#,
+        )
+        .unwrap();
+        assert_eq!(config.instance, "lab-pi");
+        assert_eq!(config.listen.port(), 80);
+        assert_eq!(config.data_dir, PathBuf::from("/etc/lavabox/data"));
+        assert_eq!(
+            config.template_dirs,
+            [
+                PathBuf::from("/opt/dt"),
+                PathBuf::from("/etc/lavabox/local-dt")
+            ]
+        );
+        assert_eq!(config.tftp.root, PathBuf::from("/srv/tftp"));
+        assert_eq!(config.events.zmq_port, 5600);
+        assert_eq!(config.smtp.unwrap().relay, "mail:25");
+    }
+
+    #[test]
+    fn precise_errors() {
+        let err = parse("instance = \"x\"\n\n[events]\nzmq_prot = 1\n").unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.starts_with("/etc/lavabox/lavabox.toml: line 4: unknown field `zmq_prot`"),
+            "{text}"
+        );
+        let err = parse("listen = \"localhost\"\n").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "/etc/lavabox/lavabox.toml: `listen`: `localhost` is not an ADDRESS:PORT such as 0.0.0.0:80"
+        );
+        let err = parse("instance = 3\n").unwrap_err();
+        assert!(err.to_string().contains("line 1"), "{err}");
+        assert!(parse("template_dirs = []\n").is_err());
+        assert!(parse("[smtp]\nfrom = \"a@b\"\n").is_err());
+        assert!(parse("[events]\ntopic = \"\"\n").is_err());
+        assert!(parse("log = \"info,[\"\n").is_err());
+        let err = Config::load(
+            Some(Path::new("/nonexistent/lavabox.toml")),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(matches!(err, Error::Read { .. }));
+    }
+
+    #[test]
+    fn overrides_win() {
+        let mut config = Config::from_raw(RawConfig::default(), None).unwrap();
+        config.apply(&Overrides {
+            data_dir: Some(PathBuf::from("/tmp/x")),
+            listen: Some("127.0.0.1:0".parse().unwrap()),
+        });
+        assert_eq!(config.data_dir, PathBuf::from("/tmp/x"));
+        assert_eq!(config.tftp.root, PathBuf::from("/tmp/x/tftp"));
+        assert_eq!(config.listen.port(), 0);
+    }
+}

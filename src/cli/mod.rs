@@ -1,13 +1,21 @@
 //! Command-line interface: `lavabox serve`, `validate` and the admin commands.
 //!
 //! Errors are printed once, with their whole context chain, and give a non-zero exit code.
+//! One file per command family: [`serve`] (the daemon), `admin` (users, groups, tokens,
+//! device types, devices) and `validate`.
 
+mod admin;
+pub mod serve;
 mod validate;
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{Config, Overrides};
 
 /// The lavabox command line.
 #[derive(Debug, Parser)]
@@ -17,6 +25,12 @@ use clap::{Parser, Subcommand};
     about = "A LAVA-compatible board-farm controller"
 )]
 pub struct Cli {
+    /// Configuration file (default: /etc/lavabox/lavabox.toml if it exists).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Data directory (database, job logs); overrides the configuration file.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data: Option<PathBuf>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -25,25 +39,196 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the appliance until SIGTERM or Ctrl-C.
+    Serve {
+        /// HTTP listen address, overriding the configuration file.
+        #[arg(long, value_name = "ADDR:PORT")]
+        listen: Option<SocketAddr>,
+    },
     /// Validate LAVA job definitions; prints one line per file.
     Validate {
         /// Job definition files (YAML).
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage groups.
+    #[command(subcommand)]
+    Group(GroupCommand),
+    /// Manage API tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Manage device types.
+    #[command(subcommand, name = "device-type")]
+    DeviceType(DeviceTypeCommand),
+    /// Manage devices.
+    #[command(subcommand)]
+    Device(DeviceCommand),
+}
+
+/// `lavabox user ...`
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user.
+    Add {
+        /// Login name.
+        name: String,
+        /// Make the user a superuser.
+        #[arg(long)]
+        superuser: bool,
+        /// E-mail address.
+        #[arg(long, value_name = "E")]
+        email: Option<String>,
+    },
+    /// List users.
+    List,
+}
+
+/// `lavabox group ...`
+#[derive(Debug, Subcommand)]
+pub enum GroupCommand {
+    /// Create a group.
+    Add {
+        /// Group name.
+        name: String,
+    },
+    /// Add a user to a group.
+    AddMember {
+        /// Group name.
+        group: String,
+        /// Username.
+        user: String,
+    },
+    /// List groups and their members.
+    List,
+}
+
+/// `lavabox token ...`
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create an API token for a user; prints only the secret, once.
+    Add {
+        /// Username.
+        name: String,
+        /// What the token is for.
+        #[arg(long, value_name = "D", default_value = "")]
+        description: String,
+    },
+    /// List a user's tokens (never their secrets).
+    List {
+        /// Username.
+        name: String,
+    },
+}
+
+/// `lavabox device-type ...`
+#[derive(Debug, Subcommand)]
+pub enum DeviceTypeCommand {
+    /// Create a device type.
+    Add(DeviceTypeAdd),
+    /// List device types.
+    List,
+}
+
+/// Arguments of `device-type add`.
+#[derive(Debug, Args)]
+pub struct DeviceTypeAdd {
+    /// Name, e.g. beaglebone-black.
+    pub name: String,
+    /// Free text.
+    #[arg(long)]
+    pub description: Option<String>,
+    /// Run a health check every N hours or jobs.
+    #[arg(long, value_name = "N", default_value_t = 24)]
+    pub health_frequency: u32,
+    /// Unit of --health-frequency: hours or jobs.
+    #[arg(long, value_name = "UNIT", default_value = "hours")]
+    pub health_denominator: String,
+    /// Never run health checks on devices of this type.
+    #[arg(long)]
+    pub no_health_check: bool,
+}
+
+/// `lavabox device ...`
+#[derive(Debug, Subcommand)]
+pub enum DeviceCommand {
+    /// Create a device of an existing type from a device dictionary.
+    Add(DeviceAdd),
+    /// List devices.
+    List {
+        /// Include retired devices.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Set a device's health (Good, Unknown, Looping, Bad, Maintenance, Retired).
+    SetHealth {
+        /// Hostname.
+        name: String,
+        /// New health.
+        health: String,
+    },
+}
+
+/// Arguments of `device add`.
+#[derive(Debug, Args)]
+pub struct DeviceAdd {
+    /// Hostname.
+    pub name: String,
+    /// Device type (must exist).
+    #[arg(long = "type", value_name = "TYPE")]
+    pub device_type: String,
+    /// Device dictionary file (Jinja2).
+    #[arg(long, value_name = "FILE")]
+    pub dictionary: PathBuf,
+    /// Worker name.
+    #[arg(long)]
+    pub worker: Option<String>,
+    /// Free text.
+    #[arg(long)]
+    pub description: Option<String>,
+    /// Initial health (default Unknown, so a health check runs first).
+    #[arg(long)]
+    pub health: Option<String>,
 }
 
 /// Runs the command line and maps the outcome to an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Validate { files } => validate::run(&files),
-    };
-    match result {
+    match run(cli) {
         Ok(code) => code,
         Err(err) => {
             eprintln!("lavabox: error: {err:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Loads the configuration the global options point at.
+fn load_config(
+    cli_config: Option<&std::path::Path>,
+    overrides: &Overrides,
+) -> anyhow::Result<Config> {
+    Config::load(cli_config, overrides).context("loading the configuration")
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let mut overrides = Overrides {
+        data_dir: cli.data,
+        listen: None,
+    };
+    match cli.command {
+        Command::Validate { files } => validate::run(&files),
+        Command::Serve { listen } => {
+            overrides.listen = listen;
+            let config = load_config(cli.config.as_deref(), &overrides)?;
+            serve::main(config)
+        }
+        command => {
+            let config = load_config(cli.config.as_deref(), &overrides)?;
+            admin::init_logging(&config);
+            admin::run(&config, command)
         }
     }
 }

@@ -1,1 +1,348 @@
 //! Persistent state in SQLite: the only module that holds SQL.
+//!
+//! [`Store`] owns one rusqlite connection to the database file (WAL journal, `foreign_keys`
+//! on, a busy timeout so the CLI and the daemon can share the file) and offers typed methods:
+//! users, groups and API tokens; device types, aliases, tags and devices; jobs with LAVA's
+//! state machine and its device side effects, each transition in one transaction; test
+//! results and job metadata; and the index of job log files. The job logs themselves are
+//! append-only files written by [`joblog`].
+//!
+//! Blocking calls must not run on async runtime workers: async callers use [`AsyncStore`],
+//! which runs each call on tokio's blocking pool.
+//!
+//! Architecture invariant: no other module contains SQL or imports rusqlite.
+
+mod asyncstore;
+mod devices;
+mod error;
+pub mod joblog;
+mod jobs;
+mod migrate;
+mod results;
+mod users;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+use time::OffsetDateTime;
+use time::format_description::FormatItem;
+use time::macros::format_description;
+
+pub use asyncstore::AsyncStore;
+pub use devices::{
+    Device, DeviceType, DeviceTypeUpdate, DeviceUpdate, HealthDenominator, NewDevice,
+    NewDeviceType, Tag, TagId,
+};
+pub use error::Error;
+pub use jobs::Job;
+pub use jobs::{
+    Changes, DeviceChange, DeviceSlot, JobChange, JobEnd, JobFilter, JobOrder, JobOrderField,
+    NewJob, QueuedJob, SchedulerSnapshot, Viewer, Visibility,
+};
+pub use migrate::SCHEMA_VERSION;
+pub use results::{JobLogEntry, NewTestCase, TestCase, TestSuite};
+pub use users::{Group, NewToken, NewUser, Token, TokenId, User};
+
+/// How long a statement waits for another connection's write lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A handle on the lavabox database: one SQLite connection.
+///
+/// Not `Sync`: share it between async tasks through [`AsyncStore`].
+#[derive(Debug)]
+pub struct Store {
+    /// The connection; every multi-statement change runs in one transaction on it.
+    conn: Connection,
+    /// The database file, for error messages.
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path` and migrates it to
+    /// [`SCHEMA_VERSION`]. A database written by a newer lavabox is refused unchanged.
+    pub fn open(path: impl AsRef<Path>) -> Result<Store, Error> {
+        Self::open_with(path.as_ref(), migrate::MIGRATIONS)
+    }
+
+    /// [`Store::open`] with an explicit migration list (tests use broken ones).
+    fn open_with(path: &Path, migrations: &[&str]) -> Result<Store, Error> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let mut conn = Connection::open_with_flags(path, flags).map_err(|source| Error::Open {
+            path: path.to_owned(),
+            source,
+        })?;
+        let pragma = |pragma: &'static str| {
+            let path = path.to_owned();
+            move |source| Error::Pragma {
+                path,
+                pragma,
+                source,
+            }
+        };
+        conn.busy_timeout(BUSY_TIMEOUT)
+            .map_err(pragma("busy_timeout"))?;
+        // Refuse a newer database before any pragma could rewrite its header.
+        let found = migrate::user_version(&conn).map_err(pragma("user_version"))?;
+        let supported = migrations.len() as i64;
+        if found > supported {
+            return Err(Error::TooNew {
+                path: path.to_owned(),
+                found,
+                supported,
+            });
+        }
+        // Pragmas outside any transaction: SQLite ignores journal_mode inside one.
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
+            .map_err(pragma("journal_mode"))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            tracing::warn!(path = %path.display(), mode, "database is not in WAL mode");
+        }
+        // FULL: a committed job transition survives a power cut, not only a crash.
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(pragma("synchronous"))?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(pragma("foreign_keys"))?;
+        migrate::apply(&mut conn, path, migrations)?;
+        Ok(Store {
+            conn,
+            path: path.to_owned(),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The schema version of the open database.
+    pub fn schema_version(&self) -> Result<i64, Error> {
+        use error::Step;
+        migrate::user_version(&self.conn).step("reading the schema version")
+    }
+
+    /// Starts a write transaction that takes the write lock at once, so it never fails
+    /// half-way with SQLITE_BUSY when another connection writes.
+    fn write_tx(&mut self, step: &'static str) -> Result<rusqlite::Transaction<'_>, Error> {
+        use error::Step;
+        self.conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .step(step)
+    }
+}
+
+/// The stored timestamp format: UTC, fixed width, so text order is time order.
+const TIMESTAMP: &[FormatItem<'static>] =
+    format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z");
+
+/// The current time, as stored (microsecond precision).
+pub(crate) fn now() -> OffsetDateTime {
+    let now = OffsetDateTime::now_utc();
+    now.replace_nanosecond(now.nanosecond() / 1000 * 1000)
+        .unwrap_or(now)
+}
+
+/// Formats a timestamp for the database.
+pub(crate) fn ts_to_sql(t: OffsetDateTime) -> String {
+    let utc = t.to_offset(time::UtcOffset::UTC);
+    utc.format(TIMESTAMP)
+        .unwrap_or_else(|_| utc.unix_timestamp().to_string())
+}
+
+/// Parses a timestamp read from `table`.
+pub(crate) fn ts_from_sql(table: &'static str, text: &str) -> Result<OffsetDateTime, Error> {
+    time::PrimitiveDateTime::parse(text, TIMESTAMP)
+        .map(|t| t.assume_utc())
+        .map_err(|err| Error::Corrupt {
+            table,
+            detail: format!("bad timestamp `{text}`: {err}"),
+        })
+}
+
+/// Parses an optional timestamp read from `table`.
+pub(crate) fn opt_ts_from_sql(
+    table: &'static str,
+    text: Option<String>,
+) -> Result<Option<OffsetDateTime>, Error> {
+    text.map(|t| ts_from_sql(table, &t)).transpose()
+}
+
+/// Decodes one of LAVA's integer codes read from `table`.
+pub(crate) fn decode<T>(
+    table: &'static str,
+    kind: &str,
+    code: i64,
+    from_code: fn(i64) -> Option<T>,
+) -> Result<T, Error> {
+    from_code(code).ok_or_else(|| Error::Corrupt {
+        table,
+        detail: format!("unknown {kind} code {code}"),
+    })
+}
+
+#[cfg(test)]
+pub(crate) mod testutil {
+    //! A store in a temporary directory, so WAL behaviour is real.
+
+    use super::Store;
+
+    /// A fresh store; keep the directory alive as long as the store.
+    pub(crate) fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let store = Store::open(dir.path().join("lavabox.db")).expect("open store");
+        (dir, store)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_validate() {
+        let (_dir, store) = testutil::store();
+        assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+        let problems: Vec<String> = store
+            .conn
+            .prepare("PRAGMA foreign_key_check")
+            .unwrap()
+            .query_map([], |row| row.get::<_, String>(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(problems.is_empty(), "{problems:?}");
+        let integrity: String = store
+            .conn
+            .query_row("PRAGMA integrity_check", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(integrity, "ok");
+        let fk: i64 = store
+            .conn
+            .query_row("PRAGMA foreign_keys", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(fk, 1);
+        let mode: String = store
+            .conn
+            .query_row("PRAGMA journal_mode", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+    }
+
+    #[test]
+    fn reopen_keeps_data_and_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        {
+            let mut store = Store::open(&path).unwrap();
+            store.create_user(&NewUser::named("alice")).unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+        assert!(store.user("alice").unwrap().is_some());
+    }
+
+    #[test]
+    fn newer_database_refused_and_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        {
+            let store = Store::open(&path).unwrap();
+            store
+                .conn
+                .pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+                .unwrap();
+        }
+        let before = std::fs::read(&path).unwrap();
+        let err = Store::open(&path).unwrap_err();
+        assert!(
+            matches!(err, Error::TooNew { found, supported, .. } if found == SCHEMA_VERSION + 1 && supported == SCHEMA_VERSION),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("newer than"), "{err}");
+        assert_eq!(std::fs::read(&path).unwrap(), before);
+    }
+
+    #[test]
+    fn failed_migration_rolls_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        {
+            let mut store = Store::open(&path).unwrap();
+            store.create_user(&NewUser::named("alice")).unwrap();
+        }
+        let broken = [
+            migrate::MIGRATIONS[0],
+            "CREATE TABLE extra (x INTEGER); INSERT INTO no_such_table VALUES (1);",
+        ];
+        let err = Store::open_with(&path, &broken).unwrap_err();
+        assert!(
+            matches!(err, Error::Migrate { from: 1, to: 2, .. }),
+            "{err:?}"
+        );
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.schema_version().unwrap(), 1);
+        assert!(store.user("alice").unwrap().is_some());
+        let extra: i64 = store
+            .conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_schema WHERE name = 'extra'",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(extra, 0);
+    }
+
+    #[test]
+    fn upgrade_from_empty_applies_every_step() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        let next = [
+            migrate::MIGRATIONS[0],
+            "ALTER TABLE users ADD COLUMN nickname TEXT;",
+        ];
+        {
+            let _ = Store::open(&path).unwrap();
+        }
+        let store = Store::open_with(&path, &next).unwrap();
+        assert_eq!(store.schema_version().unwrap(), 2);
+    }
+
+    #[test]
+    fn concurrent_handles_share_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        // Several handles open a fresh file at once: one migrates, the others wait.
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    let mut store = Store::open(&path).unwrap();
+                    for i in 0..10 {
+                        store
+                            .create_user(&NewUser::named(format!("u{t}-{i}")))
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.users().unwrap().len(), 40);
+        assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn timestamps_round_trip() {
+        let t = now();
+        let text = ts_to_sql(t);
+        assert_eq!(text.len(), "2023-01-10T10:00:00.123456Z".len());
+        assert_eq!(ts_from_sql("t", &text).unwrap(), t);
+        assert!(ts_from_sql("t", "yesterday").is_err());
+    }
+}

@@ -1,0 +1,395 @@
+//! Test results (suites, sets, cases), job metadata and the job log index.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use time::OffsetDateTime;
+
+use super::error::{Error, Step};
+use super::{Store, decode, now, ts_from_sql, ts_to_sql};
+use crate::model::{JobId, SuiteId, TestCaseId, TestResult};
+
+/// One test case to record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewTestCase {
+    /// Suite name (created on first use), e.g. `0_smoke` or `lava`.
+    pub suite: String,
+    /// Test set inside the suite, if any.
+    pub test_set: Option<String>,
+    /// Case name.
+    pub name: String,
+    /// Outcome.
+    pub result: TestResult,
+    /// Measurement, if any.
+    pub measurement: Option<f64>,
+    /// Measurement units, possibly empty.
+    pub units: String,
+    /// The result's metadata as YAML text.
+    pub metadata: Option<String>,
+    /// First job log line of the case.
+    pub start_log_line: Option<u64>,
+    /// Last job log line of the case.
+    pub end_log_line: Option<u64>,
+}
+
+impl NewTestCase {
+    /// A case with no measurement, metadata or log lines.
+    pub fn new(suite: impl Into<String>, name: impl Into<String>, result: TestResult) -> Self {
+        NewTestCase {
+            suite: suite.into(),
+            test_set: None,
+            name: name.into(),
+            result,
+            measurement: None,
+            units: String::new(),
+            metadata: None,
+            start_log_line: None,
+            end_log_line: None,
+        }
+    }
+}
+
+/// A stored test suite.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestSuite {
+    /// Row id.
+    pub id: SuiteId,
+    /// Its job.
+    pub job: JobId,
+    /// Name.
+    pub name: String,
+}
+
+/// A stored test case.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TestCase {
+    /// Row id.
+    pub id: TestCaseId,
+    /// Its job.
+    pub job: JobId,
+    /// Its suite.
+    pub suite_id: SuiteId,
+    /// Suite name.
+    pub suite: String,
+    /// Test set name.
+    pub test_set: Option<String>,
+    /// Case name.
+    pub name: String,
+    /// Outcome.
+    pub result: TestResult,
+    /// Measurement.
+    pub measurement: Option<f64>,
+    /// Units.
+    pub units: String,
+    /// Metadata YAML.
+    pub metadata: Option<String>,
+    /// First log line.
+    pub start_log_line: Option<u64>,
+    /// Last log line.
+    pub end_log_line: Option<u64>,
+    /// When it was recorded.
+    pub logged: OffsetDateTime,
+}
+
+/// Where a job's log file is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobLogEntry {
+    /// The job.
+    pub job: JobId,
+    /// The log file path as registered (relative to the data directory, usually).
+    pub path: PathBuf,
+    /// When it was registered.
+    pub created: OffsetDateTime,
+    /// Whether the writer closed it for good.
+    pub finished: bool,
+}
+
+const CASE_SELECT: &str = "SELECT c.id, s.job_id, s.id, s.name, ts.name, c.name, c.result, \
+     c.measurement, c.units, c.metadata, c.start_log_line, c.end_log_line, c.logged \
+     FROM test_cases c JOIN test_suites s ON s.id = c.suite_id \
+     LEFT JOIN test_sets ts ON ts.id = c.test_set_id";
+
+type CaseRow = (TestCase, i64, String);
+
+fn case_row(row: &Row<'_>) -> rusqlite::Result<CaseRow> {
+    let line = |v: Option<i64>| v.and_then(|v| u64::try_from(v).ok());
+    Ok((
+        TestCase {
+            id: TestCaseId(row.get(0)?),
+            job: JobId(row.get(1)?),
+            suite_id: SuiteId(row.get(2)?),
+            suite: row.get(3)?,
+            test_set: row.get(4)?,
+            name: row.get(5)?,
+            result: TestResult::Unknown,
+            measurement: row.get(7)?,
+            units: row.get(8)?,
+            metadata: row.get(9)?,
+            start_log_line: line(row.get(10)?),
+            end_log_line: line(row.get(11)?),
+            logged: OffsetDateTime::UNIX_EPOCH,
+        },
+        row.get(6)?,
+        row.get(12)?,
+    ))
+}
+
+fn finish_case(raw: CaseRow) -> Result<TestCase, Error> {
+    let (mut case, result, logged) = raw;
+    case.result = decode("test_cases", "test result", result, TestResult::from_code)?;
+    case.logged = ts_from_sql("test_cases", &logged)?;
+    Ok(case)
+}
+
+fn ensure_job(conn: &Connection, job: JobId) -> Result<(), Error> {
+    conn.query_row("SELECT 1 FROM jobs WHERE id = ?1", [job.0], |_| Ok(()))
+        .optional()
+        .step("looking up a job")?
+        .ok_or_else(|| Error::NotFound {
+            kind: "job",
+            name: job.to_string(),
+        })
+}
+
+fn line_to_sql(line: Option<u64>) -> Option<i64> {
+    line.map(|l| i64::try_from(l).unwrap_or(i64::MAX))
+}
+
+impl Store {
+    /// Records test cases of `job` in one transaction, creating suites and sets as needed.
+    /// Returns the new ids in input order.
+    pub fn insert_test_cases(
+        &mut self,
+        job: JobId,
+        cases: &[NewTestCase],
+    ) -> Result<Vec<TestCaseId>, Error> {
+        let step = "recording test cases";
+        let tx = self.write_tx(step)?;
+        ensure_job(&tx, job)?;
+        let logged = ts_to_sql(now());
+        let mut ids = Vec::with_capacity(cases.len());
+        for case in cases {
+            if case.suite.is_empty() || case.name.is_empty() {
+                return Err(Error::Invalid {
+                    what: "test case",
+                    reason: "suite and case names must not be empty".into(),
+                });
+            }
+            tx.execute(
+                "INSERT OR IGNORE INTO test_suites (job_id, name) VALUES (?1, ?2)",
+                params![job.0, case.suite],
+            )
+            .step(step)?;
+            let suite: i64 = tx
+                .query_row(
+                    "SELECT id FROM test_suites WHERE job_id = ?1 AND name = ?2",
+                    params![job.0, case.suite],
+                    |r| r.get(0),
+                )
+                .step(step)?;
+            let set = match &case.test_set {
+                None => None,
+                Some(name) => {
+                    tx.execute(
+                        "INSERT OR IGNORE INTO test_sets (suite_id, name) VALUES (?1, ?2)",
+                        params![suite, name],
+                    )
+                    .step(step)?;
+                    Some(
+                        tx.query_row(
+                            "SELECT id FROM test_sets WHERE suite_id = ?1 AND name = ?2",
+                            params![suite, name],
+                            |r| r.get::<_, i64>(0),
+                        )
+                        .step(step)?,
+                    )
+                }
+            };
+            tx.execute(
+                "INSERT INTO test_cases (suite_id, test_set_id, name, result, measurement, \
+                 units, metadata, start_log_line, end_log_line, logged) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                params![
+                    suite,
+                    set,
+                    case.name,
+                    case.result.code(),
+                    case.measurement,
+                    case.units,
+                    case.metadata,
+                    line_to_sql(case.start_log_line),
+                    line_to_sql(case.end_log_line),
+                    logged
+                ],
+            )
+            .step(step)?;
+            ids.push(TestCaseId(tx.last_insert_rowid()));
+        }
+        tx.commit().step(step)?;
+        Ok(ids)
+    }
+
+    /// The suites of `job`, in creation order.
+    pub fn test_suites(&self, job: JobId) -> Result<Vec<TestSuite>, Error> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, job_id, name FROM test_suites WHERE job_id = ?1 ORDER BY id")
+            .step("listing test suites")?;
+        stmt.query_map([job.0], |r| {
+            Ok(TestSuite {
+                id: SuiteId(r.get(0)?),
+                job: JobId(r.get(1)?),
+                name: r.get(2)?,
+            })
+        })
+        .step("listing test suites")?
+        .collect::<Result<Vec<_>, _>>()
+        .step("listing test suites")
+    }
+
+    /// Test cases of `job` (of one suite if `suite` is given), by id, paginated.
+    pub fn test_cases(
+        &self,
+        job: JobId,
+        suite: Option<&str>,
+        offset: u64,
+        limit: Option<u64>,
+    ) -> Result<Vec<TestCase>, Error> {
+        let limit = limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
+        let offset = i64::try_from(offset).unwrap_or(i64::MAX);
+        let mut stmt = self
+            .conn
+            .prepare(&format!(
+                "{CASE_SELECT} WHERE s.job_id = ?1 AND (?2 IS NULL OR s.name = ?2) \
+                 ORDER BY c.id LIMIT ?3 OFFSET ?4"
+            ))
+            .step("listing test cases")?;
+        let rows = stmt
+            .query_map(params![job.0, suite, limit, offset], case_row)
+            .step("listing test cases")?
+            .collect::<Result<Vec<_>, _>>()
+            .step("listing test cases")?;
+        rows.into_iter().map(finish_case).collect()
+    }
+
+    /// How many test cases `job` has (in `suite`, if given).
+    pub fn count_test_cases(&self, job: JobId, suite: Option<&str>) -> Result<u64, Error> {
+        let n: i64 = self
+            .conn
+            .query_row(
+                "SELECT count(*) FROM test_cases c JOIN test_suites s ON s.id = c.suite_id \
+                 WHERE s.job_id = ?1 AND (?2 IS NULL OR s.name = ?2)",
+                params![job.0, suite],
+                |r| r.get(0),
+            )
+            .step("counting test cases")?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    /// One test case by id.
+    pub fn test_case(&self, id: TestCaseId) -> Result<Option<TestCase>, Error> {
+        self.conn
+            .query_row(&format!("{CASE_SELECT} WHERE c.id = ?1"), [id.0], case_row)
+            .optional()
+            .step("reading a test case")?
+            .map(finish_case)
+            .transpose()
+    }
+
+    /// Sets job metadata entries (a later value for a name replaces the earlier one).
+    pub fn set_job_metadata(
+        &mut self,
+        job: JobId,
+        entries: &[(String, String)],
+    ) -> Result<(), Error> {
+        let step = "recording job metadata";
+        let tx = self.write_tx(step)?;
+        ensure_job(&tx, job)?;
+        for (name, value) in entries {
+            tx.execute(
+                "INSERT INTO job_metadata (job_id, name, value) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (job_id, name) DO UPDATE SET value = excluded.value",
+                params![job.0, name, value],
+            )
+            .step(step)?;
+        }
+        tx.commit().step(step)
+    }
+
+    /// The metadata of `job`, in insertion order.
+    pub fn job_metadata(&self, job: JobId) -> Result<Vec<(String, String)>, Error> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT name, value FROM job_metadata WHERE job_id = ?1 ORDER BY id")
+            .step("reading job metadata")?;
+        stmt.query_map([job.0], |r| Ok((r.get(0)?, r.get(1)?)))
+            .step("reading job metadata")?
+            .collect::<Result<Vec<_>, _>>()
+            .step("reading job metadata")
+    }
+
+    /// Records where the log file of `job` is (replacing an earlier entry).
+    pub fn register_job_log(&mut self, job: JobId, path: &Path) -> Result<JobLogEntry, Error> {
+        let text = path.to_str().ok_or_else(|| Error::Invalid {
+            what: "job log path",
+            reason: format!("{} is not UTF-8", path.display()),
+        })?;
+        let created = now();
+        let tx = self.write_tx("registering a job log")?;
+        ensure_job(&tx, job)?;
+        tx.execute(
+            "INSERT INTO job_logs (job_id, path, created, finished) VALUES (?1, ?2, ?3, 0) \
+             ON CONFLICT (job_id) DO UPDATE SET path = excluded.path, \
+             created = excluded.created, finished = 0",
+            params![job.0, text, ts_to_sql(created)],
+        )
+        .step("registering a job log")?;
+        tx.commit().step("registering a job log")?;
+        Ok(JobLogEntry {
+            job,
+            path: path.to_owned(),
+            created,
+            finished: false,
+        })
+    }
+
+    /// Marks the log of `job` complete: readers can tell no more lines will come.
+    pub fn finish_job_log(&mut self, job: JobId) -> Result<(), Error> {
+        let n = self
+            .conn
+            .execute(
+                "UPDATE job_logs SET finished = 1 WHERE job_id = ?1",
+                [job.0],
+            )
+            .step("finishing a job log")?;
+        if n == 0 {
+            return Err(Error::NotFound {
+                kind: "job log",
+                name: job.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Where the log of `job` is, if one was registered.
+    pub fn job_log(&self, job: JobId) -> Result<Option<JobLogEntry>, Error> {
+        let raw: Option<(String, String, bool)> = self
+            .conn
+            .query_row(
+                "SELECT path, created, finished FROM job_logs WHERE job_id = ?1",
+                [job.0],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()
+            .step("reading a job log entry")?;
+        raw.map(|(path, created, finished)| {
+            Ok(JobLogEntry {
+                job,
+                path: PathBuf::from(path),
+                created: ts_from_sql("job_logs", &created)?,
+                finished,
+            })
+        })
+        .transpose()
+    }
+}
