@@ -1,0 +1,1 @@
+//! Unit tests: rendering of every shipped template, typed parsing, error cases.
