@@ -16,6 +16,7 @@
 mod config;
 mod error;
 mod node;
+mod pycompat;
 mod render;
 mod source;
 

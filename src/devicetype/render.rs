@@ -66,6 +66,7 @@ impl Templates {
             .map_err(template_error)?;
         env.set_syntax(syntax);
         env.set_undefined_behavior(UndefinedBehavior::Lenient);
+        super::pycompat::install(&mut env);
         let templates = self.clone();
         env.set_loader(move |name| {
             templates

@@ -720,3 +720,50 @@ fn kernel_types() {
     );
     assert_eq!(KernelType::from_job("vmlinux"), None);
 }
+
+#[test]
+fn python_methods_of_lava_templates_work() {
+    let templates = Templates::from_memory([
+        (
+            "lava-style.jinja2",
+            "\
+{% extends 'base.jinja2' %}
+{% block body %}
+actions:
+  deploy:
+    methods: {image: }
+  boot:
+    connections: {serial: }
+    methods:
+      first:
+{% block params %}
+        value: {{ names.get('m', 'none') }}-{{ names.get('missing', 'fallback') }}
+{% endblock params %}
+      second:
+{{ self.params() }}
+{% for k, v in names.items() %}
+      {{ k }}{{ v }}:
+{% endfor %}
+      {{ names.keys() | join('+') }}{{ names.values() | join('+') }}:
+      {{ 'A-b'.lower() }}{{ 'x y'.split() | length }}{{ 'abc'.startswith('ab') }}:
+{% endblock body %}
+",
+        ),
+        (
+            "base.jinja2",
+            include_str!("../../device-types/base.jinja2"),
+        ),
+    ]);
+    let dictionary = "{% extends 'lava-style.jinja2' %}\n{% set names = {'m': 'n', 'o': 'p'} %}\n";
+    let config = match templates.render(dictionary, &Context::new()) {
+        Ok(r) => r.config,
+        Err(e) => panic!("{e}"),
+    };
+    assert_eq!(
+        config.actions.boot.methods.iter().collect::<Vec<_>>(),
+        ["a-b2True", "first", "m+on+p", "mn", "op", "second"]
+    );
+    let methods = &config.raw["actions"]["boot"]["methods"];
+    assert_eq!(methods["first"]["value"].as_str(), Some("n-fallback"));
+    assert_eq!(methods["second"], methods["first"]);
+}
