@@ -356,17 +356,38 @@ pub struct UBootMethod {
     pub commands: BTreeMap<String, Vec<String>>,
 }
 
-/// `actions.boot.methods.u-boot.parameters`.
+/// `actions.boot.methods.u-boot.parameters`. Where a value is missing the dispatcher falls
+/// back to `constants.u-boot`; [`DeviceConfig::uboot_interrupt`] applies that rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UBootParameters {
     /// `bootloader_prompt`: the U-Boot prompt, e.g. `=>`.
     pub bootloader_prompt: String,
     /// `interrupt_prompt`: the autoboot message to interrupt.
-    pub interrupt_prompt: String,
-    /// `interrupt_char`: what to send; empty means the constants' interrupt character.
-    pub interrupt_char: String,
+    pub interrupt_prompt: Option<String>,
+    /// `interrupt_char`: what to send to stop autoboot (the shipped templates give `""`,
+    /// so just a newline is sent, as in LAVA).
+    pub interrupt_char: Option<String>,
+    /// `interrupt_ctrl_list`: control characters to send instead (e.g. `c` for Ctrl-C).
+    pub interrupt_ctrl_list: Option<Vec<String>>,
     /// `needs_interrupt`: whether autoboot must be stopped.
     pub needs_interrupt: bool,
+}
+
+/// How to stop U-Boot's autoboot and reach its prompt, with LAVA's fallbacks applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UBootInterrupt {
+    /// Whether to interrupt at all; if not, just wait for `bootloader_prompt`.
+    pub needs_interrupt: bool,
+    /// The autoboot message to wait for before interrupting.
+    pub interrupt_prompt: String,
+    /// Control characters to send (each as Ctrl-<char>); when empty, send `interrupt_char`.
+    pub ctrl_chars: Vec<String>,
+    /// The text to send to stop autoboot.
+    pub interrupt_char: String,
+    /// Whether `interrupt_char` is followed by a newline.
+    pub newline: bool,
+    /// The prompt that means U-Boot is ready for commands.
+    pub bootloader_prompt: String,
 }
 
 /// `actions.boot.methods.qemu` or `qemu-nfs`.
@@ -396,7 +417,7 @@ pub struct Timeouts {
 impl DeviceConfig {
     /// Reads a rendered device configuration (YAML text).
     pub fn from_yaml(yaml: &str) -> Result<Self, Error> {
-        let raw: serde_norway::Value = serde_norway::from_str(yaml).map_err(|e| {
+        let raw = super::yaml::parse(yaml).map_err(|e| {
             let line = e.location().map_or(0, |l| l.line());
             Error::Yaml {
                 line,
@@ -482,6 +503,32 @@ impl DeviceConfig {
             raw: serde_norway::Value::Null,
         };
         Ok(DeviceConfig { raw, ..config })
+    }
+}
+
+impl DeviceConfig {
+    /// How to interrupt U-Boot, if the device boots with U-Boot: the boot method's parameters,
+    /// falling back to `constants.u-boot` as LAVA's dispatcher does.
+    pub fn uboot_interrupt(&self) -> Option<UBootInterrupt> {
+        let params = &self.actions.boot.uboot.as_ref()?.parameters;
+        let constants = &self.constants.uboot;
+        Some(UBootInterrupt {
+            needs_interrupt: params.needs_interrupt,
+            interrupt_prompt: params
+                .interrupt_prompt
+                .clone()
+                .unwrap_or_else(|| constants.interrupt_prompt.clone()),
+            ctrl_chars: params
+                .interrupt_ctrl_list
+                .clone()
+                .unwrap_or_else(|| constants.interrupt_ctrl_list.clone()),
+            interrupt_char: params
+                .interrupt_char
+                .clone()
+                .unwrap_or_else(|| constants.interrupt_character.clone()),
+            newline: constants.interrupt_newline,
+            bootloader_prompt: params.bootloader_prompt.clone(),
+        })
     }
 }
 
@@ -733,10 +780,17 @@ fn uboot_method(node: &Node<'_>) -> Result<UBootMethod, Error> {
     Ok(UBootMethod {
         parameters: UBootParameters {
             bootloader_prompt: p.require("bootloader_prompt")?.text()?,
-            interrupt_prompt: p.require("interrupt_prompt")?.text()?,
+            interrupt_prompt: match p.get_some("interrupt_prompt")? {
+                Some(n) => Some(n.text()?),
+                None => None,
+            },
             interrupt_char: match p.get("interrupt_char")? {
-                Some(n) => n.text_or_empty()?,
-                None => String::new(),
+                Some(n) => Some(n.text_or_empty()?),
+                None => None,
+            },
+            interrupt_ctrl_list: match p.get("interrupt_ctrl_list")? {
+                Some(n) => Some(n.text_list()?),
+                None => None,
             },
             needs_interrupt: match p.get_some("needs_interrupt")? {
                 Some(n) => n.boolean()?,

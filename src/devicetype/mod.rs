@@ -19,6 +19,7 @@ mod node;
 mod pycompat;
 mod render;
 mod source;
+mod yaml;
 
 #[cfg(test)]
 mod tests;
@@ -26,8 +27,8 @@ mod tests;
 pub use config::{
     Actions, BootActions, CharacterDelays, Commands, Connection, Constants, DeployActions,
     DeployParameters, DeviceConfig, GuestDisk, InfoEntry, KernelType, LoadAddresses, Parameters,
-    PosixConstants, QemuMethod, SshParameters, Timeouts, UBootConstants, UBootMethod,
-    UBootParameters, UserCommand,
+    PosixConstants, QemuMethod, SshParameters, Timeouts, UBootConstants, UBootInterrupt,
+    UBootMethod, UBootParameters, UserCommand,
 };
 pub use error::Error;
 pub use render::{Context, RenderedDevice, check_dictionary, extends};

@@ -257,6 +257,9 @@ fn rpi4_typed() {
     assert_eq!(config.environment["RELAY_CHANNEL"], "4");
     assert_eq!(config.character_delays.test, Some(Duration::from_millis(5)));
     assert_eq!(config.constants.uboot.interrupt_ctrl_list, ["c"]);
+    let interrupt = config.uboot_interrupt().expect("u-boot");
+    assert_eq!(interrupt.ctrl_chars, ["c"]);
+    assert_eq!(interrupt.bootloader_prompt, "U-Boot>");
     assert_eq!(
         config.timeouts.actions["bootloader-interrupt"],
         Duration::from_secs(60)
@@ -358,8 +361,8 @@ fn qemu_uboot_arm_boots_from_loopback_tftp() {
     let uboot = config.actions.boot.uboot.expect("u-boot method");
     assert_eq!(uboot.parameters.bootloader_prompt, "=>");
     assert_eq!(
-        uboot.parameters.interrupt_prompt,
-        "Hit any key to stop autoboot"
+        uboot.parameters.interrupt_prompt.as_deref(),
+        Some("Hit any key to stop autoboot")
     );
     assert_eq!(
         uboot.commands["ramdisk"],
@@ -766,4 +769,24 @@ actions:
     let methods = &config.raw["actions"]["boot"]["methods"];
     assert_eq!(methods["first"]["value"].as_str(), Some("n-fallback"));
     assert_eq!(methods["second"], methods["first"]);
+}
+
+#[test]
+fn uboot_interrupt_falls_back_to_constants() {
+    let bbb = render(BBB, &[]).config;
+    let interrupt = bbb.uboot_interrupt().expect("u-boot");
+    assert!(interrupt.needs_interrupt && interrupt.newline);
+    assert_eq!(interrupt.interrupt_prompt, "Hit any key to stop autoboot");
+    // The templates give an empty interrupt_char, so only a newline is sent, as in LAVA.
+    assert_eq!(interrupt.interrupt_char, "");
+    assert!(interrupt.ctrl_chars.is_empty());
+
+    let yaml = format!(
+        "{CONSTANTS}actions:\n  deploy: {{methods: {{tftp: }}}}\n  boot:\n    connections: {{serial: }}\n    methods: {{u-boot: {{parameters: {{bootloader_prompt: '=>'}}}}}}\n"
+    );
+    let config = DeviceConfig::from_yaml(&yaml).unwrap_or_else(|e| panic!("{e}"));
+    let interrupt = config.uboot_interrupt().expect("u-boot");
+    assert_eq!(interrupt.interrupt_prompt, "stop");
+    assert_eq!(interrupt.interrupt_char, " ");
+    assert!(render(QEMU, &[]).config.uboot_interrupt().is_none());
 }

@@ -180,3 +180,43 @@ fn missing_directories_hold_nothing() {
         "{e}"
     );
 }
+
+/// Engine compatibility with LAVA's own templates: renders a bare dictionary for every device
+/// type in `$LAVABOX_LAVA_DEVICE_TYPES` (e.g. `/usr/share/lava-server/device-types` from the
+/// lava-server package) and reads the result. With `$LAVABOX_RENDER_OUT` set, the YAML of each
+/// type is written there as `<type>.yaml`, to compare with Python Jinja2's rendering.
+/// Run with `cargo test --test it lava_templates -- --ignored`.
+#[test]
+#[ignore = "needs LAVA's templates in $LAVABOX_LAVA_DEVICE_TYPES"]
+fn lava_templates_render_with_our_engine() {
+    let Some(dir) = std::env::var_os("LAVABOX_LAVA_DEVICE_TYPES") else {
+        panic!("set LAVABOX_LAVA_DEVICE_TYPES to LAVA's device-types directory");
+    };
+    let out = std::env::var_os("LAVABOX_RENDER_OUT").map(PathBuf::from);
+    let templates = Templates::new([PathBuf::from(dir)]);
+    let mut failures = Vec::new();
+    let types = templates
+        .device_types()
+        .expect("listing LAVA's device types");
+    for name in &types {
+        let dictionary = format!("{{% extends '{name}.jinja2' %}}\n");
+        match templates.render_yaml(&dictionary, &amd64_context()) {
+            Ok(yaml) => {
+                if let Some(out) = &out {
+                    fs::write(out.join(format!("{name}.yaml")), &yaml).expect("write rendering");
+                }
+                if let Err(e) = lavabox::devicetype::DeviceConfig::from_yaml(&yaml) {
+                    failures.push(format!("{name}: {e}"));
+                }
+            }
+            Err(e) => failures.push(format!("{name}: {e}")),
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} device types failed:\n{}",
+        failures.len(),
+        types.len(),
+        failures.join("\n")
+    );
+}
