@@ -11,6 +11,8 @@ use minijinja::{Environment, Error, ErrorKind, State, Value};
 /// Installs the Python compatibility on `env`.
 pub(crate) fn install(env: &mut Environment<'_>) {
     env.set_unknown_method_callback(call_method);
+    // Jinja2 has no `debug` global; LAVA templates use `debug` as an ordinary variable name.
+    env.remove_global("debug");
     env.add_global("self", Value::from_object(SelfBlocks));
 }
 

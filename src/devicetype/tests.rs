@@ -790,3 +790,22 @@ fn uboot_interrupt_falls_back_to_constants() {
     assert_eq!(interrupt.interrupt_char, " ");
     assert!(render(QEMU, &[]).config.uboot_interrupt().is_none());
 }
+
+#[test]
+fn names_jinja2_lacks_are_ordinary_variables() {
+    // minijinja has a `debug` global; Jinja2 does not, and LAVA templates use the name.
+    let templates =
+        Templates::from_memory([("t.jinja2", "constants: {{ debug | default('plain') }}\n")]);
+    let e = render_err(&templates, "{% extends 't.jinja2' %}");
+    assert!(
+        e.to_string().contains("`constants`: expected a mapping"),
+        "{e}"
+    );
+    assert_eq!(
+        templates
+            .render_yaml("{% extends 't.jinja2' %}", &Context::new())
+            .ok()
+            .as_deref(),
+        Some("constants: plain")
+    );
+}
