@@ -380,7 +380,7 @@ pub struct UBootInterrupt {
     pub needs_interrupt: bool,
     /// The autoboot message to wait for before interrupting.
     pub interrupt_prompt: String,
-    /// Control characters to send (each as Ctrl-<char>); when empty, send `interrupt_char`.
+    /// Control characters to send (each sent as Ctrl plus that character); when empty, send `interrupt_char`.
     pub ctrl_chars: Vec<String>,
     /// The text to send to stop autoboot.
     pub interrupt_char: String,
