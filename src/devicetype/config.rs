@@ -69,6 +69,14 @@ pub struct DeviceConfig {
     pub environment: BTreeMap<String, String>,
     /// Guest architectures a QEMU device can run (`available_architectures`).
     pub available_architectures: Vec<String>,
+    /// `board_id`: serial number of a board seen over USB (microcontroller boards).
+    pub board_id: Option<String>,
+    /// `usb_vendor_id`: 4 hex digits.
+    pub usb_vendor_id: Option<String>,
+    /// `usb_product_id`: 4 hex digits.
+    pub usb_product_id: Option<String>,
+    /// `usb_sleep`: seconds to wait for the USB device to appear.
+    pub usb_sleep: Option<u64>,
     /// The whole rendered document, for keys not typed here.
     pub raw: serde_norway::Value,
 }
@@ -498,6 +506,13 @@ impl DeviceConfig {
                 Some(n) => n.text_list()?,
                 None => Vec::new(),
             },
+            board_id: optional_text(&root, "board_id")?,
+            usb_vendor_id: optional_text(&root, "usb_vendor_id")?,
+            usb_product_id: optional_text(&root, "usb_product_id")?,
+            usb_sleep: match root.get_some("usb_sleep")? {
+                Some(n) => Some(n.unsigned()?),
+                None => None,
+            },
             commands,
             actions,
             raw: serde_norway::Value::Null,
@@ -844,6 +859,13 @@ fn timeouts(node: &Node<'_>) -> Result<Timeouts, Error> {
         actions: map("actions")?,
         connections: map("connections")?,
     })
+}
+
+fn optional_text(node: &Node<'_>, key: &str) -> Result<Option<String>, Error> {
+    match node.get_some(key)? {
+        Some(n) => Ok(Some(n.text()?)),
+        None => Ok(None),
+    }
 }
 
 fn keys_of(node: Option<Node<'_>>) -> Result<BTreeSet<String>, Error> {

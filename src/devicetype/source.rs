@@ -178,6 +178,15 @@ impl Templates {
         }
     }
 
+    /// The first directory source: where LAVA writes templates and health checks it is given
+    /// through the API (`<dir>/<name>.jinja2`, `<dir>/health-checks/<name>.yaml`).
+    pub fn writable_dir(&self) -> Option<&Path> {
+        self.layers.iter().find_map(|layer| match layer {
+            Layer::Dir(dir) => Some(dir.as_path()),
+            Layer::Memory { .. } => None,
+        })
+    }
+
     /// The text of the template file `file_name` (e.g. `qemu.jinja2`) from the first source that
     /// has it, or `None`. Names that are not plain file names are never found.
     pub fn load(&self, file_name: &str) -> Result<Option<String>, Error> {

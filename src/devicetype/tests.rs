@@ -625,6 +625,7 @@ fn nested_info_values_are_kept_as_json() {
     };
     assert_eq!(config.static_info[0]["board_id"], "42");
     assert_eq!(config.static_info[0]["ports"], "[1,2]");
+    assert_eq!(config.board_id, None);
 }
 
 #[test]
@@ -807,5 +808,31 @@ fn names_jinja2_lacks_are_ordinary_variables() {
             .ok()
             .as_deref(),
         Some("constants: plain")
+    );
+}
+
+#[test]
+fn microcontroller_usb_identity() {
+    let config = DeviceConfig::from_yaml(&format!(
+        "{CONSTANTS}board_id: '0240000031754e45'\nusb_vendor_id: '0d28'\nusb_product_id: '0204'\nusb_sleep: 10\n"
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.board_id.as_deref(), Some("0240000031754e45"));
+    assert_eq!(config.usb_vendor_id.as_deref(), Some("0d28"));
+    assert_eq!(config.usb_product_id.as_deref(), Some("0204"));
+    assert_eq!(config.usb_sleep, Some(10));
+}
+
+#[test]
+fn writable_dir_is_the_first_directory() {
+    assert_eq!(Templates::builtin().writable_dir(), None);
+    let templates = Templates::new([
+        "/etc/lavabox/device-types",
+        "/usr/share/lavabox/device-types",
+    ])
+    .with_builtin();
+    assert_eq!(
+        templates.writable_dir(),
+        Some(std::path::Path::new("/etc/lavabox/device-types"))
     );
 }
