@@ -836,3 +836,87 @@ fn writable_dir_is_the_first_directory() {
         Some(std::path::Path::new("/etc/lavabox/device-types"))
     );
 }
+
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Template-ish text: fragments of Jinja2 syntax in random order.
+    fn template_text() -> impl Strategy<Value = String> {
+        let token = prop_oneof![
+            Just("{%"),
+            Just("%}"),
+            Just("{{"),
+            Just("}}"),
+            Just("{#"),
+            Just("#}"),
+            Just("set"),
+            Just("x"),
+            Just("="),
+            Just("'"),
+            Just("\""),
+            Just("["),
+            Just("]"),
+            Just("{"),
+            Just("}"),
+            Just(":"),
+            Just(","),
+            Just("\n"),
+            Just(" "),
+            Just("if"),
+            Just("endif"),
+            Just("for"),
+            Just("in"),
+            Just("block"),
+            Just("endblock"),
+            Just("body"),
+            Just("extends"),
+            Just("'base.jinja2'"),
+            Just("|"),
+            Just("default"),
+            Just("("),
+            Just(")"),
+            Just("self"),
+            Just(".get"),
+            Just(".items"),
+            Just("console_device"),
+            Just("user_commands"),
+            Just("42"),
+            Just("True"),
+            Just("~"),
+            Just("+"),
+        ];
+        prop::collection::vec(token, 0..40).prop_map(|t| t.concat())
+    }
+
+    proptest! {
+        // Few cases: a debug-build render takes tens of milliseconds.
+        #![proptest_config(ProptestConfig::with_cases(32))]
+
+        #[test]
+        fn rendering_arbitrary_dictionaries_never_panics(body in template_text()) {
+            let templates = Templates::builtin();
+            let _ = templates.render(&format!("{{% extends 'beaglebone-black.jinja2' %}}\n{body}"), &Context::new());
+            let _ = templates.render(&body, &Context::new());
+            let _ = extends(&body);
+        }
+
+        #[test]
+        fn arbitrary_context_values_never_panic(value in "\\PC{0,40}", key in prop_oneof![
+            Just("arch"), Just("extra_kernel_args"), Just("console_device"), Just("memory"),
+            Just("bootloader_prompt"), Just("boot_retry"), Just("failure_retry"),
+        ]) {
+            let mut context = Context::new();
+            context.insert(key.to_owned(), value.into());
+            let _ = Templates::builtin().render(QEMU, &context);
+            let _ = Templates::builtin().render(RPI4, &context);
+        }
+
+        #[test]
+        fn reading_arbitrary_yaml_never_panics(text in "\\PC{0,200}") {
+            let _ = DeviceConfig::from_yaml(&text);
+            let _ = DeviceConfig::from_yaml(&format!("{CONSTANTS}{text}"));
+        }
+    }
+}
