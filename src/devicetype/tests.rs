@@ -920,3 +920,25 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn deep_nesting_is_an_error_not_a_stack_overflow() {
+    let deep_expression = format!(
+        "{{% extends 'qemu.jinja2' %}}\n{{% set x = {}1{} %}}\n",
+        "[".repeat(2_000),
+        "]".repeat(2_000)
+    );
+    assert!(
+        Templates::builtin()
+            .render(&deep_expression, &Context::new())
+            .is_err()
+    );
+    let deep_blocks = format!(
+        "{{% extends 'qemu.jinja2' %}}\n{}{}",
+        "{% if true %}".repeat(1_000),
+        "{% endif %}".repeat(1_000)
+    );
+    let _ = Templates::builtin().render(&deep_blocks, &Context::new());
+    let deep_yaml = format!("{}1{}", "[".repeat(2_000), "]".repeat(2_000));
+    assert!(DeviceConfig::from_yaml(&deep_yaml).is_err());
+}
