@@ -46,7 +46,7 @@ const TEMPLATE_SUFFIX: &str = ".jinja2";
 const HEALTH_CHECKS: &str = "health-checks";
 
 /// One place templates are looked up in.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 enum Layer {
     /// A directory on disk, read at every lookup so edits apply to the next render.
     Dir(PathBuf),
@@ -58,6 +58,20 @@ enum Layer {
         /// The files.
         files: BTreeMap<String, String>,
     },
+}
+
+impl std::fmt::Debug for Layer {
+    /// Names the source without dumping the text of in-memory files.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Layer::Dir(dir) => f.debug_tuple("Dir").field(dir).finish(),
+            Layer::Memory { label, files } => f
+                .debug_struct("Memory")
+                .field("label", label)
+                .field("files", &files.keys().collect::<Vec<_>>())
+                .finish(),
+        }
+    }
 }
 
 impl Layer {

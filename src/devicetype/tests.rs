@@ -824,6 +824,19 @@ fn microcontroller_usb_identity() {
 }
 
 #[test]
+fn debug_output_names_sources_without_their_text() {
+    let shown = format!(
+        "{:?}",
+        Templates::new(["/etc/lavabox/device-types"]).with_builtin()
+    );
+    assert!(
+        shown.contains("/etc/lavabox/device-types") && shown.contains("qemu.jinja2"),
+        "{shown}"
+    );
+    assert!(!shown.contains("extends"), "{shown}");
+}
+
+#[test]
 fn writable_dir_is_the_first_directory() {
     assert_eq!(Templates::builtin().writable_dir(), None);
     let templates = Templates::new([
