@@ -1,21 +1,35 @@
 //! Device-type templates and device dictionaries → typed device configuration.
+//!
+//! A device dictionary is LAVA's Jinja2 file that `{% extends '<type>.jinja2' %}` and sets
+//! variables; the template chain (`<type>.jinja2` → `base-uboot.jinja2` → `base.jinja2`)
+//! renders it, with the job `context:` as extra variables, into the YAML device configuration
+//! LAVA's dispatcher reads. This module owns that rendering ([`Templates::render`]) and the
+//! typed reading of the result ([`DeviceConfig`]).
+//!
+//! Templates come from an ordered list of sources ([`Templates`]): directories searched first
+//! to last, and optionally the templates shipped in the repository's `device-types/`, which are
+//! compiled in. Only [`Templates`] reads files; rendering and parsing work on text.
+//!
+//! Architecture invariant: this module knows nothing about jobs, the store, hardware or the
+//! API; it never panics on input and reports the failing file and line.
 
-use std::path::Path;
+mod config;
+mod error;
+mod node;
+mod pycompat;
+mod render;
+mod source;
+mod yaml;
 
-/// Why a device dictionary cannot be used.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct Error(String);
+#[cfg(test)]
+mod tests;
 
-/// Checks that a device dictionary renders against the templates in `template_dirs`
-/// (searched in order) and returns the name of the template it extends, without `.jinja2`.
-///
-/// PLACEHOLDER for the integration contract; the device-type work replaces the body.
-pub fn check_dictionary(template_dirs: &[&Path], dictionary: &str) -> Result<String, Error> {
-    let _ = template_dirs;
-    let re =
-        regex::Regex::new(r#"\{%-?\s*extends\s+['"]([^'"]+)\.jinja2['"]"#).expect("static regex");
-    re.captures(dictionary)
-        .map(|c| c[1].to_owned())
-        .ok_or_else(|| Error("the dictionary has no {% extends '<type>.jinja2' %} line".into()))
-}
+pub use config::{
+    Actions, BootActions, CharacterDelays, Commands, Connection, Constants, DeployActions,
+    DeployParameters, DeviceConfig, GuestDisk, InfoEntry, KernelType, LoadAddresses, Parameters,
+    PosixConstants, QemuMethod, SshParameters, Timeouts, UBootConstants, UBootInterrupt,
+    UBootMethod, UBootParameters, UserCommand,
+};
+pub use error::Error;
+pub use render::{Context, RenderedDevice, check_dictionary, extends};
+pub use source::{Templates, builtin_template_names};

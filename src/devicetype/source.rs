@@ -1,0 +1,311 @@
+//! Where device-type templates and health checks come from.
+//!
+//! This is the only part of `devicetype` that touches the file system: everything else works
+//! on the text handed out by [`Templates::load`].
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::Error;
+
+/// The templates shipped in the repository's `device-types/` directory, compiled into the binary
+/// so a bare `lavabox` works from any directory.
+const BUILTIN: &[(&str, &str)] = &[
+    (
+        "base.jinja2",
+        include_str!("../../device-types/base.jinja2"),
+    ),
+    (
+        "base-uboot.jinja2",
+        include_str!("../../device-types/base-uboot.jinja2"),
+    ),
+    (
+        "bcm2711-rpi-4-b.jinja2",
+        include_str!("../../device-types/bcm2711-rpi-4-b.jinja2"),
+    ),
+    (
+        "beaglebone-black.jinja2",
+        include_str!("../../device-types/beaglebone-black.jinja2"),
+    ),
+    (
+        "qemu.jinja2",
+        include_str!("../../device-types/qemu.jinja2"),
+    ),
+    (
+        "qemu-uboot-arm.jinja2",
+        include_str!("../../device-types/qemu-uboot-arm.jinja2"),
+    ),
+];
+
+/// Suffix of device-type template files.
+const TEMPLATE_SUFFIX: &str = ".jinja2";
+
+/// Sub-directory of a template directory that holds health-check job definitions.
+const HEALTH_CHECKS: &str = "health-checks";
+
+/// One place templates are looked up in.
+#[derive(Clone)]
+enum Layer {
+    /// A directory on disk, read at every lookup so edits apply to the next render.
+    Dir(PathBuf),
+    /// Files held in memory, keyed by their path relative to a template directory
+    /// (`qemu.jinja2`, `health-checks/qemu.yaml`).
+    Memory {
+        /// Shown in "not found" messages.
+        label: &'static str,
+        /// The files.
+        files: BTreeMap<String, String>,
+    },
+}
+
+impl std::fmt::Debug for Layer {
+    /// Names the source without dumping the text of in-memory files.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Layer::Dir(dir) => f.debug_tuple("Dir").field(dir).finish(),
+            Layer::Memory { label, files } => f
+                .debug_struct("Memory")
+                .field("label", label)
+                .field("files", &files.keys().collect::<Vec<_>>())
+                .finish(),
+        }
+    }
+}
+
+impl Layer {
+    /// Reads `relative` (already checked to be a safe relative path) from this layer.
+    fn read(&self, relative: &str) -> Result<Option<String>, Error> {
+        match self {
+            Layer::Dir(dir) => {
+                let path = dir.join(relative);
+                match std::fs::read_to_string(&path) {
+                    Ok(text) => Ok(Some(text)),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+                    Err(source) => Err(Error::Io { path, source }),
+                }
+            }
+            Layer::Memory { files, .. } => Ok(files.get(relative).cloned()),
+        }
+    }
+
+    /// Names of the top-level template files of this layer.
+    fn template_names(&self) -> Result<Vec<String>, Error> {
+        match self {
+            Layer::Dir(dir) => {
+                let entries = match std::fs::read_dir(dir) {
+                    Ok(entries) => entries,
+                    // A configured directory that does not exist yet simply holds nothing.
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+                    Err(source) => {
+                        return Err(Error::Io {
+                            path: dir.clone(),
+                            source,
+                        });
+                    }
+                };
+                let mut names = Vec::new();
+                for entry in entries {
+                    let entry = entry.map_err(|source| Error::Io {
+                        path: dir.clone(),
+                        source,
+                    })?;
+                    if let Some(name) = entry.file_name().to_str()
+                        && name.ends_with(TEMPLATE_SUFFIX)
+                    {
+                        names.push(name.to_owned());
+                    }
+                }
+                Ok(names)
+            }
+            Layer::Memory { files, .. } => Ok(files
+                .keys()
+                .filter(|k| !k.contains('/') && k.ends_with(TEMPLATE_SUFFIX))
+                .cloned()
+                .collect()),
+        }
+    }
+
+    /// How this layer is named in messages.
+    fn describe(&self) -> String {
+        match self {
+            Layer::Dir(dir) => dir.display().to_string(),
+            Layer::Memory { label, .. } => (*label).to_owned(),
+        }
+    }
+}
+
+/// A handle on the device-type templates: an ordered list of sources searched first to last,
+/// as LAVA searches `/etc/lava-server/dispatcher-config/device-types` before
+/// `/usr/share/lava-server/device-types`.
+///
+/// Cheap to clone and safe to share between threads. Files are read at every lookup (no cache),
+/// so a template changed through the API is used by the next render.
+#[derive(Debug, Clone)]
+pub struct Templates {
+    layers: Arc<Vec<Layer>>,
+}
+
+impl Templates {
+    /// Templates looked up in `dirs`, in order (the first directory holding a file wins).
+    pub fn new<P: AsRef<Path>>(dirs: impl IntoIterator<Item = P>) -> Self {
+        Templates {
+            layers: Arc::new(
+                dirs.into_iter()
+                    .map(|d| Layer::Dir(d.as_ref().to_path_buf()))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// Only the templates shipped with lavabox (the repository's `device-types/`), compiled in.
+    pub fn builtin() -> Self {
+        Templates {
+            layers: Arc::new(vec![builtin_layer()]),
+        }
+    }
+
+    /// These sources, then the compiled-in shipped templates as the last resort.
+    #[must_use]
+    pub fn with_builtin(self) -> Self {
+        let mut layers = Arc::unwrap_or_clone(self.layers);
+        layers.push(builtin_layer());
+        Templates {
+            layers: Arc::new(layers),
+        }
+    }
+
+    /// Templates held in memory: `files` maps paths relative to a template directory
+    /// (`qemu.jinja2`, `health-checks/qemu.yaml`) to their text. Meant for tests and previews.
+    pub fn from_memory<K: Into<String>, V: Into<String>>(
+        files: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        Templates {
+            layers: Arc::new(vec![Layer::Memory {
+                label: "in-memory templates",
+                files: files
+                    .into_iter()
+                    .map(|(k, v)| (k.into(), v.into()))
+                    .collect(),
+            }]),
+        }
+    }
+
+    /// The first directory source: where LAVA writes templates and health checks it is given
+    /// through the API (`<dir>/<name>.jinja2`, `<dir>/health-checks/<name>.yaml`).
+    pub fn writable_dir(&self) -> Option<&Path> {
+        self.layers.iter().find_map(|layer| match layer {
+            Layer::Dir(dir) => Some(dir.as_path()),
+            Layer::Memory { .. } => None,
+        })
+    }
+
+    /// The text of the template file `file_name` (e.g. `qemu.jinja2`) from the first source that
+    /// has it, or `None`. Names that are not plain file names are never found.
+    pub fn load(&self, file_name: &str) -> Result<Option<String>, Error> {
+        if !is_plain_file_name(file_name) {
+            return Ok(None);
+        }
+        self.read_first(file_name)
+    }
+
+    /// The Jinja2 source of a device type, for `devicetypes/<name>/template` and
+    /// `scheduler.device_types.get_template`: `name` may be given with or without `.jinja2`.
+    pub fn template_source(&self, name: &str) -> Result<String, Error> {
+        let file_name = template_file_name(name)?;
+        self.read_first(&file_name)?
+            .ok_or_else(|| self.not_found(&file_name))
+    }
+
+    /// The device types available as templates: every `*.jinja2` in any source whose name does
+    /// not start with `base` (LAVA's rule), without the suffix, sorted and without duplicates.
+    pub fn device_types(&self) -> Result<Vec<String>, Error> {
+        let mut names = Vec::new();
+        for layer in self.layers.iter() {
+            for file in layer.template_names()? {
+                if !file.starts_with("base")
+                    && let Some(stem) = file.strip_suffix(TEMPLATE_SUFFIX)
+                {
+                    names.push(stem.to_owned());
+                }
+            }
+        }
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
+
+    /// The health-check job definition for devices whose dictionary extends `template_name`
+    /// (without `.jinja2`): `health-checks/<template_name>.yaml`, else `.yml`, in the first source
+    /// that has either. `None` means those devices have no health check.
+    pub fn health_check(&self, template_name: &str) -> Result<Option<String>, Error> {
+        if !is_plain_file_name(template_name) {
+            return Err(Error::InvalidName(template_name.to_owned()));
+        }
+        for layer in self.layers.iter() {
+            for ext in ["yaml", "yml"] {
+                if let Some(text) = layer.read(&format!("{HEALTH_CHECKS}/{template_name}.{ext}"))? {
+                    return Ok(Some(text));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// The not-found error for `file_name`, listing the sources searched.
+    pub(crate) fn not_found(&self, file_name: &str) -> Error {
+        let searched: Vec<String> = self.layers.iter().map(Layer::describe).collect();
+        Error::TemplateNotFound {
+            name: file_name.to_owned(),
+            searched: if searched.is_empty() {
+                "no template sources".to_owned()
+            } else {
+                searched.join(", ")
+            },
+        }
+    }
+
+    /// Reads `relative` from the first layer that has it.
+    fn read_first(&self, relative: &str) -> Result<Option<String>, Error> {
+        for layer in self.layers.iter() {
+            if let Some(text) = layer.read(relative)? {
+                return Ok(Some(text));
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// `qemu` or `qemu.jinja2` → `qemu.jinja2`; rejects path-like names and hidden files
+/// as LAVA does (`Invalid device-type`).
+fn template_file_name(name: &str) -> Result<String, Error> {
+    if !is_plain_file_name(name) {
+        return Err(Error::InvalidName(name.to_owned()));
+    }
+    Ok(if name.ends_with(TEMPLATE_SUFFIX) {
+        name.to_owned()
+    } else {
+        format!("{name}{TEMPLATE_SUFFIX}")
+    })
+}
+
+/// True for a non-empty single path component that is not hidden (so not `.` or `..`).
+fn is_plain_file_name(name: &str) -> bool {
+    !name.is_empty() && !name.starts_with('.') && !name.contains(['/', '\\', '\0'])
+}
+
+fn builtin_layer() -> Layer {
+    Layer::Memory {
+        label: "built-in templates",
+        files: BUILTIN
+            .iter()
+            .map(|(name, text)| ((*name).to_owned(), (*text).to_owned()))
+            .collect(),
+    }
+}
+
+/// Names of the compiled-in templates, for the test that keeps them in step with `device-types/`.
+pub fn builtin_template_names() -> impl Iterator<Item = &'static str> {
+    BUILTIN.iter().map(|(name, _)| *name)
+}
