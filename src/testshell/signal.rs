@@ -9,6 +9,11 @@
 //! - `<LAVA_TEST_RUNNER EXIT>` / `<LAVA_TEST_RUNNER INSTALL_FAIL>` runner markers,
 //! - `<LAVA_MULTI_NODE> <LAVA_API params…>` MultiNode requests ([`MultiNodeRequest`]).
 //!
+//! Kernel messages written to the same console can cut into a signal
+//! (`<LAVA_SIGNAL_TESTCASE TEST_CA[   12.3] usb 1-1: …\r\nSE_ID=x RESULT=pass>`): when a line
+//! holds an unfinished signal followed by a kernel timestamp, the part before the timestamp
+//! is joined with the next line, and the signal is reported on that next line.
+//!
 //! A signal whose parameters are unusable becomes [`Event::Malformed`] carrying the message
 //! LAVA logs or raises for it; deciding whether that stops the job needs the run state and is
 //! left to [`crate::testshell::results`].
@@ -36,6 +41,15 @@ static SIGNAL_RE: LazyLock<Regex> = LazyLock::new(|| {
 static MULTINODE_RE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"<LAVA_MULTI_NODE> <LAVA_(\S+) ([^>]+)>").expect("static multinode regex compiles")
 });
+
+/// A kernel log timestamp such as `[   12.345678]`, which marks printk output that cut
+/// into a line.
+static KERNEL_STAMP_RE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"\[\s*\d+\.\d+\]").expect("static kernel timestamp regex compiles")
+});
+
+/// Prefixes that open something [`SignalParser`] recognises.
+const OPENERS: [&str; 3] = ["<LAVA_SIGNAL_", "<LAVA_MULTI_NODE>", "<LAVA_TEST_RUNNER"];
 
 /// The runner's exit marker.
 pub const RUNNER_EXIT: &str = "<LAVA_TEST_RUNNER EXIT>";
@@ -444,6 +458,8 @@ impl Event {
 pub struct SignalParser {
     buf: Vec<u8>,
     line: u64,
+    /// Start of a signal cut off by a kernel message, to be completed by the next line.
+    pending: Option<String>,
 }
 
 impl SignalParser {
@@ -495,8 +511,13 @@ impl SignalParser {
         self.line += 1;
         let raw = std::mem::take(&mut self.buf);
         let text = clean_line(&raw);
+        let scan_text = match self.pending.take() {
+            Some(fragment) => fragment + &text,
+            None => text.clone(),
+        };
         let mut found = Vec::new();
-        scan_line(self.line, &text, &mut found);
+        scan_line(self.line, &scan_text, &mut found);
+        self.pending = cut_fragment(&scan_text);
         // The line goes first so that consumers see the text before its signals.
         out.push(Event::Line {
             line: self.line,
@@ -512,6 +533,25 @@ pub fn parse_all(input: &[u8]) -> Vec<Event> {
     let mut events = p.feed(input);
     events.extend(p.finish());
     events
+}
+
+/// If `text` ends in a signal that a kernel message cut into (an opener with no complete
+/// match, followed by a kernel timestamp), returns the signal's beginning: the part from the
+/// opener to the timestamp. The console then carries on with the rest of the signal on the
+/// line after the kernel message.
+fn cut_fragment(text: &str) -> Option<String> {
+    let start = OPENERS.iter().filter_map(|o| text.rfind(o)).max()?;
+    let tail = &text[start..];
+    let complete = SIGNAL_RE.find(tail).is_some_and(|m| m.start() == 0)
+        || MULTINODE_RE.find(tail).is_some_and(|m| m.start() == 0)
+        || tail.starts_with(RUNNER_EXIT)
+        || tail.starts_with(RUNNER_INSTALL_FAIL);
+    if complete {
+        return None;
+    }
+    let stamp = KERNEL_STAMP_RE.find(tail)?;
+    let fragment = &tail[..stamp.start()];
+    (fragment.len() < MAX_LINE).then(|| fragment.to_owned())
 }
 
 /// Decodes a raw line and removes `\r` and terminal escape sequences.
@@ -1098,6 +1138,26 @@ mod tests {
     }
 
     #[test]
+    fn kernel_message_inside_a_signal() {
+        let ev = signals(
+            "<LAVA_SIGNAL_TESTCASE TEST_CA[   12.345678] usb 1-1: new high-speed USB device\r\n\
+             SE_ID=boot RESULT=pass>\r\n",
+        );
+        assert_eq!(ev.len(), 1, "{ev:?}");
+        assert!(matches!(
+            &ev[0],
+            Event::Signal { line: 2, signal: Signal::TestCase(tc) } if tc.id == "boot"
+        ));
+        let ev = signals("<LAVA_TEST_RUNNER [    1.000000] random: crng init done\r\nEXIT>\r\n");
+        assert_eq!(ev, vec![Event::RunnerExit { line: 2 }]);
+        // Without a kernel timestamp an unclosed signal is just text.
+        assert!(signals("<LAVA_SIGNAL_TESTCASE TEST_CA\r\nSE_ID=boot RESULT=pass>\r\n").is_empty());
+        // A complete signal followed by a kernel message leaves nothing pending.
+        let ev = signals("<LAVA_SIGNAL_STARTTC a> [ 1.0] x\r\n<LAVA_SIGNAL_ENDTC a>\r\n");
+        assert_eq!(ev.len(), 2);
+    }
+
+    #[test]
     fn overlong_line_is_cut() {
         let mut input = vec![b'a'; MAX_LINE + 10];
         input.push(b'\n');
@@ -1121,6 +1181,7 @@ mod tests {
                 Just(b"\x1b".to_vec()),
                 Just(b"<LAVA_SIGNAL_".to_vec()),
                 Just(b"[   12.345] kernel: oops\r\n".to_vec()),
+                Just(b"<LAVA_SIGNAL_TESTCASE TEST_CA[ 1.5] usb\r\nSE_ID=k RESULT=fail>".to_vec()),
                 prop::collection::vec(any::<u8>(), 0..20),
             ],
             0..30,
