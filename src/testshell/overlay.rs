@@ -484,7 +484,7 @@ pub fn export_lines(out: &mut String, data: &Value, prefix: &str) {
             "export {prefix}={}\n",
             shell_quote(&n.to_string())
         )),
-        Value::Null => out.push_str(&format!("export {prefix}=None\n")),
+        Value::Null => out.push_str(&format!("export {prefix}=''\n")),
         Value::String(s) => out.push_str(&format!("export {prefix}={}\n", shell_quote(s))),
     }
 }
@@ -1292,6 +1292,222 @@ run:
         );
     }
 
+    /// Runs one helper of a MultiNode overlay with `stdin` as the console input.
+    fn run_helper(
+        o: &Overlay,
+        sh: &str,
+        path_prefix: Option<&Path>,
+        line: &str,
+        stdin: &str,
+    ) -> (i32, String) {
+        use std::io::Write;
+        let mut cmd = Command::new(sh);
+        cmd.arg("-c")
+            .arg(format!("PATH={}/bin:$PATH; {line}", o.root))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(prefix) = path_prefix {
+            cmd.env("PATH", format!("{}:/usr/bin:/bin", prefix.display()));
+        }
+        let mut child = cmd.spawn().expect("shell starts");
+        if let Some(mut input) = child.stdin.take() {
+            input.write_all(stdin.as_bytes()).expect("stdin");
+        }
+        let out = child.wait_with_output().expect("shell runs");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    }
+
+    fn multinode_for_real(sh: &str, path_prefix: Option<&Path>) {
+        use crate::testshell::signal::{Event, MultiNodeRequest};
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let mut j = job(&format!("{}/lava-%s", tmp.path().display()), sh);
+        let cache = format!("{}/mn/cache.txt", tmp.path().display());
+        j.multinode = Some(MultiNode {
+            role: "server".into(),
+            roles: vec![
+                (JobId(42), "server".into()),
+                (JobId(43), "client".into()),
+                (JobId(44), "client".into()),
+            ],
+            cache_file: cache.clone(),
+        });
+        let o = build(&j).expect("overlay builds");
+        write_tree(&o);
+        let requests = |out: &str| -> Vec<MultiNodeRequest> {
+            parse_all(out.as_bytes())
+                .into_iter()
+                .filter_map(|e| match e {
+                    Event::MultiNode { request, .. } => Some(request),
+                    _ => None,
+                })
+                .collect()
+        };
+
+        let (rc, out) = run_helper(
+            &o,
+            sh,
+            path_prefix,
+            "lava-send ipv4 ipaddr=10.0.0.5 junk mask=255.0.0.0",
+            "",
+        );
+        assert_eq!(rc, 0);
+        assert_eq!(
+            out,
+            "<LAVA_MULTI_NODE> <LAVA_SEND ipv4 ipaddr=10.0.0.5 mask=255.0.0.0>\n"
+        );
+        assert_eq!(
+            requests(&out),
+            [MultiNodeRequest::Send {
+                message_id: "ipv4".into(),
+                data: vec![
+                    ("ipaddr".into(), "10.0.0.5".into()),
+                    ("mask".into(), "255.0.0.0".into())
+                ]
+            }]
+        );
+        assert_eq!(run_helper(&o, sh, path_prefix, "lava-send a=b", "").0, 1);
+
+        let (rc, out) = run_helper(
+            &o,
+            sh,
+            path_prefix,
+            "lava-wait ipv4",
+            "lava-wait ipv4\n<LAVA_WAIT_COMPLETE 43:ipaddr=10.0.0.5 43:mask=255.0.0.0 44:ipaddr=10.0.0.6>\n",
+        );
+        assert_eq!(rc, 0, "{out}");
+        assert_eq!(
+            requests(&out),
+            [MultiNodeRequest::Wait {
+                message_id: "ipv4".into()
+            }]
+        );
+        assert_eq!(
+            std::fs::read_to_string(&cache).unwrap_or_default(),
+            "43:ipaddr=10.0.0.5\n43:mask=255.0.0.0\n44:ipaddr=10.0.0.6\n"
+        );
+        let (rc, out) = run_helper(
+            &o,
+            sh,
+            path_prefix,
+            "lava-wait-all ready client",
+            "<LAVA_WAIT_ALL_COMPLETE nack>\n",
+        );
+        assert_eq!(rc, 1, "{out}");
+        assert_eq!(
+            requests(&out),
+            [MultiNodeRequest::WaitAll {
+                message_id: "ready".into(),
+                role: Some("client".into())
+            }]
+        );
+        let (rc, out) = run_helper(
+            &o,
+            sh,
+            path_prefix,
+            "lava-sync clients",
+            "noise\n<LAVA_SYNC_COMPLETE>\n",
+        );
+        assert_eq!(rc, 0, "{out}");
+        assert_eq!(requests(&out)[0].test_case_name(), "multinode-sync-clients");
+        assert_eq!(
+            run_helper(&o, sh, path_prefix, "lava-sync clients", "").0,
+            1
+        );
+
+        assert_eq!(
+            run_helper(&o, sh, path_prefix, "lava-group", ""),
+            (0, "\t42\tserver\n\t43\tclient\n\t44\tclient\n".into())
+        );
+        assert_eq!(
+            run_helper(&o, sh, path_prefix, "lava-group client", ""),
+            (0, "43\n44\n".into())
+        );
+        assert_eq!(
+            run_helper(&o, sh, path_prefix, "lava-group nobody", ""),
+            (1, String::new())
+        );
+        assert_eq!(
+            run_helper(&o, sh, path_prefix, "lava-role", ""),
+            (0, "server".into())
+        );
+        assert_eq!(
+            run_helper(&o, sh, path_prefix, "lava-role list", ""),
+            (0, "server\nclient\n".into())
+        );
+        assert_eq!(
+            run_helper(&o, sh, path_prefix, "lava-self", ""),
+            (0, "42\n".into())
+        );
+        assert_eq!(
+            run_helper(&o, sh, path_prefix, "lava-target-ip", ""),
+            (0, "10.0.0.9\n".into())
+        );
+        let (rc, out) = run_helper(
+            &o,
+            sh,
+            path_prefix,
+            "lava-test-raise disk full; echo rc=$?",
+            "",
+        );
+        assert_eq!(
+            (rc, out.as_str()),
+            (0, "<LAVA_SIGNAL_TESTRAISE disk full>\nrc=1\n")
+        );
+        let (_, out) = run_helper(
+            &o,
+            sh,
+            path_prefix,
+            "lava-test-event two words; echo rc=$?",
+            "",
+        );
+        assert!(out.ends_with("rc=1\n"), "{out}");
+        let (_, out) = run_helper(
+            &o,
+            sh,
+            path_prefix,
+            "lava-test-feedback --namespace ns2",
+            "",
+        );
+        assert_eq!(out, "<LAVA_SIGNAL_TESTFEEDBACK ns2>\n");
+    }
+
+    #[test]
+    fn multinode_helpers_under_dash() {
+        if !Path::new("/bin/dash").exists() {
+            eprintln!("dash not installed: skipping");
+            return;
+        }
+        multinode_for_real("/bin/dash", None);
+    }
+
+    #[test]
+    fn multinode_helpers_under_busybox() {
+        let Some((applets, sh)) = busybox_applets() else {
+            eprintln!("busybox not installed: skipping");
+            return;
+        };
+        multinode_for_real(&sh, Some(applets.path()));
+    }
+
+    /// A directory of busybox applet links (first on PATH, as on a small ramdisk) and the
+    /// path of its `sh`.
+    fn busybox_applets() -> Option<(tempfile::TempDir, String)> {
+        let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())?;
+        let applets = tempfile::tempdir().ok()?;
+        let list = Command::new(busybox).arg("--list").output().ok()?;
+        for applet in String::from_utf8_lossy(&list.stdout).lines() {
+            let _ = std::os::unix::fs::symlink(busybox, applets.path().join(applet));
+        }
+        let sh = applets.path().join("sh").display().to_string();
+        Some((applets, sh))
+    }
+
     #[test]
     fn runs_under_dash() {
         if !Path::new("/bin/dash").exists() {
@@ -1305,22 +1521,10 @@ run:
     /// CI installs busybox; without it the test says so and passes.
     #[test]
     fn runs_under_busybox() {
-        let Some(busybox) = ["/bin/busybox", "/usr/bin/busybox"]
-            .into_iter()
-            .find(|p| Path::new(p).exists())
-        else {
+        let Some((applets, sh)) = busybox_applets() else {
             eprintln!("busybox not installed: skipping");
             return;
         };
-        let applets = tempfile::tempdir().expect("tempdir");
-        let list = Command::new(busybox)
-            .arg("--list")
-            .output()
-            .expect("busybox --list");
-        for applet in String::from_utf8_lossy(&list.stdout).lines() {
-            let _ = std::os::unix::fs::symlink(busybox, applets.path().join(applet));
-        }
-        let sh = applets.path().join("sh");
-        run_for_real(&sh.display().to_string(), Some(applets.path()));
+        run_for_real(&sh, Some(applets.path()));
     }
 }
