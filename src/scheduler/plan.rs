@@ -1456,6 +1456,33 @@ mod tests {
             }
         }
 
+        /// Invalid free devices are marked Bad; free devices needing a health check get one
+        /// (new or queued) when their worker has room, and nothing else.
+        #[test]
+        fn mark_bad_and_health_checks(s in arb_snapshot()) {
+            let decisions = plan(&s, t(10));
+            for d in &s.devices {
+                let free = d.state == DeviceState::Idle && worker_online(&s, d);
+                let bad = decisions.iter().any(|x| matches!(x, Decision::MarkBad { device, .. } if *device == d.hostname));
+                let schedulable_health = matches!(d.health, DeviceHealth::Good | DeviceHealth::Unknown | DeviceHealth::Looping);
+                prop_assert_eq!(bad, free && d.config_error.is_some() && schedulable_health, "{:?}", d);
+                let new_hc = decisions.iter().any(|x| matches!(x, Decision::HealthCheck { device } if *device == d.hostname));
+                let queued_hc = decisions.iter().any(|x| matches!(x, Decision::Assign { job, device } if *device == d.hostname
+                    && s.jobs.iter().any(|j| j.id == *job && matches!(j.kind, JobKind::HealthCheck { .. }))));
+                let user_job = placements(&decisions).iter().any(|(j, dev)| *dev == d.hostname && j.is_some()) && !queued_hc;
+                if new_hc {
+                    prop_assert!(needs_health_check(d) && free && d.config_error.is_none());
+                }
+                let room = s.workers.iter().any(|w| w.hostname == d.worker && (w.job_limit == 0 || w.busy < w.job_limit));
+                if free && d.config_error.is_none() && needs_health_check(d) && s.workers.iter().all(|w| w.job_limit == 0) && room {
+                    prop_assert!(new_hc || queued_hc, "{} needs a health check", d.hostname);
+                }
+                if needs_health_check(d) {
+                    prop_assert!(!user_job, "user job on {} before its health check", d.hostname);
+                }
+            }
+        }
+
         /// Removing lower-ordered units never changes what happens to higher-ordered ones.
         #[test]
         fn higher_units_unaffected_by_lower_ones(s in arb_snapshot(), cut in 0usize..8) {
