@@ -1,4 +1,4 @@
-//! Scheduling: a pure [`plan`] over a [`Snapshot`] of queue, devices and workers.
+//! Scheduling: a pure [`plan()`] over a [`Snapshot`] of queue, devices and workers.
 //!
 //! The loop that loads a snapshot from the store and applies the decisions lives outside this
 //! module's pure core: nothing here touches the store, the clock or tokio. The rules follow
@@ -175,7 +175,7 @@ pub enum DeviceOrder {
     Seeded(u64),
 }
 
-/// Everything [`plan`] looks at.
+/// Everything [`plan()`] looks at.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Snapshot {
     /// Jobs in state Submitted (any order).
