@@ -995,4 +995,51 @@ mod tests {
             ]
         );
     }
+
+    static TOTAL_PATTERN: std::sync::LazyLock<Option<ParsePattern>> =
+        std::sync::LazyLock::new(|| {
+            ParsePattern::new(
+                r"^(?P<test_case_id>\w+): (?P<result>\w+)( (?P<measurement>\S+) (?P<units>\S+))?$",
+                [("PASS".to_owned(), "pass".to_owned())]
+                    .into_iter()
+                    .collect(),
+            )
+            .ok()
+        });
+
+    proptest::proptest! {
+        /// Any sequence of (possibly malformed) signals is handled without panicking, and
+        /// every record names its suite and case.
+        #[test]
+        fn machine_is_total(lines in proptest::collection::vec(proptest::sample::select(vec![
+            "<LAVA_SIGNAL_STARTRUN 0_smoke 1_1>",
+            "<LAVA_SIGNAL_STARTRUN 1_other 1_2>",
+            "<LAVA_SIGNAL_ENDRUN 0_smoke 1_1>",
+            "<LAVA_SIGNAL_ENDRUN>",
+            "<LAVA_SIGNAL_TESTCASE TEST_CASE_ID=a RESULT=pass>",
+            "<LAVA_SIGNAL_TESTCASE TEST_CASE_ID=b RESULT=PASS MEASUREMENT=1e3 UNITS=ms>",
+            "<LAVA_SIGNAL_TESTCASE TEST_CASE_ID=c RESULT=pass MEASUREMENT=x>",
+            "<LAVA_SIGNAL_TESTCASE junk>",
+            "<LAVA_SIGNAL_STARTTC a>",
+            "<LAVA_SIGNAL_ENDTC a>",
+            "<LAVA_SIGNAL_TESTSET START s>",
+            "<LAVA_SIGNAL_TESTSET STOP>",
+            "<LAVA_SIGNAL_TESTSET START>",
+            "<LAVA_SIGNAL_TESTREFERENCE r pass http://x>",
+            "<LAVA_SIGNAL_TESTREFERENCE r pass>",
+            "<LAVA_SIGNAL_TESTRAISE oops>",
+            "<LAVA_MULTI_NODE> <LAVA_SYNC x>",
+            "<LAVA_TEST_RUNNER INSTALL_FAIL>",
+            "<LAVA_TEST_RUNNER EXIT>",
+            "alpha: PASS",
+            "beta: WEIRD 1.5 s",
+        ]), 0..40)) {
+            let p = TOTAL_PATTERN.clone();
+            let log = lines.join("\r\n");
+            let (records, _) = replay(config(p), &parse_all(log.as_bytes()));
+            for r in &records {
+                proptest::prop_assert!(!r.definition.is_empty() && !r.case.is_empty());
+            }
+        }
+    }
 }
