@@ -19,6 +19,8 @@
 
 pub mod packet;
 mod server;
+#[cfg(test)]
+mod tests;
 
 pub use server::Server;
 
