@@ -89,9 +89,10 @@ SOURCES
 download() {
     local arch=$1 pkg=$2
     local debs=$cache/apt/$arch/debs
+    find "$debs" -maxdepth 1 -name "${pkg}_*.deb" -delete
     (cd "$debs" && apt_for "$arch" download "$pkg" >&2)
     local deb
-    deb=$(ls -t "$debs"/"${pkg}"_*_"${arch}".deb "$debs"/"${pkg}"_*_all.deb 2>/dev/null | head -n1 || true)
+    deb=$(find "$debs" -maxdepth 1 -name "${pkg}_*.deb" -print -quit)
     if [[ -z $deb ]]; then
         log "downloaded $pkg for $arch but found no .deb"
         exit 1
@@ -121,7 +122,7 @@ build_kernel() {
     tmp=$(mktemp -d)
     dpkg-deb -x "$deb" "$tmp"
     local img
-    img=$(ls "$tmp"/boot/$glob 2>/dev/null | head -n1 || true)
+    img=$(find "$tmp/boot" -maxdepth 1 -name "$glob" -print -quit)
     if [[ -z $img ]]; then
         rm -rf "$tmp"
         log "no /boot/$glob in $deb"
@@ -204,6 +205,8 @@ if need "$cache/amd64/vmlinuz" || need "$cache/amd64/ramdisk.cpio.gz"; then
     built+=("amd64 $(elapsed "$t")s")
 fi
 
+# The private apt state (package lists, ~50 MB) is only needed while building.
+rm -rf "$cache/apt"
 total=$(elapsed "$start")
 if [[ ${#built[@]} -eq 0 ]]; then
     log "assets present in $cache (nothing to do, ${total}s)"

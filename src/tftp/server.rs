@@ -44,7 +44,8 @@ const READ_BUFFER: usize = 64 * 1024;
 ///
 /// ```no_run
 /// # async fn demo() -> lavabox::tftp::Result<()> {
-/// let server = lavabox::tftp::Server::bind("127.0.0.1:69".parse().unwrap(), "/srv/tftp").await?;
+/// let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 69));
+/// let server = lavabox::tftp::Server::bind(addr, "/srv/tftp").await?;
 /// server.run(tokio::signal::ctrl_c()).await
 /// # }
 /// ```
