@@ -139,8 +139,9 @@ impl Server {
     /// Only a listening socket that keeps failing ends `run` with an error; a failing
     /// transfer is logged and never affects the others.
     pub async fn run(self, shutdown: impl Future) -> Result<()> {
-        let local_ip = self.socket.local_addr().map_err(Error::Socket)?.ip();
-        info!(addr = %SocketAddr::new(local_ip, self.local_addr()?.port()), root = %self.root.display(), "tftp server listening");
+        let local = self.local_addr()?;
+        let local_ip = local.ip();
+        info!(addr = %local, root = %self.root.display(), "tftp server listening");
         // Transfers watch this channel; dropping the sender tells them to stop.
         let (stop_tx, stop_rx) = watch::channel(());
         let permits = Arc::new(Semaphore::new(self.settings.max_transfers));

@@ -297,22 +297,22 @@ async fn uboot_arm_board_network_boots_to_a_shell() {
     console.expect(UBOOT_PROMPT, short).await;
     report("uboot-arm power-on -> '=>'", powered.elapsed());
 
+    // The command list lavabox's `qemu-uboot-arm` device type renders for a ramdisk boot
+    // ({KERNEL_ADDR} etc. filled in as the dispatcher would).
     for line in [
+        "setenv autoload no",
+        "setenv initrd_high 0xffffffff",
+        "setenv fdt_high 0xffffffff",
         "setenv ipaddr 10.0.2.15",
         "setenv netmask 255.255.255.0",
         "setenv gatewayip 10.0.2.2",
         "setenv serverip 127.0.0.1",
-        "setenv bootargs console=ttyAMA0,115200 panic=-1",
     ] {
         console.command(line, UBOOT_PROMPT, short).await;
     }
     let fetched = Instant::now();
     let out = console
-        .command(
-            &format!("tftp ${{kernel_addr_r}} {JOB}/zImage"),
-            UBOOT_PROMPT,
-            long,
-        )
+        .command(&format!("tftp 0x40400000 {JOB}/zImage"), UBOOT_PROMPT, long)
         .await;
     assert!(
         out.contains(&format!("Bytes transferred = {kernel_size} ")),
@@ -321,7 +321,7 @@ async fn uboot_arm_board_network_boots_to_a_shell() {
     report("uboot-arm tftp zImage", fetched.elapsed());
     let out = console
         .command(
-            &format!("tftp ${{ramdisk_addr_r}} {JOB}/ramdisk.cpio.gz"),
+            &format!("tftp 0x44000000 {JOB}/ramdisk.cpio.gz"),
             UBOOT_PROMPT,
             long,
         )
@@ -330,11 +330,14 @@ async fn uboot_arm_board_network_boots_to_a_shell() {
         out.contains(&format!("Bytes transferred = {ramdisk_size} ")),
         "ramdisk download incomplete:\n{out}"
     );
+    for line in [
+        "setenv initrd_size ${filesize}",
+        "setenv bootargs 'console=ttyAMA0,115200n8 root=/dev/ram0  ip=dhcp'",
+    ] {
+        console.command(line, UBOOT_PROMPT, short).await;
+    }
     console
-        .command("setenv initrd_size ${filesize}", UBOOT_PROMPT, short)
-        .await;
-    console
-        .send("bootz ${kernel_addr_r} ${ramdisk_addr_r}:${initrd_size} ${fdtcontroladdr}\n")
+        .send("bootz 0x40400000 0x44000000:${initrd_size} ${fdtcontroladdr}\n")
         .await;
     console.expect("Starting kernel", short).await;
     console.expect("Linux version [0-9]", long).await;
