@@ -6,12 +6,12 @@
 //! retransmit on timeout at most `max_retries` times. Path checks happen before any file
 //! is opened; files are read through `tokio::fs` so nothing blocks the runtime.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Component, Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::fs::File;
@@ -145,6 +145,7 @@ impl Server {
         // Transfers watch this channel; dropping the sender tells them to stop.
         let (stop_tx, stop_rx) = watch::channel(());
         let permits = Arc::new(Semaphore::new(self.settings.max_transfers));
+        let active = ActivePeers::default();
         let mut transfers = JoinSet::new();
         let mut buf = vec![0u8; MAX_DATAGRAM];
         let mut failures = 0u32;
@@ -161,7 +162,7 @@ impl Server {
                     Ok((len, peer)) => {
                         failures = 0;
                         let Some(datagram) = buf.get(..len) else { continue };
-                        if let Some((request, permit)) = self.screen(datagram, peer, &permits).await {
+                        if let Some((request, permit)) = self.screen(datagram, peer, &permits, &active).await {
                             let transfer = Transfer {
                                 peer,
                                 local_ip,
@@ -170,9 +171,10 @@ impl Server {
                                 stop: stop_rx.clone(),
                             };
                             let span = info_span!("tftp", %peer, file = %request.filename);
+                            let claim = active.claim(peer);
                             transfers.spawn(
                                 async move {
-                                    transfer.serve(request).await;
+                                    transfer.serve(request, claim).await;
                                     drop(permit);
                                 }
                                 .instrument(span),
@@ -208,8 +210,15 @@ impl Server {
         datagram: &[u8],
         peer: SocketAddr,
         permits: &Arc<Semaphore>,
+        active: &ActivePeers,
     ) -> Option<(Request, tokio::sync::OwnedSemaphorePermit)> {
         match Packet::decode(datagram) {
+            // A client that retransmits its request before our first reply arrived (U-Boot
+            // does after a second) must not get a second transfer from a second port.
+            Ok(Packet::Rrq(request)) if active.contains(peer) => {
+                debug!(%peer, file = %request.filename, "duplicate tftp request ignored");
+                None
+            }
             Ok(Packet::Rrq(request)) => match Arc::clone(permits).try_acquire_owned() {
                 Ok(permit) => Some((request, permit)),
                 Err(_) => {
@@ -261,6 +270,44 @@ impl Server {
     }
 }
 
+/// Clients with a transfer in progress, keyed by their transfer ID (address and port).
+#[derive(Debug, Default, Clone)]
+struct ActivePeers(Arc<Mutex<HashSet<SocketAddr>>>);
+
+impl ActivePeers {
+    fn contains(&self, peer: SocketAddr) -> bool {
+        self.lock().contains(&peer)
+    }
+
+    /// Record `peer` as busy until the returned claim is dropped.
+    fn claim(&self, peer: SocketAddr) -> PeerClaim {
+        self.lock().insert(peer);
+        PeerClaim {
+            peers: self.clone(),
+            peer,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<SocketAddr>> {
+        // The set stays consistent even if a holder panicked: every operation is one call.
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Drop guard of [`ActivePeers::claim`]: removes the peer from the set.
+struct PeerClaim {
+    peers: ActivePeers,
+    peer: SocketAddr,
+}
+
+impl Drop for PeerClaim {
+    fn drop(&mut self) {
+        self.peers.lock().remove(&self.peer);
+    }
+}
+
 /// Why a transfer ended early.
 #[derive(Debug, thiserror::Error)]
 enum Failure {
@@ -294,7 +341,7 @@ struct Transfer {
 }
 
 impl Transfer {
-    async fn serve(self, request: Request) {
+    async fn serve(self, request: Request, claim: PeerClaim) {
         let started = Instant::now();
         let socket = match UdpSocket::bind(SocketAddr::new(self.local_ip, 0)).await {
             Ok(socket) => socket,
@@ -310,6 +357,7 @@ impl Transfer {
             max_retries: self.settings.max_retries,
             stop: self.stop,
             buf: vec![0u8; MAX_DATAGRAM],
+            claim: Some(claim),
         };
         match session.send_file(&self.root, &request).await {
             Ok(bytes) => info!(
@@ -334,6 +382,9 @@ struct Session {
     max_retries: u32,
     stop: watch::Receiver<()>,
     buf: Vec<u8>,
+    /// Marks the client as served until its first ACK shows it got our reply; after
+    /// that, a request from the same port is a new transfer, not a retransmission.
+    claim: Option<PeerClaim>,
 }
 
 impl Session {
@@ -419,7 +470,10 @@ impl Session {
                     continue;
                 };
                 match Packet::decode(datagram) {
-                    Ok(Packet::Ack { block: acked }) if acked == block => return Ok(()),
+                    Ok(Packet::Ack { block: acked }) if acked == block => {
+                        self.claim = None;
+                        return Ok(());
+                    }
                     // A duplicate ACK of an earlier block: never retransmit on it, or both
                     // sides would double every packet (the Sorcerer's Apprentice bug).
                     Ok(Packet::Ack { .. }) => continue,

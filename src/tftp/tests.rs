@@ -359,6 +359,20 @@ async fn retransmits_unacknowledged_blocks_and_rejects_foreign_tids() {
 }
 
 #[tokio::test]
+async fn a_retransmitted_request_does_not_start_a_second_transfer() {
+    let data = content(3000, 9);
+    let root = root_with(&[("f", &data)]);
+    let server = start(root.path(), |s| s.with_max_transfers(1)).await;
+    let mut client = Client::new(server.addr).await;
+    // The first request; `get` sends the same request again from the same port. A second
+    // transfer would show up as a "busy" error or as data from a second port.
+    client.request("f", Mode::Octet, &[]).await;
+    let got = client.get("f", Mode::Octet, &[]).await.expect("get");
+    assert!(got.data == data, "content differs");
+    server.stop().await.expect("clean stop");
+}
+
+#[tokio::test]
 async fn abandons_silent_clients_and_frees_the_slot() {
     let root = root_with(&[("f", &content(600, 5))]);
     let server = start(root.path(), |s| {
