@@ -2,9 +2,11 @@
 //!
 //! See `ARCHITECTURE.md` at the repository root for the module map and the invariants.
 
+pub mod app;
 pub mod cli;
 pub mod config;
 pub mod devicetype;
+pub mod dispatcher;
 pub mod jobdef;
 pub mod model;
 pub mod scheduler;

@@ -1,103 +1,12 @@
-//! `lavabox serve`: the appliance daemon.
-//!
-//! Shaped like mini-redis's server: [`App::build`] opens what the services share (for now
-//! the store, migrated at start-up), and [`App::run`] runs until the `shutdown` future it is
-//! given completes, so tests can stop it without signals. `main` wires the real signals
-//! (SIGTERM from systemd, SIGINT from Ctrl-C). The HTTP, TFTP and event services are added
-//! to [`App::run`] as they are built.
+//! `lavabox serve`: the appliance daemon (see [`crate::app`] for what it runs).
 
-use std::future::Future;
 use std::io::IsTerminal;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::Context;
 
+use crate::app::{App, shutdown_signal};
 use crate::config::Config;
-use crate::store::{AsyncStore, Store};
-
-/// The line logged once the appliance is ready; tests and scripts wait for it.
-pub const READY: &str = "lavabox ready";
-
-/// Everything the appliance's services share.
-#[derive(Debug, Clone)]
-pub struct App {
-    /// The validated configuration.
-    config: Arc<Config>,
-    /// The database, for async callers.
-    store: AsyncStore,
-}
-
-impl App {
-    /// Creates the data directory and opens (migrating) the database, off the runtime
-    /// threads.
-    pub async fn build(config: Config) -> anyhow::Result<App> {
-        let data_dir = config.data_dir.clone();
-        let db = config.database_path();
-        let store = tokio::task::spawn_blocking(move || -> anyhow::Result<Store> {
-            std::fs::create_dir_all(&data_dir)
-                .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
-            Store::open(&db).with_context(|| format!("opening database {}", db.display()))
-        })
-        .await
-        .context("opening the database")??;
-        Ok(App {
-            config: Arc::new(config),
-            store: AsyncStore::new(store),
-        })
-    }
-
-    /// The configuration.
-    pub fn config(&self) -> &Config {
-        &self.config
-    }
-
-    /// The database handle.
-    pub fn store(&self) -> &AsyncStore {
-        &self.store
-    }
-
-    /// Serves until `shutdown` completes, then stops cleanly.
-    pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-        let version = self.store.call(|s| s.schema_version()).await?;
-        tracing::info!(
-            instance = %self.config.instance,
-            listen = %self.config.listen,
-            data_dir = %self.config.data_dir.display(),
-            schema_version = version,
-            "{READY}"
-        );
-        shutdown.await;
-        tracing::info!("shutting down");
-        // Dropping the last handle closes the connection, which checkpoints the WAL.
-        drop(self);
-        tracing::info!("lavabox stopped");
-        Ok(())
-    }
-}
-
-/// Resolves on SIGTERM or SIGINT. The handlers are installed when this is called, so a
-/// signal arriving before the future is first polled is not lost.
-pub fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-        let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-        Ok(async move {
-            tokio::select! {
-                _ = term.recv() => tracing::info!("SIGTERM received"),
-                _ = int.recv() => tracing::info!("SIGINT received"),
-            }
-        })
-    }
-    #[cfg(not(unix))]
-    {
-        Ok(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-    }
-}
 
 /// Logs to stdout (journald collects it) with the configured filter; `RUST_LOG` wins.
 fn init_logging(config: &Config) {
@@ -124,33 +33,4 @@ pub fn main(config: Config) -> anyhow::Result<ExitCode> {
         app.run(shutdown).await
     })?;
     Ok(ExitCode::SUCCESS)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::{Overrides, RawConfig};
-
-    #[tokio::test]
-    async fn runs_until_shutdown() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut config = Config::from_raw(RawConfig::default(), None).unwrap();
-        config.apply(&Overrides {
-            data_dir: Some(dir.path().join("data")),
-            listen: None,
-        });
-        let app = App::build(config).await.unwrap();
-        let store = app.store().clone();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(app.run(async {
-            let _ = rx.await;
-        }));
-        assert_eq!(
-            store.call(|s| s.schema_version()).await.unwrap(),
-            crate::store::SCHEMA_VERSION
-        );
-        tx.send(()).unwrap();
-        task.await.unwrap().unwrap();
-        assert!(dir.path().join("data/lavabox.db").is_file());
-    }
 }
