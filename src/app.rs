@@ -10,6 +10,8 @@ use anyhow::Context;
 
 use crate::config::Config;
 use crate::devicetype::Templates;
+use crate::events::Bus;
+use crate::store::Changes;
 use crate::store::{AsyncStore, Store};
 
 /// The line logged once the appliance is ready; tests and scripts wait for it.
@@ -24,6 +26,10 @@ pub struct App {
     store: AsyncStore,
     /// Device-type templates: the configured directories, then the shipped ones.
     templates: Templates,
+    /// Where every state change is published.
+    events: Bus,
+    /// Wakes the scheduler loop: a submission, a job ending, a device changing.
+    wake: Arc<tokio::sync::Notify>,
 }
 
 impl App {
@@ -44,6 +50,8 @@ impl App {
             config: Arc::new(config),
             store: AsyncStore::new(store),
             templates,
+            events: Bus::new(),
+            wake: Arc::new(tokio::sync::Notify::new()),
         })
     }
 
@@ -55,6 +63,30 @@ impl App {
     /// The database handle.
     pub fn store(&self) -> &AsyncStore {
         &self.store
+    }
+
+    /// The event bus.
+    pub fn events(&self) -> &Bus {
+        &self.events
+    }
+
+    /// Publishes what a store call changed and wakes the scheduler if anything did. Every
+    /// caller that changes job or device state goes through here.
+    pub fn changed(&self, changes: &Changes) {
+        if !changes.is_empty() {
+            self.events.publish(changes);
+            self.wake_scheduler();
+        }
+    }
+
+    /// Wakes the scheduler loop (a new job was submitted, a device became usable).
+    pub fn wake_scheduler(&self) {
+        self.wake.notify_one();
+    }
+
+    /// What the scheduler loop waits on.
+    pub fn scheduler_wakeup(&self) -> Arc<tokio::sync::Notify> {
+        Arc::clone(&self.wake)
     }
 
     /// The device-type templates.

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod devicetype;
 pub mod dispatcher;
+pub mod events;
 pub mod jobdef;
 pub mod model;
 pub mod scheduler;

@@ -1,0 +1,104 @@
+//! The in-process event bus: every job and device state/health change is published here
+//! once, by whoever applied it to the store; the scheduler's wake-ups, the ZMQ publisher,
+//! notifications and the web UI subscribe.
+//!
+//! Publishing never blocks: the bus is a bounded `broadcast` channel, and a subscriber that
+//! falls behind loses the oldest events (it is told how many) rather than stalling a job.
+
+use std::sync::Arc;
+
+use time::OffsetDateTime;
+use tokio::sync::broadcast;
+
+use crate::store::{Changes, DeviceChange, JobChange};
+
+/// How many events a slow subscriber may lag behind before it loses the oldest.
+const CAPACITY: usize = 4096;
+
+/// One change, as published.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A job's state or health changed.
+    Job(JobChange),
+    /// A device's state or health changed.
+    Device(DeviceChange),
+}
+
+/// An event with the time it was published.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    /// When the change was published (UTC).
+    pub at: OffsetDateTime,
+    /// What changed.
+    pub event: Event,
+}
+
+/// The bus. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Bus {
+    tx: broadcast::Sender<Arc<Published>>,
+}
+
+impl Default for Bus {
+    fn default() -> Self {
+        Bus::new()
+    }
+}
+
+impl Bus {
+    /// An empty bus.
+    pub fn new() -> Bus {
+        let (tx, _) = broadcast::channel(CAPACITY);
+        Bus { tx }
+    }
+
+    /// Publishes what one store call changed: devices first, then jobs, which is the order
+    /// LAVA's publisher shows (device Reserved before job Scheduled, device Idle before job
+    /// Finished).
+    pub fn publish(&self, changes: &Changes) {
+        let at = OffsetDateTime::now_utc();
+        let events = changes
+            .devices
+            .iter()
+            .cloned()
+            .map(Event::Device)
+            .chain(changes.jobs.iter().cloned().map(Event::Job));
+        for event in events {
+            // No subscribers is not an error: nobody is listening yet.
+            let _ = self.tx.send(Arc::new(Published { at, event }));
+        }
+    }
+
+    /// A new subscription that sees every event published from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Published>> {
+        self.tx.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{DeviceHealth, DeviceState, JobHealth, JobId, JobState};
+
+    #[test]
+    fn devices_come_before_jobs() {
+        let bus = Bus::new();
+        let mut rx = bus.subscribe();
+        bus.publish(&Changes {
+            jobs: vec![JobChange {
+                id: JobId(1),
+                state: JobState::Scheduled,
+                health: JobHealth::Unknown,
+                device: Some("qemu-01".into()),
+            }],
+            devices: vec![DeviceChange {
+                hostname: "qemu-01".into(),
+                state: DeviceState::Reserved,
+                health: DeviceHealth::Good,
+            }],
+        });
+        assert!(matches!(rx.try_recv().unwrap().event, Event::Device(_)));
+        assert!(matches!(rx.try_recv().unwrap().event, Event::Job(_)));
+        assert!(rx.try_recv().is_err());
+    }
+}
