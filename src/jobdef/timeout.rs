@@ -16,10 +16,12 @@ pub struct Timeout {
 }
 
 impl Timeout {
-    /// Reads an already validated timeout mapping (one unit key, value ≥ 1, optional skip).
+    /// Reads a timeout mapping; `None` unless it is valid (exactly one unit key with an
+    /// integer ≥ 1, optional boolean `skip`).
     pub(crate) fn from_node(node: &Node) -> Option<Timeout> {
         let mut duration = None;
         let mut skip = false;
+        let mut units = 0;
         for (key, value) in node.as_map()? {
             let factor = match key.as_str()? {
                 "days" => 86_400.0,
@@ -32,8 +34,12 @@ impl Timeout {
                 }
                 _ => return None,
             };
-            let seconds = value.as_number()? * factor;
-            duration = Duration::try_from_secs_f64(seconds).ok();
+            units += 1;
+            let n = value.as_int().filter(|n| *n >= 1)?;
+            duration = Duration::try_from_secs_f64(n as f64 * factor).ok();
+        }
+        if units != 1 {
+            return None;
         }
         Some(Timeout {
             duration: duration?,

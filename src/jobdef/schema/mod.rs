@@ -279,7 +279,7 @@ impl MapSch {
 
     fn check(&self, node: &Node, path: Path<'_>, report: &mut Report) {
         let Some(entries) = node.as_map() else {
-            report.push(path, node, "expected a dictionary", Some("a mapping"));
+            report.at(path, node, "expected a dictionary");
             return;
         };
         let mut seen = vec![false; self.fields.len()];
@@ -493,7 +493,7 @@ impl Sch {
                 }
             }
             Sch::List(items) => match node.as_seq() {
-                None => report.push(path, node, "expected a list", Some("a list")),
+                None => report.at(path, node, "expected a list"),
                 Some(seq) => {
                     for (i, item) in seq.iter().enumerate() {
                         let child = path.index(i);
@@ -529,7 +529,9 @@ impl Sch {
 /// `Any(...)`: passes if one option passes; otherwise reports the problems of the option
 /// that got furthest into the value (voluptuous keeps the error with the longest path).
 fn check_any(options: &[Sch], node: &Node, path: Path<'_>, report: &mut Report) {
-    let mut best: Option<(usize, Vec<Problem>)> = None;
+    // voluptuous keeps the error with the longest path; among equals we prefer the option
+    // with the least to fix, counting a wrong literal (a wrong `from:`, `method:`) as worse.
+    let mut best: Option<((usize, std::cmp::Reverse<usize>), Vec<Problem>)> = None;
     for option in options {
         let mut trial = Report::default();
         option.check(node, path, &mut trial);
@@ -542,8 +544,20 @@ fn check_any(options: &[Sch], node: &Node, path: Path<'_>, report: &mut Report) 
             .map(|p| p.path.0.len())
             .max()
             .unwrap_or(0);
-        if best.as_ref().is_none_or(|(d, _)| depth > *d) {
-            best = Some((depth, trial.problems));
+        let cost: usize = trial
+            .problems
+            .iter()
+            .map(|p| {
+                if p.message == "not a valid value" || p.message.starts_with("'method' should") {
+                    3
+                } else {
+                    1
+                }
+            })
+            .sum();
+        let score = (depth, std::cmp::Reverse(cost));
+        if best.as_ref().is_none_or(|(b, _)| score > *b) {
+            best = Some((score, trial.problems));
         }
     }
     match best {
@@ -587,7 +601,7 @@ fn check_timeout(node: &Node, path: Path<'_>, report: &mut Report) {
                 if units > 1 {
                     report.push(child, key, "extra keys not allowed", Some(expected));
                 } else {
-                    Sch::at_least(1).check(value, child, report);
+                    Sch::All(vec![Sch::Int, Sch::at_least(1)]).check(value, child, report);
                 }
             }
             _ => report.push(child, key, "extra keys not allowed", Some(expected)),
