@@ -532,6 +532,7 @@ fn check_any(options: &[Sch], node: &Node, path: Path<'_>, report: &mut Report) 
     // voluptuous keeps the error with the longest path; among equals we prefer the option
     // with the least to fix, counting a wrong literal (a wrong `from:`, `method:`) as worse.
     let mut best: Option<((usize, std::cmp::Reverse<usize>), Vec<Problem>)> = None;
+    let here = path.to_path().0.len();
     for option in options {
         let mut trial = Report::default();
         option.check(node, path, &mut trial);
@@ -548,7 +549,11 @@ fn check_any(options: &[Sch], node: &Node, path: Path<'_>, report: &mut Report) 
             .problems
             .iter()
             .map(|p| {
-                if p.message == "not a valid value" || p.message.starts_with("'method' should") {
+                if p.path.0.len() == here && p.message.starts_with("expected") {
+                    // The value is not even of this option's type.
+                    5
+                } else if p.message == "not a valid value" || p.message.starts_with("'method' should")
+                {
                     3
                 } else {
                     1
