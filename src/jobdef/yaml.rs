@@ -168,11 +168,11 @@ impl Node {
             Value::Int(i) => i.to_string(),
             Value::Float(f) => f.to_string(),
             Value::Str(s) | Value::Timestamp(s) => {
-                let mut s: String = s.chars().take(60).collect();
-                if s.len() < s.capacity() && s.chars().count() == 60 {
-                    s.push('…');
+                let mut short: String = s.chars().take(60).collect();
+                if short.len() < s.len() {
+                    short.push('…');
                 }
-                s
+                short
             }
             Value::Seq(_) => "[…]".to_owned(),
             Value::Map(_) => "{…}".to_owned(),
@@ -830,6 +830,17 @@ mod tests {
             derived.and_then(|d| d.get("y")).map(Node::short),
             Some("3".into())
         );
+    }
+
+    #[test]
+    fn short_and_yaml_output() {
+        let long = "x".repeat(100);
+        let node = load(&format!("a: {long}\nb: [1, yes, ~]\n")).ok();
+        let a = node.as_ref().and_then(|n| n.get("a")).map(Node::short);
+        assert_eq!(a.map(|s| s.chars().count()), Some(61));
+        let yaml = node.as_ref().map(Node::to_yaml).unwrap_or_default();
+        assert!(yaml.contains("- true"), "{yaml}");
+        assert!(yaml.contains("- null"), "{yaml}");
     }
 
     #[test]
