@@ -418,7 +418,26 @@ pub fn load(text: &str) -> Result<Node, LoadError> {
                 Some((copy, 0))
             }
             Event::Scalar(text, style, anchor, tag) => {
-                merge_key = style == ScalarStyle::Plain && tag.is_none() && text == "<<";
+                let plain = style == ScalarStyle::Plain && tag.is_none();
+                let key_position = matches!(
+                    stack.last(),
+                    Some(Open::Map {
+                        pending_key: None,
+                        ..
+                    })
+                );
+                merge_key = plain && key_position && text == "<<";
+                // PyYAML resolves plain `<<` and `=` to the merge and value tags, which only
+                // a mapping key `<<` may use.
+                if plain && ((text == "<<" && !key_position) || text == "=") {
+                    let tag = if text == "=" { "value" } else { "merge" };
+                    return Err(LoadError {
+                        mark,
+                        message: format!(
+                            "could not determine a constructor for the tag 'tag:yaml.org,2002:{tag}'"
+                        ),
+                    });
+                }
                 let value = resolve_scalar(&text, style, tag.as_deref())
                     .map_err(|message| LoadError { mark, message })?;
                 Some((Node { value, mark }, anchor))
@@ -868,5 +887,8 @@ mod tests {
         assert!(load("a: *nope").is_err());
         assert!(load("a: 1\n---\nb: 2\n").is_err());
         assert!(load("? [1]\n: x\n").is_err());
+        assert!(load("a: <<\n").is_err());
+        assert!(load("a: =\n").is_err());
+        assert!(load("a: '<<'\n").is_ok());
     }
 }
