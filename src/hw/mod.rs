@@ -193,7 +193,7 @@ impl ChildConsole {
     pub fn spawn(command: &str, dir: Option<&PathBuf>) -> Result<ChildConsole, Error> {
         let mut cmd = Command::new("sh");
         cmd.arg("-c")
-            .arg(format!("exec {command}"))
+            .arg(command)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
