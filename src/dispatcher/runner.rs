@@ -727,6 +727,14 @@ async fn run_boot(ctx: &mut JobCtx<'_>, block: &Block, boot: &Boot) -> Result<()
             let last = commands.len().saturating_sub(1);
             for (i, cmd) in commands.iter().enumerate() {
                 conn.sendline(cmd).await.map_err(&err)?;
+                // Wait for the echo first: prompts printed before it (an interrupt key
+                // pressed twice, an empty line) must not count as this command's prompt.
+                conn.expect(
+                    &[Regex::new(&regex::escape(cmd)).unwrap_or_else(|_| prompt.clone())],
+                    cmd_node.connection_timeout,
+                )
+                .await
+                .map_err(&err)?;
                 if i == last {
                     patterns[0] = pattern(if kernel_start.is_empty() {
                         "Linux version [0-9]"
