@@ -584,6 +584,19 @@ async fn run_block(ctx: &mut JobCtx<'_>, block: &Block) -> Result<(), JobError> 
                     .as_ref()
                     .and_then(|o| o.get("lava"))
                     .is_some_and(|l| l.is_truthy());
+                let format = block
+                    .action
+                    .raw
+                    .get("images")
+                    .and_then(|i| i.get(&image.name))
+                    .and_then(|i| i.get("format"))
+                    .and_then(|f| f.as_str())
+                    .map(str::to_owned);
+                // LAVA 2023.01's tmpfs schema has no `overlays:`; a cpio initrd (by format or
+                // by the conventional names) gets the overlay so the test shell can run.
+                let wants_overlay = wants_overlay
+                    || format.as_deref() == Some("cpio.newc")
+                    || matches!(image.name.as_str(), "initrd" | "ramdisk");
                 if wants_overlay && ctx.needs_overlay() {
                     let overlay = ctx.overlay()?.clone();
                     let dest = dir.join(format!("{name}.lava"));
