@@ -8,8 +8,8 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 use super::{BoxFuture, CommandOutput, CommandRunner, ConsoleFactory, ConsoleIo, Error};
 
-/// A scripted board: prints `banner` when the console is opened, then answers every line it
-/// receives with the reply of the first matching rule.
+/// A scripted board: prints `banner` when the console is opened, then echoes every line it
+/// receives and answers it with the reply of the first matching rule.
 #[derive(Debug, Clone, Default)]
 pub struct FakeConsole {
     /// Printed as soon as the console is opened.
@@ -49,6 +49,14 @@ impl ConsoleFactory for FakeConsole {
                 }
                 let mut lines = BufReader::new(read).lines();
                 while let Ok(Some(line)) = lines.next_line().await {
+                    // Echo like a terminal does.
+                    if write
+                        .write_all(format!("{line}\n").as_bytes())
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
                     if let Some((_, reply)) = board.rules.iter().find(|(re, _)| re.is_match(&line))
                         && write.write_all(reply.as_bytes()).await.is_err()
                     {
