@@ -2,15 +2,35 @@
 //! results. It never changes job or device state; the scheduler's job task does that around
 //! [`Dispatcher::run`] (Scheduled → Running before, Finished with the returned
 //! [`JobEnd`] after), so every state transition stays in one place.
+//!
+//! Layout: [`log`] (the job log writer), [`connection`] (the expect engine over a console),
+//! [`deploy`] (downloads, checksums, decompression, overlay), `runner` (what each pipeline
+//! block does). The pipeline itself is built by [`crate::pipeline`] (pure).
+//!
+//! Every job runs in its own task: a panic becomes a `Bug` end and never reaches the caller;
+//! whatever happens, the device is powered off, an emulator started for the job is killed
+//! and waited for, and the job's TFTP and work directories are removed.
+
+pub mod connection;
+pub mod deploy;
+pub mod log;
+mod runner;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::devicetype::Templates;
-use crate::model::ErrorType;
+use crate::devicetype::{DeviceConfig, Templates};
+use crate::hw::{CommandRunner, ConsoleFactory, ShellRunner};
+use crate::jobdef::JobDefinition;
+use crate::model::{ErrorType, JobHealth, TestResult};
+use crate::store::NewTestCase;
 use crate::store::{AsyncStore, Device, Job, JobEnd};
+
+use self::log::JobLog;
 
 /// What the dispatcher needs from the appliance's configuration.
 #[derive(Debug, Clone)]
@@ -36,12 +56,52 @@ pub struct JobRun {
     pub cancel: CancellationToken,
 }
 
+/// A failure inside a job: LAVA's error class and message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{error_type}: {message}")]
+pub struct JobError {
+    /// The class.
+    pub error_type: ErrorType,
+    /// The text (becomes the failure comment).
+    pub message: String,
+}
+
+impl JobError {
+    /// An error of class `error_type`.
+    pub fn new(error_type: ErrorType, message: impl Into<String>) -> JobError {
+        JobError {
+            error_type,
+            message: message.into(),
+        }
+    }
+}
+
+/// How the dispatcher reaches hardware; the default runs shell commands and console commands.
+#[derive(Debug, Clone)]
+pub struct Hardware {
+    /// Runs power, reset and user commands.
+    pub runner: Arc<dyn CommandRunner>,
+    /// Opens the console from the device's connection command; `None` picks the real backend
+    /// ([`crate::hw::console_for`]).
+    pub console: Option<Arc<dyn ConsoleFactory>>,
+}
+
+impl Default for Hardware {
+    fn default() -> Self {
+        Hardware {
+            runner: Arc::new(ShellRunner::default()),
+            console: None,
+        }
+    }
+}
+
 /// Runs jobs. Cheap to clone; one task per job.
 #[derive(Debug, Clone)]
 pub struct Dispatcher {
     config: DispatcherConfig,
     store: AsyncStore,
     templates: Templates,
+    hardware: Hardware,
 }
 
 impl Dispatcher {
@@ -51,16 +111,228 @@ impl Dispatcher {
             config,
             store,
             templates,
+            hardware: Hardware::default(),
         }
+    }
+
+    /// The same dispatcher driving `hardware` (fakes in tests, a dry-run mode).
+    pub fn with_hardware(mut self, hardware: Hardware) -> Dispatcher {
+        self.hardware = hardware;
+        self
     }
 
     /// Runs the job to its end: validates it, builds the pipeline, deploys, boots, runs the
     /// tests, powers the device off. Results are stored as they arrive. Never panics out:
     /// every failure becomes the returned [`JobEnd`] (LAVA's error classes).
-    ///
-    /// CONTRACT PLACEHOLDER: the dispatcher work replaces this body.
     pub async fn run(&self, run: JobRun) -> JobEnd {
-        let _ = (&self.config, &self.store, &self.templates, run);
-        JobEnd::incomplete(ErrorType::Bug, "the dispatcher is not built yet")
+        let this = self.clone();
+        let job_id = run.job.id;
+        let device = run.device.clone();
+        let task = tokio::spawn(async move { this.run_job(run).await });
+        match task.await {
+            Ok(end) => end,
+            Err(e) => {
+                // The job's task panicked: its state (console, emulator) was dropped, which
+                // kills their processes; power the board off and clean up here.
+                let message = if e.is_panic() {
+                    "the dispatcher panicked while running the job".to_owned()
+                } else {
+                    format!("the job task ended abnormally: {e}")
+                };
+                tracing::error!(job = %job_id, "{message}");
+                if let Some(config) = self.render(&device, &serde_json::Map::new()) {
+                    for cmd in &config.commands.power_off {
+                        let _ = self.hardware.runner.run(cmd, Duration::from_secs(60)).await;
+                    }
+                }
+                self.remove_dirs(job_id.0).await;
+                JobEnd::incomplete(ErrorType::Bug, message)
+            }
+        }
+    }
+
+    fn render(
+        &self,
+        device: &Device,
+        context: &serde_json::Map<String, serde_json::Value>,
+    ) -> Option<DeviceConfig> {
+        let dictionary = device.dictionary.as_deref()?;
+        self.templates
+            .render(dictionary, context)
+            .ok()
+            .map(|r| r.config)
+    }
+
+    async fn remove_dirs(&self, job_id: i64) {
+        for dir in [
+            self.config.tftp_root.join(job_id.to_string()),
+            self.config.work_dir.join(job_id.to_string()),
+        ] {
+            if tokio::fs::metadata(&dir).await.is_ok()
+                && let Err(e) = tokio::fs::remove_dir_all(&dir).await
+            {
+                tracing::warn!("removing {}: {e}", dir.display());
+            }
+        }
+    }
+
+    async fn record(&self, job: crate::model::JobId, cases: Vec<NewTestCase>) {
+        if let Err(e) = self
+            .store
+            .call(move |s| s.insert_test_cases(job, &cases))
+            .await
+        {
+            tracing::warn!(job = %job, "recording results: {e}");
+        }
+    }
+
+    async fn run_job(&self, run: JobRun) -> JobEnd {
+        let (log, log_task) = match JobLog::open(run.log_path.clone()).await {
+            Ok(x) => x,
+            Err(e) => {
+                return JobEnd::incomplete(
+                    ErrorType::Infrastructure,
+                    format!("cannot open the job log: {e}"),
+                );
+            }
+        };
+        let end = self.run_logged(&run, &log).await;
+        drop(log);
+        log_task.finish().await;
+        end
+    }
+
+    async fn run_logged(&self, run: &JobRun, log: &JobLog) -> JobEnd {
+        let job_id = run.job.id;
+        log.info(format!(
+            "lavabox dispatcher: job {job_id} on {}",
+            run.device.hostname
+        ));
+        let prepared = self.prepare(run, log);
+        let (definition, device, pipeline) = match prepared {
+            Ok(p) => p,
+            Err(e) => {
+                log.error(format!("{}: {}", e.error_type, e.message));
+                self.record(
+                    job_id,
+                    vec![NewTestCase::new("lava", "validate", TestResult::Fail)],
+                )
+                .await;
+                return self.finish(job_id, log, Err(e)).await;
+            }
+        };
+        log.info(format!("pipeline:\n{}", pipeline.describe()));
+        self.record(
+            job_id,
+            vec![NewTestCase::new("lava", "validate", TestResult::Pass)],
+        )
+        .await;
+
+        let mut ctx = runner::JobCtx::new(self, run, log.clone(), definition, device);
+        let outcome = {
+            let job_timeout = pipeline.job_timeout;
+            let work = runner::run_pipeline(&mut ctx, &pipeline);
+            tokio::select! {
+                biased;
+                () = run.cancel.cancelled() => Err(JobError::new(ErrorType::Canceled, "Job canceled")),
+                r = tokio::time::timeout(job_timeout, work) => match r {
+                    Ok(r) => r,
+                    Err(_) => Err(JobError::new(
+                        ErrorType::LavaTimeout,
+                        format!("job timed out after {} seconds", job_timeout.as_secs()),
+                    )),
+                },
+            }
+        };
+        ctx.cleanup().await;
+        self.remove_dirs(job_id.0).await;
+        self.finish(job_id, log, outcome).await
+    }
+
+    fn prepare(
+        &self,
+        run: &JobRun,
+        log: &JobLog,
+    ) -> Result<(JobDefinition, DeviceConfig, crate::pipeline::Pipeline), JobError> {
+        let definition = crate::jobdef::parse_str(&run.job.definition).map_err(|problems| {
+            let text: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+            JobError::new(
+                ErrorType::Job,
+                format!("invalid job definition: {}", text.join("; ")),
+            )
+        })?;
+        let Some(dictionary) = run.device.dictionary.as_deref() else {
+            return Err(JobError::new(
+                ErrorType::Configuration,
+                format!("device {} has no dictionary", run.device.hostname),
+            ));
+        };
+        let mut context = serde_json::Map::new();
+        for (key, value) in &definition.context {
+            if let Ok(v) = serde_json::to_value(value.to_serde()) {
+                context.insert(key.clone(), v);
+            }
+        }
+        let rendered = self
+            .templates
+            .render(dictionary, &context)
+            .map_err(|e| JobError::new(ErrorType::Configuration, e.to_string()))?;
+        log.debug(format!("device configuration:\n{}", rendered.yaml));
+        let pipeline = crate::pipeline::build(&definition, &rendered.config)
+            .map_err(|e| JobError::new(e.error_type, e.message))?;
+        Ok((definition, rendered.config, pipeline))
+    }
+
+    async fn finish(
+        &self,
+        job_id: crate::model::JobId,
+        log: &JobLog,
+        outcome: Result<(), JobError>,
+    ) -> JobEnd {
+        let mut case = NewTestCase::new(
+            "lava",
+            "job",
+            if outcome.is_ok() {
+                TestResult::Pass
+            } else {
+                TestResult::Fail
+            },
+        );
+        let end = match outcome {
+            Ok(()) => {
+                log.info("Job finished correctly");
+                log.results(
+                    serde_json::json!({"definition": "lava", "case": "job", "result": "pass"}),
+                );
+                JobEnd::complete()
+            }
+            Err(e) => {
+                log.error(format!("{}: {}", e.error_type, e.message));
+                log.results(serde_json::json!({
+                    "definition": "lava", "case": "job", "result": "fail",
+                    "error_msg": e.message, "error_type": e.error_type.to_string(),
+                }));
+                case.metadata = Some(format!(
+                    "error_msg: {}\nerror_type: {}\n",
+                    serde_json::Value::String(e.message.clone()),
+                    e.error_type
+                ));
+                if e.error_type == ErrorType::Canceled {
+                    JobEnd {
+                        health: JobHealth::Canceled,
+                        error_type: Some(ErrorType::Canceled),
+                        failure_comment: Some(e.message),
+                        cancel_peers: false,
+                    }
+                } else {
+                    JobEnd::incomplete(e.error_type, e.message)
+                }
+            }
+        };
+        self.record(job_id, vec![case]).await;
+        end
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -2,5 +2,6 @@
 
 mod cli;
 mod devicetype;
+mod dispatch;
 mod lab;
 mod validate;

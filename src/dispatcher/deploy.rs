@@ -1,0 +1,289 @@
+//! Downloads (HTTP(S), file://), decompression, checksums and the overlay appended to a
+//! ramdisk. Files are written with tokio I/O; hashing and decompression run on the blocking
+//! pool.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Once;
+
+use futures_util::StreamExt as _;
+use sha2::Digest as _;
+use tokio::io::AsyncWriteExt as _;
+
+use super::JobError;
+use super::log::JobLog;
+use crate::jobdef::action::deploy::{Compression, Resource};
+use crate::model::ErrorType;
+use crate::testshell::cpio::{NewcOptions, write_newc};
+use crate::testshell::overlay::Overlay;
+
+/// Installs ring as rustls's provider once per process (idempotent).
+fn install_crypto_provider() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+/// An HTTP client for downloads.
+pub fn http_client() -> Result<reqwest::Client, JobError> {
+    install_crypto_provider();
+    reqwest::Client::builder()
+        .build()
+        .map_err(|e| JobError::new(ErrorType::Infrastructure, format!("HTTP client: {e}")))
+}
+
+fn infra(message: impl Into<String>) -> JobError {
+    JobError::new(ErrorType::Infrastructure, message)
+}
+
+fn job(message: impl Into<String>) -> JobError {
+    JobError::new(ErrorType::Job, message)
+}
+
+/// The file name a resource gets: the last URL segment without its compression suffix.
+pub fn file_name(resource: &Resource, fallback: &str) -> String {
+    let path = resource.url.split(['?', '#']).next().unwrap_or_default();
+    let mut name = path
+        .rsplit('/')
+        .next()
+        .filter(|n| !n.is_empty() && *n != "." && *n != "..")
+        .unwrap_or(fallback)
+        .to_owned();
+    if let Some(c) = resource.compression {
+        let suffix = format!(".{}", c.as_str());
+        if let Some(stripped) = name.strip_suffix(&suffix)
+            && !stripped.is_empty()
+        {
+            name = stripped.to_owned();
+        }
+    }
+    name
+}
+
+/// Downloads `resource` into `dir/name`, checks its checksums, decompresses it. Returns the
+/// final path.
+pub async fn fetch(
+    client: &reqwest::Client,
+    log: &JobLog,
+    resource: &Resource,
+    dir: &Path,
+    name: &str,
+) -> Result<PathBuf, JobError> {
+    tokio::fs::create_dir_all(dir)
+        .await
+        .map_err(|e| infra(format!("creating {}: {e}", dir.display())))?;
+    let raw = dir.join(format!("{name}.download"));
+    let url = resource.url.as_str();
+    log.info(format!("downloading {url}"));
+    let started = std::time::Instant::now();
+    if let Some(path) = url.strip_prefix("file://") {
+        if tokio::fs::metadata(path).await.is_err() {
+            return Err(job(format!("Unable to find file '{path}'")));
+        }
+        tokio::fs::copy(path, &raw)
+            .await
+            .map_err(|e| infra(format!("copying {path}: {e}")))?;
+    } else {
+        let response = client
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| infra(format!("Unable to download '{url}': {e}")))?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(job(format!(
+                "Resource unavailable at '{url}' ({})",
+                status.as_u16()
+            )));
+        }
+        let mut file = tokio::fs::File::create(&raw)
+            .await
+            .map_err(|e| infra(format!("creating {}: {e}", raw.display())))?;
+        let mut body = response.bytes_stream();
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| infra(format!("Unable to download '{url}': {e}")))?;
+            file.write_all(&chunk)
+                .await
+                .map_err(|e| infra(format!("writing {}: {e}", raw.display())))?;
+        }
+        file.flush()
+            .await
+            .map_err(|e| infra(format!("writing {}: {e}", raw.display())))?;
+    }
+    let dest = dir.join(name);
+    let r = resource.clone();
+    let (raw2, dest2) = (raw.clone(), dest.clone());
+    let size = tokio::task::spawn_blocking(move || check_and_decompress(&r, &raw2, &dest2))
+        .await
+        .map_err(|e| JobError::new(ErrorType::Bug, format!("decompression task: {e}")))??;
+    let _ = tokio::fs::remove_file(&raw).await;
+    log.info(format!(
+        "{url}: {size} bytes in {:.2} seconds",
+        started.elapsed().as_secs_f64()
+    ));
+    Ok(dest)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Verifies the checksums of `raw` and writes it, decompressed, to `dest`. Returns the size
+/// of `dest`.
+fn check_and_decompress(resource: &Resource, raw: &Path, dest: &Path) -> Result<u64, JobError> {
+    let io = |e: std::io::Error| infra(format!("reading {}: {e}", raw.display()));
+    if resource.md5sum.is_some() || resource.sha256sum.is_some() || resource.sha512sum.is_some() {
+        let mut md5 = md5::Md5::new();
+        let mut sha256 = sha2::Sha256::new();
+        let mut sha512 = sha2::Sha512::new();
+        let mut file = std::fs::File::open(raw).map_err(io)?;
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let n = file.read(&mut buf).map_err(io)?;
+            if n == 0 {
+                break;
+            }
+            md5.update(&buf[..n]);
+            sha256.update(&buf[..n]);
+            sha512.update(&buf[..n]);
+        }
+        let checks = [
+            ("md5sum", &resource.md5sum, hex(&md5.finalize())),
+            ("sha256sum", &resource.sha256sum, hex(&sha256.finalize())),
+            ("sha512sum", &resource.sha512sum, hex(&sha512.finalize())),
+        ];
+        for (kind, expected, actual) in checks {
+            if let Some(expected) = expected
+                && !expected.eq_ignore_ascii_case(&actual)
+            {
+                return Err(job(format!(
+                    "{kind} mismatch for '{}': expected {expected}, got {actual}",
+                    resource.url
+                )));
+            }
+        }
+    }
+    let input = std::fs::File::open(raw).map_err(io)?;
+    let input = std::io::BufReader::new(input);
+    let out = std::fs::File::create(dest)
+        .map_err(|e| infra(format!("creating {}: {e}", dest.display())))?;
+    let mut out = std::io::BufWriter::new(out);
+    let mut reader: Box<dyn Read> = match resource.compression {
+        None => Box::new(input),
+        Some(Compression::Gz) => Box::new(flate2::read::MultiGzDecoder::new(input)),
+        Some(Compression::Xz) => Box::new(liblzma::read::XzDecoder::new_multi_decoder(input)),
+        Some(Compression::Bz2) => Box::new(bzip2::read::MultiBzDecoder::new(input)),
+        Some(Compression::Zstd) => Box::new(
+            zstd::stream::read::Decoder::new(input)
+                .map_err(|e| job(format!("zstd decompression of '{}': {e}", resource.url)))?,
+        ),
+        Some(Compression::Zip) => {
+            return Err(job("compression: zip is not supported on this appliance"));
+        }
+    };
+    let size = std::io::copy(&mut reader, &mut out).map_err(|e| {
+        job(format!(
+            "Unable to decompress '{}' ({}): {e}",
+            resource.url,
+            resource.compression.map_or("none", |c| c.as_str())
+        ))
+    })?;
+    out.flush()
+        .map_err(|e| infra(format!("writing {}: {e}", dest.display())))?;
+    Ok(size)
+}
+
+/// Appends the overlay to the cpio (newc) ramdisk at `path` (gzip-compressed or not), writing
+/// `dest`, gzip-compressed when `gzip`.
+pub async fn add_overlay(
+    overlay: &Overlay,
+    path: PathBuf,
+    dest: PathBuf,
+    gzip: bool,
+) -> Result<(), JobError> {
+    let archive = write_newc(&overlay.entries, &NewcOptions::default())
+        .map_err(|e| JobError::new(ErrorType::Bug, format!("building the overlay: {e}")))?;
+    tokio::task::spawn_blocking(move || {
+        let data =
+            std::fs::read(&path).map_err(|e| infra(format!("reading {}: {e}", path.display())))?;
+        let mut cpio = if data.starts_with(&[0x1f, 0x8b]) {
+            let mut out = Vec::new();
+            flate2::read::MultiGzDecoder::new(&data[..])
+                .read_to_end(&mut out)
+                .map_err(|e| job(format!("Unable to decompress the ramdisk: {e}")))?;
+            out
+        } else {
+            data
+        };
+        // The kernel unpacks concatenated newc archives in turn; pad to 4 bytes first.
+        while cpio.len() % 4 != 0 {
+            cpio.push(0);
+        }
+        cpio.extend_from_slice(&archive);
+        let out = std::fs::File::create(&dest)
+            .map_err(|e| infra(format!("creating {}: {e}", dest.display())))?;
+        let werr = |e: std::io::Error| infra(format!("writing {}: {e}", dest.display()));
+        if gzip {
+            let mut enc = flate2::write::GzEncoder::new(out, flate2::Compression::fast());
+            enc.write_all(&cpio).map_err(werr)?;
+            enc.finish().map_err(werr)?;
+        } else {
+            let mut out = out;
+            out.write_all(&cpio).map_err(werr)?;
+        }
+        Ok(())
+    })
+    .await
+    .map_err(|e| JobError::new(ErrorType::Bug, format!("overlay task: {e}")))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resource(url: &str, compression: Option<Compression>) -> Resource {
+        Resource {
+            url: url.into(),
+            compression,
+            archive_tar: false,
+            md5sum: None,
+            sha256sum: None,
+            sha512sum: None,
+            headers: None,
+            overlays: None,
+        }
+    }
+
+    #[test]
+    fn names_drop_compression_suffix() {
+        let r = resource("http://x/a/zImage.gz?x=1", Some(Compression::Gz));
+        assert_eq!(file_name(&r, "kernel"), "zImage");
+        assert_eq!(file_name(&resource("http://x/", None), "kernel"), "kernel");
+    }
+
+    #[tokio::test]
+    async fn file_download_checks_and_decompresses() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("data.gz");
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(b"hello").unwrap();
+        let gz = enc.finish().unwrap();
+        std::fs::write(&src, &gz).unwrap();
+        let mut r = resource(&format!("file://{}", src.display()), Some(Compression::Gz));
+        r.md5sum = Some(hex(&md5::Md5::digest(&gz)));
+        r.sha256sum = Some(hex(&sha2::Sha256::digest(&gz)));
+        let client = http_client().unwrap();
+        let out = dir.path().join("out");
+        let p = fetch(&client, &JobLog::discard(), &r, &out, "data")
+            .await
+            .unwrap();
+        assert_eq!(std::fs::read(p).unwrap(), b"hello");
+        r.md5sum = Some("00".into());
+        let err = fetch(&client, &JobLog::discard(), &r, &out, "data")
+            .await
+            .unwrap_err();
+        assert_eq!(err.error_type, ErrorType::Job);
+        assert!(err.message.contains("md5sum mismatch"), "{}", err.message);
+    }
+}

@@ -1,0 +1,219 @@
+//! The dispatcher against a scripted board (FakeConsole) and recorded power commands.
+
+use std::sync::Arc;
+
+use super::*;
+use crate::hw::fake::{FakeConsole, FakeRunner};
+use crate::store::{NewDevice, NewDeviceType, NewJob, NewUser, Store};
+
+/// A user, device type, device and a job scheduled on the device.
+pub(crate) fn scheduled_job(
+    s: &mut Store,
+    definition: &str,
+    hostname: &str,
+    device_type: &str,
+    dictionary: &str,
+) -> Result<(Job, Device), crate::store::Error> {
+    if s.user("tester")?.is_none() {
+        s.create_user(&NewUser::named("tester"))?;
+    }
+    if s.device_type(device_type)?.is_none() {
+        s.create_device_type(&NewDeviceType::named(device_type))?;
+    }
+    let mut dev = NewDevice::new(hostname, device_type);
+    dev.dictionary = Some(dictionary.to_owned());
+    dev.health = crate::model::DeviceHealth::Good;
+    let device = s.create_device(&dev)?;
+    let mut new = NewJob::new("tester", definition);
+    new.requested_device_type = Some(device_type.to_owned());
+    let job = s.insert_job(&new)?;
+    s.schedule_job(job.id, hostname)?;
+    let job = s.job(job.id)?.ok_or(crate::store::Error::Invalid {
+        what: "job",
+        reason: "vanished".into(),
+    })?;
+    Ok((job, device))
+}
+
+const DICT: &str = "{% extends 'qemu-uboot-arm.jinja2' %}\n{% set connection_command = 'fake-console' %}\n{% set power_on_command = 'power-on' %}\n{% set power_off_command = 'power-off' %}\n{% set hard_reset_command = 'hard-reset' %}\n";
+
+fn job_text(kernel: &str, ramdisk: &str) -> String {
+    format!(
+        r#"
+job_name: fake
+device_type: qemu-uboot-arm
+visibility: public
+timeouts:
+  job: {{minutes: 2}}
+  action: {{seconds: 30}}
+  connection: {{seconds: 10}}
+actions:
+- deploy:
+    to: tftp
+    kernel: {{url: 'file://{kernel}', type: zimage}}
+    ramdisk: {{url: 'file://{ramdisk}'}}
+- boot:
+    method: u-boot
+    commands: ramdisk
+    prompts: ['root@fake# ']
+- test:
+    definitions:
+    - from: inline
+      name: smoke
+      path: inline/smoke.yaml
+      repository:
+        metadata: {{format: Lava-Test Test Definition 1.0, name: smoke}}
+        run: {{steps: ['lava-test-case a --result pass']}}
+"#
+    )
+}
+
+/// A U-Boot board that boots and then plays a test run.
+fn board(job: i64) -> FakeConsole {
+    FakeConsole::new("U-Boot 2023.01\nHit any key to stop autoboot:  3\n")
+        .on("^ ?$", "=> ")
+        .on("^bootz", "Starting kernel ...\n[0.0] Linux version 6.1\nroot@fake# ")
+        .on("^(setenv|tftp)", "=> ")
+        .on(
+            "lava-test-runner",
+            format!(
+                "<LAVA_SIGNAL_STARTRUN 0_smoke {job}_3.1_1>\n<LAVA_SIGNAL_TESTCASE TEST_CASE_ID=a RESULT=pass>\n<LAVA_SIGNAL_TESTCASE TEST_CASE_ID=b RESULT=fail>\n<LAVA_SIGNAL_ENDRUN 0_smoke {job}_3.1_1>\n<LAVA_TEST_RUNNER EXIT>\nroot@fake# "
+            ),
+        )
+}
+
+struct Setup {
+    dir: tempfile::TempDir,
+    store: AsyncStore,
+    run: JobRun,
+    config: DispatcherConfig,
+}
+
+async fn setup(text: impl FnOnce(&std::path::Path) -> String) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("zImage"), b"kernel").unwrap();
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(
+        &mut enc,
+        &crate::testshell::cpio::write_newc(&[], &Default::default()).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("ramdisk.cpio.gz"), enc.finish().unwrap()).unwrap();
+    let store = Store::open(dir.path().join("db")).unwrap();
+    let store = AsyncStore::new(store);
+    let definition = text(dir.path());
+    let (job, device) = store
+        .call(move |s| scheduled_job(s, &definition, "fake-01", "qemu-uboot-arm", DICT))
+        .await
+        .unwrap();
+    let config = DispatcherConfig {
+        tftp_root: dir.path().join("tftp"),
+        work_dir: dir.path().join("work"),
+        server_ip: "127.0.0.1".parse().unwrap(),
+    };
+    let run = JobRun {
+        job,
+        device,
+        log_path: dir.path().join("job.log"),
+        cancel: CancellationToken::new(),
+    };
+    Setup {
+        dir,
+        store,
+        run,
+        config,
+    }
+}
+
+fn text_for(dir: &std::path::Path) -> String {
+    job_text(
+        &dir.join("zImage").display().to_string(),
+        &dir.join("ramdisk.cpio.gz").display().to_string(),
+    )
+}
+
+#[tokio::test]
+async fn uboot_job_on_a_fake_board() {
+    let s = setup(text_for).await;
+    let runner = FakeRunner::default();
+    let id = s.run.job.id;
+    let d = Dispatcher::new(s.config.clone(), s.store.clone(), Templates::builtin()).with_hardware(
+        Hardware {
+            runner: Arc::new(runner.clone()),
+            console: Some(Arc::new(board(id.0))),
+        },
+    );
+    let end = d.run(s.run.clone()).await;
+    let log = std::fs::read_to_string(s.dir.path().join("job.log")).unwrap();
+    assert_eq!(end, JobEnd::complete(), "{log}");
+    assert_eq!(runner.commands(), ["hard-reset", "power-off"]);
+    let cases = s
+        .store
+        .call(move |st| st.test_cases(id, None, 0, None))
+        .await
+        .unwrap();
+    let got: Vec<(String, String, String)> = cases
+        .iter()
+        .map(|c| (c.suite.clone(), c.name.clone(), c.result.to_string()))
+        .collect();
+    for want in [
+        ("0_smoke", "a", "pass"),
+        ("0_smoke", "b", "fail"),
+        ("lava", "job", "pass"),
+        ("lava", "validate", "pass"),
+    ] {
+        assert!(
+            got.iter()
+                .any(|(a, b, c)| (a.as_str(), b.as_str(), c.as_str()) == want),
+            "{want:?} missing from {got:?}"
+        );
+    }
+    assert!(log.contains("tftp 0x40400000"), "{log}");
+    assert!(!s.config.tftp_root.join(id.to_string()).exists());
+}
+
+#[tokio::test]
+async fn cancel_powers_off_and_ends_canceled() {
+    let s = setup(text_for).await;
+    let runner = FakeRunner::default();
+    // A board that never shows the autoboot prompt.
+    let d = Dispatcher::new(s.config.clone(), s.store.clone(), Templates::builtin()).with_hardware(
+        Hardware {
+            runner: Arc::new(runner.clone()),
+            console: Some(Arc::new(FakeConsole::new("silence\n"))),
+        },
+    );
+    let cancel = s.run.cancel.clone();
+    let task = tokio::spawn({
+        let d = d.clone();
+        let run = s.run.clone();
+        async move { d.run(run).await }
+    });
+    // Cancel once the board was reset (the job is waiting at the console).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !runner.commands().iter().any(|c| c == "hard-reset") {
+        assert!(std::time::Instant::now() < deadline, "never reset");
+        tokio::task::yield_now().await;
+    }
+    cancel.cancel();
+    let end = task.await.unwrap();
+    assert_eq!(end.health, crate::model::JobHealth::Canceled);
+    assert_eq!(
+        runner.commands().last().map(String::as_str),
+        Some("power-off")
+    );
+}
+
+#[tokio::test]
+async fn unsupported_deploy_is_incomplete_job_error() {
+    let s = setup(|dir| text_for(dir).replace("to: tftp", "to: tmpfs\n    images: {}")).await;
+    let d = Dispatcher::new(s.config.clone(), s.store.clone(), Templates::builtin()).with_hardware(
+        Hardware {
+            runner: Arc::new(FakeRunner::default()),
+            console: None,
+        },
+    );
+    let end = d.run(s.run.clone()).await;
+    assert_eq!(end.health, crate::model::JobHealth::Incomplete);
+    assert!(matches!(end.error_type, Some(ErrorType::Job)), "{end:?}");
+}

@@ -1,0 +1,517 @@
+//! The job pipeline: a validated [`JobDefinition`] and a device's [`DeviceConfig`] → the tree
+//! of actions LAVA would run, with LAVA's action names, levels, resolved timeouts and retries.
+//!
+//! [`build`] is pure. It refuses, at validation time, everything this appliance cannot run
+//! ([`Error`] with LAVA's error class), so the dispatcher never starts a job it would abandon
+//! half way. [`Pipeline::describe`] prints the tree for the job log and for snapshot tests.
+//!
+//! Architecture invariant: no I/O, no tokio, nothing from `hw`, `store` or `dispatcher`.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use crate::devicetype::DeviceConfig;
+use crate::jobdef::action::boot::{Boot, BootCommands};
+use crate::jobdef::action::deploy::Deploy;
+use crate::jobdef::action::test::{Test, TestDefSource};
+use crate::jobdef::action::{ActionKind, Retry};
+use crate::jobdef::timeout::DEFAULT_ACTION_TIMEOUT;
+use crate::jobdef::{Action, JobDefinition};
+use crate::model::ErrorType;
+
+/// LAVA's default connection (prompt wait) timeout when nothing sets one.
+pub const DEFAULT_CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why a job cannot run here.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct Error {
+    /// LAVA's error class (`Job` for the definition, `Configuration` for the device).
+    pub error_type: ErrorType,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl Error {
+    fn job(message: impl Into<String>) -> Error {
+        Error {
+            error_type: ErrorType::Job,
+            message: message.into(),
+        }
+    }
+
+    fn config(message: impl Into<String>) -> Error {
+        Error {
+            error_type: ErrorType::Configuration,
+            message: message.into(),
+        }
+    }
+}
+
+/// How often a top-level block runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Runs {
+    /// Up to `tries` times, stopping at the first success (`failure_retry`, `boot_retry`).
+    UntilSuccess {
+        /// Maximum number of tries (≥ 1).
+        tries: u32,
+        /// Wait between tries.
+        interval: Duration,
+    },
+    /// Exactly `times` times, failing at the end if any run failed (`repeat`).
+    Repeat {
+        /// Number of runs (≥ 1).
+        times: u32,
+    },
+}
+
+/// One action of the tree.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    /// LAVA's level, e.g. `1`, `2.3`.
+    pub level: String,
+    /// LAVA's action name, e.g. `tftp-deploy`, `uboot-commands`.
+    pub name: String,
+    /// The action timeout (bounded by its parent's and the job's).
+    pub timeout: Duration,
+    /// The per-wait connection timeout (bounded by the action timeout).
+    pub connection_timeout: Duration,
+    /// Sub-actions, in order.
+    pub children: Vec<Node>,
+}
+
+impl Node {
+    /// The descendant (or self) named `name`, depth first.
+    pub fn find(&self, name: &str) -> Option<&Node> {
+        if self.name == name {
+            return Some(self);
+        }
+        self.children.iter().find_map(|c| c.find(name))
+    }
+}
+
+/// One top-level block of the job (one `actions:` entry).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Block {
+    /// The job's action.
+    pub action: Action,
+    /// Its action tree; the root is the block's top-level LAVA action.
+    pub root: Node,
+    /// Retry or repeat policy.
+    pub runs: Runs,
+    /// `timeout: {skip: true}`: a timeout of this block does not fail the job.
+    pub skip_on_timeout: bool,
+}
+
+/// The job's whole pipeline.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pipeline {
+    /// The job timeout.
+    pub job_timeout: Duration,
+    /// Top-level blocks, in order, followed by nothing: `finalize` is implicit.
+    pub blocks: Vec<Block>,
+}
+
+impl Pipeline {
+    /// A text rendering of the tree: one line per action with level, name and timeouts.
+    pub fn describe(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "job timeout: {}", secs(self.job_timeout));
+        for block in &self.blocks {
+            let runs = match block.runs {
+                Runs::UntilSuccess { tries: 1, .. } => String::new(),
+                Runs::UntilSuccess { tries, interval } => {
+                    format!(" [failure_retry {tries}, interval {}]", secs(interval))
+                }
+                Runs::Repeat { times } => format!(" [repeat {times}]"),
+            };
+            let skip = if block.skip_on_timeout { " [skip]" } else { "" };
+            describe_node(&mut out, &block.root, 0, &format!("{runs}{skip}"));
+        }
+        let _ = writeln!(out, "{}: finalize", self.blocks.len() + 1);
+        out
+    }
+}
+
+fn secs(d: Duration) -> String {
+    format!("{}s", d.as_secs_f64())
+}
+
+fn describe_node(out: &mut String, node: &Node, depth: usize, extra: &str) {
+    let _ = writeln!(
+        out,
+        "{:indent$}{}: {} (timeout {}, connection {}){}",
+        "",
+        node.level,
+        node.name,
+        secs(node.timeout),
+        secs(node.connection_timeout),
+        extra,
+        indent = depth * 2
+    );
+    for child in &node.children {
+        describe_node(out, child, depth + 1, "");
+    }
+}
+
+/// The timeout settings that apply to one block.
+struct Resolver<'a> {
+    job: &'a JobDefinition,
+    device: &'a DeviceConfig,
+    action: &'a Action,
+    job_timeout: Duration,
+}
+
+impl Resolver<'_> {
+    /// LAVA precedence: default → device `timeouts.actions.<name>` → job `timeouts.action` →
+    /// job `timeouts.actions.<name>` → block `timeout` (every action of the block) → block
+    /// `timeouts.<name>`; bounded by `parent` and the job.
+    fn action(&self, name: &str, parent: Duration) -> Duration {
+        let mut t = DEFAULT_ACTION_TIMEOUT;
+        if let Some(d) = self.device.timeouts.actions.get(name) {
+            t = *d;
+        }
+        if let Some(a) = self.job.timeouts.action {
+            t = a.duration;
+        }
+        if let Some(a) = self.job.timeouts.actions.get(name) {
+            t = a.duration;
+        }
+        if let Some(a) = self.action.common.timeout {
+            t = a.duration;
+        }
+        if let Some(a) = self.action.common.timeouts.get(name) {
+            t = a.duration;
+        }
+        t.min(parent).min(self.job_timeout)
+    }
+
+    fn connection(&self, name: &str, action: Duration) -> Duration {
+        let mut t = DEFAULT_CONNECTION_TIMEOUT;
+        if let Some(d) = self.device.timeouts.connections.get(name) {
+            t = *d;
+        }
+        if let Some(c) = self.job.timeouts.connection {
+            t = c.duration;
+        }
+        if let Some(c) = self.job.timeouts.connections.get(name) {
+            t = c.duration;
+        }
+        t.min(action)
+    }
+
+    fn node(&self, level: String, name: &str, parent: Duration) -> Node {
+        let timeout = self.action(name, parent);
+        Node {
+            level,
+            name: name.to_owned(),
+            timeout,
+            connection_timeout: self.connection(name, timeout),
+            children: Vec::new(),
+        }
+    }
+
+    /// A top-level node with the given children names (each may have its own children).
+    fn tree(&self, index: usize, name: &str, children: &[(&str, &[&str])]) -> Node {
+        let level = (index + 1).to_string();
+        let mut root = self.node(level.clone(), name, self.job_timeout);
+        for (i, (child, grandchildren)) in children.iter().enumerate() {
+            let child_level = format!("{level}.{}", i + 1);
+            let mut node = self.node(child_level.clone(), child, root.timeout);
+            for (j, g) in grandchildren.iter().enumerate() {
+                let g_level = format!("{child_level}.{}", j + 1);
+                node.children.push(self.node(g_level, g, root.timeout));
+            }
+            root.children.push(node);
+        }
+        root
+    }
+}
+
+fn unsupported(what: &str) -> Error {
+    Error::job(format!("{what} is not supported on this appliance"))
+}
+
+/// Builds the pipeline of `job` for `device`, or says why it cannot run here.
+pub fn build(job: &JobDefinition, device: &DeviceConfig) -> Result<Pipeline, Error> {
+    if job.is_multinode() {
+        return Err(unsupported("MultiNode"));
+    }
+    let job_timeout = job.timeouts.job.duration;
+    let mut blocks = Vec::with_capacity(job.actions.len());
+    for action in &job.actions {
+        let r = Resolver {
+            job,
+            device,
+            action,
+            job_timeout,
+        };
+        let i = action.index;
+        let (root, is_boot) = match &action.kind {
+            ActionKind::Deploy(deploy) => (deploy_tree(&r, i, deploy, device)?, false),
+            ActionKind::Boot(boot) => (boot_tree(&r, i, boot, device)?, true),
+            ActionKind::Test(test) => (test_tree(&r, i, test)?, false),
+            ActionKind::Command(cmd) => {
+                if !device.commands.users.contains_key(&cmd.name) {
+                    return Err(Error::job(format!("Unknown user command '{}'", cmd.name)));
+                }
+                (r.tree(i, "user-command", &[]), false)
+            }
+        };
+        let default_tries = if is_boot {
+            device
+                .constants
+                .boot_retry
+                .unwrap_or(device.constants.failure_retry)
+        } else {
+            device.constants.failure_retry
+        };
+        let interval = action
+            .common
+            .failure_retry_interval
+            .unwrap_or(Duration::from_secs(1));
+        let runs = match action.common.retry {
+            Retry::Default => Runs::UntilSuccess {
+                tries: u32::try_from(default_tries.max(1)).unwrap_or(u32::MAX),
+                interval,
+            },
+            Retry::FailureRetry(n) => Runs::UntilSuccess {
+                tries: n.get(),
+                interval,
+            },
+            Retry::Repeat(n) => Runs::Repeat { times: n.get() },
+        };
+        blocks.push(Block {
+            action: action.clone(),
+            root,
+            runs,
+            skip_on_timeout: action.common.timeout.is_some_and(|t| t.skip),
+        });
+    }
+    Ok(Pipeline {
+        job_timeout,
+        blocks,
+    })
+}
+
+fn download_children(names: &[&str]) -> Vec<(&'static str, &'static [&'static str])> {
+    names
+        .iter()
+        .map(|_| ("download-retry", &["http-download"][..]))
+        .collect()
+}
+
+fn deploy_tree(
+    r: &Resolver<'_>,
+    index: usize,
+    deploy: &Deploy,
+    device: &DeviceConfig,
+) -> Result<Node, Error> {
+    let methods = &device.actions.deploy.methods;
+    match deploy {
+        Deploy::Tftp(tftp) => {
+            if !methods.contains("tftp") {
+                return Err(Error::job(
+                    "deploy to tftp is not supported by this device type",
+                ));
+            }
+            if tftp.nfs.is_some() {
+                return Err(unsupported("deploy to tftp with an NFS root"));
+            }
+            let mut names = vec!["kernel"];
+            if tftp.dtb.is_some() {
+                names.push("dtb");
+            }
+            if tftp.ramdisk.is_some() {
+                names.push("ramdisk");
+            }
+            if tftp.modules.is_some() {
+                names.push("modules");
+            }
+            if tftp.tee.is_some() {
+                names.push("tee");
+            }
+            if tftp.preseed.is_some() {
+                names.push("preseed");
+            }
+            for resource in [
+                Some(&tftp.kernel.resource),
+                tftp.dtb.as_ref(),
+                tftp.ramdisk.as_ref().map(|r| &r.resource),
+                tftp.modules.as_ref(),
+                tftp.tee.as_ref(),
+                tftp.preseed.as_ref(),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                check_resource(resource)?;
+            }
+            let mut children = download_children(&names);
+            children.push((
+                "prepare-tftp-overlay",
+                &["extract-nfsrootfs", "compress-ramdisk"][..],
+            ));
+            children.push(("lxc-create-udev-rule-action", &[]));
+            children.push(("deploy-device-env", &[]));
+            Ok(r.tree(index, "tftp-deploy", &children))
+        }
+        Deploy::Tmpfs(tmpfs) => {
+            if tmpfs.images.is_empty() {
+                return Err(Error::job("deploy to tmpfs needs at least one image"));
+            }
+            for image in &tmpfs.images {
+                check_resource(&image.resource)?;
+            }
+            let names: Vec<&str> = tmpfs.images.iter().map(|i| i.name.as_str()).collect();
+            let mut children = download_children(&names);
+            children.push(("apply-overlay-guest", &[]));
+            children.push(("deploy-device-env", &[]));
+            Ok(r.tree(index, "deployimages", &children))
+        }
+        Deploy::Other { to, .. } => Err(unsupported(&format!("deploy to {}", to.as_str()))),
+    }
+}
+
+fn check_resource(resource: &crate::jobdef::action::deploy::Resource) -> Result<(), Error> {
+    let url = resource.url.as_str();
+    if !(url.starts_with("http://") || url.starts_with("https://") || url.starts_with("file://")) {
+        return Err(unsupported(&format!("downloading '{url}'")));
+    }
+    if resource.archive_tar {
+        return Err(unsupported("archive: tar"));
+    }
+    if let Some(c) = resource.compression
+        && c.as_str() == "zip"
+    {
+        return Err(unsupported("compression: zip"));
+    }
+    Ok(())
+}
+
+fn login_children(login: &crate::jobdef::action::boot::Login) -> Result<(), Error> {
+    if login.transfer_overlay.is_some() {
+        return Err(unsupported("transfer_overlay"));
+    }
+    Ok(())
+}
+
+fn boot_tree(
+    r: &Resolver<'_>,
+    index: usize,
+    boot: &Boot,
+    device: &DeviceConfig,
+) -> Result<Node, Error> {
+    match boot {
+        Boot::UBoot(uboot) => {
+            login_children(&uboot.login)?;
+            let Some(method) = &device.actions.boot.uboot else {
+                return Err(Error::job(
+                    "boot method u-boot is not supported by this device type",
+                ));
+            };
+            if uboot.use_bootscript {
+                return Err(unsupported("use_bootscript"));
+            }
+            if let BootCommands::Named(name) = &uboot.commands
+                && !method.commands.contains_key(name)
+            {
+                return Err(Error::job(format!(
+                    "u-boot command set '{name}' is not defined for this device type"
+                )));
+            }
+            if device.commands.primary_connect().is_none() {
+                return Err(Error::config("the device has no connection_command"));
+            }
+            Ok(r.tree(
+                index,
+                "uboot-action",
+                &[
+                    ("uboot-prepare-kernel", &[]),
+                    ("bootloader-overlay", &[]),
+                    ("connect-device", &[]),
+                    (
+                        "uboot-commands",
+                        &[
+                            "reset-device",
+                            "bootloader-interrupt",
+                            "bootloader-commands",
+                            "auto-login-action",
+                            "expect-shell-connection",
+                            "export-device-env",
+                        ],
+                    ),
+                ],
+            ))
+        }
+        Boot::Qemu(qemu) => {
+            login_children(&qemu.login)?;
+            if qemu.docker.is_some() {
+                return Err(unsupported("boot qemu in docker"));
+            }
+            if device.actions.boot.qemu.is_none() {
+                return Err(Error::job(
+                    "boot method qemu is not supported by this device type",
+                ));
+            }
+            Ok(r.tree(
+                index,
+                "boot-image-retry",
+                &[(
+                    "boot-qemu-image",
+                    &[
+                        "execute-qemu",
+                        "auto-login-action",
+                        "expect-shell-connection",
+                        "export-device-env",
+                    ],
+                )],
+            ))
+        }
+        Boot::Minimal(minimal) => {
+            login_children(&minimal.login)?;
+            if device.commands.primary_connect().is_none() {
+                return Err(Error::config("the device has no connection_command"));
+            }
+            Ok(r.tree(
+                index,
+                "minimal-boot",
+                &[
+                    ("connect-device", &[]),
+                    ("reset-device", &[]),
+                    ("auto-login-action", &[]),
+                    ("expect-shell-connection", &[]),
+                    ("export-device-env", &[]),
+                ],
+            ))
+        }
+        Boot::Other { method, .. } => Err(unsupported(&format!("boot method {}", method.as_str()))),
+    }
+}
+
+fn test_tree(r: &Resolver<'_>, index: usize, test: &Test) -> Result<Node, Error> {
+    match test {
+        Test::Definitions {
+            definitions,
+            docker,
+        } => {
+            if docker.is_some() {
+                return Err(unsupported("test in docker"));
+            }
+            for d in definitions {
+                if !matches!(d.source, TestDefSource::Inline(_)) {
+                    return Err(unsupported(&format!(
+                        "test definition '{}' from a repository (only inline definitions)",
+                        d.name
+                    )));
+                }
+            }
+            Ok(r.tree(index, "lava-test-retry", &[("lava-test-shell", &[])]))
+        }
+        Test::Monitors(_) => Err(unsupported("test monitors")),
+        Test::Interactive(_) => Err(unsupported("interactive tests")),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,407 @@
+//! Integration tests: the dispatcher running LAVA jobs on the REAL virtual boards.
+//! The QEMU job's `initrd` image gets the LAVA overlay appended (LAVA 2023.01's tmpfs schema
+//! has no `overlays:` key, which the job parser enforces).
+//!
+//! Needs root (TFTP on 127.0.0.1:69), the packages of `lab/install-deps.sh` and the assets of
+//! `lab/build-assets.sh` (built on demand). Everything runs in one test function: only one
+//! test may hold port 69, and the boards share two cores. The two happy-path jobs (U-Boot ARM
+//! board and QEMU x86) run concurrently on two boards. Each board runs with its own
+//! `LAVABOX_LAB_RUN` directory, so the "no QEMU left" checks only see our processes.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use lavabox::devicetype::Templates;
+use lavabox::dispatcher::{Dispatcher, DispatcherConfig, JobRun};
+use lavabox::model::{DeviceHealth, ErrorType, JobHealth, TestResult};
+use lavabox::store::{
+    AsyncStore, Device, Job, JobEnd, NewDevice, NewDeviceType, NewJob, NewUser, Store,
+};
+use lavabox::tftp;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::process::Command;
+use tokio_util::sync::CancellationToken;
+
+const PROMPT: &str = r"root@lavabox:[^\r\n]*# ";
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn cache() -> PathBuf {
+    repo().join("lab/cache")
+}
+
+async fn ensure_assets() {
+    let wanted = [
+        "armhf/zImage",
+        "armhf/ramdisk.cpio.gz",
+        "amd64/vmlinuz",
+        "amd64/ramdisk.cpio.gz",
+    ];
+    if wanted.iter().all(|f| cache().join(f).is_file()) {
+        return;
+    }
+    let status = Command::new(repo().join("lab/build-assets.sh"))
+        .status()
+        .await
+        .expect("running lab/build-assets.sh");
+    assert!(status.success(), "lab/build-assets.sh failed: {status}");
+}
+
+/// Binds the TFTP server on 127.0.0.1:69, waiting while another test holds the port.
+async fn tftp_server(root: &Path) -> tftp::Server {
+    let addr: SocketAddr = "127.0.0.1:69".parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(900);
+    loop {
+        match tftp::Server::bind(addr, root).await {
+            Ok(s) => return s,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("tftp: {e}; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => panic!("cannot bind TFTP: {e}"),
+        }
+    }
+}
+
+fn uboot_dict(run: &Path) -> String {
+    let board = repo().join("lab/board");
+    let env = format!("LAVABOX_LAB_RUN={}", run.display());
+    format!(
+        "{{% extends 'qemu-uboot-arm.jinja2' %}}\n\
+         {{% set connection_command = '{env} {b} console uboot-arm-01' %}}\n\
+         {{% set power_on_command = '{env} {b} power-on uboot-arm-01' %}}\n\
+         {{% set power_off_command = '{env} {b} power-off uboot-arm-01' %}}\n\
+         {{% set hard_reset_command = '{env} {b} hard-reset uboot-arm-01' %}}\n",
+        b = board.display()
+    )
+}
+
+const QEMU_DICT: &str = "{% extends 'qemu.jinja2' %}\n{% set no_kvm = True %}\n";
+
+fn test_block() -> &'static str {
+    r#"- test:
+    timeout: {minutes: 4}
+    definitions:
+    - from: inline
+      name: smoke
+      path: inline/smoke.yaml
+      repository:
+        metadata: {format: Lava-Test Test Definition 1.0, name: smoke}
+        run:
+          steps:
+          - lava-test-case pass-case --shell true
+          - lava-test-case fail-case --shell false
+          - lava-test-case measured --result pass --measurement 42 --units ms
+"#
+}
+
+fn uboot_job(kernel_url: &str, prompt: &str, boot_timeout: &str) -> String {
+    let ramdisk = cache().join("armhf/ramdisk.cpio.gz");
+    format!(
+        r#"job_name: dispatch-uboot
+device_type: qemu-uboot-arm
+visibility: public
+timeouts:
+  job: {{minutes: 10}}
+  action: {{minutes: 3}}
+  connection: {{minutes: 3}}
+actions:
+- deploy:
+    to: tftp
+    kernel: {{url: '{kernel_url}', type: zimage}}
+    ramdisk: {{url: 'file://{ramdisk}', compression: gz}}
+- boot:
+    method: u-boot
+    commands: ramdisk
+    timeout: {boot_timeout}
+    prompts: ['{prompt}']
+{test}"#,
+        ramdisk = ramdisk.display(),
+        test = test_block()
+    )
+}
+
+fn qemu_job() -> String {
+    format!(
+        r#"job_name: dispatch-qemu
+device_type: qemu
+visibility: public
+context: {{arch: amd64}}
+timeouts:
+  job: {{minutes: 10}}
+  action: {{minutes: 3}}
+  connection: {{minutes: 3}}
+actions:
+- deploy:
+    to: tmpfs
+    images:
+      kernel:
+        url: 'file://{kernel}'
+        image_arg: '-kernel {{kernel}} -append "console=ttyS0 panic=-1"'
+      initrd:
+        url: 'file://{initrd}'
+        compression: gz
+        image_arg: '-initrd {{initrd}}'
+- boot:
+    method: qemu
+    media: tmpfs
+    prompts: ['{PROMPT}']
+{test}"#,
+        kernel = cache().join("amd64/vmlinuz").display(),
+        initrd = cache().join("amd64/ramdisk.cpio.gz").display(),
+        test = test_block()
+    )
+}
+
+struct Lab {
+    dir: tempfile::TempDir,
+    store: AsyncStore,
+    dispatcher: Dispatcher,
+    config: DispatcherConfig,
+}
+
+impl Lab {
+    async fn job(&self, definition: &str, hostname: &str, dtype: &str, dict: &str) -> JobRun {
+        let (definition, hostname, dtype, dict) = (
+            definition.to_owned(),
+            hostname.to_owned(),
+            dtype.to_owned(),
+            dict.to_owned(),
+        );
+        let (job, device): (Job, Device) = self
+            .store
+            .call(move |s| {
+                if s.user("tester")?.is_none() {
+                    s.create_user(&NewUser::named("tester"))?;
+                }
+                if s.device_type(&dtype)?.is_none() {
+                    s.create_device_type(&NewDeviceType::named(&dtype))?;
+                }
+                let device = match s.device(&hostname)? {
+                    Some(d) => d,
+                    None => {
+                        let mut dev = NewDevice::new(&hostname, &dtype);
+                        dev.dictionary = Some(dict);
+                        dev.health = DeviceHealth::Good;
+                        s.create_device(&dev)?
+                    }
+                };
+                let mut new = NewJob::new("tester", definition);
+                new.requested_device_type = Some(dtype);
+                let job = s.insert_job(&new)?;
+                Ok((job, device))
+            })
+            .await
+            .expect("creating the job");
+        JobRun {
+            log_path: self.dir.path().join(format!("job-{}.log", job.id)),
+            job,
+            device,
+            cancel: CancellationToken::new(),
+        }
+    }
+
+    async fn results(&self, run: &JobRun) -> Vec<(String, String, TestResult)> {
+        let id = run.job.id;
+        self.store
+            .call(move |s| s.test_cases(id, None, 0, None))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|c| (c.suite, c.name, c.result))
+            .collect()
+    }
+}
+
+fn log_of(run: &JobRun) -> String {
+    std::fs::read_to_string(&run.log_path).unwrap_or_default()
+}
+
+/// No process whose command line mentions `marker` is left.
+async fn assert_no_process(marker: &Path) {
+    let out = Command::new("pgrep")
+        .arg("-af")
+        .arg(marker.as_os_str())
+        .output()
+        .await
+        .expect("pgrep");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let left: Vec<&str> = text.lines().filter(|l| l.contains("qemu")).collect();
+    assert!(left.is_empty(), "processes left behind: {left:?}");
+}
+
+fn has(
+    results: &[(String, String, TestResult)],
+    suite: &str,
+    case: &str,
+    result: TestResult,
+) -> bool {
+    results
+        .iter()
+        .any(|(s, c, r)| s == suite && c == case && *r == result)
+}
+
+/// A one-shot HTTP server answering 404 to everything.
+async fn http_404() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let mut buf = [0u8; 4096];
+            let _ = sock.read(&mut buf).await;
+            let _ = sock
+                .write_all(
+                    b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                )
+                .await;
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dispatch_jobs_on_virtual_boards() {
+    let started = Instant::now();
+    ensure_assets().await;
+    let dir = tempfile::tempdir().unwrap();
+    let tftp_root = dir.path().join("tftp");
+    std::fs::create_dir_all(&tftp_root).unwrap();
+    let server = tftp_server(&tftp_root).await;
+    let stop = CancellationToken::new();
+    let server_task = tokio::spawn({
+        let stop = stop.clone();
+        async move { server.run(stop.cancelled_owned()).await }
+    });
+    let store = AsyncStore::new(Store::open(dir.path().join("db")).unwrap());
+    let config = DispatcherConfig {
+        tftp_root: tftp_root.clone(),
+        work_dir: dir.path().join("work"),
+        server_ip: "127.0.0.1".parse().unwrap(),
+    };
+    let dispatcher = Dispatcher::new(config.clone(), store.clone(), Templates::builtin());
+    let lab = Lab {
+        dir,
+        store,
+        dispatcher,
+        config,
+    };
+    let run_dir = lab.dir.path().join("lab-run");
+    std::fs::create_dir_all(&run_dir).unwrap();
+    let dict = uboot_dict(&run_dir);
+    let zimage = format!("file://{}", cache().join("armhf/zImage").display());
+
+    // (a) + (b) + (d): a U-Boot job and a QEMU job on two boards at once.
+    let uboot = lab
+        .job(
+            &uboot_job(&zimage, PROMPT, "{minutes: 4}"),
+            "uboot-arm-01",
+            "qemu-uboot-arm",
+            &dict,
+        )
+        .await;
+    let qemu = lab.job(&qemu_job(), "qemu-01", "qemu", QEMU_DICT).await;
+    let t = Instant::now();
+    let (end_u, end_q) = tokio::join!(
+        lab.dispatcher.run(uboot.clone()),
+        lab.dispatcher.run(qemu.clone())
+    );
+    eprintln!("u-boot + qemu jobs concurrently: {:?}", t.elapsed());
+    assert_eq!(
+        end_u,
+        JobEnd::complete(),
+        "u-boot job log:\n{}",
+        log_of(&uboot)
+    );
+    assert_eq!(
+        end_q,
+        JobEnd::complete(),
+        "qemu job log:\n{}",
+        log_of(&qemu)
+    );
+    for run in [&uboot, &qemu] {
+        let r = lab.results(run).await;
+        assert!(has(&r, "0_smoke", "pass-case", TestResult::Pass), "{r:?}");
+        assert!(has(&r, "0_smoke", "fail-case", TestResult::Fail), "{r:?}");
+        assert!(has(&r, "0_smoke", "measured", TestResult::Pass), "{r:?}");
+        assert!(has(&r, "lava", "job", TestResult::Pass), "{r:?}");
+        assert!(has(&r, "lava", "validate", TestResult::Pass), "{r:?}");
+        assert_eq!(
+            r.iter().filter(|(s, _, _)| s == "0_smoke").count(),
+            3,
+            "{r:?}"
+        );
+        assert!(!lab.config.tftp_root.join(run.job.id.to_string()).exists());
+    }
+    assert_no_process(&run_dir).await;
+    assert_no_process(lab.dir.path()).await;
+
+    // (c) a download 404: Incomplete, Job error, nothing left running.
+    let addr = http_404().await;
+    let missing = lab
+        .job(
+            &uboot_job(&format!("http://{addr}/zImage"), PROMPT, "{minutes: 4}"),
+            "uboot-arm-01",
+            "qemu-uboot-arm",
+            &dict,
+        )
+        .await;
+    let end = lab.dispatcher.run(missing.clone()).await;
+    assert_eq!(end.health, JobHealth::Incomplete, "{}", log_of(&missing));
+    assert_eq!(end.error_type, Some(ErrorType::Job), "{end:?}");
+    assert!(end.failure_comment.unwrap_or_default().contains("404"));
+
+    // (c) a board that never shows the prompt: the boot times out.
+    let never = lab
+        .job(
+            &uboot_job(&zimage, "no-such-prompt", "{seconds: 45}"),
+            "uboot-arm-01",
+            "qemu-uboot-arm",
+            &dict,
+        )
+        .await;
+    let t = Instant::now();
+    let end = lab.dispatcher.run(never.clone()).await;
+    eprintln!("boot timeout job: {:?}", t.elapsed());
+    assert_eq!(end.health, JobHealth::Incomplete, "{}", log_of(&never));
+    assert_eq!(end.error_type, Some(ErrorType::LavaTimeout), "{end:?}");
+    assert_no_process(&run_dir).await;
+
+    // (c) cancel during boot: once U-Boot is interrupted.
+    let canceled = lab
+        .job(
+            &uboot_job(&zimage, PROMPT, "{minutes: 4}"),
+            "uboot-arm-01",
+            "qemu-uboot-arm",
+            &dict,
+        )
+        .await;
+    let task = tokio::spawn({
+        let d = lab.dispatcher.clone();
+        let run = canceled.clone();
+        async move { d.run(run).await }
+    });
+    let deadline = Instant::now() + Duration::from_secs(120);
+    // Safety-net polling of the job log for the bootloader's first command.
+    while !log_of(&canceled).contains("setenv") {
+        assert!(
+            Instant::now() < deadline,
+            "the board never reached U-Boot:\n{}",
+            log_of(&canceled)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    canceled.cancel.cancel();
+    let end = tokio::time::timeout(Duration::from_secs(60), task)
+        .await
+        .expect("cancel took too long")
+        .unwrap();
+    assert_eq!(end.health, JobHealth::Canceled, "{}", log_of(&canceled));
+    assert_no_process(&run_dir).await;
+
+    stop.cancel();
+    let _ = server_task.await;
+    eprintln!("whole dispatch test: {:?}", started.elapsed());
+}
