@@ -2,6 +2,7 @@
 //!
 //! See `ARCHITECTURE.md` at the repository root for the module map and the invariants.
 
+pub mod api;
 pub mod app;
 pub mod cli;
 pub mod config;
@@ -12,5 +13,6 @@ pub mod jobdef;
 pub mod model;
 pub mod scheduler;
 pub mod store;
+pub mod submit;
 pub mod testshell;
 pub mod tftp;
