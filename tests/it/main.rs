@@ -3,4 +3,6 @@
 mod cli;
 mod devicetype;
 mod lab;
+mod lavacli;
 mod validate;
+mod xmlrpc;

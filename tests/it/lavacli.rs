@@ -1,0 +1,1 @@
+//! Integration tests: Debian's `lavacli` against the real server.
