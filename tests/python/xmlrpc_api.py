@@ -111,7 +111,11 @@ tagged = alice.scheduler.jobs.submit(QEMU_JOB + "tags: [fast]\n")
 check("submit with tag", isinstance(tagged, int))
 aliased = alice.scheduler.jobs.submit(QEMU_JOB.replace("device_type: qemu", "device_type: qemu-alias"))
 check("submit via alias", isinstance(aliased, int) and alice.scheduler.jobs.show(aliased)["device_type"] == "qemu")
-fault("submit too big", lambda: alice.scheduler.jobs.submit("x" * 2_700_000), 400)
+try:
+    alice.scheduler.jobs.submit("x" * 2_700_000)
+    check("submit too big", False, "accepted")
+except xmlrpc.client.ProtocolError as e:
+    check("submit too big", e.errcode == 413, repr(e.errcode))
 re = alice.scheduler.jobs.resubmit(jid)
 check("resubmit", isinstance(re, int) and re > jid)
 re2 = alice.scheduler.resubmit_job(mn[1])
