@@ -91,8 +91,18 @@ async fn lavacli_drives_lavabox() {
     // system
     assert_eq!(cli.ok(&["system", "version"]).await.trim(), "2023.01");
     let methods = cli.ok(&["system", "methods", "list"]).await;
-    assert_has(&methods, &["scheduler.jobs.submit", "system.version", "results.get_testjob_results_yaml"]);
-    assert_eq!(cli.ok_as("alice", &["system", "whoami"]).await.trim(), "alice");
+    assert_has(
+        &methods,
+        &[
+            "scheduler.jobs.submit",
+            "system.version",
+            "results.get_testjob_results_yaml",
+        ],
+    );
+    assert_eq!(
+        cli.ok_as("alice", &["system", "whoami"]).await.trim(),
+        "alice"
+    );
 
     // device types
     let dts = cli.ok(&["device-types", "list"]).await;
@@ -101,35 +111,70 @@ async fn lavacli_drives_lavabox() {
     assert_has(&dt, &["name", "qemu", "qemu-alias", "qemu01", "qemu02"]);
     let tpl = cli.ok(&["device-types", "template", "get", "qemu"]).await;
     assert_has(&tpl, &["{% extends"]);
-    let custom = cli.file("custom.jinja2", "{% extends 'base.jinja2' %}\n{# custom #}\n");
-    cli.ok(&["device-types", "template", "set", "custom", &custom]).await;
-    assert_has(&cli.ok(&["device-types", "template", "get", "custom"]).await, &["{# custom #}"]);
+    let custom = cli.file(
+        "custom.jinja2",
+        "{% extends 'base.jinja2' %}\n{# custom #}\n",
+    );
+    cli.ok(&["device-types", "template", "set", "custom", &custom])
+        .await;
+    assert_has(
+        &cli.ok(&["device-types", "template", "get", "custom"]).await,
+        &["{# custom #}"],
+    );
 
     // devices
     let devices = cli.ok(&["devices", "list"]).await;
-    assert_has(&devices, &["qemu01 (qemu)", "qemu02 (qemu)", "Idle", "Good"]);
+    assert_has(
+        &devices,
+        &["qemu01 (qemu)", "qemu02 (qemu)", "Idle", "Good"],
+    );
     let dev = cli.ok(&["devices", "show", "qemu01"]).await;
     assert_has(&dev, &["qemu01", "qemu", "fast", &srv.worker]);
-    assert_has(&cli.ok(&["devices", "dict", "get", "qemu01"]).await, &["extends 'qemu.jinja2'"]);
-    let dict = cli.file("qemu02.jinja2", "{% extends 'qemu.jinja2' %}\n{% set arch = 'arm64' %}\n");
+    assert_has(
+        &cli.ok(&["devices", "dict", "get", "qemu01"]).await,
+        &["extends 'qemu.jinja2'"],
+    );
+    let dict = cli.file(
+        "qemu02.jinja2",
+        "{% extends 'qemu.jinja2' %}\n{% set arch = 'arm64' %}\n",
+    );
     cli.ok(&["devices", "dict", "set", "qemu02", &dict]).await;
-    assert_has(&cli.ok(&["devices", "dict", "get", "qemu02"]).await, &["arm64"]);
-    assert_has(&cli.ok(&["devices", "dict", "get", "--render", "qemu02"]).await, &["arm64"]);
+    assert_has(
+        &cli.ok(&["devices", "dict", "get", "qemu02"]).await,
+        &["arm64"],
+    );
+    assert_has(
+        &cli.ok(&["devices", "dict", "get", "--render", "qemu02"])
+            .await,
+        &["arm64"],
+    );
     cli.ok(&["devices", "maintenance", "qemu02"]).await;
-    assert_has(&cli.ok(&["devices", "show", "qemu02"]).await, &["Maintenance"]);
-    let denied = cli.fails("alice", &["devices", "dict", "set", "qemu01", &dict]).await;
+    assert_has(
+        &cli.ok(&["devices", "show", "qemu02"]).await,
+        &["Maintenance"],
+    );
+    let denied = cli
+        .fails("alice", &["devices", "dict", "set", "qemu01", &dict])
+        .await;
     assert_has(&denied, &["403"]);
 
     // workers
     assert_has(&cli.ok(&["workers", "list"]).await, &[&srv.worker]);
-    assert_has(&cli.ok(&["workers", "show", &srv.worker]).await, &["Online", "Active", "qemu01"]);
+    assert_has(
+        &cli.ok(&["workers", "show", &srv.worker]).await,
+        &["Online", "Active", "qemu01"],
+    );
 
     // tags and aliases
-    cli.ok(&["tags", "add", "gpu", "--description", "has a GPU"]).await;
+    cli.ok(&["tags", "add", "gpu", "--description", "has a GPU"])
+        .await;
     assert_has(&cli.ok(&["tags", "list"]).await, &["gpu", "fast"]);
     assert_has(&cli.ok(&["tags", "show", "fast"]).await, &["qemu01"]);
     cli.ok(&["devices", "tags", "add", "qemu01", "gpu"]).await;
-    assert_has(&cli.ok(&["devices", "tags", "list", "qemu01"]).await, &["gpu", "fast"]);
+    assert_has(
+        &cli.ok(&["devices", "tags", "list", "qemu01"]).await,
+        &["gpu", "fast"],
+    );
     cli.ok(&["aliases", "add", "virt", "qemu"]).await;
     assert_has(&cli.ok(&["aliases", "list"]).await, &["virt", "qemu-alias"]);
     assert_has(&cli.ok(&["aliases", "show", "virt"]).await, &["qemu"]);
@@ -140,19 +185,47 @@ async fn lavacli_drives_lavabox() {
     let job = cli.file("job.yaml", QEMU_JOB);
     let validated = cli.ok(&["jobs", "validate", &job]).await;
     assert!(!validated.to_lowercase().contains("error"), "{validated}");
-    let id = cli.ok_as("alice", &["jobs", "submit", &job]).await.trim().to_owned();
+    let id = cli
+        .ok_as("alice", &["jobs", "submit", &job])
+        .await
+        .trim()
+        .to_owned();
     let id_num: i64 = id.parse().unwrap_or_else(|_| panic!("job id, got {id:?}"));
     let mn = cli.file("mn.yaml", MULTINODE_JOB);
     let mn_ids = cli.ok_as("alice", &["jobs", "submit", &mn]).await;
-    assert_has(&mn_ids, &[&format!("{}.0", id_num + 1), &format!("{}.1", id_num + 1)]);
+    assert_has(
+        &mn_ids,
+        &[&format!("{}.0", id_num + 1), &format!("{}.1", id_num + 1)],
+    );
     let listed = cli.ok(&["jobs", "list"]).await;
-    assert_has(&listed, &[&format!("* {id}: Submitted,Unknown [alice] (xmlrpc test job) - qemu")]);
+    assert_has(
+        &listed,
+        &[&format!(
+            "* {id}: Submitted,Unknown [alice] (xmlrpc test job) - qemu"
+        )],
+    );
     let shown = cli.ok(&["jobs", "show", &id]).await;
-    assert_has(&shown, &["xmlrpc test job", "Submitted", "alice", "qemu", "Public"]);
-    assert_eq!(cli.ok(&["jobs", "definition", &id]).await.trim(), QEMU_JOB.trim());
-    let bad = cli.file("bad.yaml", &QEMU_JOB.replace("media: tmpfs", "media: floppy"));
-    assert_has(&cli.fails("default", &["jobs", "validate", &bad]).await, &["actions[0]', 'boot', 'media", "msg:"]);
-    let rid = cli.ok_as("alice", &["jobs", "resubmit", &id]).await.trim().to_owned();
+    assert_has(
+        &shown,
+        &["xmlrpc test job", "Submitted", "alice", "qemu", "Public"],
+    );
+    assert_eq!(
+        cli.ok(&["jobs", "definition", &id]).await.trim(),
+        QEMU_JOB.trim()
+    );
+    let bad = cli.file(
+        "bad.yaml",
+        &QEMU_JOB.replace("media: tmpfs", "media: floppy"),
+    );
+    assert_has(
+        &cli.fails("default", &["jobs", "validate", &bad]).await,
+        &["actions[0]', 'boot', 'media", "msg:"],
+    );
+    let rid = cli
+        .ok_as("alice", &["jobs", "resubmit", &id])
+        .await
+        .trim()
+        .to_owned();
     assert!(rid.parse::<i64>().is_ok_and(|r| r > id_num), "{rid}");
     cli.ok_as("alice", &["jobs", "cancel", &rid]).await;
     assert_has(&cli.ok(&["jobs", "show", &rid]).await, &["Canceled"]);
@@ -162,7 +235,10 @@ async fn lavacli_drives_lavabox() {
         String::from_utf8_lossy(&anon.stdout),
         String::from_utf8_lossy(&anon.stderr)
     );
-    assert_has(&anon, &["401", "Authentication with user and token required"]);
+    assert_has(
+        &anon,
+        &["401", "Authentication with user and token required"],
+    );
 
     // a finished job: logs, wait, results
     srv.finish_job(id_num).await;
@@ -175,5 +251,8 @@ async fn lavacli_drives_lavabox() {
     assert_has(&results, &["lava", "job", "pass", "0_smoke", "ls", "fail"]);
     let suite = cli.ok(&["results", &id, "0_smoke"]).await;
     assert_has(&suite, &["ls", "fail"]);
-    assert_has(&cli.ok(&["jobs", "list", "--state", "FINISHED"]).await, &[&id]);
+    assert_has(
+        &cli.ok(&["jobs", "list", "--state", "FINISHED"]).await,
+        &[&id],
+    );
 }

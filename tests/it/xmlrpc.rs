@@ -123,7 +123,8 @@ impl TestServer {
                 s.create_tag("fast", Some("a fast board"))?;
                 for h in ["qemu01", "qemu02"] {
                     let mut d = NewDevice::new(h, "qemu");
-                    d.dictionary = Some("{% extends 'qemu.jinja2' %}\n{% set arch = 'amd64' %}\n".into());
+                    d.dictionary =
+                        Some("{% extends 'qemu.jinja2' %}\n{% set arch = 'amd64' %}\n".into());
                     d.worker_name = Some(w.clone());
                     d.health = DeviceHealth::Good;
                     s.create_device(&d)?;
@@ -157,14 +158,6 @@ impl TestServer {
         }
     }
 
-    /// `http://user:token@addr/RPC2`.
-    pub fn url(&self, user: Option<(&str, &str)>) -> String {
-        match user {
-            Some((u, t)) => format!("http://{u}:{t}@{}/RPC2", self.addr),
-            None => format!("http://{}/RPC2", self.addr),
-        }
-    }
-
     /// Drives job `id` to Finished/Complete with a log and two test cases.
     pub async fn finish_job(&self, id: i64) {
         let log = self.app.config().job_log_path(JobId(id));
@@ -178,9 +171,12 @@ impl TestServer {
                     std::fs::create_dir_all(parent).expect("job dir");
                 }
                 let mut w = JobLogWriter::open(log.clone()).expect("log");
-                w.append(&Entry::now(Level::Info, "start: 0 validate")).expect("append");
-                w.append(&Entry::now(Level::Target, "Linux version 6.1")).expect("append");
-                w.append(&Entry::now(Level::Info, "job done")).expect("append");
+                w.append(&Entry::now(Level::Info, "start: 0 validate"))
+                    .expect("append");
+                w.append(&Entry::now(Level::Target, "Linux version 6.1"))
+                    .expect("append");
+                w.append(&Entry::now(Level::Info, "job done"))
+                    .expect("append");
                 drop(w);
                 s.register_job_log(id, &log)?;
                 s.insert_test_cases(
@@ -309,7 +305,9 @@ async fn wire_errors_are_faults_or_4xx() {
     ] {
         let (status, _, resp) = http(srv.addr, post, body).await;
         assert_eq!(status, 200);
-        let fault = codec::decode_response(&resp).expect("response").unwrap_err();
+        let fault = codec::decode_response(&resp)
+            .expect("response")
+            .unwrap_err();
         assert_eq!(fault.0, -32700, "{fault:?}");
     }
     // A 50 MB body is refused by size, not read into memory.
@@ -329,9 +327,19 @@ async fn wire_errors_are_faults_or_4xx() {
     assert!((300..400).contains(&status), "{status}");
     assert!(headers.contains("/api/help/"), "{headers}");
     // Auth header errors are plain HTTP.
-    let (status, _, _) = http(srv.addr, &format!("{post}\r\nAuthorization: Basic"), b"<x/>").await;
+    let (status, _, _) = http(
+        srv.addr,
+        &format!("{post}\r\nAuthorization: Basic"),
+        b"<x/>",
+    )
+    .await;
     assert_eq!(status, 400);
-    let (status, _, _) = http(srv.addr, &format!("{post}\r\nAuthorization: Bearer abc"), b"<x/>").await;
+    let (status, _, _) = http(
+        srv.addr,
+        &format!("{post}\r\nAuthorization: Bearer abc"),
+        b"<x/>",
+    )
+    .await;
     assert_eq!(status, 400);
     let (status, headers, _) = http(
         srv.addr,
@@ -350,20 +358,48 @@ async fn wire_errors_are_faults_or_4xx() {
         Err((-32601, "No such method: 'system.nope'".into()))
     );
     assert_eq!(
-        rpc(srv.addr, None, "system.get_master_certificate", &[]).await.unwrap_err().0,
+        rpc(srv.addr, None, "system.get_master_certificate", &[])
+            .await
+            .unwrap_err()
+            .0,
         -32601
     );
     assert_eq!(
-        rpc(srv.addr, None, "scheduler.job_status", &[Value::Int(1)]).await.unwrap_err().0,
+        rpc(srv.addr, None, "scheduler.job_status", &[Value::Int(1)])
+            .await
+            .unwrap_err()
+            .0,
         -32601
     );
-    let f = rpc(srv.addr, None, "scheduler.jobs.show", &[Value::Array(vec![])]).await.unwrap_err();
+    let f = rpc(
+        srv.addr,
+        None,
+        "scheduler.jobs.show",
+        &[Value::Array(vec![])],
+    )
+    .await
+    .unwrap_err();
     assert_eq!(f.0, 400, "{f:?}");
-    let f = rpc(srv.addr, None, "scheduler.jobs.list", &[Value::Base64(vec![1])]).await.unwrap_err();
+    let f = rpc(
+        srv.addr,
+        None,
+        "scheduler.jobs.list",
+        &[Value::Base64(vec![1])],
+    )
+    .await
+    .unwrap_err();
     assert_eq!(f.0, 400, "{f:?}");
-    let f = rpc(srv.addr, None, "scheduler.devices.show", &[]).await.unwrap_err();
+    let f = rpc(srv.addr, None, "scheduler.devices.show", &[])
+        .await
+        .unwrap_err();
     assert_eq!(f.0, -32603, "{f:?}");
-    let f = rpc(srv.addr, None, "system.version", &[Value::Int(1), Value::Int(2)]).await;
+    let f = rpc(
+        srv.addr,
+        None,
+        "system.version",
+        &[Value::Int(1), Value::Int(2)],
+    )
+    .await;
     assert!(f.is_ok() || f.unwrap_err().0 != 500);
 }
 
@@ -373,25 +409,58 @@ async fn private_jobs_are_refused_to_others() {
     let alice = Some(("alice", srv.alice_token.as_str()));
     let bob = Some(("bob", srv.bob_token.as_str()));
     let admin = Some(("admin", srv.admin_token.as_str()));
-    let Ok(Value::Int(id)) = rpc(srv.addr, alice, "scheduler.jobs.submit", &[Value::str(PRIVATE_JOB)]).await else {
+    let Ok(Value::Int(id)) = rpc(
+        srv.addr,
+        alice,
+        "scheduler.jobs.submit",
+        &[Value::str(PRIVATE_JOB)],
+    )
+    .await
+    else {
         panic!("submit failed");
     };
-    assert!(rpc(srv.addr, alice, "scheduler.jobs.show", &[Value::Int(id)]).await.is_ok());
-    assert!(rpc(srv.addr, admin, "scheduler.jobs.show", &[Value::Int(id)]).await.is_ok());
+    assert!(
+        rpc(srv.addr, alice, "scheduler.jobs.show", &[Value::Int(id)])
+            .await
+            .is_ok()
+    );
+    assert!(
+        rpc(srv.addr, admin, "scheduler.jobs.show", &[Value::Int(id)])
+            .await
+            .is_ok()
+    );
     assert_eq!(
         rpc(srv.addr, bob, "scheduler.jobs.show", &[Value::Int(id)]).await,
         Err((403, format!("Job '{id}' not available to user 'bob'.")))
     );
     assert_eq!(
-        rpc(srv.addr, None, "scheduler.jobs.definition", &[Value::Int(id)]).await,
-        Err((403, format!("Job '{id}' not available to user 'AnonymousUser'.")))
+        rpc(
+            srv.addr,
+            None,
+            "scheduler.jobs.definition",
+            &[Value::Int(id)]
+        )
+        .await,
+        Err((
+            403,
+            format!("Job '{id}' not available to user 'AnonymousUser'.")
+        ))
     );
     assert_eq!(
-        rpc(srv.addr, bob, "results.get_testjob_results_yaml", &[Value::Int(id)]).await,
+        rpc(
+            srv.addr,
+            bob,
+            "results.get_testjob_results_yaml",
+            &[Value::Int(id)]
+        )
+        .await,
         Err((401, format!("Permission denied for user to job {id}")))
     );
     assert_eq!(
-        rpc(srv.addr, bob, "scheduler.jobs.cancel", &[Value::Int(id)]).await.unwrap_err().0,
+        rpc(srv.addr, bob, "scheduler.jobs.cancel", &[Value::Int(id)])
+            .await
+            .unwrap_err()
+            .0,
         403
     );
     // Anonymous listing does not show it.
@@ -401,10 +470,24 @@ async fn private_jobs_are_refused_to_others() {
     assert!(jobs.is_empty(), "{jobs:?}");
     // Submission needs a user.
     assert_eq!(
-        rpc(srv.addr, None, "scheduler.jobs.submit", &[Value::str(QEMU_JOB)]).await.unwrap_err().0,
+        rpc(
+            srv.addr,
+            None,
+            "scheduler.jobs.submit",
+            &[Value::str(QEMU_JOB)]
+        )
+        .await
+        .unwrap_err()
+        .0,
         401
     );
     // The submitter may cancel; a second cancel is a silent no-op.
-    assert_eq!(rpc(srv.addr, alice, "scheduler.jobs.cancel", &[Value::Int(id)]).await, Ok(Value::Bool(true)));
-    assert_eq!(rpc(srv.addr, alice, "scheduler.jobs.cancel", &[Value::Int(id)]).await, Ok(Value::Bool(true)));
+    assert_eq!(
+        rpc(srv.addr, alice, "scheduler.jobs.cancel", &[Value::Int(id)]).await,
+        Ok(Value::Bool(true))
+    );
+    assert_eq!(
+        rpc(srv.addr, alice, "scheduler.jobs.cancel", &[Value::Int(id)]).await,
+        Ok(Value::Bool(true))
+    );
 }

@@ -45,7 +45,7 @@ impl Fault {
 impl From<SubmitError> for Fault {
     fn from(e: SubmitError) -> Fault {
         if let SubmitError::Store(inner) = &e {
-            return Fault::from(store_error(inner));
+            return store_error(inner);
         }
         Fault::new(e.code(), e.to_string())
     }
