@@ -111,6 +111,8 @@ tagged = alice.scheduler.jobs.submit(QEMU_JOB + "tags: [fast]\n")
 check("submit with tag", isinstance(tagged, int))
 aliased = alice.scheduler.jobs.submit(QEMU_JOB.replace("device_type: qemu", "device_type: qemu-alias"))
 check("submit via alias", isinstance(aliased, int) and alice.scheduler.jobs.show(aliased)["device_type"] == "qemu")
+big = alice.scheduler.jobs.submit("#" * 2_200_000 + "\n" + QEMU_JOB)
+check("submit 2.2 MB job", isinstance(big, int))
 try:
     alice.scheduler.jobs.submit("x" * 2_700_000)
     check("submit too big", False, "accepted")

@@ -9,7 +9,7 @@ pub mod methods;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
@@ -25,6 +25,8 @@ pub fn router() -> Router<App> {
     Router::new()
         .route("/RPC2", get(help).post(endpoint))
         .route("/RPC2/", get(help).post(endpoint))
+        // axum's own 2 MB default would refuse submissions LAVA accepts (up to 2.5 MiB).
+        .layer(DefaultBodyLimit::max(crate::api::MAX_BODY))
 }
 
 async fn help() -> Redirect {
