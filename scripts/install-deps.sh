@@ -13,6 +13,8 @@ apt_install ca-certificates gcc libc6-dev pkg-config curl cpio busybox python3 p
 if [ -x "$here/lab/install-deps.sh" ]; then
     "$here/lab/install-deps.sh"
 fi
+# LAVA 2023.01's own validation code, unpacked (not installed), for the differential tests.
+sh "$here/tests/install-lava-reference.sh"
 # A Rust toolchain: rustup's if present, else Debian's rustc-web/cargo-web (1.96, bookworm-security).
 if ! command -v cargo >/dev/null 2>&1; then
     apt_install rustc-web cargo-web

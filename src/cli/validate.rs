@@ -28,6 +28,17 @@ pub fn run(files: &[PathBuf]) -> anyhow::Result<ExitCode> {
                 continue;
             }
         };
+        if bytes.len() > jobdef::MAX_JOB_SIZE {
+            // Only the first bytes were read; say how big the file really is.
+            all_ok = false;
+            let size = std::fs::metadata(file).map_or(bytes.len() as u64, |m| m.len());
+            writeln!(
+                out,
+                "{name}: error at (root) (line 1): job definition is too large: {size} bytes (at most {})",
+                jobdef::MAX_JOB_SIZE
+            )?;
+            continue;
+        }
         match jobdef::parse(&bytes) {
             Ok(_) => writeln!(out, "{name}: ok")?,
             Err(problems) => {

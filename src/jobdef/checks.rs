@@ -69,17 +69,17 @@ fn check_priority(root: &Node, report: &mut Report) {
 }
 
 fn check_visibility(root: &Node, report: &mut Report) {
-    if let Some(group) = root.get("visibility").and_then(|v| v.get("group")) {
-        if group.as_seq().is_some_and(<[Node]>::is_empty) {
-            let path = Path::ROOT;
-            let path = path.key("visibility");
-            report.push(
-                path.key("group"),
-                group,
-                "No known groups were found in the visibility list.",
-                Some("at least one group name"),
-            );
-        }
+    if let Some(group) = root.get("visibility").and_then(|v| v.get("group"))
+        && group.as_seq().is_some_and(<[Node]>::is_empty)
+    {
+        let path = Path::ROOT;
+        let path = path.key("visibility");
+        report.push(
+            path.key("group"),
+            group,
+            "No known groups were found in the visibility list.",
+            Some("at least one group name"),
+        );
     }
 }
 
@@ -122,17 +122,17 @@ fn check_timeouts(root: &Node, report: &mut Report) {
     }
     let apath = root_path.key("actions");
     for (i, key, _, body) in action_bodies(root) {
-        if let Some(t) = body.get("timeout") {
-            if duration(Some(t)).is_some_and(|d| d > job) {
-                let item = apath.index(i);
-                let kind = item.key_node(key);
-                report.push(
-                    kind.key("timeout"),
-                    t,
-                    "Action timeout is larger than job timeout",
-                    Some("at most the job timeout"),
-                );
-            }
+        if let Some(t) = body.get("timeout")
+            && duration(Some(t)).is_some_and(|d| d > job)
+        {
+            let item = apath.index(i);
+            let kind = item.key_node(key);
+            report.push(
+                kind.key("timeout"),
+                t,
+                "Action timeout is larger than job timeout",
+                Some("at most the job timeout"),
+            );
         }
     }
 }
@@ -172,10 +172,11 @@ fn check_actions(root: &Node, report: &mut Report) {
         for (key, body) in entries {
             let bpath = ipath.key_node(key);
             for name in ["failure_retry", "repeat"] {
-                if let Some(n) = body.get(name) {
-                    if n.as_number().is_some() && !is_integral(n) {
-                        report.push(bpath.key(name), n, "expected int", Some("an integer"));
-                    }
+                if let Some(n) = body.get(name)
+                    && n.as_number().is_some()
+                    && !is_integral(n)
+                {
+                    report.push(bpath.key(name), n, "expected int", Some("an integer"));
                 }
             }
             if body.has("failure_retry") && body.has("repeat") {
@@ -318,10 +319,11 @@ fn check_multinode(root: &Node, report: &mut Report) {
     let mut host_role: Option<(&str, &Node)> = None;
     for (name, role) in roles {
         let path = rpath.key_node(name);
-        if let Some(count) = role.get("count") {
-            if count.as_number().is_some() && !is_integral(count) {
-                report.push(path.key("count"), count, "expected int", Some("an integer"));
-            }
+        if let Some(count) = role.get("count")
+            && count.as_number().is_some()
+            && !is_integral(count)
+        {
+            report.push(path.key("count"), count, "expected int", Some("an integer"));
         }
         let host = role.get("host_role").and_then(Node::as_str);
         let expect = role.get("expect_role");
@@ -385,22 +387,21 @@ fn check_multinode(root: &Node, report: &mut Report) {
         }
     }
     // LAVA checks the count of the last role named as a host_role.
-    if let Some((host, _)) = host_role {
-        if let Some((key, role)) = roles.iter().find(|(k, _)| k.as_str() == Some(host)) {
-            if role.get("count").and_then(Node::as_int) != Some(1) {
-                report.at(
-                    rpath.key_node(key).key("count"),
-                    role,
-                    "The count for a role designated as a host_role must be 1.",
-                );
-            }
-        }
+    if let Some((host, _)) = host_role
+        && let Some((key, role)) = roles.iter().find(|(k, _)| k.as_str() == Some(host))
+        && role.get("count").and_then(Node::as_int) != Some(1)
+    {
+        report.at(
+            rpath.key_node(key).key("count"),
+            role,
+            "The count for a role designated as a host_role must be 1.",
+        );
     }
     if let Some(vland) = root.get("protocols").and_then(|p| p.get("lava-vland")) {
         let vpath = ppath.key("lava-vland");
         for (name, role) in roles {
             let count = role.get("count").and_then(Node::as_int);
-            let Some(role_name) = name.as_str() else {
+            let Some(role_name) = name.as_str().filter(|_| role.as_map().is_some()) else {
                 continue;
             };
             if count != Some(1) {

@@ -214,6 +214,8 @@ fn build(text: &str, root: Node) -> Option<JobDefinition> {
     let visibility = match root.get("visibility")? {
         n if n.as_str() == Some("public") => Visibility::Public,
         n if n.as_str() == Some("personal") => Visibility::Personal,
+        // `{}`: LAVA hides the job from everyone but its submitter, like `personal`.
+        n if !n.has("group") => Visibility::Personal,
         n => Visibility::Group(super::action::strings(n, "group")),
     };
     let pairs = |key: &str| -> Vec<(String, Node)> {

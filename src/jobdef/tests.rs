@@ -220,9 +220,9 @@ fn timeout_cases() {
 
 #[test]
 fn typed_timeouts() {
-    let job = ok(&format!(
-        "device_type: qemu\njob_name: t\nvisibility: public\ntimeouts:\n  job: {{hours: 2}}\n  action: {{minutes: 3, skip: true}}\n  queue: {{days: 1}}\n  actions:\n    http-download: {{seconds: 45}}\nactions:\n- command: {{name: x, timeout: {{seconds: 10}}}}\n"
-    ));
+    let job = ok(
+        "device_type: qemu\njob_name: t\nvisibility: public\ntimeouts:\n  job: {hours: 2}\n  action: {minutes: 3, skip: true}\n  queue: {days: 1}\n  actions:\n    http-download: {seconds: 45}\nactions:\n- command: {name: x, timeout: {seconds: 10}}\n",
+    );
     assert_eq!(job.timeouts.job.duration, Duration::from_secs(7200));
     assert_eq!(
         job.timeouts.action,

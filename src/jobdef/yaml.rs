@@ -168,11 +168,11 @@ impl Node {
             Value::Int(i) => i.to_string(),
             Value::Float(f) => f.to_string(),
             Value::Str(s) | Value::Timestamp(s) => {
-                let mut s: String = s.chars().take(60).collect();
-                if s.len() < s.capacity() && s.chars().count() == 60 {
-                    s.push('…');
+                let mut short: String = s.chars().take(60).collect();
+                if short.len() < s.len() {
+                    short.push('…');
                 }
-                s
+                short
             }
             Value::Seq(_) => "[…]".to_owned(),
             Value::Map(_) => "{…}".to_owned(),
@@ -266,8 +266,8 @@ enum Open {
     },
     Map {
         entries: Vec<(Node, Node)>,
-        /// Key index for large mappings, so repeated keys stay cheap to find.
-        index: HashMap<KeyRepr, usize>,
+        /// Key index, built once a mapping is large, so repeated keys stay cheap to find.
+        index: Option<HashMap<KeyRepr, usize>>,
         pending_key: Option<Node>,
         /// Whether `pending_key` is a plain `<<` (a merge key).
         pending_merge: bool,
@@ -306,31 +306,63 @@ fn key_repr(node: &Node) -> Option<KeyRepr> {
     })
 }
 
+/// Mappings up to this size find repeated keys by scanning; larger ones get an index.
+const INDEX_THRESHOLD: usize = 16;
+
 /// Inserts with Python `dict` semantics: a repeated key keeps its place and takes the new value.
 fn map_insert(
     entries: &mut Vec<(Node, Node)>,
-    index: &mut HashMap<KeyRepr, usize>,
+    index: &mut Option<HashMap<KeyRepr, usize>>,
     key: Node,
     value: Node,
 ) -> Result<(), LoadError> {
-    let Some(repr) = key_repr(&key) else {
+    if matches!(key.value, Value::Seq(_) | Value::Map(_)) {
         return Err(LoadError {
             mark: key.mark,
             message: "found unhashable key".to_owned(),
         });
+    }
+    if index.is_none() && entries.len() >= INDEX_THRESHOLD {
+        *index = Some(
+            entries
+                .iter()
+                .enumerate()
+                .filter_map(|(i, (k, _))| Some((key_repr(k)?, i)))
+                .collect(),
+        );
+    }
+    let found = match index {
+        Some(map) => key_repr(&key).and_then(|r| map.get(&r).copied()),
+        None => {
+            let repr = key_repr(&key);
+            entries
+                .iter()
+                .position(|(k, _)| same_key(k, &key, repr.as_ref()))
+        }
     };
-    match index.get(&repr) {
-        Some(&i) => {
+    match found {
+        Some(i) => {
             if let Some(slot) = entries.get_mut(i) {
                 slot.1 = value;
             }
         }
         None => {
-            index.insert(repr, entries.len());
+            if let (Some(map), Some(repr)) = (index.as_mut(), key_repr(&key)) {
+                map.insert(repr, entries.len());
+            }
             entries.push((key, value));
         }
     }
     Ok(())
+}
+
+/// Python key equality without allocating for the common case of string keys.
+fn same_key(a: &Node, b: &Node, b_repr: Option<&KeyRepr>) -> bool {
+    match (&a.value, &b.value) {
+        (Value::Str(x), Value::Str(y)) => x == y,
+        (Value::Str(_), _) | (_, Value::Str(_)) => false,
+        _ => key_repr(a).as_ref() == b_repr,
+    }
 }
 
 /// Loads one YAML document. An empty stream loads as `Null`.
@@ -386,7 +418,26 @@ pub fn load(text: &str) -> Result<Node, LoadError> {
                 Some((copy, 0))
             }
             Event::Scalar(text, style, anchor, tag) => {
-                merge_key = style == ScalarStyle::Plain && tag.is_none() && text == "<<";
+                let plain = style == ScalarStyle::Plain && tag.is_none();
+                let key_position = matches!(
+                    stack.last(),
+                    Some(Open::Map {
+                        pending_key: None,
+                        ..
+                    })
+                );
+                merge_key = plain && key_position && text == "<<";
+                // PyYAML resolves plain `<<` and `=` to the merge and value tags, which only
+                // a mapping key `<<` may use.
+                if plain && ((text == "<<" && !key_position) || text == "=") {
+                    let tag = if text == "=" { "value" } else { "merge" };
+                    return Err(LoadError {
+                        mark,
+                        message: format!(
+                            "could not determine a constructor for the tag 'tag:yaml.org,2002:{tag}'"
+                        ),
+                    });
+                }
                 let value = resolve_scalar(&text, style, tag.as_deref())
                     .map_err(|message| LoadError { mark, message })?;
                 Some((Node { value, mark }, anchor))
@@ -416,7 +467,7 @@ pub fn load(text: &str) -> Result<Node, LoadError> {
                 }
                 stack.push(Open::Map {
                     entries: Vec::new(),
-                    index: HashMap::new(),
+                    index: None,
                     pending_key: None,
                     pending_merge: false,
                     mark,
@@ -447,13 +498,12 @@ pub fn load(text: &str) -> Result<Node, LoadError> {
             Event::MappingEnd => match stack.pop() {
                 Some(Open::Map {
                     entries,
-                    index,
                     mark,
                     anchor,
                     merges,
                     ..
                 }) => {
-                    let entries = apply_merges(entries, index, merges)?;
+                    let entries = apply_merges(entries, merges)?;
                     Some((
                         Node {
                             value: Value::Map(entries),
@@ -511,12 +561,16 @@ pub fn load(text: &str) -> Result<Node, LoadError> {
 /// merge sources win over later ones.
 fn apply_merges(
     mut entries: Vec<(Node, Node)>,
-    mut index: HashMap<KeyRepr, usize>,
     merges: Vec<Node>,
 ) -> Result<Vec<(Node, Node)>, LoadError> {
     if merges.is_empty() {
         return Ok(entries);
     }
+    let mut index: HashMap<KeyRepr, usize> = entries
+        .iter()
+        .enumerate()
+        .filter_map(|(i, (k, _))| Some((key_repr(k)?, i)))
+        .collect();
     let mut sources: Vec<Node> = Vec::new();
     for merge in merges {
         match merge.value {
@@ -659,16 +713,20 @@ fn implicit_value(text: &str) -> Value {
         }
         _ => {}
     }
+    // Numbers and dates start with a sign, a dot or a digit.
+    if !matches!(first, Some('-' | '+' | '.' | '0'..='9')) {
+        return Value::Str(text.to_owned());
+    }
     if INT_RE.is_match(text) {
         if let Some(i) = construct_int(text) {
             return Value::Int(i);
         }
         return Value::Float(construct_float(text).unwrap_or(f64::INFINITY));
     }
-    if FLOAT_RE.is_match(text) {
-        if let Some(f) = construct_float(text) {
-            return Value::Float(f);
-        }
+    if FLOAT_RE.is_match(text)
+        && let Some(f) = construct_float(text)
+    {
+        return Value::Float(f);
     }
     if TIMESTAMP_RE.is_match(text) {
         return Value::Timestamp(text.to_owned());
@@ -794,6 +852,17 @@ mod tests {
     }
 
     #[test]
+    fn short_and_yaml_output() {
+        let long = "x".repeat(100);
+        let node = load(&format!("a: {long}\nb: [1, yes, ~]\n")).ok();
+        let a = node.as_ref().and_then(|n| n.get("a")).map(Node::short);
+        assert_eq!(a.map(|s| s.chars().count()), Some(61));
+        let yaml = node.as_ref().map(Node::to_yaml).unwrap_or_default();
+        assert!(yaml.contains("- true"), "{yaml}");
+        assert!(yaml.contains("- null"), "{yaml}");
+    }
+
+    #[test]
     fn marks_are_one_based() {
         let node = load("a:\n  b: [1, 2]\n").ok();
         let b = node
@@ -818,5 +887,8 @@ mod tests {
         assert!(load("a: *nope").is_err());
         assert!(load("a: 1\n---\nb: 2\n").is_err());
         assert!(load("? [1]\n: x\n").is_err());
+        assert!(load("a: <<\n").is_err());
+        assert!(load("a: =\n").is_err());
+        assert!(load("a: '<<'\n").is_ok());
     }
 }

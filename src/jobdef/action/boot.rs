@@ -202,11 +202,11 @@ pub struct MinimalBoot {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Boot {
     /// `method: u-boot`.
-    UBoot(UBootBoot),
+    UBoot(Box<UBootBoot>),
     /// `method: qemu`.
-    Qemu(QemuBoot),
+    Qemu(Box<QemuBoot>),
     /// `method: minimal`.
-    Minimal(MinimalBoot),
+    Minimal(Box<MinimalBoot>),
     /// Any other valid method; parameters as written.
     Other {
         /// Which.
@@ -231,26 +231,26 @@ impl Boot {
         Some(match method {
             BootMethod::UBoot => {
                 let commands = node.get("commands")?;
-                Boot::UBoot(UBootBoot {
+                Boot::UBoot(Box::new(UBootBoot {
                     commands: match commands.as_str() {
                         Some(name) => BootCommands::Named(name.to_owned()),
                         None => BootCommands::Literal(string_list(commands)),
                     },
                     login: Login::from_node(node),
                     use_bootscript: flag(node, "use_bootscript"),
-                })
+                }))
             }
-            BootMethod::Qemu => Boot::Qemu(QemuBoot {
+            BootMethod::Qemu => Boot::Qemu(Box::new(QemuBoot {
                 media_tmpfs: node.get("media").and_then(Node::as_str) == Some("tmpfs"),
                 login: Login::from_node(node),
                 docker: node.get("docker").cloned(),
-            }),
-            BootMethod::Minimal => Boot::Minimal(MinimalBoot {
+            })),
+            BootMethod::Minimal => Boot::Minimal(Box::new(MinimalBoot {
                 login: Login::from_node(node),
                 pre_power_command: flag(node, "pre_power_command"),
                 pre_os_command: flag(node, "pre_os_command"),
                 reset: node.get("reset").and_then(Node::as_bool).unwrap_or(true),
-            }),
+            })),
             other => Boot::Other {
                 method: other,
                 params: node.clone(),

@@ -181,7 +181,7 @@ pub enum NfsRoot {
     /// `nfsrootfs:` download and export it.
     Download {
         /// The archive.
-        resource: Resource,
+        resource: Box<Resource>,
         /// Put the deployed modules inside.
         install_modules: Option<bool>,
         /// Put the LAVA overlay inside.
@@ -249,9 +249,9 @@ pub struct TmpfsDeploy {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Deploy {
     /// `to: tftp`.
-    Tftp(TftpDeploy),
+    Tftp(Box<TftpDeploy>),
     /// `to: tmpfs`.
-    Tmpfs(TmpfsDeploy),
+    Tmpfs(Box<TmpfsDeploy>),
     /// Any other valid `to:`; parameters as written.
     Other {
         /// Which.
@@ -278,7 +278,7 @@ impl Deploy {
                 let kernel = node.get("kernel")?;
                 let nfs = if let Some(n) = node.get("nfsrootfs") {
                     Some(NfsRoot::Download {
-                        resource: Resource::from_node(n)?,
+                        resource: Box::new(Resource::from_node(n)?),
                         install_modules: n.get("install_modules").and_then(Node::as_bool),
                         install_overlay: n.get("install_overlay").and_then(Node::as_bool),
                         prefix: string(n, "prefix"),
@@ -291,7 +291,7 @@ impl Deploy {
                 } else {
                     None
                 };
-                Deploy::Tftp(TftpDeploy {
+                Deploy::Tftp(Box::new(TftpDeploy {
                     kernel: Kernel {
                         resource: Resource::from_node(kernel)?,
                         kind: kernel
@@ -314,7 +314,7 @@ impl Deploy {
                     nfs,
                     tee: resource("tee"),
                     os: string(node, "os"),
-                })
+                }))
             }
             DeployTo::Tmpfs => {
                 let mut images = Vec::new();
@@ -329,12 +329,12 @@ impl Deploy {
                 if images.is_empty() {
                     return None;
                 }
-                Deploy::Tmpfs(TmpfsDeploy {
+                Deploy::Tmpfs(Box::new(TmpfsDeploy {
                     images,
                     monitor: node.get("type").and_then(Node::as_str) == Some("monitor"),
                     uefi: resource("uefi"),
                     os: string(node, "os"),
-                })
+                }))
             }
             other => Deploy::Other {
                 to: other,

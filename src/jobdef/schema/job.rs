@@ -286,7 +286,8 @@ pub(crate) static JOB: LazyLock<Sch> = LazyLock::new(|| {
             "visibility",
             Sch::AnyOf(vec![
                 Sch::OneOf(&["public", "personal"]),
-                MapSch::new(vec![req("group", Sch::str_list())]).sch(),
+                // `{}` is accepted too (LAVA then makes the job non-public with no group).
+                MapSch::new(vec![opt("group", Sch::str_list())]).sch(),
             ]),
         ),
         opt("context", context()),

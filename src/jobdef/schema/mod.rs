@@ -85,9 +85,25 @@ impl<'a> Path<'a> {
 pub(crate) struct Report {
     /// The problems, in document order of discovery.
     pub(crate) problems: Vec<Problem>,
+    /// Probe mode: only count problems, build nothing (trying `Any` options is then cheap).
+    quiet: bool,
+    /// Problems counted in probe mode.
+    quiet_count: usize,
 }
 
 impl Report {
+    fn probe() -> Report {
+        Report {
+            quiet: true,
+            ..Report::default()
+        }
+    }
+
+    /// How many problems were found.
+    pub(crate) fn count(&self) -> usize {
+        self.problems.len() + self.quiet_count
+    }
+
     /// Records a problem at `node`.
     pub(crate) fn at(&mut self, path: Path<'_>, node: &Node, message: impl Into<String>) {
         self.push(path, node, message, None::<String>);
@@ -101,6 +117,10 @@ impl Report {
         message: impl Into<String>,
         expected: Option<impl Into<String>>,
     ) {
+        if self.quiet {
+            self.quiet_count += 1;
+            return;
+        }
         self.problems.push(Problem {
             path: path.to_path(),
             line: node.mark.line,
@@ -335,14 +355,14 @@ impl MapSch {
         if let (Some(msg), 0) = (self.nonempty, pattern_keys) {
             report.at(path, node, msg);
         }
-        if let Some(min) = self.min_len {
-            if entries.len() < min {
-                report.at(
-                    path,
-                    node,
-                    format!("length of value must be at least {min}"),
-                );
-            }
+        if let Some(min) = self.min_len
+            && entries.len() < min
+        {
+            report.at(
+                path,
+                node,
+                format!("length of value must be at least {min}"),
+            );
         }
     }
 
@@ -432,16 +452,16 @@ impl Sch {
                     Some("a number"),
                 ),
                 Some(v) => {
-                    if let Some(min) = min {
-                        if v.is_nan() || v < *min {
-                            report.at(path, node, format!("value must be at least {min}"));
-                            return;
-                        }
+                    if let Some(min) = min
+                        && (v.is_nan() || v < *min)
+                    {
+                        report.at(path, node, format!("value must be at least {min}"));
+                        return;
                     }
-                    if let Some(max) = max {
-                        if v.is_nan() || v > *max {
-                            report.at(path, node, format!("value must be at most {max}"));
-                        }
+                    if let Some(max) = max
+                        && (v.is_nan() || v > *max)
+                    {
+                        report.at(path, node, format!("value must be at most {max}"));
                     }
                 }
             },
@@ -510,9 +530,9 @@ impl Sch {
             Sch::Timeout => check_timeout(node, path, report),
             Sch::All(all) => {
                 for sch in all {
-                    let before = report.problems.len();
+                    let before = report.count();
                     sch.check(node, path, report);
-                    if report.problems.len() > before {
+                    if report.count() > before {
                         return;
                     }
                 }
@@ -526,12 +546,26 @@ impl Sch {
     }
 }
 
+/// How well an `Any` option fits: deepest problem first, then least to fix.
+type Score = (usize, std::cmp::Reverse<usize>);
+
 /// `Any(...)`: passes if one option passes; otherwise reports the problems of the option
 /// that got furthest into the value (voluptuous keeps the error with the longest path).
 fn check_any(options: &[Sch], node: &Node, path: Path<'_>, report: &mut Report) {
     // voluptuous keeps the error with the longest path; among equals we prefer the option
     // with the least to fix, counting a wrong literal (a wrong `from:`, `method:`) as worse.
-    let mut best: Option<((usize, std::cmp::Reverse<usize>), Vec<Problem>)> = None;
+    for option in options {
+        let mut probe = Report::probe();
+        option.check(node, path, &mut probe);
+        if probe.count() == 0 {
+            return;
+        }
+    }
+    if report.quiet {
+        report.quiet_count += 1;
+        return;
+    }
+    let mut best: Option<(Score, Vec<Problem>)> = None;
     let here = path.to_path().0.len();
     for option in options {
         let mut trial = Report::default();

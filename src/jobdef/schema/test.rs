@@ -8,6 +8,15 @@ use super::job::action_common;
 use super::{Field, KeyPat, MapSch, Sch, anchored, opt, req};
 
 const NAME: &str = r"^[-_a-zA-Z0-9.]+$";
+/// Monitor and interactive names: the server's submission schema allows no dots.
+const STRICT_NAME: &str = r"^[a-zA-Z0-9-_]+$";
+
+fn strict_name() -> Sch {
+    Sch::All(vec![
+        Sch::matching(NAME),
+        Sch::matching_msg(STRICT_NAME, "Invalid character"),
+    ])
+}
 
 fn fixupdict() -> Sch {
     MapSch::new(vec![])
@@ -47,8 +56,8 @@ pub(crate) fn testdef() -> MapSch {
             .pattern(KeyPat::Regex(anchored("deps-.+")), Sch::str_list())
             .sch(),
         ),
-        opt("parameters", Sch::Dict),
-        opt("params", Sch::Dict),
+        // The strict schema also allows `parameters`/`params` here, but the server's
+        // submission schema refuses them in inline definitions.
         opt(
             "parse",
             MapSch::new(vec![opt("fixupdict", fixupdict())]).sch(),
@@ -136,7 +145,7 @@ pub(crate) static TEST: LazyLock<Vec<(&'static str, Sch)>> = LazyLock::new(|| {
                 "monitors",
                 Sch::List(vec![
                     MapSch::new(vec![
-                        req("name", Sch::matching(NAME)),
+                        req("name", strict_name()),
                         req("start", Sch::Str),
                         req("end", Sch::Str),
                         req("pattern", Sch::Str),
@@ -152,7 +161,7 @@ pub(crate) static TEST: LazyLock<Vec<(&'static str, Sch)>> = LazyLock::new(|| {
                 "interactive",
                 Sch::List(vec![
                     MapSch::new(vec![
-                        req("name", Sch::matching(NAME)),
+                        req("name", strict_name()),
                         req("prompts", nonempty_list()),
                         opt("echo", Sch::Lit("discard")),
                         req(
@@ -165,7 +174,7 @@ pub(crate) static TEST: LazyLock<Vec<(&'static str, Sch)>> = LazyLock::new(|| {
                                     opt("lava-sync", Sch::Str),
                                     opt("lava-wait", Sch::Str),
                                     opt("lava-wait-all", Sch::Str),
-                                    opt("name", Sch::matching(NAME)),
+                                    opt("name", strict_name()),
                                     opt("wait_for_prompt", Sch::Bool),
                                     opt(
                                         "successes",
