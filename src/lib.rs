@@ -2,6 +2,7 @@
 //!
 //! See `ARCHITECTURE.md` at the repository root for the module map and the invariants.
 
+pub mod api;
 pub mod app;
 pub mod cli;
 pub mod config;
@@ -14,5 +15,6 @@ pub mod model;
 pub mod pipeline;
 pub mod scheduler;
 pub mod store;
+pub mod submit;
 pub mod testshell;
 pub mod tftp;

@@ -4,4 +4,6 @@ mod cli;
 mod devicetype;
 mod dispatch;
 mod lab;
+mod lavacli;
 mod validate;
+mod xmlrpc;
