@@ -2,6 +2,7 @@
 //!
 //! See `ARCHITECTURE.md` at the repository root for the module map and the invariants.
 
+pub mod api;
 pub mod app;
 pub mod cli;
 pub mod config;

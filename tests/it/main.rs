@@ -3,4 +3,5 @@
 mod cli;
 mod devicetype;
 mod lab;
+mod rest;
 mod validate;
