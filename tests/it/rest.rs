@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use lavabox::app::App;
 use lavabox::config::{Config, Overrides, RawConfig};
-use lavabox::model::{JobId, TestResult};
+use lavabox::model::{DeviceHealth, JobId, TestResult};
 use lavabox::store::{JobEnd, NewDevice, NewDeviceType, NewJob, NewTestCase, NewUser, Visibility};
 use serde_json::Value;
 
@@ -41,7 +41,7 @@ impl Lab {
     async fn json(&self, path: &str, token: Option<&str>) -> (u16, Value) {
         let resp = self.get(path, token).await;
         let status = resp.status().as_u16();
-        let body = resp.json::<Value>().await.expect("JSON body");
+        let body = body_json(resp).await;
         (status, body)
     }
 
@@ -50,6 +50,11 @@ impl Lab {
         let status = resp.status().as_u16();
         (status, resp.text().await.expect("text body"))
     }
+}
+
+async fn body_json(resp: reqwest::Response) -> Value {
+    let text = resp.text().await.expect("body");
+    serde_json::from_str(&text).unwrap_or_else(|err| panic!("not JSON ({err}): {text}"))
 }
 
 fn metadata(case: &str) -> Option<String> {
@@ -77,7 +82,9 @@ async fn start() -> Lab {
             let bob = s.create_token("bob", "test")?.secret;
             let admin = s.create_token("admin", "test")?.secret;
             s.create_device_type(&NewDeviceType::named("qemu"))?;
-            s.create_device(&NewDevice::new("qemu01", "qemu"))?;
+            let mut device = NewDevice::new("qemu01", "qemu");
+            device.health = DeviceHealth::Good;
+            s.create_device(&device)?;
             let mut public = Vec::new();
             for i in 0..7 {
                 let mut job = NewJob::new(if i % 2 == 0 { "alice" } else { "bob" }, "job: x");
@@ -508,7 +515,7 @@ async fn malformed_input_is_4xx_json() {
     let validate = lab.url("/api/v0.2/jobs/validate/");
     let resp = lab.client.post(&validate).send().await.expect("request");
     assert_eq!(resp.status(), 400);
-    let body: Value = resp.json().await.expect("json");
+    let body: Value = body_json(resp).await;
     assert_eq!(body["definition"], "Test job definition is required.");
     let resp = lab
         .client
@@ -519,7 +526,7 @@ async fn malformed_input_is_4xx_json() {
         .await
         .expect("request");
     assert_eq!(resp.status(), 400);
-    assert!(resp.json::<Value>().await.expect("json")["detail"].is_string());
+    assert!(body_json(resp).await["detail"].is_string());
     let resp = lab
         .client
         .post(&validate)
@@ -529,7 +536,7 @@ async fn malformed_input_is_4xx_json() {
         .await
         .expect("request");
     assert_eq!(resp.status(), 200);
-    let msg = resp.json::<Value>().await.expect("json")["message"].as_str().unwrap_or("").to_owned();
+    let msg = body_json(resp).await["message"].as_str().unwrap_or("").to_owned();
     assert!(msg.starts_with("Job invalid: "), "{msg}");
     let big = vec![b'a'; 3 * 1024 * 1024];
     let resp = lab.client.post(&validate).body(big).send().await.expect("request");
