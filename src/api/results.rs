@@ -15,9 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_norway::{Mapping, Value};
 
-use crate::api::rest::pyfmt::{
-    csv_row, py_datetime, py_decimal, py_repr, yaml_dump,
-};
+use crate::api::rest::pyfmt::{csv_row, py_datetime, py_decimal, py_repr, yaml_dump};
 use crate::api::rest::{ApiError, Caller};
 use crate::app::App;
 use crate::model::{JobId, TestCaseId};
@@ -93,7 +91,9 @@ impl ExportCase {
             job: case.job.to_string(),
             suite: case.suite.clone(),
             result: case.result.as_str().to_owned(),
-            measurement: case.measurement.map_or_else(|| "None".to_owned(), py_decimal),
+            measurement: case
+                .measurement
+                .map_or_else(|| "None".to_owned(), py_decimal),
             unit: case.units.clone(),
             level,
             url: format!("/results/testcase/{}", case.id),
@@ -165,7 +165,12 @@ pub fn csv_header(all: bool, out: &mut String) {
 
 /// `yaml.dump(list_of_cases)` for these cases (`[]` when there are none).
 pub fn yaml_cases(cases: &[TestCase], out: &mut String) {
-    let list = Value::Sequence(cases.iter().map(|c| ExportCase::new(c).to_value()).collect());
+    let list = Value::Sequence(
+        cases
+            .iter()
+            .map(|c| ExportCase::new(c).to_value())
+            .collect(),
+    );
     yaml_dump(&list, out);
 }
 
@@ -173,7 +178,10 @@ pub fn yaml_cases(cases: &[TestCase], out: &mut String) {
 /// export is the concatenation of one `yaml.dump([case])` per case.
 pub fn yaml_items(cases: &[TestCase], out: &mut String) {
     for case in cases {
-        yaml_dump(&Value::Sequence(vec![ExportCase::new(case).to_value()]), out);
+        yaml_dump(
+            &Value::Sequence(vec![ExportCase::new(case).to_value()]),
+            out,
+        );
     }
 }
 
@@ -225,7 +233,11 @@ pub async fn visible_job(
     {
         let viewer = other.viewer();
         let id = job.id;
-        if app.store().call(move |s| s.can_view_job(id, viewer)).await? {
+        if app
+            .store()
+            .call(move |s| s.can_view_job(id, viewer))
+            .await?
+        {
             return Ok(job);
         }
     }
@@ -358,7 +370,9 @@ fn window(query: &[(String, String)]) -> Result<(u64, Option<u64>), ApiError> {
 
 type Query = axum::extract::Query<Vec<(String, String)>>;
 
-fn query(q: Result<Query, axum::extract::rejection::QueryRejection>) -> Result<Vec<(String, String)>, ApiError> {
+fn query(
+    q: Result<Query, axum::extract::rejection::QueryRejection>,
+) -> Result<Vec<(String, String)>, ApiError> {
     q.map(|axum::extract::Query(pairs)| pairs)
         .map_err(|_| ApiError::detail("Malformed query string."))
 }
@@ -378,7 +392,11 @@ async fn job_csv(
 ) -> Result<Response, ApiError> {
     let job = visible_job(&app, &headers, &query(q)?, &job).await?;
     let body = stream_job(app, job.id, Format::Csv(false));
-    Ok(attachment("text/csv", &format!("lava_{}.csv", job.id), body))
+    Ok(attachment(
+        "text/csv",
+        &format!("lava_{}.csv", job.id),
+        body,
+    ))
 }
 
 async fn job_yaml(
@@ -389,7 +407,11 @@ async fn job_yaml(
 ) -> Result<Response, ApiError> {
     let job = visible_job(&app, &headers, &query(q)?, &job).await?;
     let body = stream_job(app, job.id, Format::Yaml);
-    Ok(attachment("text/yaml", &format!("lava_{}.yaml", job.id), body))
+    Ok(attachment(
+        "text/yaml",
+        &format!("lava_{}.yaml", job.id),
+        body,
+    ))
 }
 
 async fn job_summary(
@@ -485,7 +507,11 @@ async fn suite_csv(
     for case in &cases {
         ExportCase::new(case).csv(true, &mut out);
     }
-    Ok(attachment("text/csv", &format!("lava_{suite}.csv"), Body::from(out)))
+    Ok(attachment(
+        "text/csv",
+        &format!("lava_{suite}.csv"),
+        Body::from(out),
+    ))
 }
 
 async fn suite_stream_csv(
@@ -515,7 +541,11 @@ async fn suite_yaml(
     let (_, cases) = suite_cases(&app, &headers, q, &job, &suite).await?;
     let mut out = String::new();
     yaml_cases(&cases, &mut out);
-    Ok(attachment("text/yaml", &format!("lava_{suite}.yaml"), Body::from(out)))
+    Ok(attachment(
+        "text/yaml",
+        &format!("lava_{suite}.yaml"),
+        Body::from(out),
+    ))
 }
 
 async fn suite_count(
@@ -563,7 +593,11 @@ async fn testcase_yaml(
     visible_job(&app, &headers, &query, &found.job.to_string()).await?;
     let mut out = String::new();
     yaml_dump(&ExportCase::new(&found).to_value(), &mut out);
-    Ok(attachment("text/yaml", &format!("lava_{id}.yaml"), Body::from(out)))
+    Ok(attachment(
+        "text/yaml",
+        &format!("lava_{id}.yaml"),
+        Body::from(out),
+    ))
 }
 
 /// The `/results/...` export routes.

@@ -96,7 +96,10 @@ async fn start() -> Lab {
             personal.visibility = Visibility::Personal;
             personal.requested_device_type = Some("qemu".into());
             let private = s.insert_job(&personal)?.id;
-            s.insert_test_cases(private, &[NewTestCase::new("0_smoke", "hidden", TestResult::Pass)])?;
+            s.insert_test_cases(
+                private,
+                &[NewTestCase::new("0_smoke", "hidden", TestResult::Pass)],
+            )?;
             let results = public[0];
             let mut first = NewTestCase::new("0_smoke", "boot-ok", TestResult::Pass);
             first.metadata = metadata("boot-ok");
@@ -117,7 +120,9 @@ async fn start() -> Lab {
         .await
         .expect("seed");
     let router = lavabox::api::rest::router(app.clone()).merge(lavabox::api::results::router(app));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {
         let _ = axum::serve(listener, router).await;
@@ -156,18 +161,33 @@ async fn jobs_paginate_like_drf() {
         body["next"],
         format!("http://{}/api/v0.2/jobs/?limit=3&offset=6", lab.addr)
     );
-    assert_eq!(body["previous"], format!("http://{}/api/v0.2/jobs/?limit=3", lab.addr));
+    assert_eq!(
+        body["previous"],
+        format!("http://{}/api/v0.2/jobs/?limit=3", lab.addr)
+    );
     let (_, last) = lab.json("/api/v0.2/jobs/?limit=3&offset=6", None).await;
     assert_eq!(last["next"], Value::Null);
     let (_, first) = lab.json("/api/v0.2/jobs/", None).await;
     assert_eq!(first["previous"], Value::Null);
     assert_eq!(first["results"].as_array().map(Vec::len), Some(7));
     // The owner sees the personal job too, the superuser as well, bob not.
-    assert_eq!(lab.json("/api/v0.2/jobs/", Some(&lab.alice)).await.1["count"], 8);
-    assert_eq!(lab.json("/api/v0.2/jobs/", Some(&lab.admin)).await.1["count"], 8);
-    assert_eq!(lab.json("/api/v0.2/jobs/", Some(&lab.bob)).await.1["count"], 7);
+    assert_eq!(
+        lab.json("/api/v0.2/jobs/", Some(&lab.alice)).await.1["count"],
+        8
+    );
+    assert_eq!(
+        lab.json("/api/v0.2/jobs/", Some(&lab.admin)).await.1["count"],
+        8
+    );
+    assert_eq!(
+        lab.json("/api/v0.2/jobs/", Some(&lab.bob)).await.1["count"],
+        7
+    );
     // Bad limit falls back to the page size, as DRF does.
-    assert_eq!(lab.json("/api/v0.2/jobs/?limit=x", None).await.1["count"], 7);
+    assert_eq!(
+        lab.json("/api/v0.2/jobs/?limit=x", None).await.1["count"],
+        7
+    );
 }
 
 #[tokio::test]
@@ -178,46 +198,97 @@ async fn jobs_filter_and_order() {
     assert_eq!(ids(&body), vec![p[1].0]);
     let (_, body) = lab.json("/api/v0.2/jobs/?health=Complete", None).await;
     assert_eq!(ids(&body), vec![p[1].0]);
-    let (_, body) = lab.json("/api/v0.2/jobs/?state__in=Running,Finished", None).await;
+    let (_, body) = lab
+        .json("/api/v0.2/jobs/?state__in=Running,Finished", None)
+        .await;
     assert_eq!(ids(&body), vec![p[1].0]);
     let q = format!("/api/v0.2/jobs/?id__in={},{}&ordering=-id", p[2], p[4]);
     assert_eq!(ids(&lab.json(&q, None).await.1), vec![p[4].0, p[2].0]);
     let q = format!("/api/v0.2/jobs/?id__lt={}", p[2]);
     assert_eq!(ids(&lab.json(&q, None).await.1), vec![p[0].0, p[1].0]);
-    let (_, body) = lab.json("/api/v0.2/jobs/?submitter__username=bob", None).await;
+    let (_, body) = lab
+        .json("/api/v0.2/jobs/?submitter__username=bob", None)
+        .await;
     assert_eq!(body["count"], 3);
-    let (_, body) = lab.json("/api/v0.2/jobs/?requested_device_type__name=qemu&description__icontains=JOB%205", None).await;
+    let (_, body) = lab
+        .json(
+            "/api/v0.2/jobs/?requested_device_type__name=qemu&description__icontains=JOB%205",
+            None,
+        )
+        .await;
     assert_eq!(ids(&body), vec![p[5].0]);
-    let (_, body) = lab.json("/api/v0.2/jobs/?actual_device__hostname=qemu01", None).await;
+    let (_, body) = lab
+        .json("/api/v0.2/jobs/?actual_device__hostname=qemu01", None)
+        .await;
     assert_eq!(ids(&body), vec![p[1].0]);
-    let (_, body) = lab.json("/api/v0.2/jobs/?end_time__isnull=false", None).await;
+    let (_, body) = lab
+        .json("/api/v0.2/jobs/?end_time__isnull=false", None)
+        .await;
     assert_eq!(ids(&body), vec![p[1].0]);
-    let (_, body) = lab.json("/api/v0.2/jobs/?submit_time__gt=2000-01-01T00:00:00Z&limit=1", None).await;
+    let (_, body) = lab
+        .json(
+            "/api/v0.2/jobs/?submit_time__gt=2000-01-01T00:00:00Z&limit=1",
+            None,
+        )
+        .await;
     assert_eq!(body["count"], 7);
     // States are case-sensitive display names; a bad value is a 400 field error.
     let (status, body) = lab.json("/api/v0.2/jobs/?state=running", None).await;
     assert_eq!(status, 400);
-    assert!(body["state"][0].as_str().unwrap_or("").starts_with("Select a valid choice."), "{body}");
+    assert!(
+        body["state"][0]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("Select a valid choice."),
+        "{body}"
+    );
     let (status, body) = lab.json("/api/v0.2/jobs/?id__lt=abc", None).await;
     assert_eq!(status, 400);
     assert_eq!(body["id"][0], "Enter a number.");
-    let (status, _) = lab.json("/api/v0.2/jobs/?submit_time__gt=yesterday", None).await;
+    let (status, _) = lab
+        .json("/api/v0.2/jobs/?submit_time__gt=yesterday", None)
+        .await;
     assert_eq!(status, 400);
     // Unknown parameters are ignored.
-    assert_eq!(lab.json("/api/v0.2/jobs/?bogus__lt=1", None).await.1["count"], 7);
+    assert_eq!(
+        lab.json("/api/v0.2/jobs/?bogus__lt=1", None).await.1["count"],
+        7
+    );
 }
 
 #[tokio::test]
 async fn job_detail_shape() {
     let lab = start().await;
-    let (status, job) = lab.json(&format!("/api/v0.2/jobs/{}/", lab.public[1]), None).await;
+    let (status, job) = lab
+        .json(&format!("/api/v0.2/jobs/{}/", lab.public[1]), None)
+        .await;
     assert_eq!(status, 200);
-    let keys: Vec<&str> = job.as_object().expect("object").keys().map(String::as_str).collect();
+    let keys: Vec<&str> = job
+        .as_object()
+        .expect("object")
+        .keys()
+        .map(String::as_str)
+        .collect();
     let mut want = vec![
-        "id", "submitter", "viewing_groups", "description", "health_check",
-        "requested_device_type", "tags", "actual_device", "submit_time", "start_time",
-        "end_time", "state", "health", "priority", "definition", "original_definition",
-        "multinode_definition", "failure_tags", "failure_comment",
+        "id",
+        "submitter",
+        "viewing_groups",
+        "description",
+        "health_check",
+        "requested_device_type",
+        "tags",
+        "actual_device",
+        "submit_time",
+        "start_time",
+        "end_time",
+        "state",
+        "health",
+        "priority",
+        "definition",
+        "original_definition",
+        "multinode_definition",
+        "failure_tags",
+        "failure_comment",
     ];
     let mut have = keys.clone();
     have.sort_unstable();
@@ -237,7 +308,9 @@ async fn job_detail_shape() {
 async fn suites_and_tests() {
     let lab = start().await;
     let job = lab.results;
-    let (status, suites) = lab.json(&format!("/api/v0.2/jobs/{job}/suites/"), None).await;
+    let (status, suites) = lab
+        .json(&format!("/api/v0.2/jobs/{job}/suites/"), None)
+        .await;
     assert_eq!(status, 200);
     assert_eq!(suites["count"], 2);
     let first = &suites["results"][0];
@@ -248,32 +321,63 @@ async fn suites_and_tests() {
         first["resource_uri"],
         format!("http://{}/api/v0.2/jobs/{job}/suites/{suite_id}/", lab.addr)
     );
-    let (_, tests) = lab.json(&format!("/api/v0.2/jobs/{job}/tests/"), None).await;
+    let (_, tests) = lab
+        .json(&format!("/api/v0.2/jobs/{job}/tests/"), None)
+        .await;
     assert_eq!(tests["count"], 3);
     let ping = &tests["results"][1];
     assert_eq!(ping["name"], "ping");
     assert_eq!(ping["result"], "fail");
     assert_eq!(ping["measurement"], "12.5000000000");
     assert_eq!(ping["unit"], "ms");
-    let (_, fails) = lab.json(&format!("/api/v0.2/jobs/{job}/tests/?result=FAIL"), None).await;
+    let (_, fails) = lab
+        .json(&format!("/api/v0.2/jobs/{job}/tests/?result=FAIL"), None)
+        .await;
     assert_eq!(fails["count"], 1);
-    let (_, smoke) = lab.json(&format!("/api/v0.2/jobs/{job}/suites/{suite_id}/tests/?limit=1"), None).await;
+    let (_, smoke) = lab
+        .json(
+            &format!("/api/v0.2/jobs/{job}/suites/{suite_id}/tests/?limit=1"),
+            None,
+        )
+        .await;
     assert_eq!(smoke["count"], 2);
     assert!(smoke["next"].as_str().is_some());
     let case_id = smoke["results"][0]["id"].as_i64().expect("case id");
-    let (status, case) = lab.json(&format!("/api/v0.2/jobs/{job}/suites/{suite_id}/tests/{case_id}/"), None).await;
+    let (status, case) = lab
+        .json(
+            &format!("/api/v0.2/jobs/{job}/suites/{suite_id}/tests/{case_id}/"),
+            None,
+        )
+        .await;
     assert_eq!(status, 200);
     assert_eq!(case["name"], "boot-ok");
-    let (status, _) = lab.json(&format!("/api/v0.2/jobs/{job}/suites/999999/"), None).await;
+    let (status, _) = lab
+        .json(&format!("/api/v0.2/jobs/{job}/suites/999999/"), None)
+        .await;
     assert_eq!(status, 404);
-    let (status, tap) = lab.text(&format!("/api/v0.2/jobs/{job}/tap13/"), None).await;
+    let (status, tap) = lab
+        .text(&format!("/api/v0.2/jobs/{job}/tap13/"), None)
+        .await;
     assert_eq!(status, 200);
     assert!(tap.starts_with("TAP version 13\n1..3\n"), "{tap}");
-    assert!(tap.contains("not ok 2 ping\n") && tap.contains("ok 3 skipped # SKIP test skipped\n"), "{tap}");
-    let (status, junit) = lab.text(&format!("/api/v0.2/jobs/{job}/junit/?classname_prefix=lab"), None).await;
+    assert!(
+        tap.contains("not ok 2 ping\n") && tap.contains("ok 3 skipped # SKIP test skipped\n"),
+        "{tap}"
+    );
+    let (status, junit) = lab
+        .text(
+            &format!("/api/v0.2/jobs/{job}/junit/?classname_prefix=lab"),
+            None,
+        )
+        .await;
     assert_eq!(status, 200);
-    assert!(junit.contains("classname=\"lab_0_smoke\"") && junit.contains("<failure"), "{junit}");
-    let (status, meta) = lab.json(&format!("/api/v0.2/jobs/{job}/metadata/"), None).await;
+    assert!(
+        junit.contains("classname=\"lab_0_smoke\"") && junit.contains("<failure"),
+        "{junit}"
+    );
+    let (status, meta) = lab
+        .json(&format!("/api/v0.2/jobs/{job}/metadata/"), None)
+        .await;
     assert_eq!(status, 200);
     assert_eq!(meta, serde_json::json!({ "metadata": [] }));
     let (status, _) = lab.json(&format!("/api/v0.2/jobs/{job}/logs/"), None).await;
@@ -282,34 +386,71 @@ async fn suites_and_tests() {
 
 /// The expected export rows, built from the stored case ids and timestamps.
 async fn expected_rows(lab: &Lab) -> (Vec<Value>, Vec<[String; 15]>) {
-    let (_, tests) = lab.json(&format!("/api/v0.2/jobs/{}/tests/", lab.results), None).await;
+    let (_, tests) = lab
+        .json(&format!("/api/v0.2/jobs/{}/tests/", lab.results), None)
+        .await;
     let cases = tests["results"].as_array().expect("cases").clone();
     let job = lab.results.to_string();
     let logged = |c: &Value| {
         // DRF `2023-01-10T10:00:00.123456Z` → Python `2023-01-10 10:00:00.123456+00:00`.
-        c["logged"].as_str().expect("logged").replace('T', " ").replace('Z', "+00:00")
+        c["logged"]
+            .as_str()
+            .expect("logged")
+            .replace('T', " ")
+            .replace('Z', "+00:00")
     };
     let id = |c: &Value| c["id"].as_i64().expect("id").to_string();
     let rows = vec![
         [
-            job.clone(), "0_smoke".into(), "pass".into(), "None".into(), String::new(), String::new(),
-            String::new(), logged(&cases[0]), String::new(),
+            job.clone(),
+            "0_smoke".into(),
+            "pass".into(),
+            "None".into(),
+            String::new(),
+            String::new(),
+            String::new(),
+            logged(&cases[0]),
+            String::new(),
             "{'case': 'boot-ok', 'definition': '0_smoke', 'result': 'pass'}".into(),
-            format!("/results/testcase/{}", id(&cases[0])), "boot-ok".into(), id(&cases[0]),
-            "118".into(), "120".into(),
+            format!("/results/testcase/{}", id(&cases[0])),
+            "boot-ok".into(),
+            id(&cases[0]),
+            "118".into(),
+            "120".into(),
         ],
         [
-            job.clone(), "0_smoke".into(), "fail".into(), "12.5000000000".into(), "ms".into(),
-            String::new(), String::new(), logged(&cases[1]), "1.4.3.1".into(),
+            job.clone(),
+            "0_smoke".into(),
+            "fail".into(),
+            "12.5000000000".into(),
+            "ms".into(),
+            String::new(),
+            String::new(),
+            logged(&cases[1]),
+            "1.4.3.1".into(),
             "{'case': 'ping', 'level': '1.4.3.1', 'note': 'a, \"b\"'}".into(),
-            format!("/results/testcase/{}", id(&cases[1])), "ping".into(), id(&cases[1]),
-            String::new(), String::new(),
+            format!("/results/testcase/{}", id(&cases[1])),
+            "ping".into(),
+            id(&cases[1]),
+            String::new(),
+            String::new(),
         ],
         [
-            job, "1_more".into(), "skip".into(), "None".into(), String::new(), String::new(),
-            String::new(), logged(&cases[2]), String::new(), "{}".into(),
-            format!("/results/testcase/{}", id(&cases[2])), "skipped".into(), id(&cases[2]),
-            String::new(), String::new(),
+            job,
+            "1_more".into(),
+            "skip".into(),
+            "None".into(),
+            String::new(),
+            String::new(),
+            String::new(),
+            logged(&cases[2]),
+            String::new(),
+            "{}".into(),
+            format!("/results/testcase/{}", id(&cases[2])),
+            "skipped".into(),
+            id(&cases[2]),
+            String::new(),
+            String::new(),
         ],
     ];
     (cases, rows)
@@ -352,13 +493,22 @@ async fn results_exports_match_lava_bytes() {
     let (status, body) = lab.text(&format!("/results/{job}/0_smoke/csv"), None).await;
     assert_eq!(status, 200);
     assert_eq!(body, csv(&rows[..2], true, true));
-    let (_, body) = lab.text(&format!("/results/{job}/0_smoke/csv?limit=1&offset=1"), None).await;
+    let (_, body) = lab
+        .text(
+            &format!("/results/{job}/0_smoke/csv?limit=1&offset=1"),
+            None,
+        )
+        .await;
     assert_eq!(body, csv(&rows[1..2], true, true));
-    let (_, body) = lab.text(&format!("/results/{job}/0_smoke/stream/csv"), None).await;
+    let (_, body) = lab
+        .text(&format!("/results/{job}/0_smoke/stream/csv"), None)
+        .await;
     assert_eq!(body, csv(&rows[..2], false, false));
     let (_, body) = lab.text(&format!("/api/v0.2/jobs/{job}/csv/"), None).await;
     assert_eq!(body, csv(&rows, true, true));
-    let (_, count) = lab.text(&format!("/results/{job}/0_smoke/+testcase-count"), None).await;
+    let (_, count) = lab
+        .text(&format!("/results/{job}/0_smoke/+testcase-count"), None)
+        .await;
     assert_eq!(count, "2");
 
     let yaml_item = |r: &[String; 15], meta: &str| {
@@ -366,14 +516,37 @@ async fn results_exports_match_lava_bytes() {
             "- id: '{id}'\n  job: '{job}'\n  level: {level}\n  log_end_line: {end}\n  log_start_line: {start}\n  \
              logged: '{logged}'\n  measurement: {m}\n  metadata:{meta}\n  name: {name}\n  result: {result}\n  \
              suite: {suite}\n  unit: {unit}\n  url: {url}\n",
-            id = r[12], job = r[0],
-            level = if r[8].is_empty() { "''".to_owned() } else { r[8].clone() },
-            end = if r[14].is_empty() { "''".to_owned() } else { format!("'{}'", r[14]) },
-            start = if r[13].is_empty() { "''".to_owned() } else { format!("'{}'", r[13]) },
+            id = r[12],
+            job = r[0],
+            level = if r[8].is_empty() {
+                "''".to_owned()
+            } else {
+                r[8].clone()
+            },
+            end = if r[14].is_empty() {
+                "''".to_owned()
+            } else {
+                format!("'{}'", r[14])
+            },
+            start = if r[13].is_empty() {
+                "''".to_owned()
+            } else {
+                format!("'{}'", r[13])
+            },
             logged = r[7],
-            m = if r[3] == "None" { "None".to_owned() } else { format!("'{}'", r[3]) },
-            name = r[11], result = r[2], suite = r[1],
-            unit = if r[4].is_empty() { "''".to_owned() } else { r[4].clone() },
+            m = if r[3] == "None" {
+                "None".to_owned()
+            } else {
+                format!("'{}'", r[3])
+            },
+            name = r[11],
+            result = r[2],
+            suite = r[1],
+            unit = if r[4].is_empty() {
+                "''".to_owned()
+            } else {
+                r[4].clone()
+            },
             url = r[10],
         )
     };
@@ -382,7 +555,11 @@ async fn results_exports_match_lava_bytes() {
         "\n    case: ping\n    level: 1.4.3.1\n    note: a, \"b\"",
         " {}",
     ];
-    let want: String = rows.iter().zip(metas).map(|(r, m)| yaml_item(r, m)).collect();
+    let want: String = rows
+        .iter()
+        .zip(metas)
+        .map(|(r, m)| yaml_item(r, m))
+        .collect();
     let resp = lab.get(&format!("/results/{job}/yaml"), None).await;
     assert_eq!(resp.headers()["content-type"], "text/yaml");
     assert_eq!(resp.text().await.expect("body"), want);
@@ -390,16 +567,27 @@ async fn results_exports_match_lava_bytes() {
     assert_eq!(body, want);
     let (_, body) = lab.text(&format!("/results/{job}/1_more/yaml"), None).await;
     assert_eq!(body, yaml_item(&rows[2], metas[2]));
-    let (_, body) = lab.text(&format!("/results/{job}/yaml_summary"), None).await;
-    assert!(body.starts_with("- id: '") && body.contains("  name: 0_smoke\n"), "{body}");
-    let (status, _) = lab.text(&format!("/results/{job}/no_such_suite/csv"), None).await;
+    let (_, body) = lab
+        .text(&format!("/results/{job}/yaml_summary"), None)
+        .await;
+    assert!(
+        body.starts_with("- id: '") && body.contains("  name: 0_smoke\n"),
+        "{body}"
+    );
+    let (status, _) = lab
+        .text(&format!("/results/{job}/no_such_suite/csv"), None)
+        .await;
     assert_eq!(status, 404);
     let (status, _) = lab.text("/results/999999/csv", None).await;
     assert_eq!(status, 404);
     // A job without cases still has a header.
-    let (_, body) = lab.text(&format!("/results/{}/csv", lab.public[2]), None).await;
+    let (_, body) = lab
+        .text(&format!("/results/{}/csv", lab.public[2]), None)
+        .await;
     assert_eq!(body, csv(&[], false, true));
-    let (_, body) = lab.text(&format!("/api/v0.2/jobs/{}/yaml/", lab.public[2]), None).await;
+    let (_, body) = lab
+        .text(&format!("/api/v0.2/jobs/{}/yaml/", lab.public[2]), None)
+        .await;
     assert_eq!(body, "[]\n");
 }
 
@@ -448,12 +636,21 @@ async fn private_job_refused_everywhere() {
         assert_eq!(lab.get(&wrong, None).await.status(), 403, "{wrong}");
     }
     // The owner gets in by header or by query credentials, the superuser too.
-    let (status, body) = lab.json(&format!("/api/v0.2/jobs/{job}/"), Some(&lab.alice)).await;
+    let (status, body) = lab
+        .json(&format!("/api/v0.2/jobs/{job}/"), Some(&lab.alice))
+        .await;
     assert_eq!(status, 200);
     assert_eq!(body["definition"], "secret job");
-    let (status, _) = lab.text(&format!("/results/{job}/csv"), Some(&lab.admin)).await;
+    let (status, _) = lab
+        .text(&format!("/results/{job}/csv"), Some(&lab.admin))
+        .await;
     assert_eq!(status, 200);
-    let (status, body) = lab.text(&format!("/results/{job}/csv?user=alice&token={}", lab.alice), None).await;
+    let (status, body) = lab
+        .text(
+            &format!("/results/{job}/csv?user=alice&token={}", lab.alice),
+            None,
+        )
+        .await;
     assert_eq!(status, 200);
     assert!(body.contains(",hidden,"), "{body}");
     let resp = tokio::process::Command::new("curl")
@@ -470,18 +667,32 @@ async fn private_job_refused_everywhere() {
 async fn cancel_permissions() {
     let lab = start().await;
     let job = lab.public[2];
-    let (status, body) = lab.json(&format!("/api/v0.2/jobs/{job}/cancel/"), None).await;
-    assert_eq!((status, &body["detail"]), (403, &Value::from("You do not have permission to perform this action.")));
-    let (status, _) = lab.json(&format!("/api/v0.2/jobs/{job}/cancel/"), Some(&lab.bob)).await;
+    let (status, body) = lab
+        .json(&format!("/api/v0.2/jobs/{job}/cancel/"), None)
+        .await;
+    assert_eq!(
+        (status, &body["detail"]),
+        (
+            403,
+            &Value::from("You do not have permission to perform this action.")
+        )
+    );
+    let (status, _) = lab
+        .json(&format!("/api/v0.2/jobs/{job}/cancel/"), Some(&lab.bob))
+        .await;
     assert_eq!(status, 403);
-    let (status, body) = lab.json(&format!("/api/v0.2/jobs/{job}/cancel/"), Some(&lab.alice)).await;
+    let (status, body) = lab
+        .json(&format!("/api/v0.2/jobs/{job}/cancel/"), Some(&lab.alice))
+        .await;
     assert_eq!(status, 200);
     assert_eq!(body["message"], "Job cancel signal sent.");
     let (_, job_body) = lab.json(&format!("/api/v0.2/jobs/{job}/"), None).await;
     assert_eq!(job_body["state"], "Finished");
     assert_eq!(job_body["health"], "Canceled");
     // Already finished: a silent no-op, even for others.
-    let (status, _) = lab.json(&format!("/api/v0.2/jobs/{job}/cancel/"), Some(&lab.bob)).await;
+    let (status, _) = lab
+        .json(&format!("/api/v0.2/jobs/{job}/cancel/"), Some(&lab.bob))
+        .await;
     assert_eq!(status, 200);
 }
 
@@ -536,10 +747,19 @@ async fn malformed_input_is_4xx_json() {
         .await
         .expect("request");
     assert_eq!(resp.status(), 200);
-    let msg = body_json(resp).await["message"].as_str().unwrap_or("").to_owned();
+    let msg = body_json(resp).await["message"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
     assert!(msg.starts_with("Job invalid: "), "{msg}");
     let big = vec![b'a'; 3 * 1024 * 1024];
-    let resp = lab.client.post(&validate).body(big).send().await.expect("request");
+    let resp = lab
+        .client
+        .post(&validate)
+        .body(big)
+        .send()
+        .await
+        .expect("request");
     assert_eq!(resp.status(), 413);
 }
 
@@ -554,8 +774,14 @@ async fn devices_types_workers_system() {
     assert_eq!(dev["device_type"], "qemu");
     assert_eq!(dev["state"], "Idle");
     assert_eq!(dev["last_health_report_job"], Value::Null);
-    assert_eq!(lab.json("/api/v0.2/devices/?health=good", None).await.1["count"], 1);
-    assert_eq!(lab.json("/api/v0.2/devices/?health=BAD", None).await.1["count"], 0);
+    assert_eq!(
+        lab.json("/api/v0.2/devices/?health=good", None).await.1["count"],
+        1
+    );
+    assert_eq!(
+        lab.json("/api/v0.2/devices/?health=BAD", None).await.1["count"],
+        0
+    );
     assert_eq!(lab.json("/api/v0.2/devices/qemu01/", None).await.0, 200);
     assert_eq!(lab.json("/api/v0.2/devices/nope/", None).await.0, 404);
     let (status, types) = lab.json("/api/v0.2/devicetypes/", None).await;
@@ -565,12 +791,31 @@ async fn devices_types_workers_system() {
     let (_, workers) = lab.json("/api/v0.2/workers/", None).await;
     assert_eq!(workers["count"], 1);
     assert_eq!(workers["results"][0]["state"], "Online");
-    assert_eq!(lab.json("/api/v0.2/system/version/", None).await.1["version"], "2023.01");
-    assert_eq!(lab.json("/api/v0.2/system/whoami/", None).await.1["user"], "");
-    assert_eq!(lab.json("/api/v0.2/system/whoami/", Some(&lab.alice)).await.1["user"], "alice");
+    assert_eq!(
+        lab.json("/api/v0.2/system/version/", None).await.1["version"],
+        "2023.01"
+    );
+    assert_eq!(
+        lab.json("/api/v0.2/system/whoami/", None).await.1["user"],
+        ""
+    );
+    assert_eq!(
+        lab.json("/api/v0.2/system/whoami/", Some(&lab.alice))
+            .await
+            .1["user"],
+        "alice"
+    );
     let (_, config) = lab.json("/api/v0.2/system/master_config/", None).await;
-    assert!(config["EVENT_SOCKET"].as_str().unwrap_or("").starts_with("tcp://"));
-    assert_eq!(lab.json("/api/v0.1/system/version/", None).await.1["version"], "2023.01");
+    assert!(
+        config["EVENT_SOCKET"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("tcp://")
+    );
+    assert_eq!(
+        lab.json("/api/v0.1/system/version/", None).await.1["version"],
+        "2023.01"
+    );
     let out = tokio::process::Command::new("curl")
         .args(["-s", "-H", &format!("Authorization: Token {}", lab.alice)])
         .arg(lab.url("/api/v0.2/system/whoami/"))

@@ -58,9 +58,11 @@ impl Caller {
         let Some(value) = headers.get(axum::http::header::AUTHORIZATION) else {
             return Ok(Caller::Anonymous);
         };
-        let value = value
-            .to_str()
-            .map_err(|_| ApiError::Unauthorized("Invalid token header. Token string should not contain invalid characters."))?;
+        let value = value.to_str().map_err(|_| {
+            ApiError::Unauthorized(
+                "Invalid token header. Token string should not contain invalid characters.",
+            )
+        })?;
         let mut words = value.split_whitespace();
         match words.next() {
             Some(scheme) if scheme.eq_ignore_ascii_case("token") => {}

@@ -68,9 +68,11 @@ impl IntoResponse for ApiError {
             ApiError::BadRequest(body) => (StatusCode::BAD_REQUEST, body),
             ApiError::Message(text) => (StatusCode::BAD_REQUEST, json!({ "message": text })),
             ApiError::Unauthorized(text) => {
-                let mut response =
-                    (StatusCode::UNAUTHORIZED, axum::Json(json!({ "detail": text })))
-                        .into_response();
+                let mut response = (
+                    StatusCode::UNAUTHORIZED,
+                    axum::Json(json!({ "detail": text })),
+                )
+                    .into_response();
                 response.headers_mut().insert(
                     axum::http::header::WWW_AUTHENTICATE,
                     axum::http::HeaderValue::from_static("Token"),

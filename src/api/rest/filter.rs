@@ -349,7 +349,10 @@ pub fn ordering<'a>(params: &Params, allowed: &[&'a str]) -> Option<(&'a str, bo
 pub fn sort_by_field<T: Filterable>(items: &mut [T], field: &str, descending: bool) {
     items.sort_by(|a, b| {
         let (x, y) = (a.values(field), b.values(field));
-        let (x, y) = (x.first().unwrap_or(&Val::Null), y.first().unwrap_or(&Val::Null));
+        let (x, y) = (
+            x.first().unwrap_or(&Val::Null),
+            y.first().unwrap_or(&Val::Null),
+        );
         let ord = match (x, y) {
             (Val::Null, Val::Null) => std::cmp::Ordering::Equal,
             (Val::Null, _) => std::cmp::Ordering::Greater,
@@ -373,7 +376,13 @@ mod tests {
             parse_time("2023-01-10T10:00:00Z").unwrap()
         );
         assert!(parse_time("2023-01-10").is_some());
-        for bad in ["", "yesterday", "2023-13-01", "2023-01-10T25:00", "2023-01-10T10:00:00.1234567"] {
+        for bad in [
+            "",
+            "yesterday",
+            "2023-13-01",
+            "2023-01-10T25:00",
+            "2023-01-10T10:00:00.1234567",
+        ] {
             assert!(parse_time(bad).is_none(), "{bad}");
         }
     }

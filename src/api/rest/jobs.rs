@@ -12,7 +12,9 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::filter::{self, CHOICE, Cond, EXACT, FieldSpec, Filterable, Kind, NUMBER, TEXT, TIME, Val};
+use super::filter::{
+    self, CHOICE, Cond, EXACT, FieldSpec, Filterable, Kind, NUMBER, TEXT, TIME, Val,
+};
 use super::page::Params;
 use super::pyfmt::{drf_datetime, py_decimal};
 use super::{ApiError, Caller};
@@ -21,32 +23,123 @@ use crate::app::App;
 use crate::model::{JobId, JobState, SuiteId, TestCaseId, TestResult};
 use crate::store::{Job, JobFilter, JobOrder, JobOrderField, TestCase, TestSuite, Visibility};
 
-const STATES: &[&str] = &["Submitted", "Scheduling", "Scheduled", "Running", "Canceling", "Finished"];
+const STATES: &[&str] = &[
+    "Submitted",
+    "Scheduling",
+    "Scheduled",
+    "Running",
+    "Canceling",
+    "Finished",
+];
 const HEALTHS: &[&str] = &["Unknown", "Complete", "Incomplete", "Canceled"];
 
 /// The job filters of LAVA's `TestJobFilter`.
 const JOB_FIELDS: &[FieldSpec] = &[
-    FieldSpec { name: "id", kind: Kind::Int, lookups: NUMBER },
-    FieldSpec { name: "submit_time", kind: Kind::Time, lookups: TIME },
-    FieldSpec { name: "start_time", kind: Kind::Time, lookups: TIME },
-    FieldSpec { name: "end_time", kind: Kind::Time, lookups: TIME },
-    FieldSpec { name: "health_check", kind: Kind::Bool, lookups: EXACT },
-    FieldSpec { name: "target_group", kind: Kind::Text, lookups: TEXT },
-    FieldSpec { name: "state", kind: Kind::Choice(STATES, true), lookups: CHOICE },
-    FieldSpec { name: "health", kind: Kind::Choice(HEALTHS, true), lookups: CHOICE },
-    FieldSpec { name: "priority", kind: Kind::Int, lookups: NUMBER },
-    FieldSpec { name: "description", kind: Kind::Text, lookups: TEXT },
-    FieldSpec { name: "definition", kind: Kind::Text, lookups: TEXT },
-    FieldSpec { name: "original_definition", kind: Kind::Text, lookups: TEXT },
-    FieldSpec { name: "multinode_definition", kind: Kind::Text, lookups: TEXT },
-    FieldSpec { name: "failure_comment", kind: Kind::Text, lookups: TEXT },
-    FieldSpec { name: "requested_device_type", kind: Kind::Text, lookups: TEXT },
-    FieldSpec { name: "requested_device_type__name", kind: Kind::Text, lookups: TEXT },
-    FieldSpec { name: "actual_device", kind: Kind::Text, lookups: TEXT },
-    FieldSpec { name: "actual_device__hostname", kind: Kind::Text, lookups: TEXT },
-    FieldSpec { name: "submitter__username", kind: Kind::Text, lookups: TEXT },
-    FieldSpec { name: "tags__name", kind: Kind::Text, lookups: TEXT },
-    FieldSpec { name: "viewing_groups__name", kind: Kind::Text, lookups: TEXT },
+    FieldSpec {
+        name: "id",
+        kind: Kind::Int,
+        lookups: NUMBER,
+    },
+    FieldSpec {
+        name: "submit_time",
+        kind: Kind::Time,
+        lookups: TIME,
+    },
+    FieldSpec {
+        name: "start_time",
+        kind: Kind::Time,
+        lookups: TIME,
+    },
+    FieldSpec {
+        name: "end_time",
+        kind: Kind::Time,
+        lookups: TIME,
+    },
+    FieldSpec {
+        name: "health_check",
+        kind: Kind::Bool,
+        lookups: EXACT,
+    },
+    FieldSpec {
+        name: "target_group",
+        kind: Kind::Text,
+        lookups: TEXT,
+    },
+    FieldSpec {
+        name: "state",
+        kind: Kind::Choice(STATES, true),
+        lookups: CHOICE,
+    },
+    FieldSpec {
+        name: "health",
+        kind: Kind::Choice(HEALTHS, true),
+        lookups: CHOICE,
+    },
+    FieldSpec {
+        name: "priority",
+        kind: Kind::Int,
+        lookups: NUMBER,
+    },
+    FieldSpec {
+        name: "description",
+        kind: Kind::Text,
+        lookups: TEXT,
+    },
+    FieldSpec {
+        name: "definition",
+        kind: Kind::Text,
+        lookups: TEXT,
+    },
+    FieldSpec {
+        name: "original_definition",
+        kind: Kind::Text,
+        lookups: TEXT,
+    },
+    FieldSpec {
+        name: "multinode_definition",
+        kind: Kind::Text,
+        lookups: TEXT,
+    },
+    FieldSpec {
+        name: "failure_comment",
+        kind: Kind::Text,
+        lookups: TEXT,
+    },
+    FieldSpec {
+        name: "requested_device_type",
+        kind: Kind::Text,
+        lookups: TEXT,
+    },
+    FieldSpec {
+        name: "requested_device_type__name",
+        kind: Kind::Text,
+        lookups: TEXT,
+    },
+    FieldSpec {
+        name: "actual_device",
+        kind: Kind::Text,
+        lookups: TEXT,
+    },
+    FieldSpec {
+        name: "actual_device__hostname",
+        kind: Kind::Text,
+        lookups: TEXT,
+    },
+    FieldSpec {
+        name: "submitter__username",
+        kind: Kind::Text,
+        lookups: TEXT,
+    },
+    FieldSpec {
+        name: "tags__name",
+        kind: Kind::Text,
+        lookups: TEXT,
+    },
+    FieldSpec {
+        name: "viewing_groups__name",
+        kind: Kind::Text,
+        lookups: TEXT,
+    },
 ];
 
 impl Filterable for Job {
@@ -129,7 +222,8 @@ fn push_down(conds: Vec<Cond>, filter: &mut JobFilter) -> Vec<Cond> {
             {
                 match cond.any_of() {
                     Some(vals) => {
-                        filter.requested_device_types = vals.iter().filter_map(|v| text(v)).collect();
+                        filter.requested_device_types =
+                            vals.iter().filter_map(|v| text(v)).collect();
                         true
                     }
                     None => false,
@@ -151,15 +245,13 @@ fn push_down(conds: Vec<Cond>, filter: &mut JobFilter) -> Vec<Cond> {
                 }
                 _ => false,
             },
-            "target_group" if filter.target_group.is_none() => {
-                match cond.exact().and_then(text) {
-                    Some(group) => {
-                        filter.target_group = Some(group);
-                        true
-                    }
-                    None => false,
+            "target_group" if filter.target_group.is_none() => match cond.exact().and_then(text) {
+                Some(group) => {
+                    filter.target_group = Some(group);
+                    true
                 }
-            }
+                None => false,
+            },
             _ => false,
         };
         if !pushed {
@@ -211,7 +303,10 @@ impl Ids {
 
 fn job_json(job: &Job, ids: &Ids) -> Value {
     let groups = match &job.visibility {
-        Visibility::Group(names) => names.iter().filter_map(|n| ids.groups.get(n).copied()).collect(),
+        Visibility::Group(names) => names
+            .iter()
+            .filter_map(|n| ids.groups.get(n).copied())
+            .collect(),
         _ => Vec::new(),
     };
     let wire = JobJson {
@@ -221,7 +316,11 @@ fn job_json(job: &Job, ids: &Ids) -> Value {
         description: &job.description,
         health_check: job.health_check,
         requested_device_type: job.requested_device_type.as_deref(),
-        tags: job.tags.iter().filter_map(|t| ids.tags.get(t).copied()).collect(),
+        tags: job
+            .tags
+            .iter()
+            .filter_map(|t| ids.tags.get(t).copied())
+            .collect(),
         actual_device: job.actual_device.as_deref(),
         submit_time: drf_datetime(job.submit_time),
         start_time: job.start_time.map(drf_datetime),
@@ -285,7 +384,10 @@ pub async fn list(
                     .collect();
                 (all.len() as u64, page.slice(all))
             };
-            Ok((count, jobs.iter().map(|j| job_json(j, &ids)).collect::<Vec<_>>()))
+            Ok((
+                count,
+                jobs.iter().map(|j| job_json(j, &ids)).collect::<Vec<_>>(),
+            ))
         })
         .await?;
     Ok(Json(params.paginated(page, count, results)))
@@ -294,7 +396,9 @@ pub async fn list(
 /// Parses a job id path segment; anything else is 404, as Django's URL patterns would not
 /// match it.
 fn job_id(text: &str) -> Result<JobId, ApiError> {
-    text.parse::<i64>().map(JobId).map_err(|_| ApiError::NotFound)
+    text.parse::<i64>()
+        .map(JobId)
+        .map_err(|_| ApiError::NotFound)
 }
 
 /// The job, if it exists and the caller may see it (404 otherwise, as the view's queryset
@@ -322,7 +426,11 @@ pub async fn detail(
     Ok(Json(job_json(&job, &ids)))
 }
 
-fn with_headers(mut response: Response, content_type: &'static str, filename: Option<String>) -> Response {
+fn with_headers(
+    mut response: Response,
+    content_type: &'static str,
+    filename: Option<String>,
+) -> Response {
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     if let Some(name) = filename
@@ -454,8 +562,16 @@ fn case_json(params: &Params, case: &TestCase) -> Value {
 }
 
 const SUITE_FIELDS: &[FieldSpec] = &[
-    FieldSpec { name: "id", kind: Kind::Int, lookups: &["exact", "lt", "gt"] },
-    FieldSpec { name: "name", kind: Kind::Text, lookups: TEXT },
+    FieldSpec {
+        name: "id",
+        kind: Kind::Int,
+        lookups: &["exact", "lt", "gt"],
+    },
+    FieldSpec {
+        name: "name",
+        kind: Kind::Text,
+        lookups: TEXT,
+    },
 ];
 
 impl Filterable for TestSuite {
@@ -470,23 +586,75 @@ impl Filterable for TestSuite {
 
 const RESULTS: &[&str] = &["pass", "fail", "skip", "unknown"];
 const CASE_FIELDS: &[FieldSpec] = &[
-    FieldSpec { name: "id", kind: Kind::Int, lookups: NUMBER },
-    FieldSpec { name: "result", kind: Kind::Choice(RESULTS, false), lookups: CHOICE },
-    FieldSpec { name: "start_log_line", kind: Kind::Int, lookups: NUMBER },
-    FieldSpec { name: "end_log_line", kind: Kind::Int, lookups: NUMBER },
-    FieldSpec { name: "logged", kind: Kind::Time, lookups: TIME },
-    FieldSpec { name: "measurement", kind: Kind::Float, lookups: NUMBER },
-    FieldSpec { name: "metadata", kind: Kind::Text, lookups: TEXT },
-    FieldSpec { name: "units", kind: Kind::Text, lookups: TEXT },
-    FieldSpec { name: "name", kind: Kind::Text, lookups: TEXT },
-    FieldSpec { name: "suite__name", kind: Kind::Text, lookups: TEXT },
-    FieldSpec { name: "suite__id", kind: Kind::Int, lookups: NUMBER },
-    FieldSpec { name: "test_set__name", kind: Kind::Text, lookups: TEXT },
+    FieldSpec {
+        name: "id",
+        kind: Kind::Int,
+        lookups: NUMBER,
+    },
+    FieldSpec {
+        name: "result",
+        kind: Kind::Choice(RESULTS, false),
+        lookups: CHOICE,
+    },
+    FieldSpec {
+        name: "start_log_line",
+        kind: Kind::Int,
+        lookups: NUMBER,
+    },
+    FieldSpec {
+        name: "end_log_line",
+        kind: Kind::Int,
+        lookups: NUMBER,
+    },
+    FieldSpec {
+        name: "logged",
+        kind: Kind::Time,
+        lookups: TIME,
+    },
+    FieldSpec {
+        name: "measurement",
+        kind: Kind::Float,
+        lookups: NUMBER,
+    },
+    FieldSpec {
+        name: "metadata",
+        kind: Kind::Text,
+        lookups: TEXT,
+    },
+    FieldSpec {
+        name: "units",
+        kind: Kind::Text,
+        lookups: TEXT,
+    },
+    FieldSpec {
+        name: "name",
+        kind: Kind::Text,
+        lookups: TEXT,
+    },
+    FieldSpec {
+        name: "suite__name",
+        kind: Kind::Text,
+        lookups: TEXT,
+    },
+    FieldSpec {
+        name: "suite__id",
+        kind: Kind::Int,
+        lookups: NUMBER,
+    },
+    FieldSpec {
+        name: "test_set__name",
+        kind: Kind::Text,
+        lookups: TEXT,
+    },
 ];
 
 impl Filterable for TestCase {
     fn values(&self, field: &str) -> Vec<Val> {
-        let line = |l: Option<u64>| l.map_or(Val::Null, |l| Val::Int(i64::try_from(l).unwrap_or(i64::MAX)));
+        let line = |l: Option<u64>| {
+            l.map_or(Val::Null, |l| {
+                Val::Int(i64::try_from(l).unwrap_or(i64::MAX))
+            })
+        };
         vec![match field {
             "id" => Val::Int(self.id.0),
             "result" => Val::Text(self.result.as_str().to_owned()),
@@ -526,16 +694,32 @@ pub async fn suites(
         filter::sort_by_field(&mut all, field, desc);
     }
     let count = all.len() as u64;
-    let results = page.slice(all).iter().map(|s| suite_json(&params, s)).collect();
+    let results = page
+        .slice(all)
+        .iter()
+        .map(|s| suite_json(&params, s))
+        .collect();
     Ok(Json(params.paginated(page, count, results)))
 }
 
 /// The suite `suite` (a row id) of a visible job.
-async fn find_suite(app: &App, caller: &Caller, id: &str, suite: &str) -> Result<TestSuite, ApiError> {
+async fn find_suite(
+    app: &App,
+    caller: &Caller,
+    id: &str,
+    suite: &str,
+) -> Result<TestSuite, ApiError> {
     let job = visible(app, caller, id).await?;
-    let suite_id = suite.parse::<i64>().map(SuiteId).map_err(|_| ApiError::NotFound)?;
+    let suite_id = suite
+        .parse::<i64>()
+        .map(SuiteId)
+        .map_err(|_| ApiError::NotFound)?;
     app.store()
-        .call(move |s| Ok(s.test_suites(job.id)?.into_iter().find(|t| t.id == suite_id)))
+        .call(move |s| {
+            Ok(s.test_suites(job.id)?
+                .into_iter()
+                .find(|t| t.id == suite_id))
+        })
         .await?
         .ok_or(ApiError::NotFound)
 }
@@ -559,7 +743,18 @@ async fn case_page(
     params: &Params,
 ) -> Result<Value, ApiError> {
     let conds = filter::parse(params, CASE_FIELDS)?;
-    let ordering = filter::ordering(params, &["id", "name", "result", "logged", "start_log_line", "end_log_line", "measurement"]);
+    let ordering = filter::ordering(
+        params,
+        &[
+            "id",
+            "name",
+            "result",
+            "logged",
+            "start_log_line",
+            "end_log_line",
+            "measurement",
+        ],
+    );
     let page = params.page();
     let simple = conds.is_empty() && ordering.is_none_or(|(f, d)| f == "id" && !d);
     let (count, cases) = app
@@ -604,7 +799,9 @@ pub async fn suite_tests(
     params: Params,
 ) -> Result<Json<Value>, ApiError> {
     let suite = find_suite(&app, &caller, &id, &suite).await?;
-    Ok(Json(case_page(&app, suite.job, Some(suite.name), &params).await?))
+    Ok(Json(
+        case_page(&app, suite.job, Some(suite.name), &params).await?,
+    ))
 }
 
 /// `GET /jobs/<id>/suites/<suite>/tests/<case>/`.
@@ -615,7 +812,10 @@ pub async fn suite_test(
     params: Params,
 ) -> Result<Json<Value>, ApiError> {
     let suite = find_suite(&app, &caller, &id, &suite).await?;
-    let case_id = case.parse::<i64>().map(TestCaseId).map_err(|_| ApiError::NotFound)?;
+    let case_id = case
+        .parse::<i64>()
+        .map(TestCaseId)
+        .map_err(|_| ApiError::NotFound)?;
     let found = app
         .store()
         .call(move |s| s.test_case(case_id))
@@ -657,7 +857,11 @@ pub async fn suite_csv(
     for case in &cases {
         ExportCase::new(case).csv(true, &mut out);
     }
-    Ok(with_headers(out.into_response(), "application/csv", Some(format!("suite_{}.csv", suite.name))))
+    Ok(with_headers(
+        out.into_response(),
+        "application/csv",
+        Some(format!("suite_{}.csv", suite.name)),
+    ))
 }
 
 /// `GET /jobs/<id>/suites/<suite>/yaml/`.
@@ -670,7 +874,11 @@ pub async fn suite_yaml(
     let (suite, cases) = suite_export_cases(&app, &caller, &id, &suite, &params).await?;
     let mut out = String::new();
     yaml_cases(&cases, &mut out);
-    Ok(with_headers(out.into_response(), "application/yaml", Some(format!("suite_{}.yaml", suite.name))))
+    Ok(with_headers(
+        out.into_response(),
+        "application/yaml",
+        Some(format!("suite_{}.yaml", suite.name)),
+    ))
 }
 
 /// `GET /jobs/<id>/csv/`: every case, every field quoted, streamed.
@@ -681,7 +889,11 @@ pub async fn csv(
 ) -> Result<Response, ApiError> {
     let job = visible(&app, &caller, &id).await?;
     let body = stream_job(app, job.id, Format::Csv(true));
-    Ok(with_headers(body.into_response(), "application/csv", Some(format!("job_{}.csv", job.id))))
+    Ok(with_headers(
+        body.into_response(),
+        "application/csv",
+        Some(format!("job_{}.csv", job.id)),
+    ))
 }
 
 /// `GET /jobs/<id>/yaml/`: every case as one YAML list (`[]` when there are none).
@@ -692,13 +904,21 @@ pub async fn yaml(
 ) -> Result<Response, ApiError> {
     let job = visible(&app, &caller, &id).await?;
     let job_id = job.id;
-    let any = app.store().call(move |s| s.count_test_cases(job_id, None)).await? > 0;
+    let any = app
+        .store()
+        .call(move |s| s.count_test_cases(job_id, None))
+        .await?
+        > 0;
     let body = if any {
         stream_job(app, job.id, Format::Yaml)
     } else {
         Body::from("[]\n")
     };
-    Ok(with_headers(body.into_response(), "application/yaml", Some(format!("job_{}.yaml", job.id))))
+    Ok(with_headers(
+        body.into_response(),
+        "application/yaml",
+        Some(format!("job_{}.yaml", job.id)),
+    ))
 }
 
 /// Every suite of a visible job with its cases, for JUnit and TAP.
@@ -753,8 +973,14 @@ pub async fn junit(
     let suites = all_cases(&app, job.id).await?;
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<testsuites>");
     for (suite, cases) in &suites {
-        let failures = cases.iter().filter(|c| c.result == TestResult::Fail).count();
-        let skipped = cases.iter().filter(|c| c.result == TestResult::Skip).count();
+        let failures = cases
+            .iter()
+            .filter(|c| c.result == TestResult::Fail)
+            .count();
+        let skipped = cases
+            .iter()
+            .filter(|c| c.result == TestResult::Skip)
+            .count();
         out.push_str("<testsuite name=\"");
         xml_escape(&suite.name, &mut out);
         let _ = write!(
@@ -830,7 +1056,10 @@ pub async fn tap13(
 }
 
 /// A JSON or form body's fields (DRF accepts both).
-fn body_fields(content_type: Option<&str>, body: &[u8]) -> Result<HashMap<String, Value>, ApiError> {
+fn body_fields(
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Result<HashMap<String, Value>, ApiError> {
     let is_json = content_type.is_some_and(|c| c.starts_with("application/json"));
     if is_json {
         match serde_json::from_slice::<Value>(body) {
@@ -846,14 +1075,22 @@ fn body_fields(content_type: Option<&str>, body: &[u8]) -> Result<HashMap<String
         )
         .map(|axum::extract::Query(p)| p)
         .map_err(|_| ApiError::detail("Malformed form data."))?;
-        Ok(pairs.into_iter().map(|(k, v)| (k, Value::String(v))).collect())
+        Ok(pairs
+            .into_iter()
+            .map(|(k, v)| (k, Value::String(v)))
+            .collect())
     }
 }
 
 /// `POST /jobs/validate/` (`definition`, `strict`): always 200 with the verdict, 400 when
 /// the definition is missing.
-pub async fn validate(headers: axum::http::HeaderMap, body: axum::body::Bytes) -> Result<Json<Value>, ApiError> {
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+pub async fn validate(
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
     let fields = body_fields(content_type, &body)?;
     let definition = match fields.get("definition") {
         Some(Value::String(s)) if !s.is_empty() => s.clone(),
@@ -863,9 +1100,10 @@ pub async fn validate(headers: axum::http::HeaderMap, body: axum::body::Bytes) -
             ));
         }
     };
-    let verdict = tokio::task::spawn_blocking(move || crate::jobdef::parse_str(&definition).map(|_| ()))
-        .await
-        .map_err(|err| ApiError::Internal(err.to_string()))?;
+    let verdict =
+        tokio::task::spawn_blocking(move || crate::jobdef::parse_str(&definition).map(|_| ()))
+            .await
+            .map_err(|err| ApiError::Internal(err.to_string()))?;
     Ok(Json(match verdict {
         Ok(()) => json!({ "message": "Job valid." }),
         Err(problems) => {

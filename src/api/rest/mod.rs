@@ -42,7 +42,10 @@ fn versioned() -> Router<App> {
         .route("/jobs/{id}/suites/", get(jobs::suites))
         .route("/jobs/{id}/suites/{suite}/", get(jobs::suite))
         .route("/jobs/{id}/suites/{suite}/tests/", get(jobs::suite_tests))
-        .route("/jobs/{id}/suites/{suite}/tests/{case}/", get(jobs::suite_test))
+        .route(
+            "/jobs/{id}/suites/{suite}/tests/{case}/",
+            get(jobs::suite_test),
+        )
         .route("/jobs/{id}/suites/{suite}/csv/", get(jobs::suite_csv))
         .route("/jobs/{id}/suites/{suite}/yaml/", get(jobs::suite_yaml))
         .route("/jobs/{id}/csv/", get(jobs::csv))
@@ -56,7 +59,10 @@ fn versioned() -> Router<App> {
         .route("/devicetypes/", get(objects::device_types))
         .route("/devicetypes/{name}/", get(objects::device_type))
         .route("/devicetypes/{name}/template/", get(objects::template))
-        .route("/devicetypes/{name}/health_check/", get(objects::health_check))
+        .route(
+            "/devicetypes/{name}/health_check/",
+            get(objects::health_check),
+        )
         .route("/workers/", get(objects::workers))
         .route("/workers/{hostname}/", get(objects::worker))
         .route("/tags/", get(objects::tags))

@@ -17,19 +17,66 @@ use crate::app::App;
 use crate::store::{Device, DeviceType, Store};
 
 const DEVICE_STATES: &[&str] = &["Idle", "Reserved", "Running"];
-const DEVICE_HEALTHS: &[&str] = &["Good", "Unknown", "Looping", "Bad", "Maintenance", "Retired"];
+const DEVICE_HEALTHS: &[&str] = &[
+    "Good",
+    "Unknown",
+    "Looping",
+    "Bad",
+    "Maintenance",
+    "Retired",
+];
 
 const DEVICE_FIELDS: &[FieldSpec] = &[
-    FieldSpec { name: "hostname", kind: Kind::Text, lookups: TEXT },
-    FieldSpec { name: "description", kind: Kind::Text, lookups: TEXT },
-    FieldSpec { name: "device_version", kind: Kind::Text, lookups: TEXT },
-    FieldSpec { name: "state", kind: Kind::Choice(DEVICE_STATES, true), lookups: CHOICE },
-    FieldSpec { name: "health", kind: Kind::Choice(DEVICE_HEALTHS, false), lookups: CHOICE },
-    FieldSpec { name: "device_type", kind: Kind::Text, lookups: TEXT },
-    FieldSpec { name: "device_type__name", kind: Kind::Text, lookups: TEXT },
-    FieldSpec { name: "worker_host", kind: Kind::Text, lookups: TEXT },
-    FieldSpec { name: "worker_host__hostname", kind: Kind::Text, lookups: TEXT },
-    FieldSpec { name: "tags__name", kind: Kind::Text, lookups: TEXT },
+    FieldSpec {
+        name: "hostname",
+        kind: Kind::Text,
+        lookups: TEXT,
+    },
+    FieldSpec {
+        name: "description",
+        kind: Kind::Text,
+        lookups: TEXT,
+    },
+    FieldSpec {
+        name: "device_version",
+        kind: Kind::Text,
+        lookups: TEXT,
+    },
+    FieldSpec {
+        name: "state",
+        kind: Kind::Choice(DEVICE_STATES, true),
+        lookups: CHOICE,
+    },
+    FieldSpec {
+        name: "health",
+        kind: Kind::Choice(DEVICE_HEALTHS, false),
+        lookups: CHOICE,
+    },
+    FieldSpec {
+        name: "device_type",
+        kind: Kind::Text,
+        lookups: TEXT,
+    },
+    FieldSpec {
+        name: "device_type__name",
+        kind: Kind::Text,
+        lookups: TEXT,
+    },
+    FieldSpec {
+        name: "worker_host",
+        kind: Kind::Text,
+        lookups: TEXT,
+    },
+    FieldSpec {
+        name: "worker_host__hostname",
+        kind: Kind::Text,
+        lookups: TEXT,
+    },
+    FieldSpec {
+        name: "tags__name",
+        kind: Kind::Text,
+        lookups: TEXT,
+    },
 ];
 
 impl Filterable for Device {
@@ -107,7 +154,11 @@ impl DeviceIds {
     fn load(s: &Store) -> Result<DeviceIds, crate::store::Error> {
         Ok(DeviceIds {
             tags: s.tags()?.into_iter().map(|t| (t.name, t.id.0)).collect(),
-            users: s.users()?.into_iter().map(|u| (u.username, u.id.0)).collect(),
+            users: s
+                .users()?
+                .into_iter()
+                .map(|u| (u.username, u.id.0))
+                .collect(),
             groups: s.groups()?.into_iter().map(|g| (g.name, g.id.0)).collect(),
         })
     }
@@ -118,10 +169,20 @@ fn device_json(device: &Device, ids: &DeviceIds) -> Value {
         hostname: &device.hostname,
         device_type: &device.device_type,
         device_version: None,
-        physical_owner: device.owner_user.as_ref().and_then(|u| ids.users.get(u).copied()),
-        physical_group: device.owner_group.as_ref().and_then(|g| ids.groups.get(g).copied()),
+        physical_owner: device
+            .owner_user
+            .as_ref()
+            .and_then(|u| ids.users.get(u).copied()),
+        physical_group: device
+            .owner_group
+            .as_ref()
+            .and_then(|g| ids.groups.get(g).copied()),
         description: device.description.as_deref(),
-        tags: device.tags.iter().filter_map(|t| ids.tags.get(t).copied()).collect(),
+        tags: device
+            .tags
+            .iter()
+            .filter_map(|t| ids.tags.get(t).copied())
+            .collect(),
         state: device.state.as_str(),
         health: device.health.as_str(),
         last_health_report_job: device.last_health_report_job.map(|j| j.0),
@@ -139,8 +200,13 @@ pub async fn devices(
 ) -> Result<Json<Value>, ApiError> {
     let conds = filter::parse(&params, DEVICE_FIELDS)?;
     let page = params.page();
-    let all = params.get("all").is_some_and(|v| !v.is_empty() && v != "0" && !v.eq_ignore_ascii_case("false"));
-    let ordering = filter::ordering(&params, &["hostname", "device_type", "state", "health", "description"]);
+    let all = params
+        .get("all")
+        .is_some_and(|v| !v.is_empty() && v != "0" && !v.eq_ignore_ascii_case("false"));
+    let ordering = filter::ordering(
+        &params,
+        &["hostname", "device_type", "state", "health", "description"],
+    );
     let (count, results) = app
         .store()
         .call(move |s| {
@@ -155,14 +221,22 @@ pub async fn devices(
                 filter::sort_by_field(&mut devices, field, desc);
             }
             let count = devices.len() as u64;
-            let results: Vec<Value> = page.slice(devices).iter().map(|d| device_json(d, &ids)).collect();
+            let results: Vec<Value> = page
+                .slice(devices)
+                .iter()
+                .map(|d| device_json(d, &ids))
+                .collect();
             Ok((count, results))
         })
         .await?;
     Ok(Json(params.paginated(page, count, results)))
 }
 
-async fn visible_device(app: &App, caller: &Caller, hostname: String) -> Result<(Device, Value), ApiError> {
+async fn visible_device(
+    app: &App,
+    caller: &Caller,
+    hostname: String,
+) -> Result<(Device, Value), ApiError> {
     let caller = caller.clone();
     app.store()
         .call(move |s| {
@@ -206,7 +280,9 @@ pub async fn dictionary(
 ) -> Result<Response, ApiError> {
     let (device, _) = visible_device(&app, &caller, hostname).await?;
     let dictionary = device.dictionary.ok_or(ApiError::NotFound)?;
-    let render = params.get("render").is_some_and(|v| !v.is_empty() && v != "0" && !v.eq_ignore_ascii_case("false"));
+    let render = params
+        .get("render")
+        .is_some_and(|v| !v.is_empty() && v != "0" && !v.eq_ignore_ascii_case("false"));
     if !render {
         return Ok(typed(dictionary, "text/plain"));
     }
@@ -215,14 +291,21 @@ pub async fn dictionary(
         Some(text) => match serde_norway::from_str::<Value>(text) {
             Ok(Value::Object(map)) => map,
             Ok(Value::Null) => crate::devicetype::Context::new(),
-            _ => return Err(ApiError::detail("Job Context '{}' is not a dictionary".replace("{}", text))),
+            _ => {
+                return Err(ApiError::detail(
+                    "Job Context '{}' is not a dictionary".replace("{}", text),
+                ));
+            }
         },
     };
     let templates = app.templates().clone();
-    let rendered = tokio::task::spawn_blocking(move || templates.render_yaml(&dictionary, &context))
-        .await
-        .map_err(|err| ApiError::Internal(err.to_string()))?
-        .map_err(|err| ApiError::detail(format!("Unable to render the device dictionary: {err}")))?;
+    let rendered =
+        tokio::task::spawn_blocking(move || templates.render_yaml(&dictionary, &context))
+            .await
+            .map_err(|err| ApiError::Internal(err.to_string()))?
+            .map_err(|err| {
+                ApiError::detail(format!("Unable to render the device dictionary: {err}"))
+            })?;
     Ok(typed(rendered, "application/yaml"))
 }
 
@@ -268,10 +351,26 @@ fn device_type_json(dt: &DeviceType, aliases: &[(String, String)]) -> Value {
 }
 
 const DEVICE_TYPE_FIELDS: &[FieldSpec] = &[
-    FieldSpec { name: "name", kind: Kind::Text, lookups: TEXT },
-    FieldSpec { name: "description", kind: Kind::Text, lookups: TEXT },
-    FieldSpec { name: "display", kind: Kind::Bool, lookups: filter::EXACT },
-    FieldSpec { name: "health_disabled", kind: Kind::Bool, lookups: filter::EXACT },
+    FieldSpec {
+        name: "name",
+        kind: Kind::Text,
+        lookups: TEXT,
+    },
+    FieldSpec {
+        name: "description",
+        kind: Kind::Text,
+        lookups: TEXT,
+    },
+    FieldSpec {
+        name: "display",
+        kind: Kind::Bool,
+        lookups: filter::EXACT,
+    },
+    FieldSpec {
+        name: "health_disabled",
+        kind: Kind::Bool,
+        lookups: filter::EXACT,
+    },
 ];
 
 impl Filterable for DeviceType {
@@ -306,7 +405,11 @@ pub async fn device_types(
                 .collect();
             types.sort_by(|a, b| a.name.cmp(&b.name));
             let count = types.len() as u64;
-            let results: Vec<Value> = page.slice(types).iter().map(|t| device_type_json(t, &aliases)).collect();
+            let results: Vec<Value> = page
+                .slice(types)
+                .iter()
+                .map(|t| device_type_json(t, &aliases))
+                .collect();
             Ok((count, results))
         })
         .await?;
@@ -318,8 +421,7 @@ async fn visible_type(app: &App, caller: &Caller, name: String) -> Result<Value,
     app.store()
         .call(move |s| {
             let aliases = s.aliases()?;
-            Ok(s
-                .device_type(&name)?
+            Ok(s.device_type(&name)?
                 .filter(|t| t.display || superuser)
                 .map(|t| device_type_json(&t, &aliases)))
         })
@@ -388,7 +490,10 @@ pub async fn workers(State(app): State<App>, params: Params) -> Json<Value> {
 }
 
 /// `GET /workers/<hostname>/`.
-pub async fn worker(State(app): State<App>, Path(hostname): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn worker(
+    State(app): State<App>,
+    Path(hostname): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     if hostname != app.config().instance {
         return Err(ApiError::NotFound);
     }
@@ -421,7 +526,9 @@ pub async fn tag(State(app): State<App>, Path(id): Path<String>) -> Result<Json<
         .into_iter()
         .find(|t| t.id.0 == id)
         .ok_or(ApiError::NotFound)?;
-    Ok(Json(json!({ "id": tag.id.0, "name": tag.name, "description": tag.description })))
+    Ok(Json(
+        json!({ "id": tag.id.0, "name": tag.name, "description": tag.description }),
+    ))
 }
 
 /// `GET /aliases/`.
@@ -445,7 +552,10 @@ pub async fn aliases(State(app): State<App>, params: Params) -> Result<Json<Valu
 }
 
 /// `GET /aliases/<name>/`.
-pub async fn alias(State(app): State<App>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn alias(
+    State(app): State<App>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let (name, device_type) = app
         .store()
         .call(|s| s.aliases())

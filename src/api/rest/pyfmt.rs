@@ -384,7 +384,10 @@ impl Emitter<'_> {
                     self.newline_indent_no_break(indent);
                     start = end;
                 }
-            } else if (ch.is_none() || ch == Some(' ') || ch == Some('\'') || ch.is_some_and(is_break))
+            } else if (ch.is_none()
+                || ch == Some(' ')
+                || ch == Some('\'')
+                || ch.is_some_and(is_break))
                 && start < end
             {
                 let data: String = chars[start..end].iter().collect();
@@ -459,7 +462,11 @@ impl Emitter<'_> {
                     if f.is_nan() {
                         ".nan".into()
                     } else if f.is_infinite() {
-                        if f > 0.0 { ".inf".into() } else { "-.inf".into() }
+                        if f > 0.0 {
+                            ".inf".into()
+                        } else {
+                            "-.inf".into()
+                        }
                     } else {
                         let r = py_float(f).to_lowercase();
                         if !r.contains('.') && r.contains('e') {
@@ -585,7 +592,10 @@ mod tests {
             ("'None'", "None\n"),
             ("''", "''\n"),
             ("'1.4.3.1'", "1.4.3.1\n"),
-            ("'2023-01-10 10:00:00.123456+00:00'", "'2023-01-10 10:00:00.123456+00:00'\n"),
+            (
+                "'2023-01-10 10:00:00.123456+00:00'",
+                "'2023-01-10 10:00:00.123456+00:00'\n",
+            ),
             ("'a: b'", "'a: b'\n"),
             ("'a #b'", "'a #b'\n"),
             ("'-x'", "-x\n"),
@@ -599,6 +609,20 @@ mod tests {
         ];
         for (input, want) in cases {
             assert_eq!(dump(input), want, "{input}");
+        }
+    }
+
+    /// Outputs of PyYAML 6.0.3 `yaml.dump([{'k': s}], Dumper=CDumper)` (LAVA's dumper).
+    #[test]
+    fn matches_recorded_pyyaml_output() {
+        let cases: Vec<(String, String)> =
+            serde_json::from_str(include_str!("pyyaml_cases.json")).unwrap();
+        for (input, want) in cases {
+            let mut map = serde_norway::Mapping::new();
+            map.insert("k".into(), Value::String(input.clone()));
+            let mut out = String::new();
+            yaml_dump(&Value::Sequence(vec![Value::Mapping(map)]), &mut out);
+            assert_eq!(out, want, "{input:?}");
         }
     }
 
@@ -623,10 +647,16 @@ mod tests {
 
     #[test]
     fn python_reprs() {
-        let value: Value = serde_norway::from_str("{case: x, n: 1, f: 0.00001, l: [a, null], b: false, q: \"it's\"}").unwrap();
+        let value: Value = serde_norway::from_str(
+            "{case: x, n: 1, f: 0.00001, l: [a, null], b: false, q: \"it's\"}",
+        )
+        .unwrap();
         let mut out = String::new();
         py_repr(&value, &mut out);
-        assert_eq!(out, "{'case': 'x', 'n': 1, 'f': 1e-05, 'l': ['a', None], 'b': False, 'q': \"it's\"}");
+        assert_eq!(
+            out,
+            "{'case': 'x', 'n': 1, 'f': 1e-05, 'l': ['a', None], 'b': False, 'q': \"it's\"}"
+        );
         assert_eq!(py_decimal(12.5), "12.5000000000");
         assert_eq!(py_float(2.0), "2.0");
         assert_eq!(py_float(1e20), "1e+20");
