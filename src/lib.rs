@@ -13,5 +13,6 @@ pub mod jobdef;
 pub mod model;
 pub mod scheduler;
 pub mod store;
+pub mod submit;
 pub mod testshell;
 pub mod tftp;

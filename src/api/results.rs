@@ -600,8 +600,8 @@ async fn testcase_yaml(
     ))
 }
 
-/// The `/results/...` export routes.
-pub fn router(app: App) -> Router {
+/// The `/results/...` export routes; give them their state with `.with_state(app)`.
+pub fn router() -> Router<App> {
     Router::new()
         .route("/results/testcase/{case}/yaml", get(testcase_yaml))
         .route("/results/{job}/csv", get(job_csv))
@@ -612,7 +612,6 @@ pub fn router(app: App) -> Router {
         .route("/results/{job}/{suite}/stream/csv", get(suite_stream_csv))
         .route("/results/{job}/{suite}/yaml", get(suite_yaml))
         .route("/results/{job}/{suite}/+testcase-count", get(suite_count))
-        .with_state(app)
 }
 
 #[cfg(test)]

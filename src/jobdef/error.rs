@@ -71,7 +71,9 @@ impl Problem {
     /// The message and, if known, what was expected, on one line.
     pub fn describe(&self) -> String {
         match &self.expected {
-            Some(expected) if !self.message.starts_with("expected") => format!("{} (expected {expected})", self.message),
+            Some(expected) if !self.message.starts_with("expected") => {
+                format!("{} (expected {expected})", self.message)
+            }
             _ => self.message.clone(),
         }
     }

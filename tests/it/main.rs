@@ -3,5 +3,7 @@
 mod cli;
 mod devicetype;
 mod lab;
+mod lavacli;
 mod rest;
 mod validate;
+mod xmlrpc;

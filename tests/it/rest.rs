@@ -119,7 +119,7 @@ async fn start() -> Lab {
         })
         .await
         .expect("seed");
-    let router = lavabox::api::rest::router(app.clone()).merge(lavabox::api::results::router(app));
+    let router = lavabox::api::router(app);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -823,5 +823,61 @@ async fn devices_types_workers_system() {
         .await;
     if let Ok(out) = out {
         assert_eq!(String::from_utf8_lossy(&out.stdout), r#"{"user":"alice"}"#);
+    }
+}
+
+#[tokio::test]
+async fn submit_resubmit_over_rest() {
+    let lab = start().await;
+    let jobs = lab.url("/api/v0.2/jobs/");
+    let body = serde_json::json!({ "definition": crate::xmlrpc::QEMU_JOB }).to_string();
+    let resp = lab
+        .client
+        .post(&jobs)
+        .header("Content-Type", "application/json")
+        .body(body.clone())
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), 401, "anonymous submit");
+    let resp = lab
+        .client
+        .post(&jobs)
+        .header("Content-Type", "application/json")
+        .header("Authorization", format!("Token {}", lab.alice))
+        .body(body)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), 201);
+    let created = body_json(resp).await;
+    assert_eq!(created["message"], "job(s) successfully submitted");
+    let id = created["job_ids"][0].as_i64().expect("job id");
+    let (status, job) = lab.json(&format!("/api/v0.2/jobs/{id}/"), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(job["state"], "Submitted");
+    assert_eq!(job["submitter"], "alice");
+    let resp = lab
+        .client
+        .post(lab.url(&format!("/api/v0.2/jobs/{id}/resubmit/")))
+        .header("Authorization", format!("Token {}", lab.alice))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), 201);
+    let again = body_json(resp).await;
+    assert!(again["job_ids"][0].as_i64().expect("id") > id);
+    let resp = lab
+        .client
+        .post(&jobs)
+        .header("Authorization", format!("Token {}", lab.alice))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body("definition=job_name%3A+x%0A")
+        .send()
+        .await;
+    // Form bodies are accepted as DRF accepts them; a bad definition is a 400 message.
+    if let Ok(resp) = resp {
+        assert_eq!(resp.status(), 400);
+        assert!(body_json(resp).await["message"].is_string());
     }
 }

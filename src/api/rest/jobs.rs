@@ -1139,3 +1139,96 @@ pub async fn cancel(
     app.changed(&changes);
     Ok(Json(json!({ "message": "Job cancel signal sent." })))
 }
+
+/// The shared submission path's view of the caller (with the user's groups).
+async fn submitter(app: &App, caller: &Caller) -> Result<crate::api::auth::Caller, ApiError> {
+    let user = caller.require_user()?.clone();
+    let name = user.username.clone();
+    let groups = app
+        .store()
+        .call(move |s| s.user_groups(&name))
+        .await?
+        .into_iter()
+        .map(|g| g.name)
+        .collect();
+    Ok(crate::api::auth::Caller {
+        user: Some(crate::api::auth::CallerUser {
+            id: user.id,
+            username: user.username,
+            is_superuser: user.is_superuser,
+            groups,
+        }),
+    })
+}
+
+/// LAVA's REST answer to a submission: 201 with the new ids (MultiNode ids as `"12.0"`).
+fn submitted(
+    result: Result<crate::submit::Submitted, crate::submit::SubmitError>,
+) -> Result<Response, ApiError> {
+    use crate::submit::{SubmitError, Submitted};
+    match result {
+        Ok(Submitted::Single(id)) => Ok((
+            axum::http::StatusCode::CREATED,
+            Json(json!({ "message": "job(s) successfully submitted", "job_ids": [id.0] })),
+        )
+            .into_response()),
+        Ok(Submitted::MultiNode(subs)) => {
+            let ids: Vec<&str> = subs.iter().map(|(_, sub)| sub.as_str()).collect();
+            Ok((
+                axum::http::StatusCode::CREATED,
+                Json(json!({ "message": "job(s) successfully submitted", "job_ids": ids })),
+            )
+                .into_response())
+        }
+        Err(SubmitError::AuthRequired) => Err(ApiError::Unauthorized(
+            "Authentication credentials were not provided.",
+        )),
+        Err(SubmitError::JobNotFound(_)) | Err(SubmitError::JobHidden { .. }) => {
+            Err(ApiError::NotFound)
+        }
+        Err(SubmitError::PermissionDenied) => Err(ApiError::Forbidden(
+            "You do not have permission to perform this action.",
+        )),
+        Err(SubmitError::Store(err)) => Err(err.into()),
+        Err(err @ SubmitError::DeviceUnavailable(_)) => Err(ApiError::Message(format!(
+            "Devices unavailable: {}",
+            err.to_string().trim_start_matches("Device unavailable: ")
+        ))),
+        Err(err @ SubmitError::Problem(_)) => Err(ApiError::Message(err.to_string())),
+        Err(err) => Err(ApiError::Message(format!("job submission failed: {err}"))),
+    }
+}
+
+/// `POST /jobs/` with `definition`: 201 `{"message", "job_ids"}`.
+pub async fn submit(
+    State(app): State<App>,
+    caller: Caller,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let shared = submitter(&app, &caller).await?;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let fields = body_fields(content_type, &body)?;
+    let definition = match fields.get("definition") {
+        Some(Value::String(s)) if !s.is_empty() => s.clone(),
+        _ => {
+            return Err(ApiError::BadRequest(
+                json!({ "definition": ["This field is required."] }),
+            ));
+        }
+    };
+    submitted(crate::submit::submit(&app, &shared, &definition).await)
+}
+
+/// `POST /jobs/<id>/resubmit/`: same answer as a submission.
+pub async fn resubmit(
+    State(app): State<App>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let job = visible(&app, &caller, &id).await?;
+    let shared = submitter(&app, &caller).await?;
+    submitted(crate::submit::resubmit(&app, &shared, &job.id.to_string()).await)
+}

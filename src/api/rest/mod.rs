@@ -33,7 +33,7 @@ pub const LAVA_VERSION: &str = "2023.01";
 /// The routes of one API version, relative to its prefix.
 fn versioned() -> Router<App> {
     Router::new()
-        .route("/jobs/", get(jobs::list))
+        .route("/jobs/", get(jobs::list).post(jobs::submit))
         .route("/jobs/validate/", axum::routing::post(jobs::validate))
         .route("/jobs/{id}/", get(jobs::detail))
         .route("/jobs/{id}/logs/", get(jobs::logs))
@@ -53,6 +53,7 @@ fn versioned() -> Router<App> {
         .route("/jobs/{id}/junit/", get(jobs::junit))
         .route("/jobs/{id}/tap13/", get(jobs::tap13))
         .route("/jobs/{id}/cancel/", get(jobs::cancel))
+        .route("/jobs/{id}/resubmit/", axum::routing::post(jobs::resubmit))
         .route("/devices/", get(objects::devices))
         .route("/devices/{hostname}/", get(objects::device))
         .route("/devices/{hostname}/dictionary/", get(objects::dictionary))
@@ -75,11 +76,11 @@ fn versioned() -> Router<App> {
         .fallback(error::not_found)
 }
 
-/// The REST API router (`/api/v0.2/...` and `/api/v0.1/...`), with the body size cap.
-pub fn router(app: App) -> Router {
+/// The REST API routes (`/api/v0.2/...` and `/api/v0.1/...`), with the body size cap; give
+/// them their state with `.with_state(app)` (as [`crate::api::router`] does).
+pub fn router() -> Router<App> {
     Router::new()
         .nest("/api/v0.2", versioned())
         .nest("/api/v0.1", versioned())
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .with_state(app)
 }

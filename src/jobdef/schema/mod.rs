@@ -552,7 +552,8 @@ fn check_any(options: &[Sch], node: &Node, path: Path<'_>, report: &mut Report) 
                 if p.path.0.len() == here && p.message.starts_with("expected") {
                     // The value is not even of this option's type.
                     5
-                } else if p.message == "not a valid value" || p.message.starts_with("'method' should")
+                } else if p.message == "not a valid value"
+                    || p.message.starts_with("'method' should")
                 {
                     3
                 } else {

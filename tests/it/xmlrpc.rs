@@ -1,0 +1,410 @@
+//! Integration tests: XML-RPC.
+//!
+//! The real router on 127.0.0.1:0 with a temporary data directory, driven by raw HTTP (wire
+//! errors, limits, auth), by Python's `xmlrpc.client` (`tests/python/xmlrpc_api.py`, return
+//! shapes and types of every method) and, in `lavacli.rs`, by Debian's `lavacli`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use lavabox::api::xmlrpc::codec::{self, Value};
+use lavabox::app::App;
+use lavabox::config::{Config, Overrides, RawConfig};
+use lavabox::model::{DeviceHealth, JobId, TestResult};
+use lavabox::store::joblog::{Entry, JobLogWriter, Level};
+use lavabox::store::{JobEnd, NewDevice, NewDeviceType, NewTestCase, NewUser};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+
+/// A single-node job the seeded `qemu` device can take.
+pub const QEMU_JOB: &str = "device_type: qemu
+job_name: xmlrpc test job
+visibility: public
+priority: high
+metadata:
+  build: '42'
+timeouts:
+  job: {minutes: 30}
+  action: {minutes: 5}
+actions:
+- boot: {method: qemu, media: tmpfs, connection: serial, prompts: ['root@debian:~#']}
+";
+
+/// A personal job: only its submitter (and superusers) may see it.
+pub const PRIVATE_JOB: &str = "device_type: qemu
+job_name: private job
+visibility: personal
+timeouts:
+  job: {minutes: 30}
+actions:
+- boot: {method: qemu, media: tmpfs, connection: serial, prompts: ['root@debian:~#']}
+";
+
+/// A MultiNode job for two qemu devices.
+pub const MULTINODE_JOB: &str = "job_name: multinode test
+visibility: public
+timeouts:
+  job: {minutes: 30}
+protocols:
+  lava-multinode:
+    roles:
+      server: {device_type: qemu, count: 1}
+      client: {device_type: qemu, count: 1}
+actions:
+- boot: {role: [server, client], method: qemu, media: tmpfs, connection: serial, prompts: ['# ']}
+";
+
+/// A running lavabox API with seeded users, device types and devices.
+pub struct TestServer {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// The application (for direct store access in tests).
+    pub app: App,
+    /// Superuser `admin`'s token.
+    pub admin_token: String,
+    /// Plain user `alice`'s token.
+    pub alice_token: String,
+    /// Plain user `bob`'s token.
+    pub bob_token: String,
+    /// The worker (instance) name.
+    pub worker: String,
+    /// Temporary directory (data, templates, client config).
+    pub dir: tempfile::TempDir,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+impl TestServer {
+    /// Builds the app in a temp dir, seeds it and serves on 127.0.0.1:0.
+    pub async fn start() -> TestServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let templates = dir.path().join("templates");
+        std::fs::create_dir_all(&templates).expect("templates dir");
+        let raw = RawConfig {
+            instance: Some("lavabox-test".into()),
+            template_dirs: Some(vec![templates]),
+            ..RawConfig::default()
+        };
+        let mut config = Config::from_raw(raw, None).expect("config");
+        config.apply(&Overrides {
+            data_dir: Some(dir.path().join("data")),
+            listen: None,
+        });
+        let worker = config.instance.clone();
+        let app = App::build(config).await.expect("app");
+        let w = worker.clone();
+        let (admin_token, alice_token, bob_token) = app
+            .store()
+            .call(move |s| {
+                let mut admin = NewUser::named("admin");
+                admin.is_superuser = true;
+                s.create_user(&admin)?;
+                s.create_user(&NewUser::named("alice"))?;
+                s.create_user(&NewUser::named("bob"))?;
+                s.create_group("lab")?;
+                s.add_group_member("lab", "alice")?;
+                let tokens = (
+                    s.create_token("admin", "test")?.secret,
+                    s.create_token("alice", "test")?.secret,
+                    s.create_token("bob", "test")?.secret,
+                );
+                s.create_device_type(&NewDeviceType::named("qemu"))?;
+                s.create_device_type(&NewDeviceType::named("bbb"))?;
+                s.add_alias("qemu-alias", "qemu")?;
+                s.create_tag("fast", Some("a fast board"))?;
+                for h in ["qemu01", "qemu02"] {
+                    let mut d = NewDevice::new(h, "qemu");
+                    d.dictionary = Some("{% extends 'qemu.jinja2' %}\n{% set arch = 'amd64' %}\n".into());
+                    d.worker_name = Some(w.clone());
+                    d.health = DeviceHealth::Good;
+                    s.create_device(&d)?;
+                }
+                s.add_device_tag("qemu01", "fast")?;
+                Ok(tokens)
+            })
+            .await
+            .expect("seed");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let served = app.clone();
+        tokio::spawn(async move {
+            let _ = lavabox::api::serve(listener, served, async move {
+                let _ = stopped.await;
+            })
+            .await;
+        });
+        TestServer {
+            addr,
+            app,
+            admin_token,
+            alice_token,
+            bob_token,
+            worker,
+            dir,
+            stop: Some(stop),
+        }
+    }
+
+    /// `http://user:token@addr/RPC2`.
+    pub fn url(&self, user: Option<(&str, &str)>) -> String {
+        match user {
+            Some((u, t)) => format!("http://{u}:{t}@{}/RPC2", self.addr),
+            None => format!("http://{}/RPC2", self.addr),
+        }
+    }
+
+    /// Drives job `id` to Finished/Complete with a log and two test cases.
+    pub async fn finish_job(&self, id: i64) {
+        let log = self.app.config().job_log_path(JobId(id));
+        self.app
+            .store()
+            .call(move |s| {
+                let id = JobId(id);
+                let mut changes = s.schedule_job(id, "qemu01")?;
+                changes.jobs.extend(s.start_job(id)?.jobs);
+                if let Some(parent) = log.parent() {
+                    std::fs::create_dir_all(parent).expect("job dir");
+                }
+                let mut w = JobLogWriter::open(log.clone()).expect("log");
+                w.append(&Entry::now(Level::Info, "start: 0 validate")).expect("append");
+                w.append(&Entry::now(Level::Target, "Linux version 6.1")).expect("append");
+                w.append(&Entry::now(Level::Info, "job done")).expect("append");
+                drop(w);
+                s.register_job_log(id, &log)?;
+                s.insert_test_cases(
+                    id,
+                    &[
+                        NewTestCase::new("lava", "job", TestResult::Pass),
+                        NewTestCase::new("0_smoke", "ls", TestResult::Fail),
+                    ],
+                )?;
+                s.finish_job(id, &JobEnd::complete())?;
+                s.finish_job_log(id)?;
+                Ok(())
+            })
+            .await
+            .expect("finish job");
+    }
+}
+
+/// One raw HTTP/1.1 request; returns (status, headers text, body).
+pub async fn http(addr: SocketAddr, head: &str, body: &[u8]) -> (u16, String, Vec<u8>) {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let req = format!(
+        "{head}\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(req.as_bytes()).await.expect("write head");
+    // The server may answer (413) and close before the whole body is sent.
+    let _ = stream.write_all(body).await;
+    let mut out = Vec::new();
+    let _ = stream.read_to_end(&mut out).await;
+    let split = out
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("header end");
+    let headers = String::from_utf8_lossy(&out[..split]).into_owned();
+    let status = headers
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status");
+    (status, headers, out[split + 4..].to_vec())
+}
+
+/// Calls `method` over XML-RPC with optional Basic credentials.
+pub async fn rpc(
+    addr: SocketAddr,
+    auth: Option<(&str, &str)>,
+    method: &str,
+    params: &[Value],
+) -> Result<Value, (i64, String)> {
+    use base64::Engine as _;
+    let mut head = "POST /RPC2 HTTP/1.1\r\nContent-Type: text/xml".to_owned();
+    if let Some((u, t)) = auth {
+        let enc = base64::engine::general_purpose::STANDARD.encode(format!("{u}:{t}"));
+        head.push_str(&format!("\r\nAuthorization: Basic {enc}"));
+    }
+    let (status, _, body) = http(addr, &head, codec::encode_call(method, params).as_bytes()).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    codec::decode_response(&body).expect("valid methodResponse")
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs a Python client script with Debian's interpreter.
+fn python(script: &Path, env: &[(&str, String)]) -> String {
+    let out = Command::new("/usr/bin/python3")
+        .arg(script)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .expect("running /usr/bin/python3");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{} failed:\n{stdout}\n{}",
+        script.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_client_suite() {
+    let srv = TestServer::start().await;
+    // A finished job with a log and results, submitted through the API.
+    let id = match rpc(
+        srv.addr,
+        Some(("alice", &srv.alice_token)),
+        "scheduler.jobs.submit",
+        &[Value::str(QEMU_JOB)],
+    )
+    .await
+    {
+        Ok(Value::Int(id)) => id,
+        other => panic!("submit: {other:?}"),
+    };
+    srv.finish_job(id).await;
+    let out = python(
+        &repo().join("tests/python/xmlrpc_api.py"),
+        &[
+            ("LAVABOX_ADDR", srv.addr.to_string()),
+            ("ADMIN_TOKEN", srv.admin_token.clone()),
+            ("ALICE_TOKEN", srv.alice_token.clone()),
+            ("BOB_TOKEN", srv.bob_token.clone()),
+            ("FINISHED_JOB", id.to_string()),
+            ("WORKER", srv.worker.clone()),
+            ("QEMU_JOB", QEMU_JOB.to_owned()),
+            ("PRIVATE_JOB", PRIVATE_JOB.to_owned()),
+            ("MULTINODE_JOB", MULTINODE_JOB.to_owned()),
+        ],
+    );
+    assert!(out.contains("ALL OK"), "{out}");
+}
+
+#[tokio::test]
+async fn wire_errors_are_faults_or_4xx() {
+    let srv = TestServer::start().await;
+    let post = "POST /RPC2 HTTP/1.1\r\nContent-Type: text/xml";
+    // Malformed XML → fault, HTTP 200.
+    for body in [
+        &b"<methodCall><methodName>x"[..],
+        b"not xml at all",
+        b"<methodCall><params/></methodCall>",
+        b"\xff\xfe\x00",
+    ] {
+        let (status, _, resp) = http(srv.addr, post, body).await;
+        assert_eq!(status, 200);
+        let fault = codec::decode_response(&resp).expect("response").unwrap_err();
+        assert_eq!(fault.0, -32700, "{fault:?}");
+    }
+    // A 50 MB body is refused by size, not read into memory.
+    let mut stream = TcpStream::connect(srv.addr).await.expect("connect");
+    let head = format!(
+        "{post}\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        50 * 1024 * 1024
+    );
+    stream.write_all(head.as_bytes()).await.expect("write");
+    let _ = stream.write_all(&vec![b'a'; 1024 * 1024]).await;
+    let mut resp = vec![0u8; 64];
+    let n = stream.read(&mut resp).await.expect("read");
+    let line = String::from_utf8_lossy(&resp[..n]).into_owned();
+    assert!(line.starts_with("HTTP/1.1 413"), "{line}");
+    // Empty body / GET → redirect to the help page.
+    let (status, headers, _) = http(srv.addr, "GET /RPC2 HTTP/1.1", b"").await;
+    assert!((300..400).contains(&status), "{status}");
+    assert!(headers.contains("/api/help/"), "{headers}");
+    // Auth header errors are plain HTTP.
+    let (status, _, _) = http(srv.addr, &format!("{post}\r\nAuthorization: Basic"), b"<x/>").await;
+    assert_eq!(status, 400);
+    let (status, _, _) = http(srv.addr, &format!("{post}\r\nAuthorization: Bearer abc"), b"<x/>").await;
+    assert_eq!(status, 400);
+    let (status, headers, _) = http(
+        srv.addr,
+        &format!("{post}\r\nAuthorization: Basic YWxpY2U6d3Jvbmc="),
+        codec::encode_call("system.version", &[]).as_bytes(),
+    )
+    .await;
+    assert_eq!(status, 401);
+    assert!(
+        headers.contains("XML-RPC Authentication token"),
+        "{headers}"
+    );
+    // Unknown methods and wrong argument types.
+    assert_eq!(
+        rpc(srv.addr, None, "system.nope", &[]).await,
+        Err((-32601, "No such method: 'system.nope'".into()))
+    );
+    assert_eq!(
+        rpc(srv.addr, None, "system.get_master_certificate", &[]).await.unwrap_err().0,
+        -32601
+    );
+    assert_eq!(
+        rpc(srv.addr, None, "scheduler.job_status", &[Value::Int(1)]).await.unwrap_err().0,
+        -32601
+    );
+    let f = rpc(srv.addr, None, "scheduler.jobs.show", &[Value::Array(vec![])]).await.unwrap_err();
+    assert_eq!(f.0, 400, "{f:?}");
+    let f = rpc(srv.addr, None, "scheduler.jobs.list", &[Value::Base64(vec![1])]).await.unwrap_err();
+    assert_eq!(f.0, 400, "{f:?}");
+    let f = rpc(srv.addr, None, "scheduler.devices.show", &[]).await.unwrap_err();
+    assert_eq!(f.0, -32603, "{f:?}");
+    let f = rpc(srv.addr, None, "system.version", &[Value::Int(1), Value::Int(2)]).await;
+    assert!(f.is_ok() || f.unwrap_err().0 != 500);
+}
+
+#[tokio::test]
+async fn private_jobs_are_refused_to_others() {
+    let srv = TestServer::start().await;
+    let alice = Some(("alice", srv.alice_token.as_str()));
+    let bob = Some(("bob", srv.bob_token.as_str()));
+    let admin = Some(("admin", srv.admin_token.as_str()));
+    let Ok(Value::Int(id)) = rpc(srv.addr, alice, "scheduler.jobs.submit", &[Value::str(PRIVATE_JOB)]).await else {
+        panic!("submit failed");
+    };
+    assert!(rpc(srv.addr, alice, "scheduler.jobs.show", &[Value::Int(id)]).await.is_ok());
+    assert!(rpc(srv.addr, admin, "scheduler.jobs.show", &[Value::Int(id)]).await.is_ok());
+    assert_eq!(
+        rpc(srv.addr, bob, "scheduler.jobs.show", &[Value::Int(id)]).await,
+        Err((403, format!("Job '{id}' not available to user 'bob'.")))
+    );
+    assert_eq!(
+        rpc(srv.addr, None, "scheduler.jobs.definition", &[Value::Int(id)]).await,
+        Err((403, format!("Job '{id}' not available to user 'AnonymousUser'.")))
+    );
+    assert_eq!(
+        rpc(srv.addr, bob, "results.get_testjob_results_yaml", &[Value::Int(id)]).await,
+        Err((401, format!("Permission denied for user to job {id}")))
+    );
+    assert_eq!(
+        rpc(srv.addr, bob, "scheduler.jobs.cancel", &[Value::Int(id)]).await.unwrap_err().0,
+        403
+    );
+    // Anonymous listing does not show it.
+    let Ok(Value::Array(jobs)) = rpc(srv.addr, None, "scheduler.jobs.list", &[]).await else {
+        panic!("list failed");
+    };
+    assert!(jobs.is_empty(), "{jobs:?}");
+    // Submission needs a user.
+    assert_eq!(
+        rpc(srv.addr, None, "scheduler.jobs.submit", &[Value::str(QEMU_JOB)]).await.unwrap_err().0,
+        401
+    );
+    // The submitter may cancel; a second cancel is a silent no-op.
+    assert_eq!(rpc(srv.addr, alice, "scheduler.jobs.cancel", &[Value::Int(id)]).await, Ok(Value::Bool(true)));
+    assert_eq!(rpc(srv.addr, alice, "scheduler.jobs.cancel", &[Value::Int(id)]).await, Ok(Value::Bool(true)));
+}

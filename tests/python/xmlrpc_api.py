@@ -1,0 +1,326 @@
+#!/usr/bin/python3
+"""Checks lavabox's XML-RPC API with Python's own xmlrpc.client, as LAVA clients see it.
+
+Run by tests/it/xmlrpc.rs against a freshly seeded server; configuration comes from the
+environment (LAVABOX_ADDR, *_TOKEN, FINISHED_JOB, WORKER, QEMU_JOB, PRIVATE_JOB,
+MULTINODE_JOB). Prints "ALL OK" when every check passed.
+"""
+
+import os
+import sys
+import xmlrpc.client
+
+import yaml
+
+ADDR = os.environ["LAVABOX_ADDR"]
+FINISHED = int(os.environ["FINISHED_JOB"])
+WORKER = os.environ["WORKER"]
+QEMU_JOB = os.environ["QEMU_JOB"]
+PRIVATE_JOB = os.environ["PRIVATE_JOB"]
+MULTINODE_JOB = os.environ["MULTINODE_JOB"]
+
+
+def proxy(user=None):
+    if user is None:
+        url = "http://%s/RPC2" % ADDR
+    else:
+        url = "http://%s:%s@%s/RPC2" % (user, os.environ[user.upper() + "_TOKEN"], ADDR)
+    return xmlrpc.client.ServerProxy(url, allow_none=True)
+
+
+anon = proxy()
+alice = proxy("alice")
+bob = proxy("bob")
+admin = proxy("admin")
+failures = []
+checked = []
+
+
+def check(name, cond, detail=""):
+    checked.append(name)
+    if not cond:
+        failures.append("%s: %s" % (name, detail))
+
+
+def fault(name, call, code, contains=None):
+    try:
+        result = call()
+    except xmlrpc.client.Fault as f:
+        ok = f.faultCode == code and (contains is None or contains in f.faultString)
+        check(name, ok, "got fault %r %r" % (f.faultCode, f.faultString))
+        return f
+    check(name, False, "no fault, got %r" % (result,))
+    return None
+
+
+def is_str_list(v):
+    return isinstance(v, list) and all(isinstance(x, str) for x in v)
+
+
+# --- system.* ---
+methods = anon.system.listMethods()
+check("listMethods sorted", methods == sorted(methods) and "scheduler.jobs.submit" in methods)
+check("version", anon.system.version() == "2023.01")
+check("api_version", anon.system.api_version() == 2)
+check("whoami anon", anon.system.whoami() is None)
+check("whoami alice", alice.system.whoami() == "alice")
+check("methodHelp unknown", anon.system.methodHelp("nope.x") == "")
+check("methodHelp known", isinstance(anon.system.methodHelp("system.version"), str))
+check("methodSignature", anon.system.methodSignature("system.version") == "undef")
+check("methodSignature unknown", anon.system.methodSignature("x.y") == "")
+caps = anon.system.getCapabilities()
+check("getCapabilities", set(caps) == {"introspect", "faults_interop", "auth_token"})
+cfg = anon.system.master_config()
+check("master_config", isinstance(cfg["EVENT_SOCKET"], str) and isinstance(cfg["EVENT_NOTIFICATION"], bool)
+      and isinstance(cfg["LOG_SIZE_LIMIT"], int) and isinstance(cfg["EVENT_TOPIC"], str))
+mc = anon.system.multicall([
+    {"methodName": "system.version", "params": []},
+    {"methodName": "nope", "params": []},
+    {"methodName": "system.version"},
+])
+check("multicall", mc[0] == ["2023.01"] and mc[1]["faultCode"] == -32601 and mc[2]["faultCode"] == -32602, repr(mc))
+multi = xmlrpc.client.MultiCall(anon)
+multi.system.version()
+multi.system.api_version()
+check("MultiCall helper", list(multi()) == ["2023.01", 2])
+fault("no such method", lambda: anon.system.get_master_certificate(), -32601, "No such method: 'system.get_master_certificate'")
+fault("job_status gone", lambda: anon.scheduler.job_status(1), -32601)
+fault("user_can_view_jobs anon", lambda: anon.system.user_can_view_jobs([1]), 401)
+fault("user_can_view_jobs not list", lambda: alice.system.user_can_view_jobs(1), 400)
+check("user_can_view_jobs", alice.system.user_can_view_jobs([FINISHED, 999999]) == {str(FINISHED): True})
+fault("user_can_view_jobs other", lambda: alice.system.user_can_view_jobs([FINISHED], "bob"), 401)
+fault("user_can_view_jobs unknown user", lambda: admin.system.user_can_view_jobs([FINISHED], "nobody"), 404)
+dv = alice.system.user_can_view_devices(["qemu01"])
+check("user_can_view_devices", dv == {"qemu": [{"qemu01": {"visible": True, "is_pipeline": True, "exclusive": True}}]}, repr(dv))
+check("user_can_submit_to_types", alice.system.user_can_submit_to_types(["qemu", "bbb"]) == {"qemu": True, "bbb": False})
+
+# --- submission ---
+jid = alice.scheduler.jobs.submit(QEMU_JOB)
+check("submit returns int", isinstance(jid, int))
+jid2 = alice.scheduler.submit_job(QEMU_JOB)
+check("submit_job returns int", isinstance(jid2, int) and jid2 > jid)
+mn = alice.scheduler.jobs.submit(MULTINODE_JOB)
+check("multinode submit returns sub ids", is_str_list(mn) and len(mn) == 2 and mn[0].endswith(".0") and mn[1].endswith(".1"), repr(mn))
+fault("submit anon", lambda: anon.scheduler.jobs.submit(QEMU_JOB), 401, "Authentication with user and token required")
+fault("submit bad yaml", lambda: alice.scheduler.jobs.submit("job_name: [unclosed"), 400)
+fault("submit schema", lambda: alice.scheduler.jobs.submit("job_name: x\n"), 400)
+fault("submit unknown type", lambda: alice.scheduler.jobs.submit(QEMU_JOB.replace("device_type: qemu", "device_type: nosuch")), 400, "Device unavailable: ")
+fault("submit no devices", lambda: alice.scheduler.jobs.submit(QEMU_JOB.replace("device_type: qemu", "device_type: bbb")), 400, "Device unavailable: ")
+fault("submit unknown tag", lambda: alice.scheduler.jobs.submit(QEMU_JOB + "tags: [nosuch]\n"), 400)
+tagged = alice.scheduler.jobs.submit(QEMU_JOB + "tags: [fast]\n")
+check("submit with tag", isinstance(tagged, int))
+aliased = alice.scheduler.jobs.submit(QEMU_JOB.replace("device_type: qemu", "device_type: qemu-alias"))
+check("submit via alias", isinstance(aliased, int) and alice.scheduler.jobs.show(aliased)["device_type"] == "qemu")
+try:
+    alice.scheduler.jobs.submit("x" * 2_700_000)
+    check("submit too big", False, "accepted")
+except xmlrpc.client.ProtocolError as e:
+    check("submit too big", e.errcode == 413, repr(e.errcode))
+re = alice.scheduler.jobs.resubmit(jid)
+check("resubmit", isinstance(re, int) and re > jid)
+re2 = alice.scheduler.resubmit_job(mn[1])
+check("resubmit multinode", is_str_list(re2) and len(re2) == 2)
+fault("resubmit unknown", lambda: alice.scheduler.jobs.resubmit(999999), 404, "Job '999999' was not found.")
+
+# --- jobs.show / list / definition / logs ---
+show = anon.scheduler.jobs.show(FINISHED)
+check("show keys", set(show) == {"id", "description", "device", "device_type", "health_check", "pipeline", "health",
+                                  "state", "submitter", "submit_time", "start_time", "end_time", "tags", "visibility",
+                                  "failure_comment"}, repr(sorted(show)))
+check("show DateTime", all(isinstance(show[k], xmlrpc.client.DateTime) for k in ("submit_time", "start_time", "end_time")))
+check("show values", show["id"] == FINISHED and show["state"] == "Finished" and show["health"] == "Complete"
+      and show["device"] == "qemu01" and show["visibility"] == "Public" and show["pipeline"] is True)
+sub = anon.scheduler.jobs.show(mn[1])
+check("show multinode sub id", sub["id"] == mn[1] and sub["start_time"] is None)
+fault("show unknown", lambda: anon.scheduler.jobs.show(999999), 404, "Job '999999' was not found.")
+fault("show string id", lambda: anon.scheduler.jobs.show("abc"), 404)
+check("show string id", anon.scheduler.jobs.show(str(FINISHED))["id"] == FINISHED)
+lst = anon.scheduler.jobs.list()
+check("list shape", all(set(j) == {"id", "description", "device_type", "health", "state", "submitter"} for j in lst) and len(lst) <= 25)
+check("list order", [j["id"] for j in lst if isinstance(j["id"], int)] == sorted([j["id"] for j in lst if isinstance(j["id"], int)], reverse=True))
+fin = anon.scheduler.jobs.list("FINISHED", None, 0, 10, 0, True)
+check("list verbose", len(fin) == 1 and fin[0]["id"] == FINISHED and isinstance(fin[0]["start_time"], str)
+      and "+00:00" in fin[0]["end_time"] and "error_type" in fin[0], repr(fin))
+check("list health", all(j["health"] == "Unknown" for j in anon.scheduler.jobs.list(None, "unknown")))
+check("list limit", len(anon.scheduler.jobs.list(None, None, 0, 2)) == 2)
+fault("list bad state", lambda: anon.scheduler.jobs.list("Bogus"), 400, "Invalid state 'Bogus'")
+fault("list bad health", lambda: anon.scheduler.jobs.list(None, "Bogus"), 400, "Invalid health 'Bogus'")
+q = anon.scheduler.jobs.queue(["qemu"])
+check("queue", all(set(j) == {"id", "description", "requested_device_type", "submitter"} for j in q) and len(q) > 0)
+check("definition", anon.scheduler.jobs.definition(jid) == QEMU_JOB)
+check("definition multinode", anon.scheduler.jobs.definition(mn[0]) == MULTINODE_JOB)
+finished, data = anon.scheduler.jobs.logs(FINISHED)
+check("logs finished", finished is True and isinstance(data, xmlrpc.client.Binary))
+lines = yaml.safe_load(data.data)
+check("logs yaml", isinstance(lines, list) and len(lines) == 3 and lines[1]["lvl"] == "target" and "dt" in lines[0], repr(lines))
+_, part = anon.scheduler.jobs.logs(FINISHED, 1, 2)
+check("logs range", len(yaml.safe_load(part.data)) == 1)
+f2, none = anon.scheduler.jobs.logs(jid)
+check("logs empty", f2 is False and none.data == b"[]")
+out = anon.scheduler.job_output(FINISHED)
+check("job_output", isinstance(out, xmlrpc.client.Binary) and b"Linux version" in out.data)
+fault("job_output none", lambda: anon.scheduler.job_output(jid), 404, "Job output not found.")
+conf = anon.scheduler.jobs.configuration(FINISHED)
+check("configuration", isinstance(conf, list) and len(conf) == 5 and isinstance(conf[0], xmlrpc.client.Binary))
+fault("configuration not started", lambda: anon.scheduler.jobs.configuration(jid), 404, "has not started yet")
+det = anon.scheduler.job_details(FINISHED)
+check("job_details", det["status"] == "Complete" and isinstance(det["submit_time"], xmlrpc.client.DateTime)
+      and det["absolute_url"] == "/scheduler/job/%d" % FINISHED and det["is_pipeline"] is True)
+check("job_health", anon.scheduler.job_health(FINISHED) == {"job_id": FINISHED, "job_health": "Complete"})
+check("job_state", anon.scheduler.job_state(FINISHED) == {"job_id": FINISHED, "job_state": "Finished"})
+check("job_state multinode", anon.scheduler.job_state(mn[0])["sub_id"] == mn[0])
+aj = anon.scheduler.all_jobs()
+check("all_jobs", all(isinstance(j, list) and len(j) == 6 for j in aj) and any(j[0] == jid and j[2] == "submitted" for j in aj))
+pend = anon.scheduler.pending_jobs_by_device_type()
+check("pending_jobs_by_device_type", isinstance(pend["qemu"], int) and pend["qemu"] > 0 and pend["bbb"] == 0)
+rj = anon.scheduler.get_recent_jobs_for_device("qemu01", 5)
+check("recent jobs device", rj == [{"id": FINISHED, "description": "xmlrpc test job", "status": "Complete"}], repr(rj))
+rt = anon.scheduler.get_recent_jobs_for_device_type("qemu", 5)
+check("recent jobs type", rt[0]["device"] == "qemu01")
+fault("recent jobs negative", lambda: anon.scheduler.get_recent_jobs_for_device("qemu01", -1), 400)
+fault("recent jobs unknown", lambda: anon.scheduler.get_recent_jobs_for_device("nope"), 404)
+
+# --- validate ---
+check("validate ok", anon.scheduler.jobs.validate(QEMU_JOB) == {})
+bad = anon.scheduler.jobs.validate(QEMU_JOB.replace("media: tmpfs", "media: floppy"))
+check("validate error", set(bad) == {"path", "msg"} and bad["path"].startswith("["), repr(bad))
+check("validate_yaml ok", anon.scheduler.validate_yaml(QEMU_JOB) is None)
+fault("validate_yaml bad", lambda: anon.scheduler.validate_yaml("job_name: x"), 400, "Invalid YAML submission")
+
+# --- cancel ---
+fault("cancel anon", lambda: anon.scheduler.jobs.cancel(jid2), 401)
+fault("cancel by other", lambda: bob.scheduler.jobs.cancel(jid2), 403, "Permission denied.")
+check("cancel", alice.scheduler.jobs.cancel(jid2) is True)
+s2 = anon.scheduler.jobs.show(jid2)
+check("canceled state", s2["state"] == "Finished" and s2["health"] == "Canceled", repr(s2))
+check("cancel again", admin.scheduler.cancel_job(jid2) is True)
+check("cancel multinode", alice.scheduler.jobs.cancel(mn[0]) is True and anon.scheduler.jobs.show(mn[1])["health"] == "Canceled")
+fault("cancel empty", lambda: alice.scheduler.jobs.cancel(""), 400)
+
+# --- private job ---
+pj = alice.scheduler.jobs.submit(PRIVATE_JOB)
+fault("private show anon", lambda: anon.scheduler.jobs.show(pj), 403, "not available to user 'AnonymousUser'")
+fault("private show bob", lambda: bob.scheduler.jobs.show(pj), 403)
+check("private show admin", admin.scheduler.jobs.show(pj)["visibility"] == "Personal")
+check("private hidden from list", all(j["id"] != pj for j in bob.scheduler.jobs.list()))
+check("user_can_view_jobs bob", bob.system.user_can_view_jobs([pj]) == {str(pj): False})
+
+# --- devices ---
+devs = anon.scheduler.devices.list()
+check("devices.list", [d["hostname"] for d in devs] == ["qemu01", "qemu02"] and set(devs[0]) == {"hostname", "type", "health", "state", "current_job", "pipeline"})
+dshow = anon.scheduler.devices.show("qemu01")
+check("devices.show", dshow["device_type"] == "qemu" and dshow["tags"] == ["fast"] and dshow["worker"] == WORKER
+      and dshow["has_device_dict"] is True and dshow["health"] == "Good" and dshow["state"] == "Idle", repr(dshow))
+fault("devices.show unknown", lambda: anon.scheduler.devices.show("nope"), 404, "Device 'nope' was not found.")
+d = anon.scheduler.devices.get_dictionary("qemu01")
+check("get_dictionary", isinstance(d, xmlrpc.client.Binary) and b"extends 'qemu.jinja2'" in d.data)
+r = anon.scheduler.devices.get_dictionary("qemu01", True)
+check("get_dictionary render", isinstance(yaml.safe_load(r.data), dict))
+fault("set_dictionary anon", lambda: anon.scheduler.devices.set_dictionary("qemu02", "x"), 401)
+fault("set_dictionary user", lambda: alice.scheduler.devices.set_dictionary("qemu02", "x"), 403, "missing permission")
+check("set_dictionary", admin.scheduler.devices.set_dictionary("qemu02", "{% extends 'qemu.jinja2' %}\n{% set arch = 'arm64' %}\n") is True)
+check("set_dictionary stored", b"arm64" in anon.scheduler.devices.get_dictionary("qemu02").data)
+check("export_device_dictionary", b"arm64" in anon.scheduler.export_device_dictionary("qemu02").data)
+check("import_device_dictionary", admin.scheduler.import_device_dictionary("qemu02", "{% extends 'qemu.jinja2' %}\n") == "Device dictionary updated for qemu02")
+check("get_device_config", isinstance(anon.scheduler.get_device_config("qemu02"), xmlrpc.client.Binary))
+check("devices.add", admin.scheduler.devices.add("qemu03", "qemu", WORKER, None, None, True, "MAINTENANCE", "third") is None)
+fault("devices.add dup", lambda: admin.scheduler.devices.add("qemu03", "qemu", WORKER), 400)
+fault("devices.add bad health", lambda: admin.scheduler.devices.add("qemu04", "qemu", WORKER, None, None, True, "Good"), 400)
+fault("devices.add unknown type", lambda: admin.scheduler.devices.add("qemu04", "nope", WORKER), 404)
+check("devices.update", admin.scheduler.devices.update("qemu03", None, None, None, None, "GOOD", "renamed") is None)
+s3 = anon.scheduler.devices.show("qemu03")
+check("devices.update applied", s3["health"] == "Good" and s3["description"] == "renamed", repr(s3))
+fault("devices.update bad health", lambda: admin.scheduler.devices.update("qemu03", None, None, None, None, "bogus"), 400, "Health 'bogus' is invalid")
+check("tags.add", admin.scheduler.devices.tags.add("qemu03", "newtag") is None)
+check("tags.list", anon.scheduler.devices.tags.list("qemu03") == ["newtag"])
+check("tags.delete", admin.scheduler.devices.tags.delete("qemu03", "newtag") is None and anon.scheduler.devices.tags.list("qemu03") == [])
+ad = anon.scheduler.all_devices()
+check("all_devices", ["qemu01", "qemu", "idle", None, True] in ad, repr(ad))
+adt = anon.scheduler.all_device_types()
+check("all_device_types", {"name": "qemu", "idle": 3, "busy": 0, "offline": 0} in adt, repr(adt))
+st = anon.scheduler.get_device_status("qemu01")
+check("get_device_status", st == {"hostname": "qemu01", "status": "idle", "job": None, "offline_since": None, "offline_by": None, "is_pipeline": True}, repr(st))
+check("maintenance", admin.scheduler.put_into_maintenance_mode("qemu03", "test") is None and anon.scheduler.devices.show("qemu03")["health"] == "Maintenance")
+check("online", admin.scheduler.put_into_online_mode("qemu03", "test") is None and anon.scheduler.devices.show("qemu03")["health"] == "Unknown")
+fault("maintenance no reason", lambda: admin.scheduler.put_into_maintenance_mode("qemu03", ""), 400, "Reason was not specified")
+
+# --- device types ---
+dtl = anon.scheduler.device_types.list()
+check("device_types.list", {"name": "qemu", "devices": 3, "installed": True, "template": True} in dtl, repr(dtl))
+check("device_types.list all", any(t["installed"] is False for t in anon.scheduler.device_types.list(True)))
+dts = anon.scheduler.device_types.show("qemu")
+check("device_types.show", dts["aliases"] == ["qemu-alias"] and "qemu01" in dts["devices"] and dts["health_denominator"] in ("hours", "jobs")
+      and dts["default_template"] is True, repr(dts))
+fault("device_types.show unknown", lambda: anon.scheduler.device_types.show("nope"), 404)
+t = anon.scheduler.device_types.get_template("qemu")
+check("get_template", isinstance(t, xmlrpc.client.Binary) and b"extends" in t.data)
+check("get_template suffix", anon.scheduler.device_types.get_template("qemu.jinja2").data == t.data)
+fault("get_template path", lambda: anon.scheduler.device_types.get_template("../etc/passwd"), 400, "Invalid device-type")
+fault("get_template unknown", lambda: anon.scheduler.device_types.get_template("nope"), 404)
+check("set_template", admin.scheduler.device_types.set_template("custom", "{% extends 'base.jinja2' %}\n") is None)
+check("set_template read back", b"base.jinja2" in anon.scheduler.device_types.get_template("custom").data)
+check("device_types.add", admin.scheduler.device_types.add("newtype", "desc", True, False, 24, "hours") is None)
+fault("device_types.add dup", lambda: admin.scheduler.device_types.add("newtype", "d", True, False, 24, "hours"), 400)
+fault("device_types.add bad denom", lambda: admin.scheduler.device_types.add("t2", "d", True, False, 24, "weeks"), 400)
+check("device_types.update", admin.scheduler.device_types.update("newtype", None, None, None, 12, "jobs", None) is None
+      and anon.scheduler.device_types.show("newtype")["health_denominator"] == "jobs")
+check("dt aliases.add", admin.scheduler.device_types.aliases.add("newtype", "nt") is None)
+check("dt aliases.list", anon.scheduler.device_types.aliases.list("newtype") == ["nt"])
+check("dt aliases.delete", admin.scheduler.device_types.aliases.delete("newtype", "nt") is None)
+check("get_device_type_by_alias", anon.scheduler.get_device_type_by_alias("alias") == {"qemu-alias": ["qemu"]})
+
+# --- aliases, tags, workers ---
+check("aliases.add", admin.scheduler.aliases.add("a2", "qemu") is None)
+fault("aliases.add missing dt", lambda: admin.scheduler.aliases.add("a3", "nope"), 400)
+check("aliases.list", sorted(anon.scheduler.aliases.list()) == ["a2", "qemu-alias"])
+check("aliases.show", anon.scheduler.aliases.show("a2") == {"name": "a2", "device_type": "qemu"})
+check("aliases.delete", admin.scheduler.aliases.delete("a2") is None and "a2" not in anon.scheduler.aliases.list())
+fault("aliases.add anon", lambda: anon.scheduler.aliases.add("a4", "qemu"), 401)
+check("scheduler.tags.add", admin.scheduler.tags.add("t1", "a tag") is None)
+fault("scheduler.tags.add dup", lambda: admin.scheduler.tags.add("t1"), 400)
+check("scheduler.tags.list", {"name": "t1", "description": "a tag"} in anon.scheduler.tags.list())
+check("scheduler.tags.show", anon.scheduler.tags.show("fast") == {"name": "fast", "description": "a fast board", "devices": ["qemu01"]})
+check("workers.list", anon.scheduler.workers.list() == [WORKER])
+w = anon.scheduler.workers.show(WORKER)
+check("workers.show", w["state"] == "Online" and w["health"] == "Active" and isinstance(w["last_ping"], xmlrpc.client.DateTime)
+      and "qemu01" in w["devices"] and "token" not in w)
+check("workers.show admin token", "token" in admin.scheduler.workers.show(WORKER))
+fault("workers.show unknown", lambda: anon.scheduler.workers.show("nope"), 404)
+check("publisher socket", anon.scheduler.get_publisher_event_socket().startswith("tcp://*:"))
+
+# --- results ---
+fault("results anon", lambda: anon.results.get_testjob_results_yaml(FINISHED), 401)
+ry = yaml.safe_load(alice.results.get_testjob_results_yaml(FINISHED))
+check("results yaml", len(ry) == 2 and ry[0]["suite"] == "lava" and ry[0]["result"] == "pass" and ry[0]["job"] == str(FINISHED)
+      and ry[0]["measurement"] == "None" and isinstance(ry[0]["metadata"], dict), repr(ry))
+rc = alice.results.get_testjob_results_csv(FINISHED)
+check("results csv", rc.splitlines()[0] == '"job","suite","result","measurement","unit","duration","timeout","logged","level","metadata","url","name","id","log_start_line","log_end_line"', rc)
+sl = yaml.safe_load(alice.results.get_testjob_suites_list_yaml(FINISHED))
+check("suites list", sorted(s["name"] for s in sl) == ["0_smoke", "lava"])
+check("suites csv", alice.results.get_testjob_suites_list_csv(FINISHED).startswith('"name","job","id"'))
+check("testsuite yaml", len(yaml.safe_load(alice.results.get_testsuite_results_yaml(FINISHED, "0_smoke"))) == 1)
+check("testsuite csv", "ls" in alice.results.get_testsuite_results_csv(FINISHED, "0_smoke"))
+check("testsuite count", alice.results.get_testsuite_results_count(FINISHED, "lava") == 1)
+check("testcase yaml", yaml.safe_load(alice.results.get_testcase_results_yaml(FINISHED, "0_smoke", "ls"))[0]["result"] == "fail")
+check("testcase csv", '"fail"' in alice.results.get_testcase_results_csv(FINISHED, "0_smoke", "ls"))
+check("metadata", alice.results.get_testjob_metadata(FINISHED) == [{"build": "42"}])
+fault("results unknown suite", lambda: alice.results.get_testsuite_results_yaml(FINISHED, "nope"), 404, "Specified test suite not found.")
+fault("results unknown job", lambda: alice.results.get_testjob_results_yaml(999999), 404, "Specified job not found.")
+fault("results private", lambda: bob.results.get_testjob_results_yaml(pj), 401, "Permission denied for user to job")
+
+# --- wrong argument types never give HTTP errors ---
+for name, args in [("scheduler.jobs.show", ([],)), ("scheduler.jobs.list", ({},)), ("scheduler.devices.show", (1.5,)),
+                   ("scheduler.jobs.logs", (FINISHED, "x")), ("system.methodHelp", ([],)), ("scheduler.jobs.submit", (None,))]:
+    try:
+        getattr(alice, name)(*args)
+        check("bad args " + name, False, "no fault")
+    except xmlrpc.client.Fault as f:
+        check("bad args " + name, f.faultCode in (400, 401, 404, -32603), repr(f))
+
+if failures:
+    print("FAILED %d of %d checks:" % (len(failures), len(checked)))
+    for f in failures:
+        print("  " + f)
+    sys.exit(1)
+print("%d checks passed" % len(checked))
+print("ALL OK")
