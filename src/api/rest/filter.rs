@@ -344,8 +344,8 @@ pub fn ordering<'a>(params: &Params, allowed: &[&'a str]) -> Option<(&'a str, bo
     })
 }
 
-/// Sorts by one field (nulls first ascending, as PostgreSQL sorts nulls last ascending;
-/// LAVA runs on PostgreSQL, so nulls go last ascending and first descending).
+/// Sorts by one field, stably. Nulls sort as PostgreSQL (LAVA's database) sorts them: last
+/// ascending, first descending.
 pub fn sort_by_field<T: Filterable>(items: &mut [T], field: &str, descending: bool) {
     items.sort_by(|a, b| {
         let (x, y) = (a.values(field), b.values(field));
