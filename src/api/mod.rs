@@ -6,7 +6,8 @@
 
 pub mod auth;
 pub mod xmlrpc;
-// REST API: the `rest` engineer adds `mod rest;` here.
+pub mod rest;
+pub mod results;
 
 use std::future::Future;
 use std::time::Duration;
@@ -29,7 +30,8 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 pub fn router(app: App) -> Router {
     Router::new()
         .merge(xmlrpc::router())
-        // REST API: the `rest` engineer adds `.merge(rest::router())` here.
+        .merge(rest::router())
+        .merge(results::router())
         .with_state(app)
 }
 

@@ -5,5 +5,6 @@ mod devicetype;
 mod dispatch;
 mod lab;
 mod lavacli;
+mod rest;
 mod validate;
 mod xmlrpc;

@@ -1,0 +1,883 @@
+//! REST API v0.2 and `/results/` exports over a real socket: pagination, filters, JSON
+//! shapes, export bytes, visibility on every endpoint, malformed input.
+
+use std::net::SocketAddr;
+
+use lavabox::app::App;
+use lavabox::config::{Config, Overrides, RawConfig};
+use lavabox::model::{DeviceHealth, JobId, TestResult};
+use lavabox::store::{JobEnd, NewDevice, NewDeviceType, NewJob, NewTestCase, NewUser, Visibility};
+use serde_json::Value;
+
+/// A running appliance with seeded users, a device and jobs.
+struct Lab {
+    _dir: tempfile::TempDir,
+    addr: SocketAddr,
+    client: reqwest::Client,
+    alice: String,
+    bob: String,
+    admin: String,
+    /// Public jobs, oldest first.
+    public: Vec<JobId>,
+    /// Alice's personal job, with test cases.
+    private: JobId,
+    /// A public job with known test cases.
+    results: JobId,
+}
+
+impl Lab {
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    async fn get(&self, path: &str, token: Option<&str>) -> reqwest::Response {
+        let mut req = self.client.get(self.url(path));
+        if let Some(token) = token {
+            req = req.header("Authorization", format!("Token {token}"));
+        }
+        req.send().await.expect("request")
+    }
+
+    async fn json(&self, path: &str, token: Option<&str>) -> (u16, Value) {
+        let resp = self.get(path, token).await;
+        let status = resp.status().as_u16();
+        let body = body_json(resp).await;
+        (status, body)
+    }
+
+    async fn text(&self, path: &str, token: Option<&str>) -> (u16, String) {
+        let resp = self.get(path, token).await;
+        let status = resp.status().as_u16();
+        (status, resp.text().await.expect("text body"))
+    }
+}
+
+async fn body_json(resp: reqwest::Response) -> Value {
+    let text = resp.text().await.expect("body");
+    serde_json::from_str(&text).unwrap_or_else(|err| panic!("not JSON ({err}): {text}"))
+}
+
+fn metadata(case: &str) -> Option<String> {
+    Some(format!("case: {case}\ndefinition: 0_smoke\nresult: pass\n"))
+}
+
+async fn start() -> Lab {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = Config::from_raw(RawConfig::default(), None).expect("config");
+    config.apply(&Overrides {
+        data_dir: Some(dir.path().join("data")),
+        listen: None,
+    });
+    let app = App::build(config).await.expect("app");
+    let (alice, bob, admin, public, private, results) = app
+        .store()
+        .call(|s| {
+            s.create_user(&NewUser::named("alice"))?;
+            s.create_user(&NewUser::named("bob"))?;
+            let mut root = NewUser::named("admin");
+            root.is_superuser = true;
+            s.create_user(&root)?;
+            let alice = s.create_token("alice", "test")?.secret;
+            let bob = s.create_token("bob", "test")?.secret;
+            let admin = s.create_token("admin", "test")?.secret;
+            s.create_device_type(&NewDeviceType::named("qemu"))?;
+            let mut device = NewDevice::new("qemu01", "qemu");
+            device.health = DeviceHealth::Good;
+            s.create_device(&device)?;
+            let mut public = Vec::new();
+            for i in 0..7 {
+                let mut job = NewJob::new(if i % 2 == 0 { "alice" } else { "bob" }, "job: x");
+                job.description = format!("job {i}");
+                job.requested_device_type = Some("qemu".into());
+                public.push(s.insert_job(&job)?.id);
+            }
+            let mut personal = NewJob::new("alice", "secret job");
+            personal.visibility = Visibility::Personal;
+            personal.requested_device_type = Some("qemu".into());
+            let private = s.insert_job(&personal)?.id;
+            s.insert_test_cases(
+                private,
+                &[NewTestCase::new("0_smoke", "hidden", TestResult::Pass)],
+            )?;
+            let results = public[0];
+            let mut first = NewTestCase::new("0_smoke", "boot-ok", TestResult::Pass);
+            first.metadata = metadata("boot-ok");
+            first.start_log_line = Some(118);
+            first.end_log_line = Some(120);
+            let mut second = NewTestCase::new("0_smoke", "ping", TestResult::Fail);
+            second.measurement = Some(12.5);
+            second.units = "ms".into();
+            second.metadata = Some("case: ping\nlevel: 1.4.3.1\nnote: 'a, \"b\"'\n".into());
+            let third = NewTestCase::new("1_more", "skipped", TestResult::Skip);
+            s.insert_test_cases(results, &[first, second, third])?;
+            // One finished job for the state/health filters.
+            s.schedule_job(public[1], "qemu01")?;
+            s.start_job(public[1])?;
+            s.finish_job(public[1], &JobEnd::complete())?;
+            Ok((alice, bob, admin, public, private, results))
+        })
+        .await
+        .expect("seed");
+    let router = lavabox::api::router(app);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    Lab {
+        _dir: dir,
+        addr,
+        client: reqwest::Client::new(),
+        alice,
+        bob,
+        admin,
+        public,
+        private,
+        results,
+    }
+}
+
+fn ids(body: &Value) -> Vec<i64> {
+    body["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|j| j["id"].as_i64().expect("id"))
+        .collect()
+}
+
+#[tokio::test]
+async fn jobs_paginate_like_drf() {
+    let lab = start().await;
+    let (status, body) = lab.json("/api/v0.2/jobs/?limit=3&offset=3", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["count"], 7, "anonymous sees the public jobs only");
+    let want: Vec<i64> = lab.public[3..6].iter().map(|j| j.0).collect();
+    assert_eq!(ids(&body), want);
+    assert_eq!(
+        body["next"],
+        format!("http://{}/api/v0.2/jobs/?limit=3&offset=6", lab.addr)
+    );
+    assert_eq!(
+        body["previous"],
+        format!("http://{}/api/v0.2/jobs/?limit=3", lab.addr)
+    );
+    let (_, last) = lab.json("/api/v0.2/jobs/?limit=3&offset=6", None).await;
+    assert_eq!(last["next"], Value::Null);
+    let (_, first) = lab.json("/api/v0.2/jobs/", None).await;
+    assert_eq!(first["previous"], Value::Null);
+    assert_eq!(first["results"].as_array().map(Vec::len), Some(7));
+    // The owner sees the personal job too, the superuser as well, bob not.
+    assert_eq!(
+        lab.json("/api/v0.2/jobs/", Some(&lab.alice)).await.1["count"],
+        8
+    );
+    assert_eq!(
+        lab.json("/api/v0.2/jobs/", Some(&lab.admin)).await.1["count"],
+        8
+    );
+    assert_eq!(
+        lab.json("/api/v0.2/jobs/", Some(&lab.bob)).await.1["count"],
+        7
+    );
+    // Bad limit falls back to the page size, as DRF does.
+    assert_eq!(
+        lab.json("/api/v0.2/jobs/?limit=x", None).await.1["count"],
+        7
+    );
+}
+
+#[tokio::test]
+async fn jobs_filter_and_order() {
+    let lab = start().await;
+    let p = &lab.public;
+    let (_, body) = lab.json("/api/v0.2/jobs/?state=Finished", None).await;
+    assert_eq!(ids(&body), vec![p[1].0]);
+    let (_, body) = lab.json("/api/v0.2/jobs/?health=Complete", None).await;
+    assert_eq!(ids(&body), vec![p[1].0]);
+    let (_, body) = lab
+        .json("/api/v0.2/jobs/?state__in=Running,Finished", None)
+        .await;
+    assert_eq!(ids(&body), vec![p[1].0]);
+    let q = format!("/api/v0.2/jobs/?id__in={},{}&ordering=-id", p[2], p[4]);
+    assert_eq!(ids(&lab.json(&q, None).await.1), vec![p[4].0, p[2].0]);
+    let q = format!("/api/v0.2/jobs/?id__lt={}", p[2]);
+    assert_eq!(ids(&lab.json(&q, None).await.1), vec![p[0].0, p[1].0]);
+    let (_, body) = lab
+        .json("/api/v0.2/jobs/?submitter__username=bob", None)
+        .await;
+    assert_eq!(body["count"], 3);
+    let (_, body) = lab
+        .json(
+            "/api/v0.2/jobs/?requested_device_type__name=qemu&description__icontains=JOB%205",
+            None,
+        )
+        .await;
+    assert_eq!(ids(&body), vec![p[5].0]);
+    let (_, body) = lab
+        .json("/api/v0.2/jobs/?actual_device__hostname=qemu01", None)
+        .await;
+    assert_eq!(ids(&body), vec![p[1].0]);
+    let (_, body) = lab
+        .json("/api/v0.2/jobs/?end_time__isnull=false", None)
+        .await;
+    assert_eq!(ids(&body), vec![p[1].0]);
+    let (_, body) = lab
+        .json(
+            "/api/v0.2/jobs/?submit_time__gt=2000-01-01T00:00:00Z&limit=1",
+            None,
+        )
+        .await;
+    assert_eq!(body["count"], 7);
+    // States are case-sensitive display names; a bad value is a 400 field error.
+    let (status, body) = lab.json("/api/v0.2/jobs/?state=running", None).await;
+    assert_eq!(status, 400);
+    assert!(
+        body["state"][0]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("Select a valid choice."),
+        "{body}"
+    );
+    let (status, body) = lab.json("/api/v0.2/jobs/?id__lt=abc", None).await;
+    assert_eq!(status, 400);
+    assert_eq!(body["id"][0], "Enter a number.");
+    let (status, _) = lab
+        .json("/api/v0.2/jobs/?submit_time__gt=yesterday", None)
+        .await;
+    assert_eq!(status, 400);
+    // Unknown parameters are ignored.
+    assert_eq!(
+        lab.json("/api/v0.2/jobs/?bogus__lt=1", None).await.1["count"],
+        7
+    );
+}
+
+#[tokio::test]
+async fn job_detail_shape() {
+    let lab = start().await;
+    let (status, job) = lab
+        .json(&format!("/api/v0.2/jobs/{}/", lab.public[1]), None)
+        .await;
+    assert_eq!(status, 200);
+    let keys: Vec<&str> = job
+        .as_object()
+        .expect("object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let mut want = vec![
+        "id",
+        "submitter",
+        "viewing_groups",
+        "description",
+        "health_check",
+        "requested_device_type",
+        "tags",
+        "actual_device",
+        "submit_time",
+        "start_time",
+        "end_time",
+        "state",
+        "health",
+        "priority",
+        "definition",
+        "original_definition",
+        "multinode_definition",
+        "failure_tags",
+        "failure_comment",
+    ];
+    let mut have = keys.clone();
+    have.sort_unstable();
+    want.sort_unstable();
+    assert_eq!(have, want);
+    assert_eq!(job["submitter"], "bob");
+    assert_eq!(job["state"], "Finished");
+    assert_eq!(job["health"], "Complete");
+    assert_eq!(job["actual_device"], "qemu01");
+    assert_eq!(job["requested_device_type"], "qemu");
+    assert_eq!(job["priority"], 50);
+    let end = job["end_time"].as_str().expect("end_time");
+    assert!(end.ends_with('Z') && end.contains('T'), "{end}");
+}
+
+#[tokio::test]
+async fn suites_and_tests() {
+    let lab = start().await;
+    let job = lab.results;
+    let (status, suites) = lab
+        .json(&format!("/api/v0.2/jobs/{job}/suites/"), None)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(suites["count"], 2);
+    let first = &suites["results"][0];
+    assert_eq!(first["name"], "0_smoke");
+    assert_eq!(first["job"], job.0);
+    let suite_id = first["id"].as_i64().expect("suite id");
+    assert_eq!(
+        first["resource_uri"],
+        format!("http://{}/api/v0.2/jobs/{job}/suites/{suite_id}/", lab.addr)
+    );
+    let (_, tests) = lab
+        .json(&format!("/api/v0.2/jobs/{job}/tests/"), None)
+        .await;
+    assert_eq!(tests["count"], 3);
+    let ping = &tests["results"][1];
+    assert_eq!(ping["name"], "ping");
+    assert_eq!(ping["result"], "fail");
+    assert_eq!(ping["measurement"], "12.5000000000");
+    assert_eq!(ping["unit"], "ms");
+    let (_, fails) = lab
+        .json(&format!("/api/v0.2/jobs/{job}/tests/?result=FAIL"), None)
+        .await;
+    assert_eq!(fails["count"], 1);
+    let (_, smoke) = lab
+        .json(
+            &format!("/api/v0.2/jobs/{job}/suites/{suite_id}/tests/?limit=1"),
+            None,
+        )
+        .await;
+    assert_eq!(smoke["count"], 2);
+    assert!(smoke["next"].as_str().is_some());
+    let case_id = smoke["results"][0]["id"].as_i64().expect("case id");
+    let (status, case) = lab
+        .json(
+            &format!("/api/v0.2/jobs/{job}/suites/{suite_id}/tests/{case_id}/"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(case["name"], "boot-ok");
+    let (status, _) = lab
+        .json(&format!("/api/v0.2/jobs/{job}/suites/999999/"), None)
+        .await;
+    assert_eq!(status, 404);
+    let (status, tap) = lab
+        .text(&format!("/api/v0.2/jobs/{job}/tap13/"), None)
+        .await;
+    assert_eq!(status, 200);
+    assert!(tap.starts_with("TAP version 13\n1..3\n"), "{tap}");
+    assert!(
+        tap.contains("not ok 2 ping\n") && tap.contains("ok 3 skipped # SKIP test skipped\n"),
+        "{tap}"
+    );
+    let (status, junit) = lab
+        .text(
+            &format!("/api/v0.2/jobs/{job}/junit/?classname_prefix=lab"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert!(
+        junit.contains("classname=\"lab_0_smoke\"") && junit.contains("<failure"),
+        "{junit}"
+    );
+    let (status, meta) = lab
+        .json(&format!("/api/v0.2/jobs/{job}/metadata/"), None)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(meta, serde_json::json!({ "metadata": [] }));
+    let (status, _) = lab.json(&format!("/api/v0.2/jobs/{job}/logs/"), None).await;
+    assert_eq!(status, 404, "no log yet");
+}
+
+/// The expected export rows, built from the stored case ids and timestamps.
+async fn expected_rows(lab: &Lab) -> (Vec<Value>, Vec<[String; 15]>) {
+    let (_, tests) = lab
+        .json(&format!("/api/v0.2/jobs/{}/tests/", lab.results), None)
+        .await;
+    let cases = tests["results"].as_array().expect("cases").clone();
+    let job = lab.results.to_string();
+    let logged = |c: &Value| {
+        // DRF `2023-01-10T10:00:00.123456Z` → Python `2023-01-10 10:00:00.123456+00:00`.
+        c["logged"]
+            .as_str()
+            .expect("logged")
+            .replace('T', " ")
+            .replace('Z', "+00:00")
+    };
+    let id = |c: &Value| c["id"].as_i64().expect("id").to_string();
+    let rows = vec![
+        [
+            job.clone(),
+            "0_smoke".into(),
+            "pass".into(),
+            "None".into(),
+            String::new(),
+            String::new(),
+            String::new(),
+            logged(&cases[0]),
+            String::new(),
+            "{'case': 'boot-ok', 'definition': '0_smoke', 'result': 'pass'}".into(),
+            format!("/results/testcase/{}", id(&cases[0])),
+            "boot-ok".into(),
+            id(&cases[0]),
+            "118".into(),
+            "120".into(),
+        ],
+        [
+            job.clone(),
+            "0_smoke".into(),
+            "fail".into(),
+            "12.5000000000".into(),
+            "ms".into(),
+            String::new(),
+            String::new(),
+            logged(&cases[1]),
+            "1.4.3.1".into(),
+            "{'case': 'ping', 'level': '1.4.3.1', 'note': 'a, \"b\"'}".into(),
+            format!("/results/testcase/{}", id(&cases[1])),
+            "ping".into(),
+            id(&cases[1]),
+            String::new(),
+            String::new(),
+        ],
+        [
+            job,
+            "1_more".into(),
+            "skip".into(),
+            "None".into(),
+            String::new(),
+            String::new(),
+            String::new(),
+            logged(&cases[2]),
+            String::new(),
+            "{}".into(),
+            format!("/results/testcase/{}", id(&cases[2])),
+            "skipped".into(),
+            id(&cases[2]),
+            String::new(),
+            String::new(),
+        ],
+    ];
+    (cases, rows)
+}
+
+fn csv(rows: &[[String; 15]], all: bool, header: bool) -> String {
+    let quote = |f: &str| {
+        if all || f.contains([',', '"', '\n', '\r']) {
+            format!("\"{}\"", f.replace('"', "\"\""))
+        } else {
+            f.to_owned()
+        }
+    };
+    let mut out = String::new();
+    if header {
+        let head = "job,suite,result,measurement,unit,duration,timeout,logged,level,metadata,url,name,id,log_start_line,log_end_line";
+        out.push_str(&head.split(',').map(quote).collect::<Vec<_>>().join(","));
+        out.push_str("\r\n");
+    }
+    for row in rows {
+        out.push_str(&row.iter().map(|f| quote(f)).collect::<Vec<_>>().join(","));
+        out.push_str("\r\n");
+    }
+    out
+}
+
+#[tokio::test]
+async fn results_exports_match_lava_bytes() {
+    let lab = start().await;
+    let (_, rows) = expected_rows(&lab).await;
+    let job = lab.results;
+    let resp = lab.get(&format!("/results/{job}/csv"), None).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "text/csv");
+    assert_eq!(
+        resp.headers()["content-disposition"],
+        format!("attachment; filename=\"lava_{job}.csv\"").as_str()
+    );
+    assert_eq!(resp.text().await.expect("body"), csv(&rows, false, true));
+    let (status, body) = lab.text(&format!("/results/{job}/0_smoke/csv"), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(body, csv(&rows[..2], true, true));
+    let (_, body) = lab
+        .text(
+            &format!("/results/{job}/0_smoke/csv?limit=1&offset=1"),
+            None,
+        )
+        .await;
+    assert_eq!(body, csv(&rows[1..2], true, true));
+    let (_, body) = lab
+        .text(&format!("/results/{job}/0_smoke/stream/csv"), None)
+        .await;
+    assert_eq!(body, csv(&rows[..2], false, false));
+    let (_, body) = lab.text(&format!("/api/v0.2/jobs/{job}/csv/"), None).await;
+    assert_eq!(body, csv(&rows, true, true));
+    let (_, count) = lab
+        .text(&format!("/results/{job}/0_smoke/+testcase-count"), None)
+        .await;
+    assert_eq!(count, "2");
+
+    let yaml_item = |r: &[String; 15], meta: &str| {
+        format!(
+            "- id: '{id}'\n  job: '{job}'\n  level: {level}\n  log_end_line: {end}\n  log_start_line: {start}\n  \
+             logged: '{logged}'\n  measurement: {m}\n  metadata:{meta}\n  name: {name}\n  result: {result}\n  \
+             suite: {suite}\n  unit: {unit}\n  url: {url}\n",
+            id = r[12],
+            job = r[0],
+            level = if r[8].is_empty() {
+                "''".to_owned()
+            } else {
+                r[8].clone()
+            },
+            end = if r[14].is_empty() {
+                "''".to_owned()
+            } else {
+                format!("'{}'", r[14])
+            },
+            start = if r[13].is_empty() {
+                "''".to_owned()
+            } else {
+                format!("'{}'", r[13])
+            },
+            logged = r[7],
+            m = if r[3] == "None" {
+                "None".to_owned()
+            } else {
+                format!("'{}'", r[3])
+            },
+            name = r[11],
+            result = r[2],
+            suite = r[1],
+            unit = if r[4].is_empty() {
+                "''".to_owned()
+            } else {
+                r[4].clone()
+            },
+            url = r[10],
+        )
+    };
+    let metas = [
+        "\n    case: boot-ok\n    definition: 0_smoke\n    result: pass",
+        "\n    case: ping\n    level: 1.4.3.1\n    note: a, \"b\"",
+        " {}",
+    ];
+    let want: String = rows
+        .iter()
+        .zip(metas)
+        .map(|(r, m)| yaml_item(r, m))
+        .collect();
+    let resp = lab.get(&format!("/results/{job}/yaml"), None).await;
+    assert_eq!(resp.headers()["content-type"], "text/yaml");
+    assert_eq!(resp.text().await.expect("body"), want);
+    let (_, body) = lab.text(&format!("/api/v0.2/jobs/{job}/yaml/"), None).await;
+    assert_eq!(body, want);
+    let (_, body) = lab.text(&format!("/results/{job}/1_more/yaml"), None).await;
+    assert_eq!(body, yaml_item(&rows[2], metas[2]));
+    let (_, body) = lab
+        .text(&format!("/results/{job}/yaml_summary"), None)
+        .await;
+    assert!(
+        body.starts_with("- id: '") && body.contains("  name: 0_smoke\n"),
+        "{body}"
+    );
+    let (status, _) = lab
+        .text(&format!("/results/{job}/no_such_suite/csv"), None)
+        .await;
+    assert_eq!(status, 404);
+    let (status, _) = lab.text("/results/999999/csv", None).await;
+    assert_eq!(status, 404);
+    // A job without cases still has a header.
+    let (_, body) = lab
+        .text(&format!("/results/{}/csv", lab.public[2]), None)
+        .await;
+    assert_eq!(body, csv(&[], false, true));
+    let (_, body) = lab
+        .text(&format!("/api/v0.2/jobs/{}/yaml/", lab.public[2]), None)
+        .await;
+    assert_eq!(body, "[]\n");
+}
+
+#[tokio::test]
+async fn private_job_refused_everywhere() {
+    let lab = start().await;
+    let job = lab.private;
+    let rest = [
+        format!("/api/v0.2/jobs/{job}/"),
+        format!("/api/v0.2/jobs/{job}/logs/"),
+        format!("/api/v0.2/jobs/{job}/metadata/"),
+        format!("/api/v0.2/jobs/{job}/tests/"),
+        format!("/api/v0.2/jobs/{job}/suites/"),
+        format!("/api/v0.2/jobs/{job}/csv/"),
+        format!("/api/v0.2/jobs/{job}/yaml/"),
+        format!("/api/v0.2/jobs/{job}/junit/"),
+        format!("/api/v0.2/jobs/{job}/tap13/"),
+        format!("/api/v0.2/jobs/{job}/cancel/"),
+    ];
+    for path in &rest {
+        for token in [None, Some(lab.bob.as_str())] {
+            let (status, body) = lab.json(path, token).await;
+            assert_eq!(status, 404, "{path} {token:?}");
+            assert_eq!(body, serde_json::json!({ "detail": "Not found." }));
+        }
+    }
+    let results = [
+        format!("/results/{job}/csv"),
+        format!("/results/{job}/yaml"),
+        format!("/results/{job}/yaml_summary"),
+        format!("/results/{job}/metadata"),
+        format!("/results/{job}/0_smoke/csv"),
+        format!("/results/{job}/0_smoke/stream/csv"),
+        format!("/results/{job}/0_smoke/yaml"),
+        format!("/results/{job}/0_smoke/+testcase-count"),
+    ];
+    for path in &results {
+        for token in [None, Some(lab.bob.as_str())] {
+            let (status, body) = lab.json(path, token).await;
+            assert_eq!(status, 403, "{path} {token:?}");
+            assert!(body["detail"].is_string());
+        }
+        let bob = format!("{path}?user=bob&token={}", lab.bob);
+        assert_eq!(lab.get(&bob, None).await.status(), 403, "{bob}");
+        let wrong = format!("{path}?user=bob&token={}", lab.alice);
+        assert_eq!(lab.get(&wrong, None).await.status(), 403, "{wrong}");
+    }
+    // The owner gets in by header or by query credentials, the superuser too.
+    let (status, body) = lab
+        .json(&format!("/api/v0.2/jobs/{job}/"), Some(&lab.alice))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["definition"], "secret job");
+    let (status, _) = lab
+        .text(&format!("/results/{job}/csv"), Some(&lab.admin))
+        .await;
+    assert_eq!(status, 200);
+    let (status, body) = lab
+        .text(
+            &format!("/results/{job}/csv?user=alice&token={}", lab.alice),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert!(body.contains(",hidden,"), "{body}");
+    let resp = tokio::process::Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
+        .arg(lab.url(&format!("/results/{job}/csv")))
+        .output()
+        .await;
+    if let Ok(out) = resp {
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "403");
+    }
+}
+
+#[tokio::test]
+async fn cancel_permissions() {
+    let lab = start().await;
+    let job = lab.public[2];
+    let (status, body) = lab
+        .json(&format!("/api/v0.2/jobs/{job}/cancel/"), None)
+        .await;
+    assert_eq!(
+        (status, &body["detail"]),
+        (
+            403,
+            &Value::from("You do not have permission to perform this action.")
+        )
+    );
+    let (status, _) = lab
+        .json(&format!("/api/v0.2/jobs/{job}/cancel/"), Some(&lab.bob))
+        .await;
+    assert_eq!(status, 403);
+    let (status, body) = lab
+        .json(&format!("/api/v0.2/jobs/{job}/cancel/"), Some(&lab.alice))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["message"], "Job cancel signal sent.");
+    let (_, job_body) = lab.json(&format!("/api/v0.2/jobs/{job}/"), None).await;
+    assert_eq!(job_body["state"], "Finished");
+    assert_eq!(job_body["health"], "Canceled");
+    // Already finished: a silent no-op, even for others.
+    let (status, _) = lab
+        .json(&format!("/api/v0.2/jobs/{job}/cancel/"), Some(&lab.bob))
+        .await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn malformed_input_is_4xx_json() {
+    let lab = start().await;
+    for (path, status) in [
+        ("/api/v0.2/jobs/abc/", 404),
+        ("/api/v0.2/jobs/99999999999999999999999/", 404),
+        ("/api/v0.2/jobs/1/suites/x/", 404),
+        ("/api/v0.2/nothing/", 404),
+        ("/api/v0.2/jobs/?offset=-1&limit=-5", 200),
+        ("/api/v0.2/jobs/?priority__gte=high", 400),
+        ("/api/v0.2/devices/?state=idle", 400),
+        ("/results/abc/csv", 404),
+    ] {
+        let (got, body) = lab.json(path, None).await;
+        assert_eq!(got, status, "{path}: {body}");
+    }
+    let (status, body) = lab.json("/api/v0.2/jobs/", Some("nonsense")).await;
+    assert_eq!(status, 401);
+    assert_eq!(body["detail"], "Invalid token.");
+    let resp = lab
+        .client
+        .get(lab.url("/api/v0.2/jobs/"))
+        .header("Authorization", "Token")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), 401);
+    let validate = lab.url("/api/v0.2/jobs/validate/");
+    let resp = lab.client.post(&validate).send().await.expect("request");
+    assert_eq!(resp.status(), 400);
+    let body: Value = body_json(resp).await;
+    assert_eq!(body["definition"], "Test job definition is required.");
+    let resp = lab
+        .client
+        .post(&validate)
+        .header("Content-Type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), 400);
+    assert!(body_json(resp).await["detail"].is_string());
+    let resp = lab
+        .client
+        .post(&validate)
+        .header("Content-Type", "application/json")
+        .body(r#"{"definition": "job_name: x\n"}"#)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), 200);
+    let msg = body_json(resp).await["message"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+    assert!(msg.starts_with("Job invalid: "), "{msg}");
+    let big = vec![b'a'; 3 * 1024 * 1024];
+    let resp = lab
+        .client
+        .post(&validate)
+        .body(big)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), 413);
+}
+
+#[tokio::test]
+async fn devices_types_workers_system() {
+    let lab = start().await;
+    let (status, devices) = lab.json("/api/v0.2/devices/", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(devices["count"], 1);
+    let dev = &devices["results"][0];
+    assert_eq!(dev["hostname"], "qemu01");
+    assert_eq!(dev["device_type"], "qemu");
+    assert_eq!(dev["state"], "Idle");
+    assert_eq!(dev["last_health_report_job"], Value::Null);
+    assert_eq!(
+        lab.json("/api/v0.2/devices/?health=good", None).await.1["count"],
+        1
+    );
+    assert_eq!(
+        lab.json("/api/v0.2/devices/?health=BAD", None).await.1["count"],
+        0
+    );
+    assert_eq!(lab.json("/api/v0.2/devices/qemu01/", None).await.0, 200);
+    assert_eq!(lab.json("/api/v0.2/devices/nope/", None).await.0, 404);
+    let (status, types) = lab.json("/api/v0.2/devicetypes/", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(types["results"][0]["name"], "qemu");
+    assert_eq!(types["results"][0]["health_denominator"], "hours");
+    let (_, workers) = lab.json("/api/v0.2/workers/", None).await;
+    assert_eq!(workers["count"], 1);
+    assert_eq!(workers["results"][0]["state"], "Online");
+    assert_eq!(
+        lab.json("/api/v0.2/system/version/", None).await.1["version"],
+        "2023.01"
+    );
+    assert_eq!(
+        lab.json("/api/v0.2/system/whoami/", None).await.1["user"],
+        ""
+    );
+    assert_eq!(
+        lab.json("/api/v0.2/system/whoami/", Some(&lab.alice))
+            .await
+            .1["user"],
+        "alice"
+    );
+    let (_, config) = lab.json("/api/v0.2/system/master_config/", None).await;
+    assert!(
+        config["EVENT_SOCKET"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("tcp://")
+    );
+    assert_eq!(
+        lab.json("/api/v0.1/system/version/", None).await.1["version"],
+        "2023.01"
+    );
+    let out = tokio::process::Command::new("curl")
+        .args(["-s", "-H", &format!("Authorization: Token {}", lab.alice)])
+        .arg(lab.url("/api/v0.2/system/whoami/"))
+        .output()
+        .await;
+    if let Ok(out) = out {
+        assert_eq!(String::from_utf8_lossy(&out.stdout), r#"{"user":"alice"}"#);
+    }
+}
+
+#[tokio::test]
+async fn submit_resubmit_over_rest() {
+    let lab = start().await;
+    let jobs = lab.url("/api/v0.2/jobs/");
+    let body = serde_json::json!({ "definition": crate::xmlrpc::QEMU_JOB }).to_string();
+    let resp = lab
+        .client
+        .post(&jobs)
+        .header("Content-Type", "application/json")
+        .body(body.clone())
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), 401, "anonymous submit");
+    let resp = lab
+        .client
+        .post(&jobs)
+        .header("Content-Type", "application/json")
+        .header("Authorization", format!("Token {}", lab.alice))
+        .body(body)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), 201);
+    let created = body_json(resp).await;
+    assert_eq!(created["message"], "job(s) successfully submitted");
+    let id = created["job_ids"][0].as_i64().expect("job id");
+    let (status, job) = lab.json(&format!("/api/v0.2/jobs/{id}/"), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(job["state"], "Submitted");
+    assert_eq!(job["submitter"], "alice");
+    let resp = lab
+        .client
+        .post(lab.url(&format!("/api/v0.2/jobs/{id}/resubmit/")))
+        .header("Authorization", format!("Token {}", lab.alice))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), 201);
+    let again = body_json(resp).await;
+    assert!(again["job_ids"][0].as_i64().expect("id") > id);
+    let resp = lab
+        .client
+        .post(&jobs)
+        .header("Authorization", format!("Token {}", lab.alice))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body("definition=job_name%3A+x%0A")
+        .send()
+        .await;
+    // Form bodies are accepted as DRF accepts them; a bad definition is a 400 message.
+    if let Ok(resp) = resp {
+        assert_eq!(resp.status(), 400);
+        assert!(body_json(resp).await["message"].is_string());
+    }
+}
