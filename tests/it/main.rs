@@ -2,5 +2,6 @@
 
 mod cli;
 mod devicetype;
+mod jobs;
 mod lab;
 mod validate;
