@@ -201,11 +201,12 @@ impl Scheduler {
             .filter(|d| *d >= now)
             .min();
         let known: HashSet<JobId> = lock(&self.running).keys().copied().collect();
+        let unchecked = converted.unchecked_unknown();
         let health_checks = converted.health_checks;
         let applied = self
             .app
             .store()
-            .call(move |s| Ok(apply(s, &decisions, &health_checks, &known)))
+            .call(move |s| Ok(apply(s, &decisions, &health_checks, &unchecked, &known)))
             .await;
         let applied = match applied {
             Ok(a) => a,
@@ -471,6 +472,22 @@ pub struct Converted {
     pub health_checks: HashMap<String, String>,
 }
 
+impl Converted {
+    /// Devices with health Unknown and no health check: [`plan()`](super::plan()) gives them
+    /// user jobs, and applying such an assignment first makes them Good (the store only
+    /// schedules user jobs on Good devices).
+    pub fn unchecked_unknown(&self) -> HashSet<String> {
+        self.snapshot
+            .devices
+            .iter()
+            .filter(|d| {
+                d.health == DeviceHealth::Unknown && d.health_check == HealthCheckState::None
+            })
+            .map(|d| d.hostname.clone())
+            .collect()
+    }
+}
+
 /// Converts the store's snapshot for [`plan()`](super::plan()) at time `now`. Pure apart from
 /// reading templates: a device whose dictionary is missing or does not render gets a
 /// `config_error`; its health check is `health-checks/<extended template>.yaml`.
@@ -665,17 +682,37 @@ pub struct Applied {
 }
 
 /// Applies `decisions` through the store (each in its own transaction; a failing one is
-/// logged and skipped), then reconciles with the jobs that have a task (`known`): Scheduled
+/// logged and skipped; a device in `unchecked` is made Good before its first assignment),
+/// then reconciles with the jobs that have a task (`known`): Scheduled
 /// jobs without one are returned to start; Canceling jobs without one never started and are
 /// finished Canceled here.
 pub fn apply(
     s: &mut Store,
     decisions: &[Decision],
     health_checks: &HashMap<String, String>,
+    unchecked: &HashSet<String>,
     known: &HashSet<JobId>,
 ) -> Applied {
     let mut applied = Applied::default();
+    let mut promoted = HashSet::new();
+    let mut promote = |s: &mut Store, applied: &mut Applied, device: &str| {
+        if unchecked.contains(device) && promoted.insert(device.to_owned()) {
+            match s.set_device_health(device, DeviceHealth::Good) {
+                Ok(changes) => push(&mut applied.changes, changes),
+                Err(err) => tracing::error!(device, error = %err, "setting device health Good"),
+            }
+        }
+    };
     for decision in decisions {
+        match decision {
+            Decision::Assign { device, .. } => promote(s, &mut applied, device),
+            Decision::AssignGroup { assignments, .. } => {
+                for (_, device) in assignments {
+                    promote(s, &mut applied, device);
+                }
+            }
+            _ => {}
+        }
         let result = match decision {
             Decision::MarkBad { device, reason } => {
                 tracing::warn!(device, reason, "device marked Bad");
@@ -1047,7 +1084,13 @@ mod tests {
         s.schedule_job(a, "q1").unwrap();
         s.schedule_job(b, "q2").unwrap();
         s.cancel_job(b).unwrap();
-        let applied = apply(&mut s, &[], &HashMap::new(), &HashSet::new());
+        let applied = apply(
+            &mut s,
+            &[],
+            &HashMap::new(),
+            &HashSet::new(),
+            &HashSet::new(),
+        );
         let started: Vec<JobId> = applied.to_start.iter().map(|(j, _)| j.id).collect();
         assert_eq!(started, vec![a]);
         assert_eq!(applied.to_start[0].1.hostname, "q1");
@@ -1059,7 +1102,13 @@ mod tests {
         assert_eq!(s.device("q2").unwrap().unwrap().state, DeviceState::Idle);
         // A job that has a task is left to it; a Canceling one gets its token fired.
         s.cancel_job(a).unwrap();
-        let applied = apply(&mut s, &[], &HashMap::new(), &HashSet::from([a]));
+        let applied = apply(
+            &mut s,
+            &[],
+            &HashMap::new(),
+            &HashSet::new(),
+            &HashSet::from([a]),
+        );
         assert!(applied.to_start.is_empty());
         assert_eq!(applied.canceling, vec![a]);
     }

@@ -69,6 +69,10 @@ impl Lab {
     /// Builds the app with the boards registered, lets `seed` prepare the store, then runs
     /// the app (so start-up recovery sees what `seed` left).
     async fn start(setup: Setup, seed: impl FnOnce(&mut Store) + Send + 'static) -> Lab {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("lavabox=debug")
+            .with_test_writer()
+            .try_init();
         let dir = tempfile::tempdir().expect("temporary directory");
         let templates = dir.path().join("templates");
         std::fs::create_dir_all(templates.join("health-checks")).unwrap();
