@@ -177,7 +177,9 @@ async fn bench() -> anyhow::Result<()> {
     let _ = calls.recv().await;
     let rss_two = vm_rss_kib();
 
-    println!("lavabox scheduler benchmark ({ROUNDS} rounds, fake runner at the dispatcher boundary)");
+    println!(
+        "lavabox scheduler benchmark ({ROUNDS} rounds, fake runner at the dispatcher boundary)"
+    );
     stats("submit -> job in dispatcher", to_dispatcher);
     stats("job end -> device Idle", to_idle);
     println!("VmRSS before App::build            {rss_start:>7} KiB");
@@ -201,7 +203,10 @@ async fn wait_idle(
             }
         }
     };
-    if tokio::time::timeout(Duration::from_secs(30), wait).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(30), wait)
+        .await
+        .is_err()
+    {
         eprintln!("timed out waiting for {host} to become Idle");
     }
 }
