@@ -215,8 +215,10 @@ impl Scheduler {
                 return deadline;
             }
         };
+        // Published without waking this loop: the pass already acted on its own changes, and
+        // a second pass would only hold the store while the new jobs try to start.
         for changes in &applied.changes {
-            self.app.changed(changes);
+            self.app.events().publish(changes);
         }
         for id in applied.canceling {
             if let Some(token) = lock(&self.running).get(&id) {
@@ -268,7 +270,8 @@ impl JobTask {
             .await;
         let end = match started {
             Ok((changes, Some(job))) if job.state == JobState::Running => {
-                self.app.changed(&changes);
+                // Running frees nothing: publish without waking the scheduler.
+                self.app.events().publish(&changes);
                 tracing::info!("job running");
                 self.dispatch(job, device).await
             }
