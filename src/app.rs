@@ -8,11 +8,18 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument as _;
+
 use crate::config::Config;
 use crate::devicetype::Templates;
+use crate::dispatcher::{Dispatcher, DispatcherConfig};
 use crate::events::Bus;
+use crate::scheduler::{JobRunner, Scheduler};
 use crate::store::Changes;
 use crate::store::{AsyncStore, Store};
+use crate::tftp;
 
 /// The line logged once the appliance is ready; tests and scripts wait for it.
 pub const READY: &str = "lavabox ready";
@@ -94,9 +101,75 @@ impl App {
         &self.templates
     }
 
-    /// Serves until `shutdown` completes, then stops cleanly.
+    /// What the dispatcher needs, from the configuration: the TFTP root, a work directory
+    /// under the data directory, and the address boards reach the appliance on.
+    pub fn dispatcher_config(&self) -> DispatcherConfig {
+        DispatcherConfig {
+            tftp_root: self.config.tftp.root.clone(),
+            work_dir: self.config.data_dir.join("work"),
+            server_ip: self.config.tftp.server_ip,
+        }
+    }
+
+    /// Serves until `shutdown` completes, then stops cleanly: running jobs are canceled
+    /// (their boards powered off) and every task is awaited.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let dispatcher = Dispatcher::new(
+            self.dispatcher_config(),
+            self.store.clone(),
+            self.templates.clone(),
+        );
+        self.run_with(Arc::new(dispatcher), shutdown).await
+    }
+
+    /// [`App::run`] with another job runner (benchmarks and tests put a fake at the
+    /// dispatcher boundary).
+    pub async fn run_with(
+        self,
+        runner: Arc<dyn JobRunner>,
+        shutdown: impl Future<Output = ()>,
+    ) -> anyhow::Result<()> {
         let version = self.store.call(|s| s.schema_version()).await?;
+        let stop = CancellationToken::new();
+        let tracker = TaskTracker::new();
+
+        // TFTP: boards fetch kernels from here.
+        let tftp_root = self.config.tftp.root.clone();
+        tokio::fs::create_dir_all(&tftp_root)
+            .await
+            .with_context(|| format!("creating the TFTP root {}", tftp_root.display()))?;
+        let tftp_listen = self.config.tftp.listen;
+        match tftp::Server::bind(tftp_listen, &tftp_root).await {
+            Ok(server) => {
+                tracing::info!(listen = %tftp_listen, root = %tftp_root.display(), "TFTP server listening");
+                let stop = stop.clone();
+                tracker.spawn(async move {
+                    if let Err(err) = server.run(stop.cancelled_owned()).await {
+                        tracing::error!(error = %err, "the TFTP server stopped");
+                    }
+                });
+            }
+            Err(err) if !self.config.tftp.listen_explicit => tracing::warn!(
+                listen = %tftp_listen,
+                error = %err,
+                "TFTP server disabled: cannot bind the default address (port 69 needs root or \
+                 CAP_NET_BIND_SERVICE); U-Boot boards cannot network-boot"
+            ),
+            Err(err) => {
+                return Err(err)
+                    .with_context(|| format!("binding the TFTP server to {tftp_listen}"));
+            }
+        }
+
+        // The scheduler loop and its job tasks (which run the dispatcher).
+        let scheduler = Scheduler::new(self.clone(), runner, stop.clone());
+        tracker.spawn(scheduler.run().instrument(tracing::info_span!("scheduler")));
+
+        // HTTP API: the REST/XML-RPC server joins here, as
+        // `tracker.spawn(crate::api::serve(listener, self.clone(), stop.clone().cancelled_owned()))`
+        // with its listener bound before READY is logged.
+
+        tracker.close();
         tracing::info!(
             instance = %self.config.instance,
             listen = %self.config.listen,
@@ -106,6 +179,8 @@ impl App {
         );
         shutdown.await;
         tracing::info!("shutting down");
+        stop.cancel();
+        tracker.wait().await;
         // Dropping the last handle closes the connection, which checkpoints the WAL.
         drop(self);
         tracing::info!("lavabox stopped");

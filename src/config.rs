@@ -102,6 +102,8 @@ pub struct RawTftp {
     pub root: Option<PathBuf>,
     /// TFTP listen address.
     pub listen: Option<String>,
+    /// The address boards use to reach this appliance (`{SERVER_IP}` in jobs).
+    pub server_ip: Option<String>,
 }
 
 /// `[events]` as written.
@@ -152,8 +154,13 @@ pub struct Config {
 pub struct TftpConfig {
     /// Root directory served (default `<data_dir>/tftp`).
     pub root: PathBuf,
-    /// Listen address (default `0.0.0.0:69`).
+    /// Listen address (default [`DEFAULT_TFTP_LISTEN`]).
     pub listen: SocketAddr,
+    /// Whether `listen` was set in the file: then failing to bind it stops start-up, while
+    /// the default (port 69 needs root) only earns a warning.
+    pub listen_explicit: bool,
+    /// The address boards use to reach this appliance (default 127.0.0.1).
+    pub server_ip: std::net::IpAddr,
 }
 
 /// Event publishing settings.
@@ -187,6 +194,9 @@ pub struct Overrides {
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8000";
 /// Default data directory without a configuration file (development).
 pub const DEFAULT_DATA_DIR: &str = "lavabox-data";
+/// Default TFTP listen address: the virtual lab's boards reach 127.0.0.1:69 through QEMU's
+/// user network; real boards need `[tftp] listen = "0.0.0.0:69"`.
+pub const DEFAULT_TFTP_LISTEN: &str = "127.0.0.1:69";
 /// Default ZMQ publisher port, as LAVA.
 pub const DEFAULT_ZMQ_PORT: u16 = 5500;
 /// Default event topic.
@@ -273,8 +283,15 @@ impl Config {
                 .root
                 .map(resolve)
                 .unwrap_or_else(|| data_dir.join("tftp")),
-            listen: parse_addr(tftp.listen.as_deref().unwrap_or("0.0.0.0:69"))
+            listen: parse_addr(tftp.listen.as_deref().unwrap_or(DEFAULT_TFTP_LISTEN))
                 .map_err(|reason| invalid("tftp.listen", reason))?,
+            listen_explicit: tftp.listen.is_some(),
+            server_ip: match tftp.server_ip.as_deref() {
+                None => std::net::IpAddr::from([127, 0, 0, 1]),
+                Some(text) => text.parse().map_err(|_| {
+                    invalid("tftp.server_ip", format!("`{text}` is not an IP address"))
+                })?,
+            },
         };
         let events = raw.events.unwrap_or_default();
         let events = EventsConfig {

@@ -1,7 +1,7 @@
 //! Scheduling: a pure [`plan()`] over a [`Snapshot`] of queue, devices and workers.
 //!
-//! The loop that loads a snapshot from the store and applies the decisions lives outside this
-//! module's pure core: nothing here touches the store, the clock or tokio. The rules follow
+//! The loop that loads a snapshot from the store and applies the decisions is [`run`]; the
+//! pure core ([`plan()`] and these types) touches neither the store, the clock nor tokio. The rules follow
 //! LAVA 2023.01 (states and device-types references) with one deliberate change: a MultiNode
 //! group is placed all at once or not at all (LAVA reserves devices one sub-job at a time and
 //! can leave a group half-reserved).
@@ -24,8 +24,10 @@ use time::OffsetDateTime;
 use crate::model::{DeviceHealth, DeviceState, GroupId, JobId, Priority, UserId};
 
 pub mod plan;
+pub mod run;
 
 pub use plan::plan;
+pub use run::{JobRunner, Scheduler};
 
 /// Who submitted a job, for device access checks.
 #[derive(Debug, Clone, PartialEq, Eq)]

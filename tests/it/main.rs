@@ -3,6 +3,7 @@
 mod cli;
 mod devicetype;
 mod dispatch;
+mod jobs;
 mod lab;
 mod lavacli;
 mod rest;

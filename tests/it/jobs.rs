@@ -1,0 +1,493 @@
+//! Integration tests: jobs through the real App.
+//!
+//! The real `App` (store in a temporary data directory, the scheduler loop, the real
+//! dispatcher behind its contract) with the virtual lab's boards registered from
+//! `lab/devices/`. Jobs are inserted into the store and the scheduler woken, as the submit
+//! APIs do; the tests then follow the job and device state sequence on the event bus.
+//! Timeouts are safety nets only: nothing sleeps.
+//!
+//! The assertions hold whatever the dispatcher's verdict (a job may end Complete or
+//! Incomplete): they pin what the scheduler owns — which device, which order, which state
+//! sequence, that devices come back Idle, and how health checks set device health.
+//! TFTP listens on an ephemeral port here, so these tests never take port 69 from `lab`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use lavabox::app::App;
+use lavabox::config::{Config, Overrides, RawConfig};
+use lavabox::events::{Event, Published};
+use lavabox::model::{DeviceHealth, DeviceState, JobHealth, JobId, JobState, Priority};
+use lavabox::store::{DeviceChange, JobChange, NewDevice, NewDeviceType, NewJob, NewUser, Store};
+use tokio::sync::{broadcast, oneshot};
+
+/// Real boards boot in 20–45 s under load; this only stops a hung test.
+const SAFETY_NET: Duration = Duration::from_secs(600);
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A job definition for `device_type`: the type's health check, renamed.
+fn definition(device_type: &str) -> String {
+    let file = repo().join(format!("device-types/health-checks/{device_type}.yaml"));
+    let text = std::fs::read_to_string(&file).expect("shipped health check");
+    with_lab_assets(&text).replace("health check", "job")
+}
+
+/// Points the shipped asset URLs at this checkout's `lab/cache`.
+fn with_lab_assets(text: &str) -> String {
+    text.replace(
+        "file:///var/lib/lavabox/lab-assets/",
+        &format!("file://{}/", repo().join("lab/cache").display()),
+    )
+}
+
+/// A definition every dispatcher rejects at once (no actions): a quick job.
+const QUICK: &str =
+    "device_type: qemu-uboot-arm\njob_name: quick\ntimeouts:\n  job: {minutes: 1}\nactions: []\n";
+
+struct Lab {
+    _dir: tempfile::TempDir,
+    app: App,
+    events: broadcast::Receiver<Arc<Published>>,
+    /// Every event seen so far, in order.
+    seen: Vec<Event>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+/// Which boards, and whether their types run health checks.
+struct Setup {
+    boards: &'static [&'static str],
+    health_checks: bool,
+    health: DeviceHealth,
+}
+
+impl Lab {
+    /// Builds the app with the boards registered, lets `seed` prepare the store, then runs
+    /// the app (so start-up recovery sees what `seed` left).
+    async fn start(setup: Setup, seed: impl FnOnce(&mut Store) + Send + 'static) -> Lab {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("lavabox=debug")
+            .with_test_writer()
+            .try_init();
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let templates = dir.path().join("templates");
+        std::fs::create_dir_all(templates.join("health-checks")).unwrap();
+        for name in ["qemu", "qemu-uboot-arm"] {
+            let text = std::fs::read_to_string(
+                repo().join(format!("device-types/health-checks/{name}.yaml")),
+            )
+            .unwrap();
+            std::fs::write(
+                templates.join(format!("health-checks/{name}.yaml")),
+                with_lab_assets(&text),
+            )
+            .unwrap();
+        }
+        let raw = RawConfig {
+            template_dirs: Some(vec![templates, repo().join("device-types")]),
+            tftp: Some(lavabox::config::RawTftp {
+                root: None,
+                listen: Some("127.0.0.1:0".into()),
+                server_ip: None,
+            }),
+            ..RawConfig::default()
+        };
+        let mut config = Config::from_raw(raw, None).unwrap();
+        config.apply(&Overrides {
+            data_dir: Some(dir.path().join("data")),
+            listen: None,
+        });
+        let app = App::build(config).await.unwrap();
+        let boards: Vec<&'static str> = setup.boards.to_vec();
+        let (health_checks, health) = (setup.health_checks, setup.health);
+        app.store()
+            .call(move |s| {
+                s.create_user(&NewUser::named("alice"))?;
+                for name in ["qemu", "qemu-uboot-arm"] {
+                    let mut dt = NewDeviceType::named(name);
+                    dt.disable_health_check = !health_checks;
+                    s.create_device_type(&dt)?;
+                }
+                for board in boards {
+                    let ty = if board.starts_with("uboot-arm") {
+                        "qemu-uboot-arm"
+                    } else {
+                        "qemu"
+                    };
+                    let file = repo().join(format!("lab/devices/{board}.jinja2"));
+                    let mut new = NewDevice::new(board, ty);
+                    new.dictionary = Some(std::fs::read_to_string(file).expect("lab device"));
+                    new.health = health;
+                    s.create_device(&new)?;
+                }
+                seed(s);
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let events = app.events().subscribe();
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(app.clone().run(async {
+            let _ = rx.await;
+        }));
+        Lab {
+            _dir: dir,
+            app,
+            events,
+            seen: Vec::new(),
+            stop: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    async fn submit(&self, new: NewJob) -> JobId {
+        let job = self
+            .app
+            .store()
+            .call(move |s| s.insert_job(&new))
+            .await
+            .unwrap();
+        self.app.wake_scheduler();
+        job.id
+    }
+
+    /// The next event matching `want`.
+    async fn until(&mut self, what: &str, want: impl Fn(&Event) -> bool) -> Event {
+        let found = tokio::time::timeout(SAFETY_NET, async {
+            loop {
+                match self.events.recv().await {
+                    Ok(p) => {
+                        self.seen.push(p.event.clone());
+                        if want(&p.event) {
+                            return p.event.clone();
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Closed) => panic!("event bus closed"),
+                }
+            }
+        })
+        .await;
+        match found {
+            Ok(event) => event,
+            Err(_) => panic!("timed out waiting for {what}; seen: {:#?}", self.seen),
+        }
+    }
+
+    async fn job(&mut self, id: JobId, state: JobState) -> JobChange {
+        match self
+            .until(
+                &format!("job {id} {state:?}"),
+                |e| matches!(e, Event::Job(j) if j.id == id && j.state == state),
+            )
+            .await
+        {
+            Event::Job(j) => j,
+            Event::Device(_) => unreachable!(),
+        }
+    }
+
+    /// The next job reaching `state`, whichever it is.
+    async fn any_job(&mut self, state: JobState) -> JobChange {
+        match self
+            .until(
+                &format!("a job {state:?}"),
+                |e| matches!(e, Event::Job(j) if j.state == state),
+            )
+            .await
+        {
+            Event::Job(j) => j,
+            Event::Device(_) => unreachable!(),
+        }
+    }
+
+    async fn device(&mut self, host: &str, state: DeviceState) -> DeviceChange {
+        match self
+            .until(
+                &format!("device {host} {state:?}"),
+                |e| matches!(e, Event::Device(d) if d.hostname == host && d.state == state),
+            )
+            .await
+        {
+            Event::Device(d) => d,
+            Event::Job(_) => unreachable!(),
+        }
+    }
+
+    async fn stored(&self, id: JobId) -> lavabox::store::Job {
+        self.app
+            .store()
+            .call(move |s| s.job(id))
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
+    async fn stored_device(&self, host: &'static str) -> lavabox::store::Device {
+        self.app
+            .store()
+            .call(move |s| s.device(host))
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
+    /// Stops the app (canceling what still runs) and checks it stopped cleanly.
+    async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(SAFETY_NET, task)
+                .await
+                .expect("app stops")
+                .expect("app task")
+                .expect("app run");
+        }
+    }
+}
+
+fn job_for(device_type: &str, definition: String, priority: u8) -> NewJob {
+    let mut new = NewJob::new("alice", definition);
+    new.requested_device_type = Some(device_type.to_owned());
+    new.priority = Priority::new(i64::from(priority)).unwrap();
+    new
+}
+
+fn finished_health(change: &JobChange) -> JobHealth {
+    assert_eq!(change.state, JobState::Finished);
+    assert_ne!(change.health, JobHealth::Unknown);
+    change.health
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_runs_on_the_right_board_and_frees_it() {
+    let setup = Setup {
+        boards: &["qemu-01", "uboot-arm-01"],
+        health_checks: false,
+        health: DeviceHealth::Good,
+    };
+    let mut lab = Lab::start(setup, |_| {}).await;
+    let id = lab
+        .submit(job_for("qemu-uboot-arm", definition("qemu-uboot-arm"), 50))
+        .await;
+    let reserved = lab.device("uboot-arm-01", DeviceState::Reserved).await;
+    assert_eq!(reserved.health, DeviceHealth::Good);
+    let scheduled = lab.job(id, JobState::Scheduled).await;
+    assert_eq!(scheduled.device.as_deref(), Some("uboot-arm-01"));
+    lab.device("uboot-arm-01", DeviceState::Running).await;
+    lab.job(id, JobState::Running).await;
+    lab.device("uboot-arm-01", DeviceState::Idle).await;
+    let end = lab.job(id, JobState::Finished).await;
+    finished_health(&end);
+    let job = lab.stored(id).await;
+    assert!(job.start_time.is_some() && job.end_time.is_some());
+    // The other board was never touched.
+    assert!(
+        !lab.seen
+            .iter()
+            .any(|e| matches!(e, Event::Device(d) if d.hostname == "qemu-01"))
+    );
+    assert_eq!(
+        lab.stored_device("uboot-arm-01").await.state,
+        DeviceState::Idle
+    );
+    lab.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_runs_in_priority_order() {
+    let setup = Setup {
+        boards: &["uboot-arm-01"],
+        health_checks: false,
+        health: DeviceHealth::Good,
+    };
+    // Queued before the app starts, so the first pass sees all three.
+    let mut lab = Lab::start(setup, |s| {
+        for priority in [10, 90, 50] {
+            s.insert_job(&job_for("qemu-uboot-arm", QUICK.into(), priority))
+                .unwrap();
+        }
+    })
+    .await;
+    let mut order = Vec::new();
+    for _ in 0..3 {
+        let scheduled = lab.any_job(JobState::Scheduled).await;
+        assert_eq!(scheduled.device.as_deref(), Some("uboot-arm-01"));
+        order.push(scheduled.id);
+        finished_health(&lab.job(scheduled.id, JobState::Finished).await);
+    }
+    // Inserted as ids 1 (low), 2 (high), 3 (medium).
+    assert_eq!(order, vec![JobId(2), JobId(3), JobId(1)]);
+    lab.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_check_runs_first_and_sets_device_health() {
+    let setup = Setup {
+        boards: &["uboot-arm-01"],
+        health_checks: true,
+        health: DeviceHealth::Unknown,
+    };
+    let mut lab = Lab::start(setup, |_| {}).await;
+    let user_job = lab
+        .submit(job_for("qemu-uboot-arm", definition("qemu-uboot-arm"), 50))
+        .await;
+    let first = lab.any_job(JobState::Scheduled).await;
+    assert_ne!(first.id, user_job, "the health check comes first");
+    assert_eq!(first.device.as_deref(), Some("uboot-arm-01"));
+    let hc = lab.stored(first.id).await;
+    assert!(hc.health_check);
+    assert_eq!(hc.submitter, "lava-health");
+    let end = finished_health(&lab.job(first.id, JobState::Finished).await);
+    let device = lab.stored_device("uboot-arm-01").await;
+    assert_eq!(device.state, DeviceState::Idle);
+    assert_eq!(device.last_health_report_job, Some(first.id));
+    if end == JobHealth::Complete {
+        assert_eq!(device.health, DeviceHealth::Good);
+        let scheduled = lab.job(user_job, JobState::Scheduled).await;
+        assert_eq!(scheduled.device.as_deref(), Some("uboot-arm-01"));
+        finished_health(&lab.job(user_job, JobState::Finished).await);
+    } else {
+        // A failed health check takes the board out of service; the job keeps waiting.
+        assert_eq!(device.health, DeviceHealth::Bad);
+        assert_eq!(lab.stored(user_job).await.state, JobState::Submitted);
+    }
+    lab.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_finishes_jobs_left_running() {
+    let setup = Setup {
+        boards: &["uboot-arm-01"],
+        health_checks: false,
+        health: DeviceHealth::Good,
+    };
+    // A power cut while job 1 ran: the database says Running, the device Running.
+    let mut lab = Lab::start(setup, |s| {
+        let id = s
+            .insert_job(&job_for("qemu-uboot-arm", QUICK.into(), 50))
+            .unwrap()
+            .id;
+        s.schedule_job(id, "uboot-arm-01").unwrap();
+        s.start_job(id).unwrap();
+    })
+    .await;
+    let idle = lab.device("uboot-arm-01", DeviceState::Idle).await;
+    assert_eq!(idle.health, DeviceHealth::Unknown);
+    let end = lab.job(JobId(1), JobState::Finished).await;
+    assert_eq!(end.health, JobHealth::Incomplete);
+    let job = lab.stored(JobId(1)).await;
+    assert_eq!(job.failure_comment.as_deref(), Some("lavabox restarted"));
+    assert_eq!(
+        job.error_type,
+        Some(lavabox::model::ErrorType::Infrastructure)
+    );
+    lab.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_of_a_running_job() {
+    let setup = Setup {
+        boards: &["uboot-arm-01"],
+        health_checks: false,
+        health: DeviceHealth::Good,
+    };
+    let mut lab = Lab::start(setup, |_| {}).await;
+    let id = lab
+        .submit(job_for("qemu-uboot-arm", definition("qemu-uboot-arm"), 50))
+        .await;
+    lab.job(id, JobState::Running).await;
+    let changes = lab
+        .app
+        .store()
+        .call(move |s| s.cancel_job(id))
+        .await
+        .unwrap();
+    let raced = changes.is_empty();
+    lab.app.changed(&changes);
+    let end = lab.job(id, JobState::Finished).await;
+    if !raced {
+        // It was still running when canceled: Canceling, then Finished Canceled.
+        assert!(
+            lab.seen.iter().any(
+                |e| matches!(e, Event::Job(j) if j.id == id && j.state == JobState::Canceling)
+            )
+        );
+        assert_eq!(end.health, JobHealth::Canceled);
+    }
+    assert_eq!(
+        lab.stored_device("uboot-arm-01").await.state,
+        DeviceState::Idle
+    );
+    lab.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_of_a_scheduled_job_frees_the_device() {
+    let setup = Setup {
+        boards: &["uboot-arm-01"],
+        health_checks: false,
+        health: DeviceHealth::Good,
+    };
+    // Scheduled, then canceled before any dispatcher started it.
+    let mut lab = Lab::start(setup, |s| {
+        let id = s
+            .insert_job(&job_for("qemu-uboot-arm", QUICK.into(), 50))
+            .unwrap()
+            .id;
+        s.schedule_job(id, "uboot-arm-01").unwrap();
+        s.cancel_job(id).unwrap();
+    })
+    .await;
+    let end = lab.job(JobId(1), JobState::Finished).await;
+    assert_eq!(end.health, JobHealth::Canceled);
+    let job = lab.stored(JobId(1)).await;
+    assert!(job.start_time.is_none() || job.start_time == job.end_time);
+    assert_eq!(
+        lab.stored_device("uboot-arm-01").await.state,
+        DeviceState::Idle
+    );
+    lab.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_boards_take_two_jobs_at_once() {
+    let setup = Setup {
+        boards: &["qemu-01", "uboot-arm-01"],
+        health_checks: false,
+        health: DeviceHealth::Good,
+    };
+    let mut lab = Lab::start(setup, |s| {
+        s.insert_job(&job_for("qemu-uboot-arm", definition("qemu-uboot-arm"), 50))
+            .unwrap();
+        s.insert_job(&job_for("qemu", definition("qemu"), 50))
+            .unwrap();
+    })
+    .await;
+    // One pass schedules both: neither waits for the other to end.
+    let a = lab.any_job(JobState::Scheduled).await;
+    let b = lab.any_job(JobState::Scheduled).await;
+    let mut placed = vec![
+        (a.id, a.device.clone().unwrap_or_default()),
+        (b.id, b.device.clone().unwrap_or_default()),
+    ];
+    placed.sort();
+    assert_eq!(
+        placed,
+        vec![
+            (JobId(1), "uboot-arm-01".to_owned()),
+            (JobId(2), "qemu-01".to_owned())
+        ]
+    );
+    finished_health(&lab.job(JobId(1), JobState::Finished).await);
+    finished_health(&lab.job(JobId(2), JobState::Finished).await);
+    for host in ["qemu-01", "uboot-arm-01"] {
+        assert_eq!(lab.stored_device(host).await.state, DeviceState::Idle);
+    }
+    lab.stop().await;
+}
