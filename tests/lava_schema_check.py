@@ -1,0 +1,108 @@
+#!/usr/bin/python3
+"""Differential check: LAVA 2023.01's own Python validation against our fixture placement.
+
+Every file under FIXTURES/valid must pass LAVA's strict job schema
+(lava_common.schemas.validate, strict=True) and the server's submission schema
+(lava_scheduler_app/schema.py validate_submission). Every file under FIXTURES/invalid must fail
+one of them (or fail to load), unless it carries a line
+
+    # lava-rejects-in: <where>
+
+naming the later LAVA check that refuses it (a server check that needs the database-free part
+of submit, the MultiNode split, or the dispatcher's validate). Those are listed, not asserted.
+
+Needs /usr/bin/python3 with python3-yaml and python3-voluptuous, and the Debian lava-common
+and lava-server packages extracted (see tests/install-lava-reference.sh). Run:
+
+    /usr/bin/python3 tests/lava_schema_check.py [--lava-root DIR] tests/fixtures/jobs
+"""
+
+import argparse
+import importlib.util
+import os
+import sys
+import types
+
+DEFAULT_ROOT = "/opt/lava-reference/usr/lib/python3/dist-packages"
+MAX_SIZE = 2621440
+
+
+def setup(root):
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    # schema.py only needs django.conf.settings.EXTRA_CONTEXT_VARIABLES.
+    django = types.ModuleType("django")
+    conf = types.ModuleType("django.conf")
+    conf.settings = types.SimpleNamespace(EXTRA_CONTEXT_VARIABLES=[])
+    django.conf = conf
+    sys.modules.setdefault("django", django)
+    sys.modules.setdefault("django.conf", conf)
+    from lava_common.schemas import validate  # noqa: E402
+
+    path = os.path.join(root, "lava_scheduler_app", "schema.py")
+    spec = importlib.util.spec_from_file_location("lava_submission_schema", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return validate, module.validate_submission
+
+
+def verdict(path, validate, validate_submission):
+    """Returns None if LAVA accepts the file, else a short reason."""
+    import yaml
+
+    try:
+        loader = yaml.CSafeLoader
+    except AttributeError:
+        loader = yaml.SafeLoader
+    with open(path, "rb") as handle:
+        data = handle.read()
+    if len(data) > MAX_SIZE:
+        return "too large"
+    try:
+        job = yaml.load(data.decode("utf-8"), Loader=loader)
+    except Exception as exc:  # noqa: BLE001 - any load failure is a rejection
+        return "load: %s" % type(exc).__name__
+    try:
+        validate(job, strict=True)
+    except Exception as exc:  # noqa: BLE001 - voluptuous.Invalid or a crash
+        return "strict: %s %s" % (getattr(exc, "path", ""), getattr(exc, "msg", exc))
+    try:
+        validate_submission(job)
+    except Exception as exc:  # noqa: BLE001
+        return "submission: %s" % exc
+    return None
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--lava-root", default=os.environ.get("LAVA_REFERENCE_ROOT", DEFAULT_ROOT))
+    parser.add_argument("fixtures")
+    args = parser.parse_args()
+    validate, validate_submission = setup(args.lava_root)
+
+    passed = failed = 0
+    for kind in ("valid", "invalid"):
+        directory = os.path.join(args.fixtures, kind)
+        for name in sorted(os.listdir(directory)):
+            path = os.path.join(directory, name)
+            if not name.endswith(".yaml"):
+                continue
+            reason = verdict(path, validate, validate_submission)
+            with open(path, "rb") as handle:
+                marked = b"# lava-rejects-in:" in handle.read(4096)
+            if kind == "valid" and reason is not None:
+                print("DISAGREE %s: LAVA rejects: %s" % (path, reason))
+                failed += 1
+            elif kind == "invalid" and reason is None and not marked:
+                print("DISAGREE %s: LAVA accepts" % path)
+                failed += 1
+            else:
+                if kind == "invalid" and reason is None:
+                    print("note %s: schemas accept, rejected by a later LAVA check" % path)
+                passed += 1
+    print("%d passed, %d failed" % (passed, failed))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
