@@ -10,6 +10,7 @@ pub mod dispatcher;
 pub mod events;
 pub mod jobdef;
 pub mod model;
+pub mod notify;
 pub mod scheduler;
 pub mod store;
 pub mod testshell;

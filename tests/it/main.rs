@@ -2,5 +2,7 @@
 
 mod cli;
 mod devicetype;
+mod events;
 mod lab;
+mod notify;
 mod validate;
