@@ -18,7 +18,7 @@ pub struct Counts {
 }
 
 /// The difference between two jobs' results; names are `suite/case`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Comparison {
     /// The job compared against.
     pub previous: JobId,
@@ -97,7 +97,11 @@ pub fn compare(
         previous,
         suites_added: new_suites.difference(&old_suites).map(|s| s.to_string()).collect(),
         suites_removed: old_suites.difference(&new_suites).map(|s| s.to_string()).collect(),
-        ..Comparison::default()
+        cases_added: Vec::new(),
+        cases_removed: Vec::new(),
+        new_failures: Vec::new(),
+        fixed: Vec::new(),
+        counts_changed: Vec::new(),
     };
     for (name, (_, result)) in &new {
         let before = old.get(name).map(|(_, r)| *r);

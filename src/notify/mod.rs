@@ -43,7 +43,6 @@ use crate::config::{Config, SmtpConfig};
 use crate::jobdef::notify::{ChangeType, Compare, CompareQuery, Criteria, Notify, NotifyStatus, Recipient};
 use crate::model::{JobHealth, JobId, JobState};
 use crate::store::{AsyncStore, Device, Job, JobChange, JobFilter, TestCase, joblog};
-use compare::Comparison;
 
 /// Notification jobs handled at once; more wait (they are not dropped).
 const CONCURRENT_FIRINGS: usize = 32;

@@ -66,9 +66,16 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicU32, Ordering};
 
-    #[tokio::test(start_paused = true)]
+    /// Short real durations: tokio's paused clock needs its `test-util` feature.
+    const FAST: Retry = Retry {
+        attempts: 3,
+        backoff: Duration::from_millis(1),
+        timeout: Duration::from_millis(30),
+    };
+
+    #[tokio::test]
     async fn retries_then_gives_up() {
-        let retry = Retry::default();
+        let retry = FAST;
         let calls = AtomicU32::new(0);
         let result = retry
             .run(|| {
@@ -86,12 +93,9 @@ mod tests {
         assert_eq!(calls.load(Ordering::SeqCst), 3);
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn hanging_attempts_time_out() {
-        let retry = Retry {
-            attempts: 2,
-            ..Retry::default()
-        };
+        let retry = Retry { attempts: 2, ..FAST };
         let result = retry
             .run(|| async {
                 std::future::pending::<()>().await;
@@ -101,10 +105,10 @@ mod tests {
         assert!(matches!(result, Err(Failed { attempts: 2, ref error }) if error.contains("no answer")));
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn second_attempt_succeeds() {
         let calls = AtomicU32::new(0);
-        let result = Retry::default()
+        let result = FAST
             .run(|| {
                 let n = calls.fetch_add(1, Ordering::SeqCst);
                 async move { if n == 0 { Err("refused".into()) } else { Ok(()) } }
