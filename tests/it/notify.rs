@@ -59,13 +59,17 @@ fn settings(smtp_port: Option<u16>) -> Settings {
         retry: Retry {
             attempts: 3,
             backoff: Duration::from_millis(50),
-            timeout: Duration::from_millis(600),
+            // ngircd's flood penalty makes a whole IRC exchange take about a second.
+            timeout: Duration::from_secs(3),
         },
     }
 }
 
 /// An aiosmtpd sink writing each mail into `dir/new`.
 async fn smtp_sink(dir: &Path) -> (Child, u16) {
+    for sub in ["tmp", "new", "cur"] {
+        std::fs::create_dir_all(dir.join(sub)).expect("maildir");
+    }
     let port = free_port();
     let child = Command::new("/usr/bin/python3")
         .args(["-m", "aiosmtpd", "-n", "-l"])
@@ -304,7 +308,7 @@ struct Hit {
 
 async fn hook(
     State(tx): State<mpsc::UnboundedSender<Hit>>,
-    UrlPath(kind): UrlPath<String>,
+    UrlPath((kind, _rest)): UrlPath<(String, String)>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -341,14 +345,16 @@ async fn callbacks_deliver_every_dataset_and_failures_do_not_delay_others() {
 
     let def = format!(
         "{JOB}notify:\n  criteria: {{status: finished}}\n  callbacks:\n\
-         - {{url: \"{base}/get/{{ID}}/{{STATUS_STRING}}\", token: s3cret}}\n\
-         - {{url: \"{base}/minimal/{{ID}}\", method: POST, token: s3cret, header: X-Token}}\n\
-         - {{url: \"{base}/results/x\", method: POST, dataset: results, content-type: json, token: s3cret}}\n\
-         - {{url: \"{base}/logs/x\", method: POST, dataset: logs, content-type: json}}\n\
-         - {{url: \"{base}/all/x\", method: POST, dataset: all}}\n\
-         - {{url: \"{base}/fail/x\", method: POST}}\n\
-         - {{url: \"{base}/hang/x\"}}\n"
+           \x20\x20- {{url: \"{base}/get/{{ID}}/{{STATUS_STRING}}\", token: s3cret}}\n\
+           \x20\x20- {{url: \"{base}/minimal/{{ID}}\", method: POST, token: s3cret, header: X-Token}}\n\
+           \x20\x20- {{url: \"{base}/results/x\", method: POST, dataset: results, content-type: json, token: s3cret}}\n\
+           \x20\x20- {{url: \"{base}/logs/x\", method: POST, dataset: logs, content-type: json}}\n\
+           \x20\x20- {{url: \"{base}/all/x\", method: POST, dataset: all}}\n\
+           \x20\x20- {{url: \"{base}/fail/x\", method: POST}}\n\
+           \x20\x20- {{url: \"{base}/hang/x\"}}\n"
     );
+    let parsed = lavabox::jobdef::parse_str(&def).map_err(|p| format!("{p:?}")).expect("valid job");
+    assert_eq!(parsed.notify.map(|n| n.callbacks.len()), Some(7));
     let id = submit(&app, &def).await;
     job_log(&app, dir.path(), id).await;
     run(&app, id).await;
