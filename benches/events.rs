@@ -30,7 +30,12 @@ fn cpu_ticks() -> u64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
     let fields: Vec<&str> = after.split_whitespace().collect();
-    let get = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    let get = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
     // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after the name.
     get(11) + get(12)
 }
@@ -74,7 +79,9 @@ async fn bench() -> anyhow::Result<()> {
     let (tx, rx) = mpsc::channel::<Instant>();
     std::thread::spawn(move || {
         let context = zmq::Context::new();
-        let Ok(sub) = context.socket(zmq::SUB) else { return };
+        let Ok(sub) = context.socket(zmq::SUB) else {
+            return;
+        };
         if sub.set_subscribe(b"").is_err() || sub.connect(&endpoint).is_err() {
             return;
         }

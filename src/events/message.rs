@@ -259,13 +259,10 @@ pub fn uuid1(at: OffsetDateTime) -> String {
     let time_mid = (ticks >> 32) & 0xFFFF;
     let time_hi = ((ticks >> 48) & 0x0FFF) | 0x1000;
     let clock_seq = (u16::from_le_bytes([random[0], random[1]]) & 0x3FFF) | 0x8000;
-    let node = random[2..8]
-        .iter()
-        .enumerate()
-        .fold(0u64, |acc, (i, b)| {
-            let b = if i == 0 { b | 0x01 } else { *b };
-            (acc << 8) | u64::from(b)
-        });
+    let node = random[2..8].iter().enumerate().fold(0u64, |acc, (i, b)| {
+        let b = if i == 0 { b | 0x01 } else { *b };
+        (acc << 8) | u64::from(b)
+    });
     format!("{time_low:08x}-{time_mid:04x}-{time_hi:04x}-{clock_seq:04x}-{node:012x}")
 }
 
@@ -278,8 +275,14 @@ mod tests {
     fn python_times() {
         let t = datetime!(2023-01-10 10:00:00.123456 UTC);
         assert_eq!(python_isoformat(t, 'T'), "2023-01-10T10:00:00.123456");
-        assert_eq!(python_isoformat_tz(t, 'T'), "2023-01-10T10:00:00.123456+00:00");
-        assert_eq!(python_isoformat_tz(t, ' '), "2023-01-10 10:00:00.123456+00:00");
+        assert_eq!(
+            python_isoformat_tz(t, 'T'),
+            "2023-01-10T10:00:00.123456+00:00"
+        );
+        assert_eq!(
+            python_isoformat_tz(t, ' '),
+            "2023-01-10 10:00:00.123456+00:00"
+        );
         let whole = datetime!(2023-01-10 10:00:00 UTC);
         assert_eq!(python_isoformat(whole, 'T'), "2023-01-10T10:00:00");
     }
@@ -310,7 +313,13 @@ mod tests {
         let v: Value = serde_json::from_str(&m.to_ws_text()).unwrap();
         assert_eq!(
             v,
-            json!(["org.lavabox.device", "u", "d", "lavaserver", "{\"device\":\"qemu-01\"}"])
+            json!([
+                "org.lavabox.device",
+                "u",
+                "d",
+                "lavaserver",
+                "{\"device\":\"qemu-01\"}"
+            ])
         );
     }
 }

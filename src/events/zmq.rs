@@ -146,7 +146,9 @@ fn bind(endpoint: &str) -> Result<::zmq::Socket, Error> {
     socket.set_sndhwm(SNDHWM).map_err(Error::Socket)?;
     // LAVA's heartbeat settings: dead subscribers are noticed within 15 s.
     socket.set_heartbeat_ivl(5_000).map_err(Error::Socket)?;
-    socket.set_heartbeat_timeout(15_000).map_err(Error::Socket)?;
+    socket
+        .set_heartbeat_timeout(15_000)
+        .map_err(Error::Socket)?;
     socket.set_heartbeat_ttl(15_000).map_err(Error::Socket)?;
     socket.bind(endpoint).map_err(|source| Error::Bind {
         endpoint: endpoint.to_owned(),

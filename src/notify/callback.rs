@@ -20,7 +20,10 @@ pub fn minimal(data: &JobData) -> Map<String, Value> {
     let mut m = Map::new();
     m.insert("id".into(), json!(job.id.0));
     m.insert("status".into(), json!(status.code()));
-    m.insert("status_string".into(), json!(status.as_str().to_lowercase()));
+    m.insert(
+        "status_string".into(),
+        json!(status.as_str().to_lowercase()),
+    );
     m.insert("state".into(), json!(job.state.code()));
     m.insert("state_string".into(), json!(job.state.as_str()));
     m.insert("health".into(), json!(job.health.code()));
@@ -31,7 +34,11 @@ pub fn minimal(data: &JobData) -> Map<String, Value> {
     m.insert("submitter_username".into(), json!(job.submitter));
     m.insert(
         "failure_comment".into(),
-        json!(job.failure_comment.as_deref().filter(|_| job.health != JobHealth::Unknown)),
+        json!(
+            job.failure_comment
+                .as_deref()
+                .filter(|_| job.health != JobHealth::Unknown)
+        ),
     );
     m.insert("priority".into(), json!(job.priority.value()));
     m.insert("description".into(), json!(job.description));
@@ -211,7 +218,10 @@ mod tests {
         m.insert("description".into(), json!("a b/c"));
         let check = |url: &str, expect: &str| assert_eq!(expand_url(url, &m), expect, "{url}");
         check("http://h/{ID}/{STATUS}", "http://h/12/2");
-        check("http://h/{ ID }?s={STATUS_STRING}", "http://h/12?s=complete");
+        check(
+            "http://h/{ ID }?s={STATUS_STRING}",
+            "http://h/12?s=complete",
+        );
         check("http://h/{DESCRIPTION}", "http://h/a%20b%2Fc");
         check("http://h/{NOPE}/{id}/{", "http://h/{NOPE}/{id}/{");
     }

@@ -95,8 +95,14 @@ pub fn compare(
     let new_suites: BTreeSet<&String> = new_counts.keys().collect();
     let mut c = Comparison {
         previous,
-        suites_added: new_suites.difference(&old_suites).map(|s| s.to_string()).collect(),
-        suites_removed: old_suites.difference(&new_suites).map(|s| s.to_string()).collect(),
+        suites_added: new_suites
+            .difference(&old_suites)
+            .map(|s| s.to_string())
+            .collect(),
+        suites_removed: old_suites
+            .difference(&new_suites)
+            .map(|s| s.to_string())
+            .collect(),
         cases_added: Vec::new(),
         cases_removed: Vec::new(),
         new_failures: Vec::new(),

@@ -3,8 +3,8 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use lettre::message::header::ContentType;
 use lettre::message::Mailbox;
+use lettre::message::header::ContentType;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
 use super::JobData;
@@ -17,7 +17,10 @@ use crate::model::{JobHealth, JobState, TestResult};
 /// <id> <description, at most 200 characters>`.
 pub fn subject(data: &JobData) -> String {
     let description: String = data.job.description.chars().take(200).collect();
-    format!("LAVA notification for Test Job {} {description}", data.job.id.0)
+    format!(
+        "LAVA notification for Test Job {} {description}",
+        data.job.id.0
+    )
 }
 
 fn when(t: Option<time::OffsetDateTime>) -> String {
@@ -37,7 +40,11 @@ pub fn body(
 ) -> String {
     let job = &data.job;
     let mut t = String::new();
-    let _ = writeln!(t, "{}\n", name.map_or("Hello,".to_owned(), |n| format!("Dear {n},")));
+    let _ = writeln!(
+        t,
+        "{}\n",
+        name.map_or("Hello,".to_owned(), |n| format!("Dear {n},"))
+    );
     let _ = writeln!(
         t,
         "Test job {} ({}) submitted by {} is now {}, health {}.",
@@ -48,7 +55,9 @@ pub fn body(
         return t;
     }
     if job.health == JobHealth::Incomplete {
-        let kind = job.error_type.map_or("Unknown".to_owned(), |e| e.to_string());
+        let kind = job
+            .error_type
+            .map_or("Unknown".to_owned(), |e| e.to_string());
         let _ = writeln!(
             t,
             "\n{kind} error: {}",
@@ -78,7 +87,13 @@ pub fn body(
     let _ = writeln!(t, "  finished:    {}", when(job.end_time));
     if let (Some(start), Some(end)) = (job.start_time, job.end_time) {
         let secs = (end - start).whole_seconds().max(0);
-        let _ = writeln!(t, "  duration:    {}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60);
+        let _ = writeln!(
+            t,
+            "  duration:    {}:{:02}:{:02}",
+            secs / 3600,
+            secs / 60 % 60,
+            secs % 60
+        );
     }
     if verbosity == Verbosity::Verbose {
         if !data.metadata.is_empty() {
@@ -116,7 +131,11 @@ pub fn body(
     }
     match comparison {
         Some(Ok(c)) => {
-            let _ = writeln!(t, "\nCompared with job {}: {}/scheduler/job/{}", c.previous.0, data.base_url, c.previous.0);
+            let _ = writeln!(
+                t,
+                "\nCompared with job {}: {}/scheduler/job/{}",
+                c.previous.0, data.base_url, c.previous.0
+            );
             let lists = [
                 ("newly failing", &c.new_failures),
                 ("fixed", &c.fixed),

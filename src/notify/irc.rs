@@ -13,7 +13,10 @@ pub const DEFAULT_PORT: u16 = 6667;
 /// (`host` or `host:port`). Returns once the server has closed the connection after `QUIT`,
 /// so the message was processed.
 pub async fn send(server: &str, target: &str, text: &str) -> Result<(), String> {
-    let address = if server.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
+    let address = if server
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+    {
         server.to_owned()
     } else {
         format!("{server}:{DEFAULT_PORT}")
@@ -32,13 +35,18 @@ pub async fn send(server: &str, target: &str, text: &str) -> Result<(), String> 
     // Registration: answer PINGs, pick another nick if ours is taken.
     loop {
         let Some(line) = lines.next_line().await.map_err(io)? else {
-            return Err(format!("IRC server {address} closed the connection during registration"));
+            return Err(format!(
+                "IRC server {address} closed the connection during registration"
+            ));
         };
         let mut words = line.split(' ');
         let first = words.next().unwrap_or_default();
         if first == "PING" {
             let token = line.get(5..).unwrap_or_default();
-            write.write_all(format!("PONG {token}\r\n").as_bytes()).await.map_err(io)?;
+            write
+                .write_all(format!("PONG {token}\r\n").as_bytes())
+                .await
+                .map_err(io)?;
             continue;
         }
         if first == "ERROR" {
@@ -48,7 +56,10 @@ pub async fn send(server: &str, target: &str, text: &str) -> Result<(), String> 
             "001" => break,
             "433" | "436" => {
                 nick = format!("{NICK}{}", nick.len());
-                write.write_all(format!("NICK {nick}\r\n").as_bytes()).await.map_err(io)?;
+                write
+                    .write_all(format!("NICK {nick}\r\n").as_bytes())
+                    .await
+                    .map_err(io)?;
             }
             "432" | "465" => return Err(format!("IRC server {address} refused: {line}")),
             _ => {}

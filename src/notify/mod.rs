@@ -40,7 +40,9 @@ pub use retry::{Failed, Retry};
 
 use crate::app::App;
 use crate::config::{Config, SmtpConfig};
-use crate::jobdef::notify::{ChangeType, Compare, CompareQuery, Criteria, Notify, NotifyStatus, Recipient};
+use crate::jobdef::notify::{
+    ChangeType, Compare, CompareQuery, Criteria, Notify, NotifyStatus, Recipient,
+};
 use crate::model::{JobHealth, JobId, JobState};
 use crate::store::{AsyncStore, Device, Job, JobChange, JobFilter, TestCase, joblog};
 
@@ -272,10 +274,7 @@ async fn fire(shared: Arc<Shared>, change: JobChange) {
     };
     let id = change.id;
     let base_url = shared.settings.base_url.clone();
-    let loaded = shared
-        .store
-        .call(move |s| load(s, &change, base_url))
-        .await;
+    let loaded = shared.store.call(move |s| load(s, &change, base_url)).await;
     let mut loaded = match loaded {
         Ok(Some(l)) => l,
         Ok(None) => return,
@@ -288,7 +287,12 @@ async fn fire(shared: Arc<Shared>, change: JobChange) {
     let record = |channel: Channel, result: Result<u32, Failed>| {
         let shared = Arc::clone(&shared);
         async move {
-            let outcome = Outcome { job: id, state, channel, result };
+            let outcome = Outcome {
+                job: id,
+                state,
+                channel,
+                result,
+            };
             if outcome.result.is_ok() {
                 tracing::info!(job = id.0, "{}", outcome.describe());
             } else {
@@ -300,16 +304,31 @@ async fn fire(shared: Arc<Shared>, change: JobChange) {
             let _ = shared.outcomes.send(Arc::new(outcome));
         }
     };
-    match should_fire(&loaded.notify.criteria, state, loaded.data.job.health, loaded.previous_health) {
+    match should_fire(
+        &loaded.notify.criteria,
+        state,
+        loaded.data.job.health,
+        loaded.previous_health,
+    ) {
         Fire::No => return,
         Fire::Cannot(why) => {
-            record(Channel::Criteria, Err(Failed { attempts: 0, error: why })).await;
+            record(
+                Channel::Criteria,
+                Err(Failed {
+                    attempts: 0,
+                    error: why,
+                }),
+            )
+            .await;
             return;
         }
         Fire::Yes => {}
     }
     let needs_log = loaded.notify.callbacks.iter().any(|c| {
-        matches!(c.dataset, crate::jobdef::notify::Dataset::Logs | crate::jobdef::notify::Dataset::All)
+        matches!(
+            c.dataset,
+            crate::jobdef::notify::Dataset::Logs | crate::jobdef::notify::Dataset::All
+        )
     });
     if needs_log {
         loaded.data.log = read_log(&shared.store, id).await;
@@ -317,11 +336,24 @@ async fn fire(shared: Arc<Shared>, change: JobChange) {
     let comparison = loaded.compare_with.take().map(|cases| {
         let cases = cases?;
         let previous = loaded.previous_id.ok_or("no earlier job to compare with")?;
-        let blacklist = loaded.notify.compare.as_ref().map(|c| c.blacklist.clone()).unwrap_or_default();
-        Ok(compare::compare(previous, &cases, &loaded.data.results, &blacklist))
+        let blacklist = loaded
+            .notify
+            .compare
+            .as_ref()
+            .map(|c| c.blacklist.clone())
+            .unwrap_or_default();
+        Ok(compare::compare(
+            previous,
+            &cases,
+            &loaded.data.results,
+            &blacklist,
+        ))
     });
     let first = {
-        let mut messaged = shared.messaged.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut messaged = shared
+            .messaged
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let first = messaged.insert(id);
         if state == JobState::Finished {
             messaged.remove(&id);
@@ -330,17 +362,29 @@ async fn fire(shared: Arc<Shared>, change: JobChange) {
     };
     let data = Arc::new(loaded.data);
     let retry = shared.settings.retry;
-    let mut deliveries: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>> = Vec::new();
+    let mut deliveries: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>> =
+        Vec::new();
     for problem in loaded.problems {
-        deliveries.push(Box::pin(record(Channel::Criteria, Err(Failed { attempts: 0, error: problem }))));
+        deliveries.push(Box::pin(record(
+            Channel::Criteria,
+            Err(Failed {
+                attempts: 0,
+                error: problem,
+            }),
+        )));
     }
     if first {
         let subject = email::subject(&data);
         for (to, name) in loaded.emails {
-            let body = email::body(&data, loaded.notify.verbosity, name.as_deref(), comparison.as_ref());
+            let body = email::body(
+                &data,
+                loaded.notify.verbosity,
+                name.as_deref(),
+                comparison.as_ref(),
+            );
             let smtp = shared.settings.smtp.clone();
             let subject = subject.clone();
-            let record = record.clone();
+            let record = &record;
             deliveries.push(Box::pin(async move {
                 let result = match &smtp {
                     Some(smtp) => {
@@ -348,14 +392,17 @@ async fn fire(shared: Arc<Shared>, change: JobChange) {
                             .run(|| email::send(smtp, &to, &subject, body.clone(), retry.timeout))
                             .await
                     }
-                    None => Err(Failed { attempts: 0, error: "no [smtp] relay configured".into() }),
+                    None => Err(Failed {
+                        attempts: 0,
+                        error: "no [smtp] relay configured".into(),
+                    }),
                 };
                 record(Channel::Email(to), result).await;
             }));
         }
         for (target, server) in loaded.irc {
             let text = irc_text(&data);
-            let record = record.clone();
+            let record = &record;
             deliveries.push(Box::pin(async move {
                 let result = retry.run(|| irc::send(&server, &target, &text)).await;
                 record(Channel::Irc { target, server }, result).await;
@@ -364,7 +411,7 @@ async fn fire(shared: Arc<Shared>, change: JobChange) {
     }
     for cb in loaded.notify.callbacks.clone() {
         let data = Arc::clone(&data);
-        let record = record.clone();
+        let record = &record;
         let http = shared.http.clone();
         deliveries.push(Box::pin(async move {
             let result = retry.run(|| callback::call(&http, &data, &cb)).await;
@@ -382,7 +429,12 @@ enum Fire {
     Cannot(String),
 }
 
-fn should_fire(criteria: &Criteria, state: JobState, health: JobHealth, previous: Option<JobHealth>) -> Fire {
+fn should_fire(
+    criteria: &Criteria,
+    state: JobState,
+    health: JobHealth,
+    previous: Option<JobHealth>,
+) -> Fire {
     let finished_with = |status: NotifyStatus| {
         state == JobState::Finished
             && match status {
@@ -396,7 +448,10 @@ fn should_fire(criteria: &Criteria, state: JobState, health: JobHealth, previous
     };
     let yes = |b: bool| if b { Fire::Yes } else { Fire::No };
     match criteria {
-        Criteria::Status { status, dependency_query } => {
+        Criteria::Status {
+            status,
+            dependency_query,
+        } => {
             let matches = match status {
                 NotifyStatus::All => matches!(state, JobState::Running | JobState::Finished),
                 NotifyStatus::Running => state == JobState::Running,
@@ -409,17 +464,15 @@ fn should_fire(criteria: &Criteria, state: JobState, health: JobHealth, previous
                 _ => yes(matches),
             }
         }
-        Criteria::Change { status, kind } => yes(
-            finished_with(*status)
-                && match kind {
-                    ChangeType::Regression => {
-                        previous == Some(JobHealth::Complete) && health == JobHealth::Incomplete
-                    }
-                    ChangeType::Progression => {
-                        previous == Some(JobHealth::Incomplete) && health == JobHealth::Complete
-                    }
-                },
-        ),
+        Criteria::Change { status, kind } => yes(finished_with(*status)
+            && match kind {
+                ChangeType::Regression => {
+                    previous == Some(JobHealth::Complete) && health == JobHealth::Incomplete
+                }
+                ChangeType::Progression => {
+                    previous == Some(JobHealth::Incomplete) && health == JobHealth::Complete
+                }
+            }),
     }
 }
 
@@ -460,7 +513,9 @@ fn load(
     };
     let metadata = s.job_metadata(job.id)?;
     let results = s.test_cases(job.id, None, 0, None)?;
-    let same_kind = |s: &crate::store::Store, health: Option<JobHealth>| -> Result<Option<Job>, crate::store::Error> {
+    let same_kind = |s: &crate::store::Store,
+                     health: Option<JobHealth>|
+     -> Result<Option<Job>, crate::store::Error> {
         let filter = JobFilter {
             states: vec![JobState::Finished],
             health,
@@ -492,7 +547,10 @@ fn load(
             };
             match previous {
                 Some(p) => (Some(Ok(s.test_cases(p.id, None, 0, None)?)), Some(p.id)),
-                None => (Some(Err("no earlier Complete job matches".to_owned())), None),
+                None => (
+                    Some(Err("no earlier Complete job matches".to_owned())),
+                    None,
+                ),
             }
         }
         _ => (None, None),
@@ -500,29 +558,52 @@ fn load(
     let mut emails = Vec::new();
     let mut irc = Vec::new();
     let recipients = if notify.recipients.is_empty() && notify.callbacks.is_empty() {
-        vec![Recipient::Email { user: Some(job.submitter.clone()), email: None }]
+        vec![Recipient::Email {
+            user: Some(job.submitter.clone()),
+            email: None,
+        }]
     } else {
         notify.recipients.clone()
     };
     for r in recipients {
         match r {
-            Recipient::Email { email: Some(email), .. } => emails.push((email, None)),
-            Recipient::Email { user: Some(user), .. } => match s.user(&user)? {
+            Recipient::Email {
+                email: Some(email), ..
+            } => emails.push((email, None)),
+            Recipient::Email {
+                user: Some(user), ..
+            } => match s.user(&user)? {
                 Some(u) if !u.email.is_empty() => emails.push((u.email, Some(u.username))),
                 Some(_) => problems.push(format!("user `{user}` has no e-mail address")),
                 None => problems.push(format!("'{user}' is not an existing user")),
             },
-            Recipient::Email { .. } => problems.push("e-mail recipient without user or address".into()),
-            Recipient::Irc { handle, user, server } => match (handle.or(user), server) {
+            Recipient::Email { .. } => {
+                problems.push("e-mail recipient without user or address".into())
+            }
+            Recipient::Irc {
+                handle,
+                user,
+                server,
+            } => match (handle.or(user), server) {
                 (Some(target), Some(server)) => irc.push((target, server)),
                 (None, _) => problems.push("IRC recipient without handle or user".into()),
-                (Some(target), None) => problems.push(format!("IRC recipient {target} has no server")),
+                (Some(target), None) => {
+                    problems.push(format!("IRC recipient {target} has no server"))
+                }
             },
         }
     }
     let job_url = format!("{base_url}/scheduler/job/{}", job.id.0);
     Ok(Some(Loaded {
-        data: JobData { job, device, metadata, results, log: None, base_url, job_url },
+        data: JobData {
+            job,
+            device,
+            metadata,
+            results,
+            log: None,
+            base_url,
+            job_url,
+        },
         notify,
         previous_health,
         compare_with,
@@ -554,12 +635,22 @@ fn compare_query(compare: &Compare, job: &Job) -> Result<JobFilter, String> {
         Some(CompareQuery::Conditions { conditions, .. }) => {
             for (field, value) in conditions {
                 match field.as_str() {
-                    "submitter" | "submitter__username" | "username" => filter.submitter = Some(value.clone()),
-                    "requested_device_type" | "device_type" => filter.requested_device_types = vec![value.clone()],
+                    "submitter" | "submitter__username" | "username" => {
+                        filter.submitter = Some(value.clone())
+                    }
+                    "requested_device_type" | "device_type" => {
+                        filter.requested_device_types = vec![value.clone()]
+                    }
                     "actual_device" | "device" => filter.actual_device = Some(value.clone()),
-                    "health_check" => filter.health_check = Some(matches!(value.as_str(), "true" | "True" | "1")),
+                    "health_check" => {
+                        filter.health_check = Some(matches!(value.as_str(), "true" | "True" | "1"))
+                    }
                     "description" => {}
-                    other => return Err(format!("compare condition `{other}` is not supported; compared with the previous job of the same name")),
+                    other => {
+                        return Err(format!(
+                            "compare condition `{other}` is not supported; compared with the previous job of the same name"
+                        ));
+                    }
                 }
             }
             Ok(filter)
@@ -597,7 +688,10 @@ async fn record_in_log(store: &AsyncStore, id: JobId, text: String) {
     })
     .await;
     if !matches!(written, Ok(Ok(_))) {
-        tracing::warn!(job = id.0, "cannot record a notification outcome in the job log");
+        tracing::warn!(
+            job = id.0,
+            "cannot record a notification outcome in the job log"
+        );
     }
 }
 
@@ -609,29 +703,120 @@ mod tests {
     fn criteria() {
         use JobHealth::*;
         use JobState::*;
-        let status = |s: NotifyStatus| Criteria::Status { status: s, dependency_query: None };
-        let check = |c: &Criteria, state, health, prev, expect: Fire| {
-            assert_eq!(should_fire(c, state, health, prev), expect, "{c:?} {state} {health} {prev:?}");
+        let status = |s: NotifyStatus| Criteria::Status {
+            status: s,
+            dependency_query: None,
         };
-        check(&status(NotifyStatus::All), Running, Unknown, None, Fire::Yes);
-        check(&status(NotifyStatus::All), Finished, Canceled, None, Fire::Yes);
-        check(&status(NotifyStatus::Running), Running, Unknown, None, Fire::Yes);
-        check(&status(NotifyStatus::Running), Finished, Complete, None, Fire::No);
-        check(&status(NotifyStatus::Finished), Finished, Incomplete, None, Fire::Yes);
-        check(&status(NotifyStatus::Finished), Running, Unknown, None, Fire::No);
-        check(&status(NotifyStatus::Complete), Finished, Complete, None, Fire::Yes);
-        check(&status(NotifyStatus::Complete), Finished, Incomplete, None, Fire::No);
-        check(&status(NotifyStatus::Incomplete), Finished, Incomplete, None, Fire::Yes);
-        check(&status(NotifyStatus::Canceled), Finished, Canceled, None, Fire::Yes);
-        let regression = Criteria::Change { status: NotifyStatus::Incomplete, kind: ChangeType::Regression };
+        let check = |c: &Criteria, state, health, prev, expect: Fire| {
+            assert_eq!(
+                should_fire(c, state, health, prev),
+                expect,
+                "{c:?} {state} {health} {prev:?}"
+            );
+        };
+        check(
+            &status(NotifyStatus::All),
+            Running,
+            Unknown,
+            None,
+            Fire::Yes,
+        );
+        check(
+            &status(NotifyStatus::All),
+            Finished,
+            Canceled,
+            None,
+            Fire::Yes,
+        );
+        check(
+            &status(NotifyStatus::Running),
+            Running,
+            Unknown,
+            None,
+            Fire::Yes,
+        );
+        check(
+            &status(NotifyStatus::Running),
+            Finished,
+            Complete,
+            None,
+            Fire::No,
+        );
+        check(
+            &status(NotifyStatus::Finished),
+            Finished,
+            Incomplete,
+            None,
+            Fire::Yes,
+        );
+        check(
+            &status(NotifyStatus::Finished),
+            Running,
+            Unknown,
+            None,
+            Fire::No,
+        );
+        check(
+            &status(NotifyStatus::Complete),
+            Finished,
+            Complete,
+            None,
+            Fire::Yes,
+        );
+        check(
+            &status(NotifyStatus::Complete),
+            Finished,
+            Incomplete,
+            None,
+            Fire::No,
+        );
+        check(
+            &status(NotifyStatus::Incomplete),
+            Finished,
+            Incomplete,
+            None,
+            Fire::Yes,
+        );
+        check(
+            &status(NotifyStatus::Canceled),
+            Finished,
+            Canceled,
+            None,
+            Fire::Yes,
+        );
+        let regression = Criteria::Change {
+            status: NotifyStatus::Incomplete,
+            kind: ChangeType::Regression,
+        };
         check(&regression, Finished, Incomplete, Some(Complete), Fire::Yes);
-        check(&regression, Finished, Incomplete, Some(Incomplete), Fire::No);
+        check(
+            &regression,
+            Finished,
+            Incomplete,
+            Some(Incomplete),
+            Fire::No,
+        );
         check(&regression, Finished, Incomplete, None, Fire::No);
-        let progression = Criteria::Change { status: NotifyStatus::Complete, kind: ChangeType::Progression };
-        check(&progression, Finished, Complete, Some(Incomplete), Fire::Yes);
+        let progression = Criteria::Change {
+            status: NotifyStatus::Complete,
+            kind: ChangeType::Progression,
+        };
+        check(
+            &progression,
+            Finished,
+            Complete,
+            Some(Incomplete),
+            Fire::Yes,
+        );
         check(&progression, Finished, Complete, Some(Complete), Fire::No);
-        let dependent = Criteria::Status { status: NotifyStatus::Complete, dependency_query: Some("q".into()) };
-        assert!(matches!(should_fire(&dependent, Finished, Complete, None), Fire::Cannot(_)));
+        let dependent = Criteria::Status {
+            status: NotifyStatus::Complete,
+            dependency_query: Some("q".into()),
+        };
+        assert!(matches!(
+            should_fire(&dependent, Finished, Complete, None),
+            Fire::Cannot(_)
+        ));
         check(&dependent, Finished, Incomplete, None, Fire::No);
     }
 }

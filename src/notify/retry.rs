@@ -95,14 +95,19 @@ mod tests {
 
     #[tokio::test]
     async fn hanging_attempts_time_out() {
-        let retry = Retry { attempts: 2, ..FAST };
+        let retry = Retry {
+            attempts: 2,
+            ..FAST
+        };
         let result = retry
             .run(|| async {
                 std::future::pending::<()>().await;
                 Ok(())
             })
             .await;
-        assert!(matches!(result, Err(Failed { attempts: 2, ref error }) if error.contains("no answer")));
+        assert!(
+            matches!(result, Err(Failed { attempts: 2, ref error }) if error.contains("no answer"))
+        );
     }
 
     #[tokio::test]
@@ -111,7 +116,13 @@ mod tests {
         let result = FAST
             .run(|| {
                 let n = calls.fetch_add(1, Ordering::SeqCst);
-                async move { if n == 0 { Err("refused".into()) } else { Ok(()) } }
+                async move {
+                    if n == 0 {
+                        Err("refused".into())
+                    } else {
+                        Ok(())
+                    }
+                }
             })
             .await;
         assert_eq!(result, Ok(2));

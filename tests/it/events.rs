@@ -90,7 +90,11 @@ pub(crate) async fn run(app: &App, id: JobId) {
         .await
         .expect("schedule");
     app.changed(&changes);
-    let changes = app.store().call(move |s| s.start_job(id)).await.expect("start");
+    let changes = app
+        .store()
+        .call(move |s| s.start_job(id))
+        .await
+        .expect("start");
     app.changed(&changes);
 }
 
@@ -105,7 +109,9 @@ pub(crate) async fn finish(app: &App, id: JobId, end: JobEnd) {
 }
 
 fn python_script(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/python")
+        .join(name)
 }
 
 async fn line(lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildStdout>>) -> String {
@@ -133,7 +139,11 @@ async fn pyzmq_subscriber_sees_a_job_life_cycle() {
         "tcp://127.0.0.1:*",
     )
     .expect("bind");
-    assert!(publisher.port().is_some_and(|p| p != 0), "{}", publisher.endpoint());
+    assert!(
+        publisher.port().is_some_and(|p| p != 0),
+        "{}",
+        publisher.endpoint()
+    );
     let mut child = Command::new("/usr/bin/python3")
         .arg(python_script("events_sub.py"))
         .arg(publisher.endpoint())
@@ -208,7 +218,11 @@ async fn pyzmq_subscriber_sees_a_job_life_cycle() {
             assert_eq!(data["device_type"], "qemu");
             assert_eq!(data["priority"], 50);
             assert_eq!(data["health_check"], false);
-            assert!(data["submit_time"].as_str().is_some_and(|t| t.ends_with("+00:00")));
+            assert!(
+                data["submit_time"]
+                    .as_str()
+                    .is_some_and(|t| t.ends_with("+00:00"))
+            );
             assert!(data.get("sub_id").is_none());
         } else {
             assert_eq!(frames[3], "lavaserver");
@@ -277,7 +291,9 @@ async fn ws_frame(stream: &mut tokio::net::TcpStream) -> (u8, Vec<u8>) {
 async fn websocket_streams_five_string_arrays() {
     let (_dir, app) = app(|_| {}).await;
     let router = lavabox::events::ws::router().with_state(app.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {
         let _ = axum::serve(listener, router).await;
@@ -287,7 +303,10 @@ async fn websocket_streams_five_string_arrays() {
         "GET /ws/ HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
     );
-    stream.write_all(request.as_bytes()).await.expect("handshake");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("handshake");
     let mut response = Vec::new();
     while !response.ends_with(b"\r\n\r\n") {
         let mut byte = [0u8; 1];
@@ -296,21 +315,27 @@ async fn websocket_streams_five_string_arrays() {
     }
     let response = String::from_utf8_lossy(&response);
     assert!(response.starts_with("HTTP/1.1 101"), "{response}");
-    assert!(response.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "{response}");
+    assert!(
+        response.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
+        "{response}"
+    );
 
     // The subscription exists once the upgrade completed; probe until a frame arrives anyway.
     let first = loop {
         worker_probe(&app);
-        if let Ok(frame) = tokio::time::timeout(Duration::from_millis(100), ws_frame(&mut stream)).await {
+        if let Ok(frame) =
+            tokio::time::timeout(Duration::from_millis(100), ws_frame(&mut stream)).await
+        {
             break frame;
         }
     };
     assert_eq!(first.0, 1, "text frame");
     let id = submit(&app, JOB).await;
     let frame = loop {
-        let (opcode, payload) = tokio::time::timeout(Duration::from_secs(10), ws_frame(&mut stream))
-            .await
-            .expect("frame in time");
+        let (opcode, payload) =
+            tokio::time::timeout(Duration::from_secs(10), ws_frame(&mut stream))
+                .await
+                .expect("frame in time");
         assert_eq!(opcode, 1);
         let text = String::from_utf8(payload).expect("utf-8");
         if !text.contains(".worker\"") {

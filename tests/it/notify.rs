@@ -39,7 +39,10 @@ fn free_port() -> u16 {
 async fn wait_listening(port: u16) {
     tokio::time::timeout(WAIT, async {
         loop {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -173,24 +176,47 @@ async fn email_reaches_smtp_sink_with_status_and_results() {
     );
     let id = submit(&app, &verbose).await;
     run(&app, id).await;
-    add_results(&app, id, &[("0_smoke", "boot", TestResult::Pass), ("0_smoke", "net", TestResult::Fail)]).await;
+    add_results(
+        &app,
+        id,
+        &[
+            ("0_smoke", "boot", TestResult::Pass),
+            ("0_smoke", "net", TestResult::Fail),
+        ],
+    )
+    .await;
     finish(&app, id, JobEnd::complete()).await;
     let got = outcomes(&mut rx, 2, |o| o.job == id).await;
     for o in &got {
         assert!(matches!(o.channel, Channel::Email(_)), "{o:?}");
         assert_eq!(o.result, Ok(1), "{o:?}");
     }
-    let subject = format!("Subject: LAVA notification for Test Job {} events test", id.0);
+    let subject = format!(
+        "Subject: LAVA notification for Test Job {} events test",
+        id.0
+    );
     let sent = mails(maildir.path(), &subject);
     assert_eq!(sent.len(), 2, "{sent:#?}");
-    let bob = sent.iter().find(|m| m.contains("bob@example.com")).expect("bob's mail");
+    let bob = sent
+        .iter()
+        .find(|m| m.contains("bob@example.com"))
+        .expect("bob's mail");
     assert!(bob.contains("Hello,"), "{bob}");
     assert!(bob.contains("is now Finished, health Complete"), "{bob}");
-    assert!(bob.contains(&format!("http://lavabox.test/scheduler/job/{}", id.0)), "{bob}");
+    assert!(
+        bob.contains(&format!("http://lavabox.test/scheduler/job/{}", id.0)),
+        "{bob}"
+    );
     assert!(bob.contains("suite 0_smoke"), "{bob}");
-    assert!(bob.contains("boot: passed") && bob.contains("net: FAILED"), "{bob}");
+    assert!(
+        bob.contains("boot: passed") && bob.contains("net: FAILED"),
+        "{bob}"
+    );
     assert!(bob.contains("hostname:    qemu-01"), "{bob}");
-    let alice = sent.iter().find(|m| m.contains("alice@example.com")).expect("alice's mail");
+    let alice = sent
+        .iter()
+        .find(|m| m.contains("alice@example.com"))
+        .expect("alice's mail");
     assert!(alice.contains("Dear alice,"), "{alice}");
 
     // status-only: the status lines, no device or results.
@@ -200,13 +226,22 @@ async fn email_reaches_smtp_sink_with_status_and_results() {
     );
     let id = submit(&app, &quiet).await;
     run(&app, id).await;
-    finish(&app, id, JobEnd::incomplete(ErrorType::Infrastructure, "power failed")).await;
+    finish(
+        &app,
+        id,
+        JobEnd::incomplete(ErrorType::Infrastructure, "power failed"),
+    )
+    .await;
     outcomes(&mut rx, 1, |o| o.job == id && o.result.is_ok()).await;
     let subject = format!("Subject: LAVA notification for Test Job {} ", id.0);
     let sent = mails(maildir.path(), &subject);
     assert_eq!(sent.len(), 1);
     assert!(sent[0].contains("health Incomplete"), "{}", sent[0]);
-    assert!(!sent[0].contains("qemu-01") && !sent[0].contains("power failed"), "{}", sent[0]);
+    assert!(
+        !sent[0].contains("qemu-01") && !sent[0].contains("power failed"),
+        "{}",
+        sent[0]
+    );
 }
 
 #[tokio::test]
@@ -227,14 +262,17 @@ async fn dead_smtp_relay_is_retried_and_recorded() {
     assert_eq!(failed.attempts, 3);
     let text = std::fs::read_to_string(&log).expect("log");
     assert!(
-        text.contains("\"lvl\": \"info\"") && text.contains("e-mail to bob@example.com failed after 3 attempt(s)"),
+        text.contains("\"lvl\": \"info\"")
+            && text.contains("e-mail to bob@example.com failed after 3 attempt(s)"),
         "{text}"
     );
 }
 
 /// Registers on ngircd as `nick`, then returns the first PRIVMSG line addressed to it.
 async fn irc_listener(port: u16, nick: &'static str, ready: mpsc::Sender<()>) -> String {
-    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("irc");
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("irc");
     let (read, mut write) = stream.into_split();
     write
         .write_all(format!("NICK {nick}\r\nUSER {nick} 0 * :test\r\n").as_bytes())
@@ -243,7 +281,10 @@ async fn irc_listener(port: u16, nick: &'static str, ready: mpsc::Sender<()>) ->
     let mut lines = BufReader::new(read).lines();
     while let Some(line) = lines.next_line().await.expect("irc line") {
         if let Some(token) = line.strip_prefix("PING ") {
-            write.write_all(format!("PONG {token}\r\n").as_bytes()).await.expect("pong");
+            write
+                .write_all(format!("PONG {token}\r\n").as_bytes())
+                .await
+                .expect("pong");
         } else if line.split(' ').nth(1) == Some("001") {
             ready.send(()).await.expect("ready");
         } else if line.contains(&format!("PRIVMSG {nick} :")) {
@@ -278,7 +319,9 @@ async fn irc_message_reaches_ngircd() {
     wait_listening(port).await;
     let (ready_tx, mut ready_rx) = mpsc::channel(1);
     let listener = tokio::spawn(irc_listener(port, "alice", ready_tx));
-    tokio::time::timeout(WAIT, ready_rx.recv()).await.expect("listener registered");
+    tokio::time::timeout(WAIT, ready_rx.recv())
+        .await
+        .expect("listener registered");
 
     let (_dir, app) = app(|_| {}).await;
     let notifier = Notifier::start_with(&app, settings(None));
@@ -290,9 +333,18 @@ async fn irc_message_reaches_ngircd() {
     let id = submit(&app, &def).await;
     run(&app, id).await;
     finish(&app, id, JobEnd::complete()).await;
-    let line = tokio::time::timeout(WAIT, listener).await.expect("message in time").expect("listener");
+    let line = tokio::time::timeout(WAIT, listener)
+        .await
+        .expect("message in time")
+        .expect("listener");
     assert!(line.starts_with(":lava-bot"), "{line}");
-    assert!(line.contains(&format!("job {} (events test) by alice is Finished, health Complete", id.0)), "{line}");
+    assert!(
+        line.contains(&format!(
+            "job {} (events test) by alice is Finished, health Complete",
+            id.0
+        )),
+        "{line}"
+    );
     let got = outcomes(&mut rx, 1, |o| o.job == id).await;
     assert_eq!(got[0].result, Ok(1));
 }
@@ -314,7 +366,12 @@ async fn hook(
     headers: HeaderMap,
     body: Bytes,
 ) -> StatusCode {
-    let _ = tx.send(Hit { method, uri, headers, body });
+    let _ = tx.send(Hit {
+        method,
+        uri,
+        headers,
+        body,
+    });
     match kind.as_str() {
         "fail" => StatusCode::INTERNAL_SERVER_ERROR,
         "hang" => std::future::pending().await,
@@ -333,8 +390,12 @@ fn form_field(body: &[u8], key: &str) -> Option<String> {
 #[tokio::test]
 async fn callbacks_deliver_every_dataset_and_failures_do_not_delay_others() {
     let (tx, mut hits) = mpsc::unbounded_channel();
-    let server = Router::new().route("/{kind}/{*rest}", any(hook)).with_state(tx);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let server = Router::new()
+        .route("/{kind}/{*rest}", any(hook))
+        .with_state(tx);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     tokio::spawn(async move {
         let _ = axum::serve(listener, server).await;
@@ -353,7 +414,9 @@ async fn callbacks_deliver_every_dataset_and_failures_do_not_delay_others() {
            \x20\x20- {{url: \"{base}/fail/x\", method: POST}}\n\
            \x20\x20- {{url: \"{base}/hang/x\"}}\n"
     );
-    let parsed = lavabox::jobdef::parse_str(&def).map_err(|p| format!("{p:?}")).expect("valid job");
+    let parsed = lavabox::jobdef::parse_str(&def)
+        .map_err(|p| format!("{p:?}"))
+        .expect("valid job");
     assert_eq!(parsed.notify.map(|n| n.callbacks.len()), Some(7));
     let id = submit(&app, &def).await;
     job_log(&app, dir.path(), id).await;
@@ -364,13 +427,23 @@ async fn callbacks_deliver_every_dataset_and_failures_do_not_delay_others() {
     // The five good callbacks arrive (plus the first attempts at the bad ones).
     let mut seen: Vec<Hit> = Vec::new();
     tokio::time::timeout(WAIT, async {
-        while seen.iter().filter(|h| !h.uri.path().starts_with("/fail") && !h.uri.path().starts_with("/hang")).count() < 5 {
+        while seen
+            .iter()
+            .filter(|h| !h.uri.path().starts_with("/fail") && !h.uri.path().starts_with("/hang"))
+            .count()
+            < 5
+        {
             seen.push(hits.recv().await.expect("hit"));
         }
     })
     .await
     .expect("callbacks in time");
-    let find = |prefix: &str| seen.iter().find(|h| h.uri.path().starts_with(prefix)).cloned().expect(prefix);
+    let find = |prefix: &str| {
+        seen.iter()
+            .find(|h| h.uri.path().starts_with(prefix))
+            .cloned()
+            .expect(prefix)
+    };
 
     let get = find("/get/");
     assert_eq!(get.method, Method::GET);
@@ -381,13 +454,31 @@ async fn callbacks_deliver_every_dataset_and_failures_do_not_delay_others() {
     let minimal = find("/minimal/");
     assert_eq!(minimal.method, Method::POST);
     assert_eq!(minimal.headers["x-token"], "s3cret");
-    assert_eq!(minimal.headers["content-type"], "application/x-www-form-urlencoded");
-    assert_eq!(form_field(&minimal.body, "id").as_deref(), Some(id.0.to_string().as_str()));
+    assert_eq!(
+        minimal.headers["content-type"],
+        "application/x-www-form-urlencoded"
+    );
+    assert_eq!(
+        form_field(&minimal.body, "id").as_deref(),
+        Some(id.0.to_string().as_str())
+    );
     assert_eq!(form_field(&minimal.body, "status").as_deref(), Some("2"));
-    assert_eq!(form_field(&minimal.body, "status_string").as_deref(), Some("complete"));
-    assert_eq!(form_field(&minimal.body, "health_string").as_deref(), Some("Complete"));
-    assert_eq!(form_field(&minimal.body, "token").as_deref(), Some("s3cret"));
-    assert_eq!(form_field(&minimal.body, "actual_device_id").as_deref(), Some("qemu-01"));
+    assert_eq!(
+        form_field(&minimal.body, "status_string").as_deref(),
+        Some("complete")
+    );
+    assert_eq!(
+        form_field(&minimal.body, "health_string").as_deref(),
+        Some("Complete")
+    );
+    assert_eq!(
+        form_field(&minimal.body, "token").as_deref(),
+        Some("s3cret")
+    );
+    assert_eq!(
+        form_field(&minimal.body, "actual_device_id").as_deref(),
+        Some("qemu-01")
+    );
     assert!(form_field(&minimal.body, "log").is_none());
 
     let results = find("/results/");
@@ -395,12 +486,20 @@ async fn callbacks_deliver_every_dataset_and_failures_do_not_delay_others() {
     let json: serde_json::Value = serde_json::from_slice(&results.body).expect("json body");
     assert_eq!(json["id"], serde_json::json!(id.0));
     assert_eq!(json["submitter_username"], "alice");
-    assert!(json["results"]["0_smoke"].as_str().is_some_and(|y| y.contains("name: boot") && y.contains("result: pass")), "{json}");
+    assert!(
+        json["results"]["0_smoke"]
+            .as_str()
+            .is_some_and(|y| y.contains("name: boot") && y.contains("result: pass")),
+        "{json}"
+    );
     assert!(json.get("log").is_none());
 
     let logs = find("/logs/");
     let json: serde_json::Value = serde_json::from_slice(&logs.body).expect("json body");
-    assert!(json["log"].as_str().is_some_and(|l| l.contains("start")), "{json}");
+    assert!(
+        json["log"].as_str().is_some_and(|l| l.contains("start")),
+        "{json}"
+    );
     assert!(json.get("results").is_none() && json.get("token").is_none());
 
     let all = find("/all/");
@@ -408,7 +507,9 @@ async fn callbacks_deliver_every_dataset_and_failures_do_not_delay_others() {
     assert!(form_field(&all.body, "results").is_some_and(|r| r.contains("0_smoke")));
 
     // While job 1's bad callbacks are still being retried, job 2's is delivered.
-    let def2 = format!("{JOB}notify:\n  criteria: {{status: finished}}\n  callback: {{url: \"{base}/second/{{ID}}\"}}\n");
+    let def2 = format!(
+        "{JOB}notify:\n  criteria: {{status: finished}}\n  callback: {{url: \"{base}/second/{{ID}}\"}}\n"
+    );
     let id2 = submit(&app, &def2).await;
     run(&app, id2).await;
     finish(&app, id2, JobEnd::complete()).await;
@@ -424,12 +525,17 @@ async fn callbacks_deliver_every_dataset_and_failures_do_not_delay_others() {
     for o in &done {
         order.push((o.job, o.channel.clone(), o.result.clone()));
     }
-    let position = |pred: &dyn Fn(&(JobId, Channel, Result<u32, lavabox::notify::Failed>)) -> bool| {
-        order.iter().position(pred).expect("outcome present")
-    };
+    let position =
+        |pred: &dyn Fn(&(JobId, Channel, Result<u32, lavabox::notify::Failed>)) -> bool| {
+            order.iter().position(pred).expect("outcome present")
+        };
     let second = position(&|(j, _, r)| *j == id2 && r.is_ok());
-    let hang = position(&|(j, c, _)| *j == id && matches!(c, Channel::Callback(u) if u.contains("/hang/")));
-    let fail = position(&|(j, c, _)| *j == id && matches!(c, Channel::Callback(u) if u.contains("/fail/")));
+    let hang = position(&|(j, c, _)| {
+        *j == id && matches!(c, Channel::Callback(u) if u.contains("/hang/"))
+    });
+    let fail = position(&|(j, c, _)| {
+        *j == id && matches!(c, Channel::Callback(u) if u.contains("/fail/"))
+    });
     assert!(second < hang, "{order:#?}");
     for at in [hang, fail] {
         let failed = order[at].2.as_ref().expect_err("bad callback fails");
@@ -439,7 +545,9 @@ async fn callbacks_deliver_every_dataset_and_failures_do_not_delay_others() {
         while let Ok(h) = hits.try_recv() {
             seen.push(h);
         }
-        seen.iter().filter(|h| h.uri.path().starts_with("/fail/")).count()
+        seen.iter()
+            .filter(|h| h.uri.path().starts_with("/fail/"))
+            .count()
     };
     assert_eq!(attempts_at_fail, 3);
     let log = std::fs::read_to_string(dir.path().join(format!("job-{}.yaml", id.0))).expect("log");
@@ -460,20 +568,44 @@ async fn compare_reports_a_new_failure() {
     );
     let first = submit(&app, &def).await;
     run(&app, first).await;
-    add_results(&app, first, &[("smoke", "a", TestResult::Pass), ("smoke", "b", TestResult::Fail), ("lava", "job", TestResult::Pass)]).await;
+    add_results(
+        &app,
+        first,
+        &[
+            ("smoke", "a", TestResult::Pass),
+            ("smoke", "b", TestResult::Fail),
+            ("lava", "job", TestResult::Pass),
+        ],
+    )
+    .await;
     finish(&app, first, JobEnd::complete()).await;
     outcomes(&mut rx, 1, |o| o.job == first).await;
 
     let second = submit(&app, &def).await;
     run(&app, second).await;
-    add_results(&app, second, &[("smoke", "a", TestResult::Fail), ("smoke", "b", TestResult::Pass), ("lava", "job", TestResult::Fail)]).await;
+    add_results(
+        &app,
+        second,
+        &[
+            ("smoke", "a", TestResult::Fail),
+            ("smoke", "b", TestResult::Pass),
+            ("lava", "job", TestResult::Fail),
+        ],
+    )
+    .await;
     finish(&app, second, JobEnd::complete()).await;
     let got = outcomes(&mut rx, 1, |o| o.job == second).await;
     assert_eq!(got[0].result, Ok(1));
-    let sent = mails(maildir.path(), &format!("Test Job {} events test", second.0));
+    let sent = mails(
+        maildir.path(),
+        &format!("Test Job {} events test", second.0),
+    );
     assert_eq!(sent.len(), 1);
     let mail = &sent[0];
-    assert!(mail.contains(&format!("Compared with job {}", first.0)), "{mail}");
+    assert!(
+        mail.contains(&format!("Compared with job {}", first.0)),
+        "{mail}"
+    );
     assert!(mail.contains("newly failing: smoke/a"), "{mail}");
     assert!(mail.contains("fixed: smoke/b"), "{mail}");
     assert!(!mail.contains("lava/job"), "{mail}");
