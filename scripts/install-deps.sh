@@ -8,7 +8,10 @@ apt_install() { apt-get install -y -q -o DPkg::Lock::Timeout=600 --no-install-re
 
 apt-get update -q
 # Build: a C compiler for rusqlite's bundled SQLite; tests: real clients and tools.
-apt_install ca-certificates gcc libc6-dev pkg-config curl cpio busybox python3 python3-yaml
+apt_install ca-certificates gcc g++ libc6-dev pkg-config curl cpio busybox python3 python3-yaml
+# Real peers and clients for the integration tests: Debian's lavacli, pyzmq (event
+# subscriber), an SMTP sink and an IRC server for notifications.
+apt_install lavacli python3-zmq python3-aiosmtpd ngircd
 # The virtual QEMU lab (U-Boot ARM board and x86 board).
 if [ -x "$here/lab/install-deps.sh" ]; then
     "$here/lab/install-deps.sh"

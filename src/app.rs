@@ -165,14 +165,39 @@ impl App {
         let scheduler = Scheduler::new(self.clone(), runner, stop.clone());
         tracker.spawn(scheduler.run().instrument(tracing::info_span!("scheduler")));
 
-        // HTTP API: the REST/XML-RPC server joins here, as
-        // `tracker.spawn(crate::api::serve(listener, self.clone(), stop.clone().cancelled_owned()))`
-        // with its listener bound before READY is logged.
+        // HTTP API: XML-RPC, REST, results exports and the /ws/ event stream on one listener,
+        // bound before READY so clients can connect as soon as it is logged.
+        let listener = tokio::net::TcpListener::bind(self.config.listen)
+            .await
+            .with_context(|| format!("binding the HTTP listener to {}", self.config.listen))?;
+        let http_addr = listener
+            .local_addr()
+            .context("reading the HTTP listener's address")?;
+        {
+            let app = self.clone();
+            let stop = stop.clone();
+            tracker.spawn(async move {
+                if let Err(err) = crate::api::serve(listener, app, stop.cancelled_owned()).await {
+                    tracing::error!(error = %err, "the HTTP server stopped");
+                }
+            });
+        }
+
+        // Events out of the box: the lava-publisher-compatible ZMQ socket and the job
+        // notifications. Neither may stop the appliance: a taken port is a warning.
+        let publisher = match crate::events::zmq::Publisher::start(&self) {
+            Ok(publisher) => Some(publisher),
+            Err(err) => {
+                tracing::warn!(error = %err, "ZMQ event publisher disabled");
+                None
+            }
+        };
+        let notifier = crate::notify::Notifier::start(&self);
 
         tracker.close();
         tracing::info!(
             instance = %self.config.instance,
-            listen = %self.config.listen,
+            listen = %http_addr,
             data_dir = %self.config.data_dir.display(),
             schema_version = version,
             "{READY}"
@@ -181,6 +206,8 @@ impl App {
         tracing::info!("shutting down");
         stop.cancel();
         tracker.wait().await;
+        drop(notifier);
+        drop(publisher);
         // Dropping the last handle closes the connection, which checkpoints the WAL.
         drop(self);
         tracing::info!("lavabox stopped");
@@ -222,8 +249,9 @@ mod tests {
         let mut config = Config::from_raw(RawConfig::default(), None).unwrap();
         config.apply(&Overrides {
             data_dir: Some(dir.path().join("data")),
-            listen: None,
+            listen: Some("127.0.0.1:0".parse().unwrap()),
         });
+        config.events.zmq_port = 0;
         let app = App::build(config).await.unwrap();
         let store = app.store().clone();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();

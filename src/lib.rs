@@ -12,6 +12,7 @@ pub mod events;
 pub mod hw;
 pub mod jobdef;
 pub mod model;
+pub mod notify;
 pub mod pipeline;
 pub mod scheduler;
 pub mod store;

@@ -5,9 +5,9 @@
 //! JSON); it talks to the rest of lavabox through [`App`], the store and [`crate::submit`].
 
 pub mod auth;
-pub mod xmlrpc;
 pub mod rest;
 pub mod results;
+pub mod xmlrpc;
 
 use std::future::Future;
 use std::time::Duration;
@@ -32,6 +32,7 @@ pub fn router(app: App) -> Router {
         .merge(xmlrpc::router())
         .merge(rest::router())
         .merge(results::router())
+        .merge(crate::events::ws::router())
         .with_state(app)
 }
 

@@ -4,6 +4,14 @@
 //!
 //! Publishing never blocks: the bus is a bounded `broadcast` channel, and a subscriber that
 //! falls behind loses the oldest events (it is told how many) rather than stalling a job.
+//!
+//! LAVA's wire forms of these events live beside the bus: [`message`] renders an event into
+//! lava-publisher's five strings (loading what the JSON needs from the store), [`zmq`]
+//! publishes them on a ZMQ `PUB` socket from its own thread, and [`ws`] serves them on `/ws/`.
+
+pub mod message;
+pub mod ws;
+pub mod zmq;
 
 use std::sync::Arc;
 
@@ -22,6 +30,19 @@ pub enum Event {
     Job(JobChange),
     /// A device's state or health changed.
     Device(DeviceChange),
+    /// A worker's state or health changed.
+    Worker(WorkerChange),
+}
+
+/// A worker's new state and health, as LAVA's `.worker` event shows them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerChange {
+    /// The worker's hostname.
+    pub hostname: String,
+    /// `Online` or `Offline`.
+    pub state: String,
+    /// `Active`, `Maintenance` or `Retired`.
+    pub health: String,
 }
 
 /// An event with the time it was published.
@@ -67,6 +88,15 @@ impl Bus {
             // No subscribers is not an error: nobody is listening yet.
             let _ = self.tx.send(Arc::new(Published { at, event }));
         }
+    }
+
+    /// Publishes a worker change (lavabox's single built-in worker going on- or offline).
+    pub fn publish_worker(&self, change: WorkerChange) {
+        let at = OffsetDateTime::now_utc();
+        let _ = self.tx.send(Arc::new(Published {
+            at,
+            event: Event::Worker(change),
+        }));
     }
 
     /// A new subscription that sees every event published from now on.

@@ -984,7 +984,7 @@ mod tests {
                 .await
             {
                 Event::Job(j) => j,
-                Event::Device(_) => unreachable!(),
+                Event::Device(_) | Event::Worker(_) => unreachable!(),
             }
         }
 

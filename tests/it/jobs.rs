@@ -99,8 +99,9 @@ impl Lab {
         let mut config = Config::from_raw(raw, None).unwrap();
         config.apply(&Overrides {
             data_dir: Some(dir.path().join("data")),
-            listen: None,
+            listen: Some("127.0.0.1:0".parse().unwrap()),
         });
+        config.events.zmq_port = 0;
         let app = App::build(config).await.unwrap();
         let boards: Vec<&'static str> = setup.boards.to_vec();
         let (health_checks, health) = (setup.health_checks, setup.health);
@@ -187,7 +188,7 @@ impl Lab {
             .await
         {
             Event::Job(j) => j,
-            Event::Device(_) => unreachable!(),
+            Event::Device(_) | Event::Worker(_) => unreachable!(),
         }
     }
 
@@ -201,7 +202,7 @@ impl Lab {
             .await
         {
             Event::Job(j) => j,
-            Event::Device(_) => unreachable!(),
+            Event::Device(_) | Event::Worker(_) => unreachable!(),
         }
     }
 
@@ -214,7 +215,7 @@ impl Lab {
             .await
         {
             Event::Device(d) => d,
-            Event::Job(_) => unreachable!(),
+            Event::Job(_) | Event::Worker(_) => unreachable!(),
         }
     }
 

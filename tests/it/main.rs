@@ -3,9 +3,11 @@
 mod cli;
 mod devicetype;
 mod dispatch;
+mod events;
 mod jobs;
 mod lab;
 mod lavacli;
+mod notify;
 mod rest;
 mod validate;
 mod xmlrpc;

@@ -1,0 +1,325 @@
+//! lava-publisher's message: five strings (topic, uuid, time, username, JSON data), rendered
+//! from a bus event plus what the store knows about the job or device.
+//!
+//! The state and health always come from the event itself, so an event rendered after the
+//! job moved on still shows the transition it announces; the rest (description, submitter,
+//! times, worker) is read from the store when the event is rendered. Times that belong to a
+//! later state than the event's (a start time on a `Scheduled` event) are left out.
+
+use serde_json::{Map, Value, json};
+use time::OffsetDateTime;
+use time::format_description::FormatItem;
+use time::macros::format_description;
+
+use super::{Event, Published, WorkerChange};
+use crate::model::{DeviceState, JobState};
+use crate::store::{AsyncStore, Device, DeviceChange, Job, JobChange};
+
+/// The username LAVA puts on device, worker and event messages.
+pub const SYSTEM_USER: &str = "lavaserver";
+
+/// One published message: LAVA's five ZMQ frames.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// `<topic>.testjob`, `<topic>.device` or `<topic>.worker`.
+    pub topic: String,
+    /// A version-1 UUID, as Python's `uuid.uuid1()`.
+    pub uuid: String,
+    /// When it was published: UTC, Python `isoformat()` without a zone.
+    pub datetime: String,
+    /// The job's submitter, or [`SYSTEM_USER`].
+    pub username: String,
+    /// The JSON object, as text.
+    pub data: String,
+}
+
+impl Message {
+    /// The five frames in order.
+    pub fn frames(&self) -> [&str; 5] {
+        [
+            &self.topic,
+            &self.uuid,
+            &self.datetime,
+            &self.username,
+            &self.data,
+        ]
+    }
+
+    /// The WebSocket form: a JSON array of the same five strings (data stays a string).
+    pub fn to_ws_text(&self) -> String {
+        Value::from(self.frames().map(Value::from).to_vec()).to_string()
+    }
+}
+
+/// Renders bus events into [`Message`]s. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Renderer {
+    /// Where jobs and devices are looked up.
+    store: AsyncStore,
+    /// The instance's topic prefix (`[events] topic`).
+    topic: String,
+}
+
+/// What one store call loaded for an event.
+enum Loaded {
+    Job(Job, Option<Device>),
+    Device(Option<Device>, Option<Job>),
+}
+
+impl Renderer {
+    /// A renderer reading `store`, publishing under `topic` (e.g. `org.lavabox`).
+    pub fn new(store: AsyncStore, topic: impl Into<String>) -> Renderer {
+        Renderer {
+            store,
+            topic: topic.into(),
+        }
+    }
+
+    /// Renders one event; `None` if the job it is about no longer exists or the store
+    /// failed (logged: publishing is best effort, as in LAVA).
+    pub async fn render(&self, published: &Published) -> Option<Message> {
+        let datetime = python_isoformat(published.at, 'T');
+        let uuid = uuid1(published.at);
+        let (suffix, username, data) = match &published.event {
+            Event::Worker(change) => ("worker", SYSTEM_USER.to_owned(), worker_json(change)),
+            Event::Job(change) => {
+                let Loaded::Job(job, device) = self.load(&published.event).await? else {
+                    return None;
+                };
+                let data = job_json(change, &job, device.as_ref());
+                ("testjob", job.submitter, data)
+            }
+            Event::Device(change) => {
+                let Loaded::Device(device, job) = self.load(&published.event).await? else {
+                    return None;
+                };
+                let data = device_json(change, device.as_ref(), job.as_ref());
+                ("device", SYSTEM_USER.to_owned(), data)
+            }
+        };
+        Some(Message {
+            topic: format!("{}.{suffix}", self.topic),
+            uuid,
+            datetime,
+            username,
+            data: data.to_string(),
+        })
+    }
+
+    /// Loads the job (and its device) or the device (and its job) in one store call.
+    async fn load(&self, event: &Event) -> Option<Loaded> {
+        let event = event.clone();
+        let loaded = self
+            .store
+            .call(move |s| match event {
+                Event::Job(change) => {
+                    let Some(job) = s.job(change.id)? else {
+                        return Ok(None);
+                    };
+                    let device = match &change.device {
+                        Some(hostname) => s.device(hostname)?,
+                        None => None,
+                    };
+                    Ok(Some(Loaded::Job(job, device)))
+                }
+                Event::Device(change) => {
+                    let device = s.device(&change.hostname)?;
+                    let job = match device.as_ref().and_then(|d| d.current_job) {
+                        Some(id) if change.state != DeviceState::Idle => s.job(id)?,
+                        _ => None,
+                    };
+                    Ok(Some(Loaded::Device(device, job)))
+                }
+                Event::Worker(_) => Ok(None),
+            })
+            .await;
+        match loaded {
+            Ok(loaded) => loaded,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot load an event's job or device; not published");
+                None
+            }
+        }
+    }
+}
+
+/// `.testjob` data.
+fn job_json(change: &JobChange, job: &Job, device: Option<&Device>) -> Value {
+    let mut m = Map::new();
+    m.insert("job".into(), json!(job.id.0));
+    m.insert("state".into(), json!(change.state.as_str()));
+    m.insert("health".into(), json!(change.health.as_str()));
+    m.insert("description".into(), json!(job.description));
+    m.insert("priority".into(), json!(job.priority.value()));
+    m.insert(
+        "submit_time".into(),
+        json!(python_isoformat_tz(job.submit_time, 'T')),
+    );
+    m.insert("submitter".into(), json!(job.submitter));
+    m.insert("health_check".into(), json!(job.health_check));
+    if let Some(sub_id) = job.sub_id.as_ref().filter(|_| job.target_group.is_some()) {
+        m.insert("sub_id".into(), json!(sub_id));
+    }
+    if let Some(hostname) = &change.device {
+        m.insert("device".into(), json!(hostname));
+        if let Some(worker) = device.and_then(|d| d.worker_name.as_ref()) {
+            m.insert("worker".into(), json!(worker));
+        }
+    }
+    if let Some(device_type) = &job.requested_device_type {
+        m.insert("device_type".into(), json!(device_type));
+    }
+    let started = matches!(
+        change.state,
+        JobState::Running | JobState::Canceling | JobState::Finished
+    );
+    if let Some(t) = job.start_time.filter(|_| started) {
+        m.insert("start_time".into(), json!(python_isoformat_tz(t, 'T')));
+    }
+    if let Some(t) = job.end_time.filter(|_| change.state == JobState::Finished) {
+        m.insert("end_time".into(), json!(python_isoformat_tz(t, 'T')));
+    }
+    Value::Object(m)
+}
+
+/// `.device` data.
+fn device_json(change: &DeviceChange, device: Option<&Device>, job: Option<&Job>) -> Value {
+    let mut m = Map::new();
+    m.insert("health".into(), json!(change.health.as_str()));
+    m.insert("state".into(), json!(change.state.as_str()));
+    m.insert("device".into(), json!(change.hostname));
+    m.insert(
+        "device_type".into(),
+        json!(device.map(|d| d.device_type.as_str())),
+    );
+    m.insert(
+        "worker".into(),
+        json!(device.and_then(|d| d.worker_name.as_deref())),
+    );
+    if let Some(job) = job {
+        m.insert("job".into(), display_id(job));
+    }
+    Value::Object(m)
+}
+
+/// `.worker` data.
+fn worker_json(change: &WorkerChange) -> Value {
+    json!({"hostname": change.hostname, "health": change.health, "state": change.state})
+}
+
+/// LAVA's display id: `"12.1"` for a MultiNode sub-job, else the number.
+fn display_id(job: &Job) -> Value {
+    match (&job.sub_id, &job.target_group) {
+        (Some(sub_id), Some(_)) => json!(sub_id),
+        _ => json!(job.id.0),
+    }
+}
+
+const DATE_TIME_T: &[FormatItem<'static>] =
+    format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]");
+const DATE_TIME_SPACE: &[FormatItem<'static>] =
+    format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
+
+/// Python's `datetime.isoformat(sep)` of a naive UTC time: microseconds only when non-zero.
+pub(crate) fn python_isoformat(t: OffsetDateTime, sep: char) -> String {
+    let utc = t.to_offset(time::UtcOffset::UTC);
+    let format = if sep == 'T' {
+        DATE_TIME_T
+    } else {
+        DATE_TIME_SPACE
+    };
+    let base = utc
+        .format(format)
+        .unwrap_or_else(|_| utc.unix_timestamp().to_string());
+    match utc.microsecond() {
+        0 => base,
+        us => format!("{base}.{us:06}"),
+    }
+}
+
+/// Python's `isoformat(sep)` of an aware UTC time (`…+00:00`); with `' '` this is also
+/// `str(datetime)`.
+pub(crate) fn python_isoformat_tz(t: OffsetDateTime, sep: char) -> String {
+    format!("{}+00:00", python_isoformat(t, sep))
+}
+
+/// A version-1 UUID for time `at`: LAVA's consumers only need it unique, but its shape is
+/// kept (time fields, a random clock sequence and a random multicast node, which RFC 4122
+/// allows when no MAC address is used).
+pub fn uuid1(at: OffsetDateTime) -> String {
+    // 100 ns intervals since 1582-10-15.
+    const GREGORIAN_OFFSET: i128 = 0x01B2_1DD2_1381_4000;
+    let ticks = (at.unix_timestamp_nanos() / 100 + GREGORIAN_OFFSET).max(0) as u64;
+    let mut random = [0u8; 8];
+    if getrandom::fill(&mut random).is_err() {
+        // No entropy source: fall back to the sub-tick time, still unique enough per process.
+        random = (at.unix_timestamp_nanos() as u64).to_le_bytes();
+    }
+    let time_low = ticks & 0xFFFF_FFFF;
+    let time_mid = (ticks >> 32) & 0xFFFF;
+    let time_hi = ((ticks >> 48) & 0x0FFF) | 0x1000;
+    let clock_seq = (u16::from_le_bytes([random[0], random[1]]) & 0x3FFF) | 0x8000;
+    let node = random[2..8].iter().enumerate().fold(0u64, |acc, (i, b)| {
+        let b = if i == 0 { b | 0x01 } else { *b };
+        (acc << 8) | u64::from(b)
+    });
+    format!("{time_low:08x}-{time_mid:04x}-{time_hi:04x}-{clock_seq:04x}-{node:012x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn python_times() {
+        let t = datetime!(2023-01-10 10:00:00.123456 UTC);
+        assert_eq!(python_isoformat(t, 'T'), "2023-01-10T10:00:00.123456");
+        assert_eq!(
+            python_isoformat_tz(t, 'T'),
+            "2023-01-10T10:00:00.123456+00:00"
+        );
+        assert_eq!(
+            python_isoformat_tz(t, ' '),
+            "2023-01-10 10:00:00.123456+00:00"
+        );
+        let whole = datetime!(2023-01-10 10:00:00 UTC);
+        assert_eq!(python_isoformat(whole, 'T'), "2023-01-10T10:00:00");
+    }
+
+    #[test]
+    fn uuid_shape() {
+        let t = datetime!(2023-01-10 10:00:00.123456 UTC);
+        let u = uuid1(t);
+        let parts: Vec<&str> = u.split('-').collect();
+        assert_eq!(
+            parts.iter().map(|p| p.len()).collect::<Vec<_>>(),
+            [8, 4, 4, 4, 12]
+        );
+        assert!(parts[2].starts_with('1'), "{u}");
+        assert!(matches!(&parts[3][..1], "8" | "9" | "a" | "b"), "{u}");
+        assert_ne!(uuid1(t), uuid1(t));
+    }
+
+    #[test]
+    fn ws_form_is_an_array_of_strings() {
+        let m = Message {
+            topic: "org.lavabox.device".into(),
+            uuid: "u".into(),
+            datetime: "d".into(),
+            username: SYSTEM_USER.into(),
+            data: r#"{"device":"qemu-01"}"#.into(),
+        };
+        let v: Value = serde_json::from_str(&m.to_ws_text()).unwrap();
+        assert_eq!(
+            v,
+            json!([
+                "org.lavabox.device",
+                "u",
+                "d",
+                "lavaserver",
+                "{\"device\":\"qemu-01\"}"
+            ])
+        );
+    }
+}

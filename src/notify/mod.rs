@@ -1,0 +1,822 @@
+//! Job notifications: the job definition's `notify:` block, evaluated when a job starts
+//! Running and when it is Finished (as LAVA does), delivered by e-mail, IRC and webhook
+//! callbacks, with an optional comparison of results against an earlier job.
+//!
+//! [`Notifier`] subscribes to the event bus. Each firing runs in its own task, each delivery
+//! with a per-attempt timeout and bounded retries ([`Retry`]), so a dead SMTP relay or a
+//! hanging webhook costs one background task, never a job's progress or another job's
+//! notification. Every delivery outcome is published on [`Notifier::outcomes`] and logged;
+//! for a Finished job it is also written into the job log as an `info` line (while a job runs
+//! the dispatcher owns its log, so a Running firing is only logged with `tracing`).
+//!
+//! Differences from LAVA 2023.01, forced by what lavabox stores:
+//! - `token`: API tokens are stored hashed, so a token *description* cannot be turned back
+//!   into the secret; the `token` value is always sent literally.
+//! - `dependency_query` and named `compare.query`s refer to LAVA's stored queries, which
+//!   lavabox does not have: a criteria with `dependency_query` does not fire (the reason is
+//!   recorded), and a named compare query falls back to "same job name, submitter and device
+//!   type". Ad-hoc `{entity: testjob, conditions: …}` queries are honoured for `submitter`,
+//!   `description`, `requested_device_type`, `actual_device` and `health_check`.
+//! - `type: regression|progression` compares with the previous Finished job of the same
+//!   name, submitter and device type (LAVA compares the job with its own earlier health,
+//!   which can never be Complete before it finishes).
+//! - IRC users have no stored handle or server: `user:` uses the username as the nick and
+//!   needs `server:`; a server may carry a port (`host:port`, default 6667).
+
+pub mod callback;
+pub mod compare;
+pub mod email;
+pub mod irc;
+mod retry;
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{Semaphore, broadcast};
+use tokio_util::sync::{CancellationToken, DropGuard};
+
+pub use retry::{Failed, Retry};
+
+use crate::app::App;
+use crate::config::{Config, SmtpConfig};
+use crate::jobdef::notify::{
+    ChangeType, Compare, CompareQuery, Criteria, Notify, NotifyStatus, Recipient,
+};
+use crate::model::{JobHealth, JobId, JobState};
+use crate::store::{AsyncStore, Device, Job, JobChange, JobFilter, TestCase, joblog};
+
+/// Notification jobs handled at once; more wait (they are not dropped).
+const CONCURRENT_FIRINGS: usize = 32;
+
+/// Notifier settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// The web UI's base URL for links (`http://host:port`).
+    pub base_url: String,
+    /// The SMTP relay; without it e-mail deliveries fail (recorded).
+    pub smtp: Option<SmtpConfig>,
+    /// Retries for each delivery.
+    pub retry: Retry,
+}
+
+impl Settings {
+    /// From the configuration: links use the HTTP listen address (the host's name when it
+    /// listens on every address), default retries.
+    pub fn from_config(config: &Config) -> Settings {
+        Settings {
+            base_url: base_url(config),
+            smtp: config.smtp.clone(),
+            retry: Retry::default(),
+        }
+    }
+}
+
+/// `http://<listen address>` with an unspecified address replaced by the host name.
+fn base_url(config: &Config) -> String {
+    let port = config.listen.port();
+    let host = match config.listen.ip() {
+        ip if ip.is_unspecified() => std::fs::read_to_string("/etc/hostname")
+            .ok()
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "localhost".to_owned()),
+        IpAddr::V6(ip) => format!("[{ip}]"),
+        ip => ip.to_string(),
+    };
+    if port == 80 {
+        format!("http://{host}")
+    } else {
+        format!("http://{host}:{port}")
+    }
+}
+
+/// Where a notification went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Channel {
+    /// An e-mail to this address.
+    Email(String),
+    /// An IRC message to this nick or channel on a server.
+    Irc {
+        /// Nick or channel.
+        target: String,
+        /// Server (`host[:port]`).
+        server: String,
+    },
+    /// A callback to this URL (as written, before placeholders).
+    Callback(String),
+    /// Nothing was sent: the notify block cannot be evaluated.
+    Criteria,
+}
+
+impl std::fmt::Display for Channel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Channel::Email(to) => write!(f, "e-mail to {to}"),
+            Channel::Irc { target, server } => write!(f, "IRC message to {target} on {server}"),
+            Channel::Callback(url) => write!(f, "callback {url}"),
+            Channel::Criteria => f.write_str("notification criteria"),
+        }
+    }
+}
+
+/// The outcome of one delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// The job.
+    pub job: JobId,
+    /// The state that fired the notification.
+    pub state: JobState,
+    /// Where it went.
+    pub channel: Channel,
+    /// Attempts it took, or why it failed after the last one.
+    pub result: Result<u32, Failed>,
+}
+
+impl Outcome {
+    /// The job-log line for this outcome.
+    pub fn describe(&self) -> String {
+        match &self.result {
+            Ok(1) => format!("notification: {} sent", self.channel),
+            Ok(n) => format!("notification: {} sent after {n} attempts", self.channel),
+            Err(f) if self.channel == Channel::Criteria => {
+                format!("notification: not sent: {}", f.error)
+            }
+            Err(f) => format!(
+                "notification: {} failed after {} attempt(s): {}",
+                self.channel, f.attempts, f.error
+            ),
+        }
+    }
+}
+
+/// Everything a notification says about a job, loaded once per firing.
+#[derive(Debug, Clone)]
+pub struct JobData {
+    /// The job.
+    pub job: Job,
+    /// Its device, if one was assigned.
+    pub device: Option<Device>,
+    /// Its metadata.
+    pub metadata: Vec<(String, String)>,
+    /// Its test results.
+    pub results: Vec<TestCase>,
+    /// The job log text (only for callbacks that send logs).
+    pub log: Option<String>,
+    /// The UI base URL.
+    pub base_url: String,
+    /// The job's page.
+    pub job_url: String,
+}
+
+/// The running notifier. Dropping it stops listening (firings in flight finish).
+#[derive(Debug)]
+pub struct Notifier {
+    outcomes: broadcast::Sender<Arc<Outcome>>,
+    _stop: DropGuard,
+}
+
+/// State shared by the firing tasks.
+#[derive(Debug)]
+struct Shared {
+    store: AsyncStore,
+    settings: Settings,
+    http: reqwest::Client,
+    outcomes: broadcast::Sender<Arc<Outcome>>,
+    /// Jobs whose recipients were already messaged (at Running, for `status: all`), so the
+    /// Finished firing only calls the callbacks again, as LAVA does.
+    messaged: Mutex<HashSet<JobId>>,
+    permits: Semaphore,
+}
+
+impl Notifier {
+    /// Starts notifying for `app`'s jobs with settings from its configuration.
+    pub fn start(app: &App) -> Notifier {
+        Notifier::start_with(app, Settings::from_config(app.config()))
+    }
+
+    /// Starts notifying for `app`'s jobs with explicit settings (tests shorten retries).
+    pub fn start_with(app: &App, settings: Settings) -> Notifier {
+        // reqwest's rustls needs a process-wide crypto provider for https callbacks; a second
+        // install (by another service) is refused harmlessly.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .timeout(settings.retry.timeout)
+            .user_agent(concat!("lavabox/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .unwrap_or_else(|err| {
+                tracing::warn!(error = %err, "callback HTTP client without custom settings");
+                reqwest::Client::new()
+            });
+        let (outcomes, _) = broadcast::channel(1024);
+        let shared = Arc::new(Shared {
+            store: app.store().clone(),
+            settings,
+            http,
+            outcomes: outcomes.clone(),
+            messaged: Mutex::new(HashSet::new()),
+            permits: Semaphore::new(CONCURRENT_FIRINGS),
+        });
+        let stop = CancellationToken::new();
+        tokio::spawn(listen(app.events().subscribe(), shared, stop.clone()));
+        Notifier {
+            outcomes,
+            _stop: stop.drop_guard(),
+        }
+    }
+
+    /// Every delivery outcome from now on.
+    pub fn outcomes(&self) -> broadcast::Receiver<Arc<Outcome>> {
+        self.outcomes.subscribe()
+    }
+}
+
+async fn listen(
+    mut events: broadcast::Receiver<Arc<crate::events::Published>>,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+) {
+    loop {
+        let published = tokio::select! {
+            _ = stop.cancelled() => break,
+            received = events.recv() => match received {
+                Ok(p) => p,
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(lost = n, "notifier fell behind the bus; notifications may be missed");
+                    continue;
+                }
+                Err(broadcast::error::RecvError::Closed) => break,
+            },
+        };
+        if let crate::events::Event::Job(change) = &published.event
+            && matches!(change.state, JobState::Running | JobState::Finished)
+        {
+            tokio::spawn(fire(Arc::clone(&shared), change.clone()));
+        }
+    }
+}
+
+/// What a firing loads from the store in one call.
+struct Loaded {
+    data: JobData,
+    notify: Notify,
+    previous_health: Option<JobHealth>,
+    compare_with: Option<Result<Vec<TestCase>, String>>,
+    previous_id: Option<JobId>,
+    emails: Vec<(String, Option<String>)>,
+    irc: Vec<(String, String)>,
+    problems: Vec<String>,
+}
+
+async fn fire(shared: Arc<Shared>, change: JobChange) {
+    let Ok(_permit) = shared.permits.acquire().await else {
+        return;
+    };
+    let id = change.id;
+    let base_url = shared.settings.base_url.clone();
+    let loaded = shared.store.call(move |s| load(s, &change, base_url)).await;
+    let mut loaded = match loaded {
+        Ok(Some(l)) => l,
+        Ok(None) => return,
+        Err(err) => {
+            tracing::warn!(job = id.0, error = %err, "cannot load the job to notify");
+            return;
+        }
+    };
+    let state = loaded.data.job.state;
+    let record = |channel: Channel, result: Result<u32, Failed>| {
+        let shared = Arc::clone(&shared);
+        async move {
+            let outcome = Outcome {
+                job: id,
+                state,
+                channel,
+                result,
+            };
+            if outcome.result.is_ok() {
+                tracing::info!(job = id.0, "{}", outcome.describe());
+            } else {
+                tracing::warn!(job = id.0, "{}", outcome.describe());
+            }
+            if state == JobState::Finished {
+                record_in_log(&shared.store, id, outcome.describe()).await;
+            }
+            let _ = shared.outcomes.send(Arc::new(outcome));
+        }
+    };
+    match should_fire(
+        &loaded.notify.criteria,
+        state,
+        loaded.data.job.health,
+        loaded.previous_health,
+    ) {
+        Fire::No => return,
+        Fire::Cannot(why) => {
+            record(
+                Channel::Criteria,
+                Err(Failed {
+                    attempts: 0,
+                    error: why,
+                }),
+            )
+            .await;
+            return;
+        }
+        Fire::Yes => {}
+    }
+    let needs_log = loaded.notify.callbacks.iter().any(|c| {
+        matches!(
+            c.dataset,
+            crate::jobdef::notify::Dataset::Logs | crate::jobdef::notify::Dataset::All
+        )
+    });
+    if needs_log {
+        loaded.data.log = read_log(&shared.store, id).await;
+    }
+    let comparison = loaded.compare_with.take().map(|cases| {
+        let cases = cases?;
+        let previous = loaded.previous_id.ok_or("no earlier job to compare with")?;
+        let blacklist = loaded
+            .notify
+            .compare
+            .as_ref()
+            .map(|c| c.blacklist.clone())
+            .unwrap_or_default();
+        Ok(compare::compare(
+            previous,
+            &cases,
+            &loaded.data.results,
+            &blacklist,
+        ))
+    });
+    let first = {
+        let mut messaged = shared
+            .messaged
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let first = messaged.insert(id);
+        if state == JobState::Finished {
+            messaged.remove(&id);
+        }
+        first
+    };
+    let data = Arc::new(loaded.data);
+    let retry = shared.settings.retry;
+    let mut deliveries: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>> =
+        Vec::new();
+    for problem in loaded.problems {
+        deliveries.push(Box::pin(record(
+            Channel::Criteria,
+            Err(Failed {
+                attempts: 0,
+                error: problem,
+            }),
+        )));
+    }
+    if first {
+        let subject = email::subject(&data);
+        for (to, name) in loaded.emails {
+            let body = email::body(
+                &data,
+                loaded.notify.verbosity,
+                name.as_deref(),
+                comparison.as_ref(),
+            );
+            let smtp = shared.settings.smtp.clone();
+            let subject = subject.clone();
+            let record = &record;
+            deliveries.push(Box::pin(async move {
+                let result = match &smtp {
+                    Some(smtp) => {
+                        retry
+                            .run(|| email::send(smtp, &to, &subject, body.clone(), retry.timeout))
+                            .await
+                    }
+                    None => Err(Failed {
+                        attempts: 0,
+                        error: "no [smtp] relay configured".into(),
+                    }),
+                };
+                record(Channel::Email(to), result).await;
+            }));
+        }
+        for (target, server) in loaded.irc {
+            let text = irc_text(&data);
+            let record = &record;
+            deliveries.push(Box::pin(async move {
+                let result = retry.run(|| irc::send(&server, &target, &text)).await;
+                record(Channel::Irc { target, server }, result).await;
+            }));
+        }
+    }
+    for cb in loaded.notify.callbacks.clone() {
+        let data = Arc::clone(&data);
+        let record = &record;
+        let http = shared.http.clone();
+        deliveries.push(Box::pin(async move {
+            let result = retry.run(|| callback::call(&http, &data, &cb)).await;
+            record(Channel::Callback(cb.url.clone()), result).await;
+        }));
+    }
+    futures_util::future::join_all(deliveries).await;
+}
+
+/// Whether a criteria fires.
+#[derive(Debug, PartialEq, Eq)]
+enum Fire {
+    Yes,
+    No,
+    Cannot(String),
+}
+
+fn should_fire(
+    criteria: &Criteria,
+    state: JobState,
+    health: JobHealth,
+    previous: Option<JobHealth>,
+) -> Fire {
+    let finished_with = |status: NotifyStatus| {
+        state == JobState::Finished
+            && match status {
+                NotifyStatus::Complete => health == JobHealth::Complete,
+                NotifyStatus::Incomplete => health == JobHealth::Incomplete,
+                NotifyStatus::Canceled => health == JobHealth::Canceled,
+                NotifyStatus::Finished => true,
+                NotifyStatus::All => true,
+                NotifyStatus::Running => false,
+            }
+    };
+    let yes = |b: bool| if b { Fire::Yes } else { Fire::No };
+    match criteria {
+        Criteria::Status {
+            status,
+            dependency_query,
+        } => {
+            let matches = match status {
+                NotifyStatus::All => matches!(state, JobState::Running | JobState::Finished),
+                NotifyStatus::Running => state == JobState::Running,
+                other => finished_with(*other),
+            };
+            match dependency_query {
+                Some(q) if matches => Fire::Cannot(format!(
+                    "dependency_query `{q}` needs stored queries, which lavabox does not have"
+                )),
+                _ => yes(matches),
+            }
+        }
+        Criteria::Change { status, kind } => yes(finished_with(*status)
+            && match kind {
+                ChangeType::Regression => {
+                    previous == Some(JobHealth::Complete) && health == JobHealth::Incomplete
+                }
+                ChangeType::Progression => {
+                    previous == Some(JobHealth::Incomplete) && health == JobHealth::Complete
+                }
+            }),
+    }
+}
+
+fn irc_text(data: &JobData) -> String {
+    let job = &data.job;
+    let ended = job
+        .end_time
+        .map(|t| format!(" at {}", crate::events::message::python_isoformat(t, ' ')))
+        .unwrap_or_default();
+    format!(
+        "lavabox: job {} ({}) by {} is {}, health {}{ended}. {}",
+        job.id.0, job.description, job.submitter, job.state, job.health, data.job_url
+    )
+}
+
+/// Loads everything a firing needs (runs on the blocking pool).
+fn load(
+    s: &mut crate::store::Store,
+    change: &JobChange,
+    base_url: String,
+) -> Result<Option<Loaded>, crate::store::Error> {
+    let Some(mut job) = s.job(change.id)? else {
+        return Ok(None);
+    };
+    let notify = match crate::jobdef::parse_str(&job.definition) {
+        Ok(def) => def.notify,
+        Err(_) => None,
+    };
+    let Some(notify) = notify else {
+        return Ok(None);
+    };
+    // The event's transition is what fired; the stored job may have moved on since.
+    job.state = change.state;
+    job.health = change.health;
+    let device = match &job.actual_device {
+        Some(hostname) => s.device(hostname)?,
+        None => None,
+    };
+    let metadata = s.job_metadata(job.id)?;
+    let results = s.test_cases(job.id, None, 0, None)?;
+    let same_kind = |s: &crate::store::Store,
+                     health: Option<JobHealth>|
+     -> Result<Option<Job>, crate::store::Error> {
+        let filter = JobFilter {
+            states: vec![JobState::Finished],
+            health,
+            submitter: Some(job.submitter.clone()),
+            requested_device_types: job.requested_device_type.iter().cloned().collect(),
+            limit: Some(200),
+            ..JobFilter::default()
+        };
+        Ok(s.jobs(&filter)?
+            .into_iter()
+            .find(|j| j.id < job.id && j.description == job.description))
+    };
+    let previous_health = match notify.criteria {
+        Criteria::Change { .. } => same_kind(s, None)?.map(|j| j.health),
+        Criteria::Status { .. } => None,
+    };
+    let mut problems = Vec::new();
+    let (compare_with, previous_id) = match &notify.compare {
+        Some(compare) if change.state == JobState::Finished => {
+            let previous = match compare_query(compare, &job) {
+                Ok(filter) => s
+                    .jobs(&filter)?
+                    .into_iter()
+                    .find(|j| j.id < job.id && description_matches(compare, j)),
+                Err(note) => {
+                    problems.push(note);
+                    same_kind(s, Some(JobHealth::Complete))?
+                }
+            };
+            match previous {
+                Some(p) => (Some(Ok(s.test_cases(p.id, None, 0, None)?)), Some(p.id)),
+                None => (
+                    Some(Err("no earlier Complete job matches".to_owned())),
+                    None,
+                ),
+            }
+        }
+        _ => (None, None),
+    };
+    let mut emails = Vec::new();
+    let mut irc = Vec::new();
+    let recipients = if notify.recipients.is_empty() && notify.callbacks.is_empty() {
+        vec![Recipient::Email {
+            user: Some(job.submitter.clone()),
+            email: None,
+        }]
+    } else {
+        notify.recipients.clone()
+    };
+    for r in recipients {
+        match r {
+            Recipient::Email {
+                email: Some(email), ..
+            } => emails.push((email, None)),
+            Recipient::Email {
+                user: Some(user), ..
+            } => match s.user(&user)? {
+                Some(u) if !u.email.is_empty() => emails.push((u.email, Some(u.username))),
+                Some(_) => problems.push(format!("user `{user}` has no e-mail address")),
+                None => problems.push(format!("'{user}' is not an existing user")),
+            },
+            Recipient::Email { .. } => {
+                problems.push("e-mail recipient without user or address".into())
+            }
+            Recipient::Irc {
+                handle,
+                user,
+                server,
+            } => match (handle.or(user), server) {
+                (Some(target), Some(server)) => irc.push((target, server)),
+                (None, _) => problems.push("IRC recipient without handle or user".into()),
+                (Some(target), None) => {
+                    problems.push(format!("IRC recipient {target} has no server"))
+                }
+            },
+        }
+    }
+    let job_url = format!("{base_url}/scheduler/job/{}", job.id.0);
+    Ok(Some(Loaded {
+        data: JobData {
+            job,
+            device,
+            metadata,
+            results,
+            log: None,
+            base_url,
+            job_url,
+        },
+        notify,
+        previous_health,
+        compare_with,
+        previous_id,
+        emails,
+        irc,
+        problems,
+    }))
+}
+
+/// The job filter of an ad-hoc compare query (Complete jobs, newest first), or why the
+/// query cannot be used.
+fn compare_query(compare: &Compare, job: &Job) -> Result<JobFilter, String> {
+    let mut filter = JobFilter {
+        states: vec![JobState::Finished],
+        health: Some(JobHealth::Complete),
+        limit: Some(200),
+        ..JobFilter::default()
+    };
+    match &compare.query {
+        None => {
+            filter.submitter = Some(job.submitter.clone());
+            filter.requested_device_types = job.requested_device_type.iter().cloned().collect();
+            Ok(filter)
+        }
+        Some(CompareQuery::Named { username, name }) => Err(format!(
+            "compare query `{username}/{name}` is a stored query, which lavabox does not have; compared with the previous job of the same name"
+        )),
+        Some(CompareQuery::Conditions { conditions, .. }) => {
+            for (field, value) in conditions {
+                match field.as_str() {
+                    "submitter" | "submitter__username" | "username" => {
+                        filter.submitter = Some(value.clone())
+                    }
+                    "requested_device_type" | "device_type" => {
+                        filter.requested_device_types = vec![value.clone()]
+                    }
+                    "actual_device" | "device" => filter.actual_device = Some(value.clone()),
+                    "health_check" => {
+                        filter.health_check = Some(matches!(value.as_str(), "true" | "True" | "1"))
+                    }
+                    "description" => {}
+                    other => {
+                        return Err(format!(
+                            "compare condition `{other}` is not supported; compared with the previous job of the same name"
+                        ));
+                    }
+                }
+            }
+            Ok(filter)
+        }
+    }
+}
+
+/// Whether `candidate` matches the query's description condition (or, without a query, has
+/// the same name as the job).
+fn description_matches(compare: &Compare, candidate: &Job) -> bool {
+    match &compare.query {
+        Some(CompareQuery::Conditions { conditions, .. }) => conditions
+            .iter()
+            .filter(|(f, _)| f == "description")
+            .all(|(_, v)| candidate.description == *v),
+        _ => true,
+    }
+}
+
+async fn read_log(store: &AsyncStore, id: JobId) -> Option<String> {
+    let entry = store.call(move |s| s.job_log(id)).await.ok()??;
+    tokio::task::spawn_blocking(move || joblog::read_text(&entry.path, 0, None).ok())
+        .await
+        .ok()?
+}
+
+/// Appends an `info` line to a Finished job's log, if it has one.
+async fn record_in_log(store: &AsyncStore, id: JobId, text: String) {
+    let Ok(Some(entry)) = store.call(move |s| s.job_log(id)).await else {
+        return;
+    };
+    let written = tokio::task::spawn_blocking(move || {
+        let mut writer = joblog::JobLogWriter::open(&entry.path)?;
+        writer.append(&joblog::Entry::now(joblog::Level::Info, text))
+    })
+    .await;
+    if !matches!(written, Ok(Ok(_))) {
+        tracing::warn!(
+            job = id.0,
+            "cannot record a notification outcome in the job log"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn criteria() {
+        use JobHealth::*;
+        use JobState::*;
+        let status = |s: NotifyStatus| Criteria::Status {
+            status: s,
+            dependency_query: None,
+        };
+        let check = |c: &Criteria, state, health, prev, expect: Fire| {
+            assert_eq!(
+                should_fire(c, state, health, prev),
+                expect,
+                "{c:?} {state} {health} {prev:?}"
+            );
+        };
+        check(
+            &status(NotifyStatus::All),
+            Running,
+            Unknown,
+            None,
+            Fire::Yes,
+        );
+        check(
+            &status(NotifyStatus::All),
+            Finished,
+            Canceled,
+            None,
+            Fire::Yes,
+        );
+        check(
+            &status(NotifyStatus::Running),
+            Running,
+            Unknown,
+            None,
+            Fire::Yes,
+        );
+        check(
+            &status(NotifyStatus::Running),
+            Finished,
+            Complete,
+            None,
+            Fire::No,
+        );
+        check(
+            &status(NotifyStatus::Finished),
+            Finished,
+            Incomplete,
+            None,
+            Fire::Yes,
+        );
+        check(
+            &status(NotifyStatus::Finished),
+            Running,
+            Unknown,
+            None,
+            Fire::No,
+        );
+        check(
+            &status(NotifyStatus::Complete),
+            Finished,
+            Complete,
+            None,
+            Fire::Yes,
+        );
+        check(
+            &status(NotifyStatus::Complete),
+            Finished,
+            Incomplete,
+            None,
+            Fire::No,
+        );
+        check(
+            &status(NotifyStatus::Incomplete),
+            Finished,
+            Incomplete,
+            None,
+            Fire::Yes,
+        );
+        check(
+            &status(NotifyStatus::Canceled),
+            Finished,
+            Canceled,
+            None,
+            Fire::Yes,
+        );
+        let regression = Criteria::Change {
+            status: NotifyStatus::Incomplete,
+            kind: ChangeType::Regression,
+        };
+        check(&regression, Finished, Incomplete, Some(Complete), Fire::Yes);
+        check(
+            &regression,
+            Finished,
+            Incomplete,
+            Some(Incomplete),
+            Fire::No,
+        );
+        check(&regression, Finished, Incomplete, None, Fire::No);
+        let progression = Criteria::Change {
+            status: NotifyStatus::Complete,
+            kind: ChangeType::Progression,
+        };
+        check(
+            &progression,
+            Finished,
+            Complete,
+            Some(Incomplete),
+            Fire::Yes,
+        );
+        check(&progression, Finished, Complete, Some(Complete), Fire::No);
+        let dependent = Criteria::Status {
+            status: NotifyStatus::Complete,
+            dependency_query: Some("q".into()),
+        };
+        assert!(matches!(
+            should_fire(&dependent, Finished, Complete, None),
+            Fire::Cannot(_)
+        ));
+        check(&dependent, Finished, Incomplete, None, Fire::No);
+    }
+}

@@ -1,0 +1,611 @@
+//! Integration tests: job notifications against real peers on loopback.
+//!
+//! E-mail goes to an aiosmtpd sink (python3-aiosmtpd, Mailbox handler), IRC to a real ngircd,
+//! callbacks to an axum server in the test. Waits are on the peers' output or the notifier's
+//! outcome stream, with timeouts only as safety nets; readiness of a freshly started peer is
+//! a connect retried until it succeeds.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::routing::any;
+use lavabox::app::App;
+use lavabox::config::SmtpConfig;
+use lavabox::model::{ErrorType, JobId, TestResult};
+use lavabox::notify::{Channel, Notifier, Outcome, Retry, Settings};
+use lavabox::store::joblog::{Entry, JobLogWriter, Level};
+use lavabox::store::{JobEnd, NewTestCase};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::{broadcast, mpsc};
+
+use super::events::{JOB, app, finish, run, submit};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Retries a connection until the freshly started peer listens.
+async fn wait_listening(port: u16) {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("peer listening in time");
+}
+
+fn settings(smtp_port: Option<u16>) -> Settings {
+    Settings {
+        base_url: "http://lavabox.test".into(),
+        smtp: smtp_port.map(|p| SmtpConfig {
+            relay: format!("127.0.0.1:{p}"),
+            from: "lavabox@example.com".into(),
+        }),
+        retry: Retry {
+            attempts: 3,
+            backoff: Duration::from_millis(50),
+            // ngircd's flood penalty makes a whole IRC exchange take about a second.
+            timeout: Duration::from_secs(3),
+        },
+    }
+}
+
+/// An aiosmtpd sink writing each mail into `dir/new`.
+async fn smtp_sink(dir: &Path) -> (Child, u16) {
+    for sub in ["tmp", "new", "cur"] {
+        std::fs::create_dir_all(dir.join(sub)).expect("maildir");
+    }
+    let port = free_port();
+    let child = Command::new("/usr/bin/python3")
+        .args(["-m", "aiosmtpd", "-n", "-l"])
+        .arg(format!("127.0.0.1:{port}"))
+        .args(["-c", "aiosmtpd.handlers.Mailbox"])
+        .arg(dir)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start aiosmtpd (python3-aiosmtpd installed?)");
+    wait_listening(port).await;
+    (child, port)
+}
+
+/// Undoes quoted-printable soft breaks and escapes, enough for ASCII bodies.
+fn unquote(mail: &str) -> String {
+    let joined = mail.replace("=\r\n", "").replace("=\n", "");
+    let mut out = String::new();
+    let mut chars = joined.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '=' {
+            let hex: String = chars.clone().take(2).collect();
+            if let Ok(b) = u8::from_str_radix(&hex, 16) {
+                out.push(char::from(b));
+                chars.next();
+                chars.next();
+                continue;
+            }
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Mails in the sink whose text mentions `needle`.
+fn mails(dir: &Path, needle: &str) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir.join("new")) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+        .map(|m| unquote(&m))
+        .filter(|m| m.contains(needle))
+        .collect()
+}
+
+/// Collects outcomes until `n` of them satisfy `pred`.
+async fn outcomes(
+    rx: &mut broadcast::Receiver<Arc<Outcome>>,
+    n: usize,
+    pred: impl Fn(&Outcome) -> bool,
+) -> Vec<Arc<Outcome>> {
+    let mut got = Vec::new();
+    tokio::time::timeout(WAIT, async {
+        while got.len() < n {
+            let o = rx.recv().await.expect("outcome stream");
+            if pred(&o) {
+                got.push(o);
+            }
+        }
+    })
+    .await
+    .expect("outcomes in time");
+    got
+}
+
+async fn add_results(app: &App, id: JobId, cases: &[(&str, &str, TestResult)]) {
+    let cases: Vec<NewTestCase> = cases
+        .iter()
+        .map(|(s, n, r)| NewTestCase::new(*s, *n, *r))
+        .collect();
+    app.store()
+        .call(move |s| s.insert_test_cases(id, &cases))
+        .await
+        .expect("results");
+}
+
+/// Registers a job log file for `id` with one line, as the dispatcher would.
+async fn job_log(app: &App, dir: &Path, id: JobId) -> PathBuf {
+    let path = dir.join(format!("job-{}.yaml", id.0));
+    let mut w = JobLogWriter::open(&path).expect("log");
+    w.append(&Entry::now(Level::Info, "start")).expect("line");
+    let p = path.clone();
+    app.store()
+        .call(move |s| s.register_job_log(id, &p))
+        .await
+        .expect("register");
+    path
+}
+
+#[tokio::test]
+async fn email_reaches_smtp_sink_with_status_and_results() {
+    let maildir = tempfile::tempdir().expect("maildir");
+    let (_sink, port) = smtp_sink(maildir.path()).await;
+    let (_dir, app) = app(|_| {}).await;
+    let notifier = Notifier::start_with(&app, settings(Some(port)));
+    let mut rx = notifier.outcomes();
+
+    let verbose = format!(
+        "{JOB}notify:\n  criteria: {{status: finished}}\n  verbosity: verbose\n  recipients:\n  \
+         - to: {{method: email, email: bob@example.com}}\n  - to: {{method: email, user: alice}}\n"
+    );
+    let id = submit(&app, &verbose).await;
+    run(&app, id).await;
+    add_results(
+        &app,
+        id,
+        &[
+            ("0_smoke", "boot", TestResult::Pass),
+            ("0_smoke", "net", TestResult::Fail),
+        ],
+    )
+    .await;
+    finish(&app, id, JobEnd::complete()).await;
+    let got = outcomes(&mut rx, 2, |o| o.job == id).await;
+    for o in &got {
+        assert!(matches!(o.channel, Channel::Email(_)), "{o:?}");
+        assert_eq!(o.result, Ok(1), "{o:?}");
+    }
+    let subject = format!(
+        "Subject: LAVA notification for Test Job {} events test",
+        id.0
+    );
+    let sent = mails(maildir.path(), &subject);
+    assert_eq!(sent.len(), 2, "{sent:#?}");
+    let bob = sent
+        .iter()
+        .find(|m| m.contains("bob@example.com"))
+        .expect("bob's mail");
+    assert!(bob.contains("Hello,"), "{bob}");
+    assert!(bob.contains("is now Finished, health Complete"), "{bob}");
+    assert!(
+        bob.contains(&format!("http://lavabox.test/scheduler/job/{}", id.0)),
+        "{bob}"
+    );
+    assert!(bob.contains("suite 0_smoke"), "{bob}");
+    assert!(
+        bob.contains("boot: passed") && bob.contains("net: FAILED"),
+        "{bob}"
+    );
+    assert!(bob.contains("hostname:    qemu-01"), "{bob}");
+    let alice = sent
+        .iter()
+        .find(|m| m.contains("alice@example.com"))
+        .expect("alice's mail");
+    assert!(alice.contains("Dear alice,"), "{alice}");
+
+    // status-only: the status lines, no device or results.
+    let quiet = format!(
+        "{JOB}notify:\n  criteria: {{status: incomplete}}\n  verbosity: status-only\n  recipients:\n  \
+         - to: {{method: email, email: carol@example.com}}\n"
+    );
+    let id = submit(&app, &quiet).await;
+    run(&app, id).await;
+    finish(
+        &app,
+        id,
+        JobEnd::incomplete(ErrorType::Infrastructure, "power failed"),
+    )
+    .await;
+    outcomes(&mut rx, 1, |o| o.job == id && o.result.is_ok()).await;
+    let subject = format!("Subject: LAVA notification for Test Job {} ", id.0);
+    let sent = mails(maildir.path(), &subject);
+    assert_eq!(sent.len(), 1);
+    assert!(sent[0].contains("health Incomplete"), "{}", sent[0]);
+    assert!(
+        !sent[0].contains("qemu-01") && !sent[0].contains("power failed"),
+        "{}",
+        sent[0]
+    );
+}
+
+#[tokio::test]
+async fn dead_smtp_relay_is_retried_and_recorded() {
+    let dead = free_port();
+    let (dir, app) = app(|_| {}).await;
+    let notifier = Notifier::start_with(&app, settings(Some(dead)));
+    let mut rx = notifier.outcomes();
+    let def = format!(
+        "{JOB}notify:\n  criteria: {{status: complete}}\n  recipients:\n  - to: {{method: email, email: bob@example.com}}\n"
+    );
+    let id = submit(&app, &def).await;
+    let log = job_log(&app, dir.path(), id).await;
+    run(&app, id).await;
+    finish(&app, id, JobEnd::complete()).await;
+    let got = outcomes(&mut rx, 1, |o| o.job == id).await;
+    let failed = got[0].result.as_ref().expect_err("relay is dead");
+    assert_eq!(failed.attempts, 3);
+    let text = std::fs::read_to_string(&log).expect("log");
+    assert!(
+        text.contains("\"lvl\": \"info\"")
+            && text.contains("e-mail to bob@example.com failed after 3 attempt(s)"),
+        "{text}"
+    );
+}
+
+/// Registers on ngircd as `nick`, then returns the first PRIVMSG line addressed to it.
+async fn irc_listener(port: u16, nick: &'static str, ready: mpsc::Sender<()>) -> String {
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("irc");
+    let (read, mut write) = stream.into_split();
+    write
+        .write_all(format!("NICK {nick}\r\nUSER {nick} 0 * :test\r\n").as_bytes())
+        .await
+        .expect("register");
+    let mut lines = BufReader::new(read).lines();
+    while let Some(line) = lines.next_line().await.expect("irc line") {
+        if let Some(token) = line.strip_prefix("PING ") {
+            write
+                .write_all(format!("PONG {token}\r\n").as_bytes())
+                .await
+                .expect("pong");
+        } else if line.split(' ').nth(1) == Some("001") {
+            ready.send(()).await.expect("ready");
+        } else if line.contains(&format!("PRIVMSG {nick} :")) {
+            return line;
+        }
+    }
+    panic!("IRC connection closed before a message arrived");
+}
+
+#[tokio::test]
+async fn irc_message_reaches_ngircd() {
+    let conf_dir = tempfile::tempdir().expect("conf dir");
+    let port = free_port();
+    let conf = conf_dir.path().join("ngircd.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[Global]\nName = irc.lavabox.test\nInfo = test\nAdminInfo1 = lab\nAdminInfo2 = lab\n\
+             AdminEMail = root@localhost\nListen = 127.0.0.1\nPorts = {port}\n\
+             [Options]\nPAM = no\nIdent = no\nDNS = no\n"
+        ),
+    )
+    .expect("conf");
+    let _ngircd = Command::new("ngircd")
+        .arg("-n")
+        .arg("-f")
+        .arg(&conf)
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start ngircd (installed?)");
+    wait_listening(port).await;
+    let (ready_tx, mut ready_rx) = mpsc::channel(1);
+    let listener = tokio::spawn(irc_listener(port, "alice", ready_tx));
+    tokio::time::timeout(WAIT, ready_rx.recv())
+        .await
+        .expect("listener registered");
+
+    let (_dir, app) = app(|_| {}).await;
+    let notifier = Notifier::start_with(&app, settings(None));
+    let mut rx = notifier.outcomes();
+    let def = format!(
+        "{JOB}notify:\n  criteria: {{status: finished}}\n  recipients:\n  \
+         - to: {{method: irc, handle: alice, server: \"127.0.0.1:{port}\"}}\n"
+    );
+    let id = submit(&app, &def).await;
+    run(&app, id).await;
+    finish(&app, id, JobEnd::complete()).await;
+    let line = tokio::time::timeout(WAIT, listener)
+        .await
+        .expect("message in time")
+        .expect("listener");
+    assert!(line.starts_with(":lava-bot"), "{line}");
+    assert!(
+        line.contains(&format!(
+            "job {} (events test) by alice is Finished, health Complete",
+            id.0
+        )),
+        "{line}"
+    );
+    let got = outcomes(&mut rx, 1, |o| o.job == id).await;
+    assert_eq!(got[0].result, Ok(1));
+}
+
+/// One request seen by the webhook server.
+#[derive(Debug, Clone)]
+struct Hit {
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+async fn hook(
+    State(tx): State<mpsc::UnboundedSender<Hit>>,
+    UrlPath((kind, _rest)): UrlPath<(String, String)>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
+    let _ = tx.send(Hit {
+        method,
+        uri,
+        headers,
+        body,
+    });
+    match kind.as_str() {
+        "fail" => StatusCode::INTERNAL_SERVER_ERROR,
+        "hang" => std::future::pending().await,
+        _ => StatusCode::OK,
+    }
+}
+
+fn form_field(body: &[u8], key: &str) -> Option<String> {
+    let text = String::from_utf8_lossy(body);
+    text.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=')?;
+        (k == key).then(|| unquote(&v.replace('+', " ").replace('%', "=")))
+    })
+}
+
+#[tokio::test]
+async fn callbacks_deliver_every_dataset_and_failures_do_not_delay_others() {
+    let (tx, mut hits) = mpsc::unbounded_channel();
+    let server = Router::new()
+        .route("/{kind}/{*rest}", any(hook))
+        .with_state(tx);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, server).await;
+    });
+    let (dir, app) = app(|_| {}).await;
+    let notifier = Notifier::start_with(&app, settings(None));
+    let mut rx = notifier.outcomes();
+
+    let def = format!(
+        "{JOB}notify:\n  criteria: {{status: finished}}\n  callbacks:\n\
+           \x20\x20- {{url: \"{base}/get/{{ID}}/{{STATUS_STRING}}\", token: s3cret}}\n\
+           \x20\x20- {{url: \"{base}/minimal/{{ID}}\", method: POST, token: s3cret, header: X-Token}}\n\
+           \x20\x20- {{url: \"{base}/results/x\", method: POST, dataset: results, content-type: json, token: s3cret}}\n\
+           \x20\x20- {{url: \"{base}/logs/x\", method: POST, dataset: logs, content-type: json}}\n\
+           \x20\x20- {{url: \"{base}/all/x\", method: POST, dataset: all}}\n\
+           \x20\x20- {{url: \"{base}/fail/x\", method: POST}}\n\
+           \x20\x20- {{url: \"{base}/hang/x\"}}\n"
+    );
+    let parsed = lavabox::jobdef::parse_str(&def)
+        .map_err(|p| format!("{p:?}"))
+        .expect("valid job");
+    assert_eq!(parsed.notify.map(|n| n.callbacks.len()), Some(7));
+    let id = submit(&app, &def).await;
+    job_log(&app, dir.path(), id).await;
+    run(&app, id).await;
+    add_results(&app, id, &[("0_smoke", "boot", TestResult::Pass)]).await;
+    finish(&app, id, JobEnd::complete()).await;
+
+    // The five good callbacks arrive (plus the first attempts at the bad ones).
+    let mut seen: Vec<Hit> = Vec::new();
+    tokio::time::timeout(WAIT, async {
+        while seen
+            .iter()
+            .filter(|h| !h.uri.path().starts_with("/fail") && !h.uri.path().starts_with("/hang"))
+            .count()
+            < 5
+        {
+            seen.push(hits.recv().await.expect("hit"));
+        }
+    })
+    .await
+    .expect("callbacks in time");
+    let find = |prefix: &str| {
+        seen.iter()
+            .find(|h| h.uri.path().starts_with(prefix))
+            .cloned()
+            .expect(prefix)
+    };
+
+    let get = find("/get/");
+    assert_eq!(get.method, Method::GET);
+    assert_eq!(get.uri.path(), format!("/get/{}/complete", id.0));
+    assert_eq!(get.headers["authorization"], "s3cret");
+    assert!(get.body.is_empty());
+
+    let minimal = find("/minimal/");
+    assert_eq!(minimal.method, Method::POST);
+    assert_eq!(minimal.headers["x-token"], "s3cret");
+    assert_eq!(
+        minimal.headers["content-type"],
+        "application/x-www-form-urlencoded"
+    );
+    assert_eq!(
+        form_field(&minimal.body, "id").as_deref(),
+        Some(id.0.to_string().as_str())
+    );
+    assert_eq!(form_field(&minimal.body, "status").as_deref(), Some("2"));
+    assert_eq!(
+        form_field(&minimal.body, "status_string").as_deref(),
+        Some("complete")
+    );
+    assert_eq!(
+        form_field(&minimal.body, "health_string").as_deref(),
+        Some("Complete")
+    );
+    assert_eq!(
+        form_field(&minimal.body, "token").as_deref(),
+        Some("s3cret")
+    );
+    assert_eq!(
+        form_field(&minimal.body, "actual_device_id").as_deref(),
+        Some("qemu-01")
+    );
+    assert!(form_field(&minimal.body, "log").is_none());
+
+    let results = find("/results/");
+    assert_eq!(results.headers["content-type"], "application/json");
+    let json: serde_json::Value = serde_json::from_slice(&results.body).expect("json body");
+    assert_eq!(json["id"], serde_json::json!(id.0));
+    assert_eq!(json["submitter_username"], "alice");
+    assert!(
+        json["results"]["0_smoke"]
+            .as_str()
+            .is_some_and(|y| y.contains("name: boot") && y.contains("result: pass")),
+        "{json}"
+    );
+    assert!(json.get("log").is_none());
+
+    let logs = find("/logs/");
+    let json: serde_json::Value = serde_json::from_slice(&logs.body).expect("json body");
+    assert!(
+        json["log"].as_str().is_some_and(|l| l.contains("start")),
+        "{json}"
+    );
+    assert!(json.get("results").is_none() && json.get("token").is_none());
+
+    let all = find("/all/");
+    assert!(form_field(&all.body, "log").is_some_and(|l| l.contains("start")));
+    assert!(form_field(&all.body, "results").is_some_and(|r| r.contains("0_smoke")));
+
+    // While job 1's bad callbacks are still being retried, job 2's is delivered.
+    let def2 = format!(
+        "{JOB}notify:\n  criteria: {{status: finished}}\n  callback: {{url: \"{base}/second/{{ID}}\"}}\n"
+    );
+    let id2 = submit(&app, &def2).await;
+    run(&app, id2).await;
+    finish(&app, id2, JobEnd::complete()).await;
+
+    let mut order = Vec::new();
+    let done = outcomes(&mut rx, 8, |o| {
+        if !matches!(o.channel, Channel::Callback(_)) {
+            return false;
+        }
+        true
+    })
+    .await;
+    for o in &done {
+        order.push((o.job, o.channel.clone(), o.result.clone()));
+    }
+    type Delivery = (JobId, Channel, Result<u32, lavabox::notify::Failed>);
+    let position =
+        |pred: &dyn Fn(&Delivery) -> bool| order.iter().position(pred).expect("outcome present");
+    let second = position(&|(j, _, r)| *j == id2 && r.is_ok());
+    let hang = position(&|(j, c, _)| {
+        *j == id && matches!(c, Channel::Callback(u) if u.contains("/hang/"))
+    });
+    let fail = position(&|(j, c, _)| {
+        *j == id && matches!(c, Channel::Callback(u) if u.contains("/fail/"))
+    });
+    assert!(second < hang, "{order:#?}");
+    for at in [hang, fail] {
+        let failed = order[at].2.as_ref().expect_err("bad callback fails");
+        assert_eq!(failed.attempts, 3, "{order:#?}");
+    }
+    let attempts_at_fail = {
+        while let Ok(h) = hits.try_recv() {
+            seen.push(h);
+        }
+        seen.iter()
+            .filter(|h| h.uri.path().starts_with("/fail/"))
+            .count()
+    };
+    assert_eq!(attempts_at_fail, 3);
+    let log = std::fs::read_to_string(dir.path().join(format!("job-{}.yaml", id.0))).expect("log");
+    assert!(log.contains("/hang/x failed after 3 attempt(s)"), "{log}");
+    assert!(log.contains("/minimal/{ID} sent"), "{log}");
+}
+
+#[tokio::test]
+async fn compare_reports_a_new_failure() {
+    let maildir = tempfile::tempdir().expect("maildir");
+    let (_sink, port) = smtp_sink(maildir.path()).await;
+    let (_dir, app) = app(|_| {}).await;
+    let notifier = Notifier::start_with(&app, settings(Some(port)));
+    let mut rx = notifier.outcomes();
+    let def = format!(
+        "{JOB}notify:\n  criteria: {{status: finished}}\n  recipients:\n  - to: {{method: email, email: qa@example.com}}\n  \
+         compare:\n    blacklist: [lava]\n    query: {{entity: testjob, conditions: {{description: events test}}}}\n"
+    );
+    let first = submit(&app, &def).await;
+    run(&app, first).await;
+    add_results(
+        &app,
+        first,
+        &[
+            ("smoke", "a", TestResult::Pass),
+            ("smoke", "b", TestResult::Fail),
+            ("lava", "job", TestResult::Pass),
+        ],
+    )
+    .await;
+    finish(&app, first, JobEnd::complete()).await;
+    outcomes(&mut rx, 1, |o| o.job == first).await;
+
+    let second = submit(&app, &def).await;
+    run(&app, second).await;
+    add_results(
+        &app,
+        second,
+        &[
+            ("smoke", "a", TestResult::Fail),
+            ("smoke", "b", TestResult::Pass),
+            ("lava", "job", TestResult::Fail),
+        ],
+    )
+    .await;
+    finish(&app, second, JobEnd::complete()).await;
+    let got = outcomes(&mut rx, 1, |o| o.job == second).await;
+    assert_eq!(got[0].result, Ok(1));
+    let sent = mails(
+        maildir.path(),
+        &format!("Test Job {} events test", second.0),
+    );
+    assert_eq!(sent.len(), 1);
+    let mail = &sent[0];
+    assert!(
+        mail.contains(&format!("Compared with job {}", first.0)),
+        "{mail}"
+    );
+    assert!(mail.contains("newly failing: smoke/a"), "{mail}");
+    assert!(mail.contains("fixed: smoke/b"), "{mail}");
+    assert!(!mail.contains("lava/job"), "{mail}");
+}
