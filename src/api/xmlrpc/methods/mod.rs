@@ -1,0 +1,370 @@
+//! The XML-RPC method table: every method of LAVA 2023.01 that lavabox serves, with LAVA's
+//! argument handling, return shapes and fault codes/strings.
+//!
+//! [`METHODS`] is the sorted list that `system.listMethods` returns; [`dispatch`] refuses any
+//! other name with LAVA's "No such method" fault and routes the rest to one module per family
+//! (`system`, `jobs`, `devices`, `device_types`, `workers`, `tags`, `aliases`, `results`).
+//! Arguments are read through [`args::Args`], which applies Python's rules for missing and
+//! surplus positional arguments.
+
+use super::codec::Value;
+use crate::api::auth::Caller;
+use crate::app::App;
+use crate::jobdef;
+use crate::model::{DeviceHealth, DeviceState, JobHealth, JobId, JobState};
+use crate::store::{
+    self, Device, DeviceType, DeviceTypeUpdate, DeviceUpdate, HealthDenominator, Job, JobFilter,
+    JobOrder, JobOrderField, NewDevice, NewDeviceType, Store, TestCase,
+};
+use crate::submit::{self, SubmitError, Submitted};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use time::OffsetDateTime;
+use time::macros::format_description;
+
+mod aliases;
+mod args;
+mod device_types;
+mod devices;
+mod jobs;
+mod results;
+mod system;
+mod tags;
+mod workers;
+use args::Args;
+
+/// An XML-RPC fault.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fault {
+    /// `faultCode`.
+    pub code: i64,
+    /// `faultString`.
+    pub message: String,
+}
+
+impl Fault {
+    /// A fault with `code` and `message`.
+    pub fn new(code: i64, message: impl Into<String>) -> Fault {
+        Fault {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<SubmitError> for Fault {
+    fn from(e: SubmitError) -> Fault {
+        if let SubmitError::Store(inner) = &e {
+            return store_error(inner);
+        }
+        Fault::new(e.code(), e.to_string())
+    }
+}
+
+fn store_error(e: &store::Error) -> Fault {
+    match e {
+        store::Error::NotFound { kind, name } => {
+            Fault::new(404, format!("{kind} '{name}' was not found."))
+        }
+        store::Error::AlreadyExists { .. } => Fault::new(400, format!("Bad request: {e}")),
+        store::Error::Invalid { .. } => Fault::new(400, format!("Bad request: {e}")),
+        other => {
+            tracing::error!(error = %other, "store call failed");
+            Fault::new(
+                -32603,
+                format!(
+                    "Internal Server Error (contact server administrator for details): {other}"
+                ),
+            )
+        }
+    }
+}
+
+impl From<store::Error> for Fault {
+    fn from(e: store::Error) -> Fault {
+        store_error(&e)
+    }
+}
+
+/// What a method call runs with.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    /// The application.
+    pub app: App,
+    /// Who is calling.
+    pub caller: Caller,
+}
+
+type R = Result<Value, Fault>;
+
+/// Every method served, sorted (the answer of `system.listMethods`).
+pub const METHODS: &[&str] = &[
+    "results.get_testcase_results_csv",
+    "results.get_testcase_results_yaml",
+    "results.get_testjob_metadata",
+    "results.get_testjob_results_csv",
+    "results.get_testjob_results_yaml",
+    "results.get_testjob_suites_list_csv",
+    "results.get_testjob_suites_list_yaml",
+    "results.get_testsuite_results_count",
+    "results.get_testsuite_results_csv",
+    "results.get_testsuite_results_yaml",
+    "scheduler.aliases.add",
+    "scheduler.aliases.delete",
+    "scheduler.aliases.list",
+    "scheduler.aliases.show",
+    "scheduler.all_device_types",
+    "scheduler.all_devices",
+    "scheduler.all_jobs",
+    "scheduler.cancel_job",
+    "scheduler.device_types.add",
+    "scheduler.device_types.aliases.add",
+    "scheduler.device_types.aliases.delete",
+    "scheduler.device_types.aliases.list",
+    "scheduler.device_types.get_health_check",
+    "scheduler.device_types.get_template",
+    "scheduler.device_types.list",
+    "scheduler.device_types.set_template",
+    "scheduler.device_types.show",
+    "scheduler.device_types.update",
+    "scheduler.devices.add",
+    "scheduler.devices.get_dictionary",
+    "scheduler.devices.list",
+    "scheduler.devices.set_dictionary",
+    "scheduler.devices.show",
+    "scheduler.devices.tags.add",
+    "scheduler.devices.tags.delete",
+    "scheduler.devices.tags.list",
+    "scheduler.devices.update",
+    "scheduler.export_device_dictionary",
+    "scheduler.get_device_config",
+    "scheduler.get_device_status",
+    "scheduler.get_device_type_by_alias",
+    "scheduler.get_publisher_event_socket",
+    "scheduler.get_recent_jobs_for_device",
+    "scheduler.get_recent_jobs_for_device_type",
+    "scheduler.import_device_dictionary",
+    "scheduler.job_details",
+    "scheduler.job_health",
+    "scheduler.job_output",
+    "scheduler.job_state",
+    "scheduler.jobs.cancel",
+    "scheduler.jobs.configuration",
+    "scheduler.jobs.definition",
+    "scheduler.jobs.list",
+    "scheduler.jobs.logs",
+    "scheduler.jobs.queue",
+    "scheduler.jobs.resubmit",
+    "scheduler.jobs.show",
+    "scheduler.jobs.submit",
+    "scheduler.jobs.validate",
+    "scheduler.pending_jobs_by_device_type",
+    "scheduler.put_into_maintenance_mode",
+    "scheduler.put_into_online_mode",
+    "scheduler.resubmit_job",
+    "scheduler.submit_job",
+    "scheduler.tags.add",
+    "scheduler.tags.list",
+    "scheduler.tags.show",
+    "scheduler.validate_yaml",
+    "scheduler.workers.list",
+    "scheduler.workers.show",
+    "system.api_version",
+    "system.getCapabilities",
+    "system.listMethods",
+    "system.master_config",
+    "system.methodHelp",
+    "system.methodSignature",
+    "system.multicall",
+    "system.user_can_submit_to_types",
+    "system.user_can_view_devices",
+    "system.user_can_view_jobs",
+    "system.version",
+    "system.whoami",
+];
+
+type BoxFut<'a> = Pin<Box<dyn Future<Output = R> + Send + 'a>>;
+
+/// Runs method `name` with `params` for `ctx`.
+pub fn dispatch<'a>(ctx: &'a Ctx, name: &'a str, params: Vec<Value>) -> BoxFut<'a> {
+    Box::pin(async move {
+        let a = Args {
+            method: name,
+            v: params,
+        };
+        call(ctx, name, a).await
+    })
+}
+
+/// The module that serves a method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Family {
+    System,
+    Jobs,
+    Devices,
+    DeviceTypes,
+    Workers,
+    Tags,
+    Aliases,
+    Results,
+}
+
+/// Which family serves `name`, a name known to be in [`METHODS`].
+fn family(name: &str) -> Family {
+    if name.starts_with("system.") {
+        return Family::System;
+    }
+    if name.starts_with("results.") {
+        return Family::Results;
+    }
+    let rest = name.strip_prefix("scheduler.").unwrap_or(name);
+    match rest.split_once('.') {
+        Some(("jobs", _)) => Family::Jobs,
+        Some(("devices", _)) => Family::Devices,
+        Some(("device_types", _)) => Family::DeviceTypes,
+        Some(("workers", _)) => Family::Workers,
+        Some(("tags", _)) => Family::Tags,
+        Some(("aliases", _)) => Family::Aliases,
+        // The legacy flat `scheduler.*` namespace.
+        _ => match rest {
+            "get_publisher_event_socket" => Family::System,
+            "all_device_types" | "get_device_type_by_alias" => Family::DeviceTypes,
+            r if r.starts_with("get_recent_jobs") => Family::Jobs,
+            r if r.contains("device") || r.starts_with("put_into") => Family::Devices,
+            _ => Family::Jobs,
+        },
+    }
+}
+
+/// LAVA's answer for a name it does not serve.
+fn no_such_method(name: &str) -> Fault {
+    Fault::new(-32601, format!("No such method: '{name}'"))
+}
+
+async fn call(ctx: &Ctx, name: &str, a: Args<'_>) -> R {
+    if METHODS.binary_search(&name).is_err() {
+        return Err(no_such_method(name));
+    }
+    match family(name) {
+        Family::System => system::call(ctx, name, a).await,
+        Family::Jobs => jobs::call(ctx, name, a).await,
+        Family::Devices => devices::call(ctx, name, a).await,
+        Family::DeviceTypes => device_types::call(ctx, name, a).await,
+        Family::Workers => workers::call(ctx, name, a).await,
+        Family::Tags => tags::call(ctx, name, a).await,
+        Family::Aliases => aliases::call(ctx, name, a).await,
+        Family::Results => results::call(ctx, name, a).await,
+    }
+}
+
+async fn db<T, F>(ctx: &Ctx, f: F) -> Result<T, Fault>
+where
+    F: FnOnce(&mut Store) -> Result<T, Fault> + Send + 'static,
+    T: Send + 'static,
+{
+    ctx.app
+        .store()
+        .call(move |s| Ok(f(s)))
+        .await
+        .map_err(Fault::from)?
+}
+
+fn need_user(ctx: &Ctx) -> Result<&str, Fault> {
+    ctx.caller.username().ok_or_else(|| {
+        Fault::new(
+            401,
+            "Authentication with user and token required for this API.",
+        )
+    })
+}
+
+fn need_superuser(ctx: &Ctx, perm: &str) -> Result<(), Fault> {
+    let name = need_user(ctx)?;
+    if ctx.caller.is_superuser() {
+        Ok(())
+    } else {
+        Err(Fault::new(
+            403,
+            format!("User '{name}' is missing permission {perm} ."),
+        ))
+    }
+}
+
+fn job_key(job: &Job) -> Value {
+    match &job.sub_id {
+        Some(sub) => Value::str(sub.clone()),
+        None => Value::Int(job.id.0),
+    }
+}
+
+/// `str(datetime)` of an aware UTC datetime, as LAVA's verbose `jobs.list` returns.
+fn py_str_time(t: Option<OffsetDateTime>) -> Value {
+    let Some(t) = t else { return Value::Nil };
+    let t = t.to_offset(time::UtcOffset::UTC);
+    let base = format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
+    let mut s = t.format(base).unwrap_or_default();
+    if t.microsecond() != 0 {
+        s.push_str(&format!(".{:06}", t.microsecond()));
+    }
+    s.push_str("+00:00");
+    Value::String(s)
+}
+
+fn find_job(s: &Store, caller: &Caller, id: &str) -> Result<Job, Fault> {
+    submit::find_job(s, caller, id).map_err(Fault::from)
+}
+
+fn may_view_device(caller: &Caller, d: &Device) -> bool {
+    submit::may_submit_to(caller, d)
+}
+
+fn find_device(s: &Store, caller: &Caller, hostname: &str) -> Result<Device, Fault> {
+    let d = s
+        .device(hostname)?
+        .ok_or_else(|| Fault::new(404, format!("Device '{hostname}' was not found.")))?;
+    if !may_view_device(caller, &d) {
+        return Err(Fault::new(
+            403,
+            format!(
+                "Device '{hostname}' not available to user '{}'.",
+                caller.display_name()
+            ),
+        ));
+    }
+    Ok(d)
+}
+
+fn find_device_type(s: &Store, caller: &Caller, name: &str) -> Result<DeviceType, Fault> {
+    match s.device_type(name)? {
+        Some(dt) if dt.display || caller.is_superuser() => Ok(dt),
+        _ => Err(Fault::new(
+            404,
+            format!("Device-type '{name}' was not found."),
+        )),
+    }
+}
+
+fn legacy_device_status(d: &Device) -> &'static str {
+    match (d.state, d.health) {
+        (_, DeviceHealth::Retired) => "retired",
+        (DeviceState::Reserved, _) => "reserved",
+        (DeviceState::Running, _) => "running",
+        (DeviceState::Idle, DeviceHealth::Good | DeviceHealth::Unknown) => "idle",
+        (DeviceState::Idle, _) => "offline",
+    }
+}
+
+fn binary(s: impl Into<String>) -> Value {
+    Value::Base64(s.into().into_bytes())
+}
+
+/// A job id from a store id.
+pub fn job_id(n: i64) -> JobId {
+    JobId(n)
+}
+
+fn worker_name(ctx: &Ctx) -> String {
+    ctx.app.config().instance.clone()
+}
