@@ -1,5 +1,6 @@
 //! XML-RPC throughput and latency: `system.version` and `scheduler.jobs.list` with 1,000 jobs,
-//! 1 and 16 concurrent keep-alive clients, over real TCP on 127.0.0.1.
+//! 1 and 16 concurrent clients, over real TCP on 127.0.0.1, each both with HTTP keep-alive (as
+//! Python's `xmlrpc.client` transport does) and with a new connection per call.
 //!
 //! Run: `cargo bench --bench xmlrpc` (or `--profile dev` for a quick look). Prints p50/p99
 //! latency and calls/s per scenario. LAVA 2023.01 reference: 20.8 ms p50, 47 calls/s.
@@ -96,7 +97,22 @@ async fn start() -> (SocketAddr, tempfile::TempDir) {
     (addr, dir)
 }
 
-async fn scenario(addr: SocketAddr, name: &str, params: &[Value], clients: usize) {
+/// How a client uses TCP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Connection {
+    /// One connection for all calls.
+    KeepAlive,
+    /// A new connection for every call.
+    PerCall,
+}
+
+async fn scenario(
+    addr: SocketAddr,
+    name: &str,
+    params: &[Value],
+    clients: usize,
+    connection: Connection,
+) {
     let body = codec::encode_call(name, params).into_bytes();
     // Sanity: the call succeeds.
     let mut probe = Conn::open(addr).await;
@@ -106,6 +122,12 @@ async fn scenario(addr: SocketAddr, name: &str, params: &[Value], clients: usize
         "{name} failed: {}",
         String::from_utf8_lossy(&resp)
     );
+    // Closed connections sit in TIME_WAIT on the client side: a short run keeps the
+    // per-call scenarios inside the ephemeral port range.
+    let run = match connection {
+        Connection::KeepAlive => RUN,
+        Connection::PerCall => Duration::from_secs(1),
+    };
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..clients {
@@ -113,8 +135,11 @@ async fn scenario(addr: SocketAddr, name: &str, params: &[Value], clients: usize
         tasks.push(tokio::spawn(async move {
             let mut conn = Conn::open(addr).await;
             let mut lat = Vec::new();
-            while started.elapsed() < RUN {
+            while started.elapsed() < run {
                 let t = Instant::now();
+                if connection == Connection::PerCall {
+                    conn = Conn::open(addr).await;
+                }
                 conn.call(&body).await;
                 lat.push(t.elapsed());
             }
@@ -133,7 +158,11 @@ async fn scenario(addr: SocketAddr, name: &str, params: &[Value], clients: usize
     };
     let rate = all.len() as f64 / elapsed;
     println!(
-        "{name:<22} clients={clients:<3} calls={:<7} p50={:>7.3} ms  p99={:>7.3} ms  {:>9.0} calls/s  ({:.0}x LAVA's 47/s)",
+        "{name:<22} clients={clients:<3} {:<10} calls={:<7} p50={:>7.3} ms  p99={:>7.3} ms  {:>9.0} calls/s  ({:.0}x LAVA's 47/s)",
+        match connection {
+            Connection::KeepAlive => "keep-alive",
+            Connection::PerCall => "per-call",
+        },
         all.len(),
         pct(0.50),
         pct(0.99),
@@ -149,9 +178,11 @@ fn main() {
         .expect("runtime");
     rt.block_on(async {
         let (addr, _dir) = start().await;
-        for clients in [1, 16] {
-            scenario(addr, "system.version", &[], clients).await;
-            scenario(addr, "scheduler.jobs.list", &[], clients).await;
+        for connection in [Connection::KeepAlive, Connection::PerCall] {
+            for clients in [1, 16] {
+                scenario(addr, "system.version", &[], clients, connection).await;
+                scenario(addr, "scheduler.jobs.list", &[], clients, connection).await;
+            }
         }
     });
 }

@@ -16,9 +16,10 @@ use crate::config::Config;
 use crate::devicetype::Templates;
 use crate::dispatcher::{Dispatcher, DispatcherConfig};
 use crate::events::Bus;
+use crate::events::WorkerChange;
 use crate::scheduler::{JobRunner, Scheduler};
 use crate::store::Changes;
-use crate::store::{AsyncStore, Store};
+use crate::store::{AsyncStore, Store, WorkerState, WorkerStatus};
 use crate::tftp;
 
 /// The line logged once the appliance is ready; tests and scripts wait for it.
@@ -45,10 +46,17 @@ impl App {
     pub async fn build(config: Config) -> anyhow::Result<App> {
         let data_dir = config.data_dir.clone();
         let db = config.database_path();
+        let instance = config.instance.clone();
         let store = tokio::task::spawn_blocking(move || -> anyhow::Result<Store> {
             std::fs::create_dir_all(&data_dir)
                 .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
-            Store::open(&db).with_context(|| format!("opening database {}", db.display()))
+            let mut store =
+                Store::open(&db).with_context(|| format!("opening database {}", db.display()))?;
+            // The appliance is its own worker; clients list it even before `serve` runs.
+            store
+                .ensure_worker(&instance)
+                .with_context(|| format!("registering the appliance's worker `{instance}`"))?;
+            Ok(store)
         })
         .await
         .context("opening the database")??;
@@ -83,6 +91,33 @@ impl App {
         if !changes.is_empty() {
             self.events.publish(changes);
             self.wake_scheduler();
+        }
+    }
+
+    /// Publishes a worker's new state or health (LAVA's `.worker` event) and wakes the
+    /// scheduler, whose devices may have become usable or unusable.
+    pub fn worker_changed(&self, status: &WorkerStatus) {
+        self.events.publish_worker(WorkerChange {
+            hostname: status.hostname.clone(),
+            state: status.state.as_str().to_owned(),
+            health: status.health.as_str().to_owned(),
+        });
+        self.wake_scheduler();
+    }
+
+    /// Records the appliance's own worker (named after `instance`) as Online or Offline.
+    /// Failure is logged, not fatal: the worker row is informational for clients, and the
+    /// scheduler treats a missing row as online.
+    async fn set_own_worker(&self, state: WorkerState) {
+        let name = self.config.instance.clone();
+        match self
+            .store
+            .call(move |s| s.set_worker_running(&name, state, crate::api::rest::LAVA_VERSION))
+            .await
+        {
+            Ok(Some(status)) => self.worker_changed(&status),
+            Ok(None) => {}
+            Err(err) => tracing::warn!(error = %err, ?state, "recording the appliance's worker"),
         }
     }
 
@@ -193,6 +228,8 @@ impl App {
             }
         };
         let notifier = crate::notify::Notifier::start(&self);
+        // After the publisher, so the Online `.worker` event reaches its subscribers.
+        self.set_own_worker(WorkerState::Online).await;
 
         tracker.close();
         tracing::info!(
@@ -206,6 +243,7 @@ impl App {
         tracing::info!("shutting down");
         stop.cancel();
         tracker.wait().await;
+        self.set_own_worker(WorkerState::Offline).await;
         drop(notifier);
         drop(publisher);
         // Dropping the last handle closes the connection, which checkpoints the WAL.

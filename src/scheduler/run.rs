@@ -174,6 +174,7 @@ impl Scheduler {
     /// One scheduling pass; returns the earliest queue-timeout deadline still ahead.
     pub async fn pass(&self) -> Option<OffsetDateTime> {
         let templates = self.app.templates().clone();
+        let instance = self.app.config().instance.clone();
         let loaded = self
             .app
             .store()
@@ -181,7 +182,10 @@ impl Scheduler {
                 let now = OffsetDateTime::now_utc();
                 let raw = s.scheduler_snapshot()?;
                 let people = People::load(s, &raw)?;
-                Ok(convert(&raw, &people, &templates, now))
+                let stored_workers = s.workers()?;
+                let mut converted = convert(&raw, &people, &templates, now);
+                apply_workers(&mut converted.snapshot, &stored_workers, &instance);
+                Ok(converted)
             })
             .await;
         let converted = match loaded {
@@ -583,6 +587,25 @@ pub fn convert(
             device_order: DeviceOrder::Seeded(now.unix_timestamp_nanos() as u64),
         },
         health_checks,
+    }
+}
+
+/// Applies the stored workers' health and job limit to the snapshot's workers: devices of a
+/// worker in Maintenance or Retired get no new jobs. Every worker runs on this box, so its
+/// Online/Offline state is informational here (the scheduler only runs while the box does).
+/// Devices without a worker belong to the appliance, stored under `instance`.
+fn apply_workers(snapshot: &mut Snapshot, stored: &[crate::store::Worker], instance: &str) {
+    for w in &mut snapshot.workers {
+        let name = if w.hostname == LOCAL_WORKER && !stored.iter().any(|s| s.hostname == w.hostname)
+        {
+            instance
+        } else {
+            w.hostname.as_str()
+        };
+        if let Some(row) = stored.iter().find(|s| s.hostname == name) {
+            w.online = row.health.takes_jobs();
+            w.job_limit = row.job_limit;
+        }
     }
 }
 
@@ -1234,5 +1257,59 @@ mod tests {
         assert_eq!(multinode_role(def), ("client".into(), true));
         assert_eq!(multinode_role("job_name: x"), (String::new(), false));
         assert_eq!(multinode_role(": :"), (String::new(), false));
+    }
+
+    #[test]
+    fn workers_in_maintenance_take_no_jobs() {
+        use crate::store::{Worker as Stored, WorkerHealth, WorkerState};
+        let stored = |name: &str, health, job_limit| Stored {
+            hostname: name.to_owned(),
+            description: None,
+            state: WorkerState::Online,
+            health,
+            last_ping: None,
+            job_limit,
+            version: None,
+            config: None,
+            env: None,
+            env_dut: None,
+        };
+        let worker = |name: &str| Worker {
+            hostname: name.to_owned(),
+            online: true,
+            job_limit: 0,
+            busy: 0,
+        };
+        let mut snapshot = Snapshot {
+            workers: vec![
+                worker("a"),
+                worker("b"),
+                worker(LOCAL_WORKER),
+                worker("unknown"),
+            ],
+            ..Snapshot::default()
+        };
+        let rows = [
+            stored("a", WorkerHealth::Maintenance, 0),
+            stored("b", WorkerHealth::Active, 2),
+            stored("box", WorkerHealth::Retired, 0),
+        ];
+        apply_workers(&mut snapshot, &rows, "box");
+        let online: Vec<(&str, bool, u32)> = snapshot
+            .workers
+            .iter()
+            .map(|w| (w.hostname.as_str(), w.online, w.job_limit))
+            .collect();
+        assert_eq!(
+            online,
+            vec![
+                ("a", false, 0),
+                ("b", true, 2),
+                // Devices without a worker are the appliance's, stored under the instance.
+                (LOCAL_WORKER, false, 0),
+                // No row: as before workers were stored, it takes jobs.
+                ("unknown", true, 0),
+            ]
+        );
     }
 }

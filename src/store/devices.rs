@@ -626,6 +626,21 @@ impl Store {
         .step("listing tags")
     }
 
+    /// Deletes a tag (and with it every device's use of it); [`Error::NotFound`] if missing.
+    pub fn delete_tag(&mut self, name: &str) -> Result<(), Error> {
+        let n = self
+            .conn
+            .execute("DELETE FROM tags WHERE name = ?1", [name])
+            .step("deleting a tag")?;
+        if n == 0 {
+            return Err(Error::NotFound {
+                kind: "tag",
+                name: name.to_owned(),
+            });
+        }
+        Ok(())
+    }
+
     /// Tags a device, creating the tag if needed (as LAVA's `devices.tags.add`).
     pub fn add_device_tag(&mut self, hostname: &str, tag: &str) -> Result<(), Error> {
         if tag.trim().is_empty() {

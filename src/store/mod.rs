@@ -20,6 +20,7 @@ mod jobs;
 mod migrate;
 mod results;
 mod users;
+mod workers;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -43,6 +44,7 @@ pub use jobs::{
 pub use migrate::SCHEMA_VERSION;
 pub use results::{JobLogEntry, NewTestCase, TestCase, TestSuite};
 pub use users::{Group, NewToken, NewUser, Token, TokenId, User};
+pub use workers::{Worker, WorkerFile, WorkerHealth, WorkerState, WorkerStatus, WorkerUpdate};
 
 /// How long a statement waits for another connection's write lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);

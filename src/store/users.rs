@@ -343,6 +343,39 @@ impl Store {
         tx.commit().step("adding a group member")
     }
 
+    /// Makes `username` a member of exactly the existing groups among `groups` (names that
+    /// are no group are skipped, as LAVA's `set_user_groups` does); returns the skipped names.
+    pub fn set_user_groups(
+        &mut self,
+        username: &str,
+        groups: &[String],
+    ) -> Result<Vec<String>, Error> {
+        let step = "setting a user's groups";
+        let tx = self.write_tx(step)?;
+        let uid = user_id(&tx, username)?;
+        tx.execute("DELETE FROM group_members WHERE user_id = ?1", [uid.0])
+            .step(step)?;
+        let mut skipped = Vec::new();
+        for g in groups {
+            let gid: Option<i64> = tx
+                .query_row("SELECT id FROM groups WHERE name = ?1", [g], |r| r.get(0))
+                .optional()
+                .step(step)?;
+            match gid {
+                Some(gid) => {
+                    tx.execute(
+                        "INSERT OR IGNORE INTO group_members (group_id, user_id) VALUES (?1, ?2)",
+                        params![gid, uid.0],
+                    )
+                    .step(step)?;
+                }
+                None => skipped.push(g.clone()),
+            }
+        }
+        tx.commit().step(step)?;
+        Ok(skipped)
+    }
+
     /// The groups `username` belongs to, by name.
     pub fn user_groups(&self, username: &str) -> Result<Vec<Group>, Error> {
         let uid = user_id(&self.conn, username)?;

@@ -158,11 +158,79 @@ async fn lavacli_drives_lavabox() {
         .await;
     assert_has(&denied, &["403"]);
 
-    // workers
+    // workers: the appliance's own (Offline: this test serves the API without `App::run`)
+    // and one added, updated and configured through lavacli.
     assert_has(&cli.ok(&["workers", "list"]).await, &[&srv.worker]);
     assert_has(
         &cli.ok(&["workers", "show", &srv.worker]).await,
-        &["Online", "Active", "qemu01"],
+        &[
+            &format!("hostname    : {}", srv.worker),
+            "state       : Offline",
+            "health      : Active",
+            "devices     : qemu01, qemu02",
+            "job limit   : 0",
+            "version     : 2023.01",
+        ],
+    );
+    cli.ok(&["workers", "add", "bench-pi", "--description", "bench Pi"])
+        .await;
+    assert_has(
+        &cli.ok(&["workers", "list"]).await,
+        &["Workers:", "* bench-pi", &format!("* {}", srv.worker)],
+    );
+    cli.ok(&[
+        "workers",
+        "update",
+        "bench-pi",
+        "--health",
+        "MAINTENANCE",
+        "--job-limit",
+        "2",
+    ])
+    .await;
+    assert_has(
+        &cli.ok(&["workers", "show", "bench-pi"]).await,
+        &[
+            "description : bench Pi",
+            "state       : Offline",
+            "health      : Maintenance",
+            "job limit   : 2",
+        ],
+    );
+    let shown = cli.ok(&["workers", "show", "bench-pi", "--yaml"]).await;
+    assert_has(
+        &shown,
+        &["health: Maintenance", "job_limit: 2", "last_ping: '20"],
+    );
+    cli.ok(&["workers", "maintenance", "bench-pi"]).await;
+    let env = cli.file("env.yaml", "overrides:\n  LC_ALL: C.UTF-8\n");
+    cli.ok(&["workers", "env", "set", "bench-pi", &env]).await;
+    assert_eq!(
+        cli.ok(&["workers", "env", "get", "bench-pi"]).await,
+        "overrides:\n  LC_ALL: C.UTF-8\n"
+    );
+    let config = cli.file("dispatcher.yaml", "dispatcher_ip: 10.0.0.2\n");
+    cli.ok(&["workers", "config", "set", "bench-pi", &config])
+        .await;
+    assert_eq!(
+        cli.ok(&["workers", "config", "get", "bench-pi"]).await,
+        "dispatcher_ip: 10.0.0.2\n"
+    );
+    assert_has(
+        &cli.fails(
+            "default",
+            &["workers", "config", "get", srv.worker.as_str()],
+        )
+        .await,
+        &["does not have a dispatcher configuration"],
+    );
+    assert_has(
+        &cli.fails("alice", &["workers", "add", "w-alice"]).await,
+        &["missing permission lava_scheduler_app.add_worker"],
+    );
+    assert_has(
+        &cli.fails("default", &["workers", "add", "bench-pi"]).await,
+        &["worker already exists?"],
     );
 
     // tags and aliases
@@ -170,6 +238,16 @@ async fn lavacli_drives_lavabox() {
         .await;
     assert_has(&cli.ok(&["tags", "list"]).await, &["gpu", "fast"]);
     assert_has(&cli.ok(&["tags", "show", "fast"]).await, &["qemu01"]);
+    cli.ok(&["tags", "add", "scratch"]).await;
+    cli.ok(&["tags", "delete", "scratch"]).await;
+    assert!(
+        !cli.ok(&["tags", "list"]).await.contains("scratch"),
+        "tags delete left the tag"
+    );
+    assert_has(
+        &cli.fails("default", &["tags", "delete", "scratch"]).await,
+        &["Tag 'scratch' was not found."],
+    );
     cli.ok(&["devices", "tags", "add", "qemu01", "gpu"]).await;
     assert_has(
         &cli.ok(&["devices", "tags", "list", "qemu01"]).await,

@@ -56,6 +56,118 @@ actions:
 - boot: {role: [server, client], method: qemu, media: tmpfs, connection: serial, prompts: ['# ']}
 ";
 
+/// Alice's e-mail address (LAVA's `set_user_groups` finds users by e-mail).
+pub const ALICE_EMAIL: &str = "alice@example.com";
+
+/// LAVA 2023.01's `system.listMethods`: every public routine of the API classes that
+/// `lava_server/urls.py` registers (read from Debian's lava-server 2023.01-2).
+/// `results.make_custom_query` is the one lavabox does not serve yet.
+pub const LAVA_2023_01_METHODS: &[&str] = &[
+    "results.get_testcase_results_csv",
+    "results.get_testcase_results_yaml",
+    "results.get_testjob_metadata",
+    "results.get_testjob_results_csv",
+    "results.get_testjob_results_yaml",
+    "results.get_testjob_suites_list_csv",
+    "results.get_testjob_suites_list_yaml",
+    "results.get_testsuite_results_count",
+    "results.get_testsuite_results_csv",
+    "results.get_testsuite_results_yaml",
+    "results.refresh_all_queries",
+    "results.refresh_query",
+    "results.run_query",
+    "scheduler.aliases.add",
+    "scheduler.aliases.delete",
+    "scheduler.aliases.list",
+    "scheduler.aliases.show",
+    "scheduler.all_device_types",
+    "scheduler.all_devices",
+    "scheduler.all_jobs",
+    "scheduler.cancel_job",
+    "scheduler.device_types.add",
+    "scheduler.device_types.aliases.add",
+    "scheduler.device_types.aliases.delete",
+    "scheduler.device_types.aliases.list",
+    "scheduler.device_types.get_health_check",
+    "scheduler.device_types.get_template",
+    "scheduler.device_types.list",
+    "scheduler.device_types.set_health_check",
+    "scheduler.device_types.set_template",
+    "scheduler.device_types.show",
+    "scheduler.device_types.update",
+    "scheduler.devices.add",
+    "scheduler.devices.get_dictionary",
+    "scheduler.devices.list",
+    "scheduler.devices.set_dictionary",
+    "scheduler.devices.show",
+    "scheduler.devices.tags.add",
+    "scheduler.devices.tags.delete",
+    "scheduler.devices.tags.list",
+    "scheduler.devices.update",
+    "scheduler.export_device_dictionary",
+    "scheduler.get_device_config",
+    "scheduler.get_device_status",
+    "scheduler.get_device_type_by_alias",
+    "scheduler.get_publisher_event_socket",
+    "scheduler.get_recent_jobs_for_device",
+    "scheduler.get_recent_jobs_for_device_type",
+    "scheduler.import_device_dictionary",
+    "scheduler.job_details",
+    "scheduler.job_health",
+    "scheduler.job_output",
+    "scheduler.job_state",
+    "scheduler.jobs.cancel",
+    "scheduler.jobs.configuration",
+    "scheduler.jobs.definition",
+    "scheduler.jobs.list",
+    "scheduler.jobs.logs",
+    "scheduler.jobs.queue",
+    "scheduler.jobs.resubmit",
+    "scheduler.jobs.show",
+    "scheduler.jobs.submit",
+    "scheduler.jobs.validate",
+    "scheduler.pending_jobs_by_device_type",
+    "scheduler.put_into_maintenance_mode",
+    "scheduler.put_into_online_mode",
+    "scheduler.resubmit_job",
+    "scheduler.submit_job",
+    "scheduler.tags.add",
+    "scheduler.tags.delete",
+    "scheduler.tags.list",
+    "scheduler.tags.show",
+    "scheduler.validate_pipeline_devices",
+    "scheduler.validate_yaml",
+    "scheduler.workers.add",
+    "scheduler.workers.get_config",
+    "scheduler.workers.get_env",
+    "scheduler.workers.get_env_dut",
+    "scheduler.workers.list",
+    "scheduler.workers.set_config",
+    "scheduler.workers.set_env",
+    "scheduler.workers.set_env_dut",
+    "scheduler.workers.show",
+    "scheduler.workers.update",
+    "system.api_version",
+    "system.assign_perm_device",
+    "system.assign_perm_device_type",
+    "system.getCapabilities",
+    "system.listMethods",
+    "system.master_config",
+    "system.methodHelp",
+    "system.methodSignature",
+    "system.multicall",
+    "system.pipeline_network_map",
+    "system.revoke_perm_device",
+    "system.revoke_perm_device_type",
+    "system.set_user_groups",
+    "system.user_can_submit_to_types",
+    "system.user_can_view_bundles",
+    "system.user_can_view_devices",
+    "system.user_can_view_jobs",
+    "system.version",
+    "system.whoami",
+];
+
 /// A running lavabox API with seeded users, device types and devices.
 pub struct TestServer {
     /// Where it listens.
@@ -108,7 +220,9 @@ impl TestServer {
                 let mut admin = NewUser::named("admin");
                 admin.is_superuser = true;
                 s.create_user(&admin)?;
-                s.create_user(&NewUser::named("alice"))?;
+                let mut alice = NewUser::named("alice");
+                alice.email = ALICE_EMAIL.into();
+                s.create_user(&alice)?;
                 s.create_user(&NewUser::named("bob"))?;
                 s.create_group("lab")?;
                 s.add_group_member("lab", "alice")?;
@@ -284,6 +398,8 @@ async fn python_client_suite() {
             ("BOB_TOKEN", srv.bob_token.clone()),
             ("FINISHED_JOB", id.to_string()),
             ("WORKER", srv.worker.clone()),
+            ("ALICE_EMAIL", ALICE_EMAIL.to_owned()),
+            ("LAVA_METHODS", LAVA_2023_01_METHODS.join(" ")),
             ("QEMU_JOB", QEMU_JOB.to_owned()),
             ("PRIVATE_JOB", PRIVATE_JOB.to_owned()),
             ("MULTINODE_JOB", MULTINODE_JOB.to_owned()),

@@ -7,6 +7,7 @@ MULTINODE_JOB). Prints "ALL OK" when every check passed.
 """
 
 import os
+import re as regex
 import sys
 import xmlrpc.client
 
@@ -15,9 +16,23 @@ import yaml
 ADDR = os.environ["LAVABOX_ADDR"]
 FINISHED = int(os.environ["FINISHED_JOB"])
 WORKER = os.environ["WORKER"]
+ALICE_EMAIL = os.environ["ALICE_EMAIL"]
 QEMU_JOB = os.environ["QEMU_JOB"]
 PRIVATE_JOB = os.environ["PRIVATE_JOB"]
 MULTINODE_JOB = os.environ["MULTINODE_JOB"]
+
+
+called = set()
+
+
+class RecordingTransport(xmlrpc.client.Transport):
+    """Notes every method called, so the suite can prove it exercised all of listMethods."""
+
+    def request(self, host, handler, request_body, verbose=False):
+        m = regex.search(rb"<methodName>([^<]*)</methodName>", request_body)
+        if m:
+            called.add(m.group(1).decode())
+        return super().request(host, handler, request_body, verbose)
 
 
 def proxy(user=None):
@@ -25,7 +40,7 @@ def proxy(user=None):
         url = "http://%s/RPC2" % ADDR
     else:
         url = "http://%s:%s@%s/RPC2" % (user, os.environ[user.upper() + "_TOKEN"], ADDR)
-    return xmlrpc.client.ServerProxy(url, allow_none=True)
+    return xmlrpc.client.ServerProxy(url, allow_none=True, transport=RecordingTransport())
 
 
 anon = proxy()
@@ -60,6 +75,10 @@ def is_str_list(v):
 # --- system.* ---
 methods = anon.system.listMethods()
 check("listMethods sorted", methods == sorted(methods) and "scheduler.jobs.submit" in methods)
+# LAVA 2023.01's exact list (lava_server/urls.py registrations, public routines only).
+LAVA_2023_01 = set(os.environ["LAVA_METHODS"].split())
+check("listMethods is LAVA 2023.01's", set(methods) == LAVA_2023_01,
+      "missing %s, extra %s" % (sorted(LAVA_2023_01 - set(methods)), sorted(set(methods) - LAVA_2023_01)))
 check("version", anon.system.version() == "2023.01")
 check("api_version", anon.system.api_version() == 2)
 check("whoami anon", anon.system.whoami() is None)
@@ -287,10 +306,44 @@ check("scheduler.tags.list", {"name": "t1", "description": "a tag"} in anon.sche
 check("scheduler.tags.show", anon.scheduler.tags.show("fast") == {"name": "fast", "description": "a fast board", "devices": ["qemu01"]})
 check("workers.list", anon.scheduler.workers.list() == [WORKER])
 w = anon.scheduler.workers.show(WORKER)
-check("workers.show", w["state"] == "Online" and w["health"] == "Active" and isinstance(w["last_ping"], xmlrpc.client.DateTime)
-      and "qemu01" in w["devices"] and "token" not in w)
-check("workers.show admin token", "token" in admin.scheduler.workers.show(WORKER))
-fault("workers.show unknown", lambda: anon.scheduler.workers.show("nope"), 404)
+check("workers.show", set(w) == {"hostname", "description", "state", "health", "devices", "last_ping", "job_limit", "version",
+                                 "default_config", "default_env", "default_env_dut"}
+      and w["state"] in ("Online", "Offline") and w["health"] == "Active" and isinstance(w["last_ping"], xmlrpc.client.DateTime)
+      and w["devices"] == ["qemu01", "qemu02", "qemu03"] and isinstance(w["job_limit"], int) and w["default_config"] is True, repr(w))
+fault("workers.show unknown", lambda: anon.scheduler.workers.show("nope"), 404, "Worker 'nope' was not found.")
+fault("workers.add anon", lambda: anon.scheduler.workers.add("w2"), 401)
+fault("workers.add user", lambda: alice.scheduler.workers.add("w2"), 403, "missing permission lava_scheduler_app.add_worker")
+check("workers.add", admin.scheduler.workers.add("w2", "second") is None)
+check("workers.add disabled", admin.scheduler.workers.add("w3", None, True) is None
+      and anon.scheduler.workers.show("w3")["health"] == "Retired")
+fault("workers.add dup", lambda: admin.scheduler.workers.add("w2"), 400, "worker already exists?")
+fault("workers.add path", lambda: admin.scheduler.workers.add("a/b"), 400, "Invalid worker name")
+check("workers.list sorted", anon.scheduler.workers.list() == sorted([WORKER, "w2", "w3"]))
+w2 = anon.scheduler.workers.show("w2")
+check("workers.show new", w2["state"] == "Offline" and w2["description"] == "second" and w2["devices"] == []
+      and w2["job_limit"] == 0 and w2["version"] is None, repr(w2))
+check("workers.update", admin.scheduler.workers.update("w2", "renamed", "MAINTENANCE", 2) is None)
+w2 = anon.scheduler.workers.show("w2")
+check("workers.update applied", (w2["description"], w2["health"], w2["job_limit"]) == ("renamed", "Maintenance", 2), repr(w2))
+fault("workers.update bad health", lambda: admin.scheduler.workers.update("w2", None, "Active"), 400, "Invalid health: Active")
+fault("workers.update bad limit", lambda: admin.scheduler.workers.update("w2", None, None, -1), -32603, "Invalid job limit")
+fault("workers.update unknown", lambda: admin.scheduler.workers.update("nope", "x"), 404)
+fault("workers.update user", lambda: alice.scheduler.workers.update("w2", "x"), 403, "change_worker")
+for kind, what in (("config", "a dispatcher configuration"), ("env", "an env file"), ("env_dut", "an env-dut file")):
+    get = getattr(admin.scheduler.workers, "get_" + kind)
+    put = getattr(admin.scheduler.workers, "set_" + kind)
+    fault("workers.get_%s unset" % kind, lambda: get("w2"), 404, "Worker 'w2' does not have %s" % what)
+    fault("workers.get_%s path" % kind, lambda: get("../x"), 400, "Invalid worker name")
+    fault("workers.get_%s unknown" % kind, lambda: get("nope"), 404, "Worker 'nope' was not found.")
+    fault("workers.set_%s user" % kind, lambda: getattr(alice.scheduler.workers, "set_" + kind)("w2", "x: 1\n"), 403)
+    check("workers.set_%s" % kind, put("w2", "%s: 1\n" % kind) is True)
+    got = get("w2")
+    check("workers.get_%s" % kind, isinstance(got, xmlrpc.client.Binary) and got.data == ("%s: 1\n" % kind).encode(), repr(got))
+    check("workers.set_%s empty resets" % kind, put("w2", "") is True and anon.scheduler.workers.show("w2")["default_" + kind] is True)
+check("scheduler.tags.delete", admin.scheduler.tags.delete("t1") is None and all(t["name"] != "t1" for t in anon.scheduler.tags.list()))
+fault("scheduler.tags.delete unknown", lambda: admin.scheduler.tags.delete("t1"), 404, "Tag 't1' was not found.")
+fault("scheduler.tags.delete anon", lambda: anon.scheduler.tags.delete("fast"), 401)
+fault("scheduler.tags.delete user", lambda: alice.scheduler.tags.delete("fast"), 403)
 check("publisher socket", anon.scheduler.get_publisher_event_socket().startswith("tcp://*:"))
 
 # --- results ---
@@ -313,6 +366,57 @@ fault("results unknown suite", lambda: alice.results.get_testsuite_results_yaml(
 fault("results unknown job", lambda: alice.results.get_testjob_results_yaml(999999), 404, "Specified job not found.")
 fault("results private", lambda: bob.results.get_testjob_results_yaml(pj), 401, "Permission denied for user to job")
 
+# --- device-type health checks, pipeline validation ---
+check("set_health_check", admin.scheduler.device_types.set_health_check("custom", "job_name: hc\n") is None)
+hc = anon.scheduler.device_types.get_health_check("custom")
+check("get_health_check", isinstance(hc, xmlrpc.client.Binary) and hc.data == b"job_name: hc\n", repr(hc))
+fault("set_health_check user", lambda: alice.scheduler.device_types.set_health_check("custom", "x"), 403)
+fault("set_health_check path", lambda: admin.scheduler.device_types.set_health_check("../x", "x"), 400, "Invalid device-type")
+vp = anon.scheduler.validate_pipeline_devices()
+vpy = yaml.safe_load(vp.data)
+check("validate_pipeline_devices", isinstance(vp, xmlrpc.client.Binary) and vpy["qemu01"] == {"Valid": None}, repr(vpy))
+check("validate_pipeline_devices by type", set(yaml.safe_load(anon.scheduler.validate_pipeline_devices("qemu").data)) >= {"qemu01", "qemu02"})
+check("validate_pipeline_devices by host", set(yaml.safe_load(anon.scheduler.validate_pipeline_devices("qemu01").data)) == {"qemu01"})
+fault("validate_pipeline_devices unknown", lambda: anon.scheduler.validate_pipeline_devices("nope"), 404, "No devices found")
+
+# --- administrators' system helpers ---
+check("user_can_view_bundles", alice.system.user_can_view_bundles(["x"]) is False)
+fault("set_user_groups user", lambda: alice.system.set_user_groups(ALICE_EMAIL, []), 403, "forbidden")
+fault("set_user_groups anon", lambda: anon.system.set_user_groups(ALICE_EMAIL, []), 401)
+fault("set_user_groups unknown", lambda: admin.system.set_user_groups("nobody@example.com", []), 400, "please use an existing user")
+fault("set_user_groups not list", lambda: admin.system.set_user_groups(ALICE_EMAIL, "lab"), 400, "groups must be a list")
+check("assign_perm_device", admin.system.assign_perm_device("lava_scheduler_app.submit_to_device", "qemu02", "lab") is None)
+check("assign_perm_device restricts", [d["hostname"] for d in bob.scheduler.devices.list()] == ["qemu01", "qemu03"]
+      and "qemu02" in [d["hostname"] for d in alice.scheduler.devices.list()])
+check("set_user_groups", admin.system.set_user_groups(ALICE_EMAIL, ["nosuch"]) is None
+      and "qemu02" not in [d["hostname"] for d in alice.scheduler.devices.list()])
+check("set_user_groups back", admin.system.set_user_groups(ALICE_EMAIL, ["lab"]) is None
+      and "qemu02" in [d["hostname"] for d in alice.scheduler.devices.list()])
+check("revoke_perm_device", admin.system.revoke_perm_device("submit_to_device", "qemu02", "lab") is None
+      and "qemu02" in [d["hostname"] for d in bob.scheduler.devices.list()])
+fault("assign_perm_device user", lambda: alice.system.assign_perm_device("view_device", "qemu02", "lab"), 403)
+fault("assign_perm_device bad group", lambda: admin.system.assign_perm_device("view_device", "qemu02", "nogroup"), 400, "please use existing group name")
+fault("assign_perm_device bad device", lambda: admin.system.assign_perm_device("view_device", "nope", "lab"), 400, "please use existing device hostname")
+fault("assign_perm_device device not str", lambda: admin.system.assign_perm_device("view_device", 3, "lab"), 400, "device argument must be a string")
+fault("assign_perm_device bad perm", lambda: admin.system.assign_perm_device("fly", "qemu02", "lab"), 400, "Please use existing permission codename")
+fault("assign_perm_device change", lambda: admin.system.assign_perm_device("change_device", "qemu02", "lab"), 400, "per-device")
+fault("assign_perm_device_type", lambda: admin.system.assign_perm_device_type("view_devicetype", "qemu", "lab"), 400, "no per-group device-type")
+fault("assign_perm_device_type bad type", lambda: admin.system.assign_perm_device_type("view_devicetype", "nope", "lab"), 400, "please use existing device type name")
+fault("revoke_perm_device_type", lambda: admin.system.revoke_perm_device_type("view_devicetype", "qemu", "lab"), 400)
+fault("revoke_perm_device_type user", lambda: alice.system.revoke_perm_device_type("view_devicetype", "qemu", "lab"), 403)
+nm = yaml.safe_load(alice.system.pipeline_network_map())
+check("pipeline_network_map", nm == {"switches": {}}, repr(nm))
+fault("pipeline_network_map switch", lambda: alice.system.pipeline_network_map("sw1"), 404, "No switch 'sw1'")
+fault("pipeline_network_map anon", lambda: anon.system.pipeline_network_map(), 401)
+
+# --- saved queries: none exist on lavabox ---
+fault("run_query", lambda: alice.results.run_query("q1"), 404, "Query with name q1 owned by user alice does not exist.")
+fault("run_query other owner", lambda: alice.results.run_query("q1", 10, "bob"), 404, "owned by user bob")
+fault("refresh_query", lambda: alice.results.refresh_query("q1"), 400, "does not exist")
+fault("refresh_all_queries user", lambda: alice.results.refresh_all_queries(), 401)
+check("refresh_all_queries", admin.results.refresh_all_queries() is None)
+fault("run_query anon", lambda: anon.results.run_query("q1"), 401)
+
 # --- wrong argument types never give HTTP errors ---
 for name, args in [("scheduler.jobs.show", ([],)), ("scheduler.jobs.list", ({},)), ("scheduler.devices.show", (1.5,)),
                    ("scheduler.jobs.logs", (FINISHED, "x")), ("system.methodHelp", ([],)), ("scheduler.jobs.submit", (None,))]:
@@ -321,6 +425,9 @@ for name, args in [("scheduler.jobs.show", ([],)), ("scheduler.jobs.list", ({},)
         check("bad args " + name, False, "no fault")
     except xmlrpc.client.Fault as f:
         check("bad args " + name, f.faultCode in (400, 401, 404, -32603), repr(f))
+
+# Every method the server lists was called at least once above.
+check("every listed method exercised", set(methods) <= called, "not called: %s" % sorted(set(methods) - called))
 
 if failures:
     print("FAILED %d of %d checks:" % (len(failures), len(checked)))

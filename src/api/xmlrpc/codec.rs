@@ -604,6 +604,68 @@ bG8=</base64></value></param>
         })
     }
 
+    /// A random tree of XML-RPC element names with random text leaves.
+    fn arb_element() -> impl Strategy<Value = String> {
+        const NAMES: [&str; 18] = [
+            "value",
+            "int",
+            "i4",
+            "i8",
+            "string",
+            "boolean",
+            "double",
+            "base64",
+            "dateTime.iso8601",
+            "nil",
+            "struct",
+            "member",
+            "name",
+            "array",
+            "data",
+            "params",
+            "param",
+            "fault",
+        ];
+        let leaf = prop_oneof![
+            "[ -~]{0,12}".prop_map(|t| t.replace('<', "&lt;").replace('&', "&amp;")),
+            Just("20230110T10:00:00".to_owned()),
+            Just("-12".to_owned()),
+            Just("1".to_owned()),
+            Just("aGVsbG8=".to_owned()),
+        ];
+        leaf.prop_recursive(6, 48, 4, move |inner| {
+            (
+                prop::sample::select(&NAMES[..]),
+                prop::collection::vec(inner, 0..4),
+            )
+                .prop_map(|(name, kids)| format!("<{name}>{}</{name}>", kids.concat()))
+        })
+    }
+
+    fn arb_xmlrpc_doc() -> impl Strategy<Value = String> {
+        (
+            "[a-zA-Z_.]{0,12}",
+            prop::collection::vec(arb_element(), 0..4),
+            any::<bool>(),
+        )
+            .prop_map(|(name, params, wrap)| {
+                let params: String = params
+                    .iter()
+                    .map(|p| {
+                        if wrap {
+                            format!("<param>{p}</param>")
+                        } else {
+                            p.clone()
+                        }
+                    })
+                    .collect();
+                format!(
+                    "<?xml version=\"1.0\"?><methodCall><methodName>{name}</methodName>\
+                     <params>{params}</params></methodCall>"
+                )
+            })
+    }
+
     proptest! {
         #[test]
         fn never_panics_on_arbitrary_bytes(bytes in any::<Vec<u8>>()) {
@@ -619,6 +681,25 @@ bG8=</base64></value></param>
             let _ = decode_call(&doc);
             doc.truncate(i);
             let _ = decode_call(&doc);
+        }
+
+        /// Documents built from XML-RPC's own element names, nested at random, reach the
+        /// decoder's deep paths (random bytes mostly stop at the XML parser). Whatever they
+        /// are, decoding returns: a call whose params re-encode to the same call, or an
+        /// error that the endpoint turns into a -32700 fault response clients can parse.
+        #[test]
+        fn random_element_trees_decode_or_fault(doc in arb_xmlrpc_doc()) {
+            match decode_call(doc.as_bytes()) {
+                Ok(call) => {
+                    let again = decode_call(encode_call(&call.name, &call.params).as_bytes());
+                    prop_assert_eq!(again, Ok(call));
+                }
+                Err(e) => {
+                    let fault = encode_fault(-32700, &format!("parse error. not well formed: {e}"));
+                    let parsed = decode_response(fault.as_bytes()).expect("our fault parses");
+                    prop_assert!(matches!(parsed, Err((-32700, _))));
+                }
+            }
         }
 
         #[test]

@@ -8,34 +8,6 @@ use super::*;
 pub(super) async fn call(ctx: &Ctx, name: &str, a: Args<'_>) -> R {
     let caller = ctx.caller.clone();
     match name {
-        "scheduler.pending_jobs_by_device_type" => {
-            a.at_most(1)?;
-            let all = a.opt_bool(0, "all", false)?;
-            db(ctx, move |s| {
-                let mut counts: BTreeMap<String, i64> = BTreeMap::new();
-                for dt in s.device_types()? {
-                    if all || dt.display {
-                        counts.insert(dt.name, 0);
-                    }
-                }
-                let filter = JobFilter {
-                    states: vec![JobState::Submitted],
-                    ..JobFilter::default()
-                };
-                for j in s.jobs(&filter)? {
-                    if let Some(c) = j.requested_device_type.and_then(|t| counts.get_mut(&t)) {
-                        *c += 1;
-                    }
-                }
-                Ok(Value::Struct(
-                    counts
-                        .into_iter()
-                        .map(|(k, v)| (k, Value::Int(v)))
-                        .collect(),
-                ))
-            })
-            .await
-        }
         "scheduler.all_device_types" => {
             db(ctx, move |s| {
                 let devices = s.devices(false)?;
@@ -246,7 +218,7 @@ pub(super) async fn call(ctx: &Ctx, name: &str, a: Args<'_>) -> R {
                 Err(n) => Err(Fault::new(404, format!("Device-type '{n}' was not found"))),
             }
         }
-        "scheduler.device_types.set_template" => {
+        "scheduler.device_types.set_template" | "scheduler.device_types.set_health_check" => {
             a.at_most(2)?;
             let n = a.string(0, "name")?;
             let config = a.string(1, "config")?;
@@ -265,11 +237,24 @@ pub(super) async fn call(ctx: &Ctx, name: &str, a: Args<'_>) -> R {
                     "Bad request: no writable device-type directory is configured",
                 ));
             };
-            let file = if n.ends_with(".jinja2") {
+            // Health checks live in `health-checks/<name>.yaml` beside the templates, where
+            // `get_health_check` and the scheduler read them.
+            let (dir, suffix) = if name.ends_with("health_check") {
+                (dir.join("health-checks"), ".yaml")
+            } else {
+                (dir, ".jinja2")
+            };
+            let file = if n.ends_with(suffix) {
                 n
             } else {
-                format!("{n}.jinja2")
+                format!("{n}{suffix}")
             };
+            tokio::fs::create_dir_all(&dir).await.map_err(|e| {
+                Fault::new(
+                    400,
+                    format!("Unable to write device-type configuration: {e}"),
+                )
+            })?;
             tokio::fs::write(dir.join(&file), config)
                 .await
                 .map_err(|e| {

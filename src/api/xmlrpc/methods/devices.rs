@@ -7,6 +7,64 @@ use super::*;
 pub(super) async fn call(ctx: &Ctx, name: &str, a: Args<'_>) -> R {
     let caller = ctx.caller.clone();
     match name {
+        "scheduler.validate_pipeline_devices" => {
+            a.at_most(1)?;
+            let target = a.opt_string(0, "name")?.filter(|n| !n.is_empty());
+            let devices = db(ctx, move |s| {
+                let all: Vec<Device> = s
+                    .devices(false)?
+                    .into_iter()
+                    .filter(|d| may_view_device(&caller, d))
+                    .collect();
+                // A device-type name first, then a hostname, as LAVA looks them up.
+                let chosen: Vec<Device> = match &target {
+                    None => all,
+                    Some(n) => {
+                        let by_type: Vec<Device> =
+                            all.iter().filter(|d| &d.device_type == n).cloned().collect();
+                        if by_type.is_empty() {
+                            all.into_iter().filter(|d| &d.hostname == n).collect()
+                        } else {
+                            by_type
+                        }
+                    }
+                };
+                if chosen.is_empty() {
+                    return Err(Fault::new(
+                        404,
+                        match &target {
+                            Some(n) => format!(
+                                "No devices found with hostname or device type name {n}, visible by the user"
+                            ),
+                            None => "No pipeline devices visible by user were found on this instance."
+                                .to_owned(),
+                        },
+                    ));
+                }
+                Ok(chosen)
+            })
+            .await?;
+            let templates = ctx.app.templates().clone();
+            let text = tokio::task::spawn_blocking(move || {
+                let mut out = serde_json::Map::new();
+                for d in devices {
+                    let verdict = match d.dictionary.as_deref() {
+                        None => json!({"Invalid": "Missing device dictionary"}),
+                        Some(dict) => {
+                            match templates.render_yaml(dict, &crate::devicetype::Context::new()) {
+                                Ok(_) => json!({"Valid": null}),
+                                Err(e) => json!({"Invalid": e.to_string()}),
+                            }
+                        }
+                    };
+                    out.insert(d.hostname, verdict);
+                }
+                serde_norway::to_string(&serde_json::Value::Object(out)).unwrap_or_default()
+            })
+            .await
+            .map_err(|e| Fault::new(-32603, e.to_string()))?;
+            Ok(binary(text))
+        }
         "scheduler.all_devices" => {
             db(ctx, move |s| {
                 Ok(Value::Array(
@@ -160,11 +218,11 @@ pub(super) async fn call(ctx: &Ctx, name: &str, a: Args<'_>) -> R {
             };
             let description = a.opt_string(7, "description")?;
             need_superuser(ctx, "lava_scheduler_app.add_device")?;
-            if worker != worker_name(ctx) {
-                return Err(Fault::new(404, format!("Unable to find worker '{worker}'")));
-            }
             let changes_hint = hostname.clone();
             db(ctx, move |s| {
+                if s.worker(&worker)?.is_none() {
+                    return Err(Fault::new(404, format!("Unable to find worker '{worker}'")));
+                }
                 if s.device_type(&type_name)?.is_none() {
                     return Err(Fault::new(
                         404,

@@ -355,6 +355,34 @@ pub(super) async fn call(ctx: &Ctx, name: &str, a: Args<'_>) -> R {
             })
             .await
         }
+        "scheduler.pending_jobs_by_device_type" => {
+            a.at_most(1)?;
+            let all = a.opt_bool(0, "all", false)?;
+            db(ctx, move |s| {
+                let mut counts: BTreeMap<String, i64> = BTreeMap::new();
+                for dt in s.device_types()? {
+                    if all || dt.display {
+                        counts.insert(dt.name, 0);
+                    }
+                }
+                let filter = JobFilter {
+                    states: vec![JobState::Submitted],
+                    ..JobFilter::default()
+                };
+                for j in s.jobs(&filter)? {
+                    if let Some(c) = j.requested_device_type.and_then(|t| counts.get_mut(&t)) {
+                        *c += 1;
+                    }
+                }
+                Ok(Value::Struct(
+                    counts
+                        .into_iter()
+                        .map(|(k, v)| (k, Value::Int(v)))
+                        .collect(),
+                ))
+            })
+            .await
+        }
         _ => Err(no_such_method(name)),
     }
 }

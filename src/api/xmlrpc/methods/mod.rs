@@ -24,6 +24,7 @@ use std::pin::Pin;
 use time::OffsetDateTime;
 use time::macros::format_description;
 
+mod admin;
 mod aliases;
 mod args;
 mod device_types;
@@ -111,6 +112,9 @@ pub const METHODS: &[&str] = &[
     "results.get_testsuite_results_count",
     "results.get_testsuite_results_csv",
     "results.get_testsuite_results_yaml",
+    "results.refresh_all_queries",
+    "results.refresh_query",
+    "results.run_query",
     "scheduler.aliases.add",
     "scheduler.aliases.delete",
     "scheduler.aliases.list",
@@ -126,6 +130,7 @@ pub const METHODS: &[&str] = &[
     "scheduler.device_types.get_health_check",
     "scheduler.device_types.get_template",
     "scheduler.device_types.list",
+    "scheduler.device_types.set_health_check",
     "scheduler.device_types.set_template",
     "scheduler.device_types.show",
     "scheduler.device_types.update",
@@ -166,19 +171,36 @@ pub const METHODS: &[&str] = &[
     "scheduler.resubmit_job",
     "scheduler.submit_job",
     "scheduler.tags.add",
+    "scheduler.tags.delete",
     "scheduler.tags.list",
     "scheduler.tags.show",
+    "scheduler.validate_pipeline_devices",
     "scheduler.validate_yaml",
+    "scheduler.workers.add",
+    "scheduler.workers.get_config",
+    "scheduler.workers.get_env",
+    "scheduler.workers.get_env_dut",
     "scheduler.workers.list",
+    "scheduler.workers.set_config",
+    "scheduler.workers.set_env",
+    "scheduler.workers.set_env_dut",
     "scheduler.workers.show",
+    "scheduler.workers.update",
     "system.api_version",
+    "system.assign_perm_device",
+    "system.assign_perm_device_type",
     "system.getCapabilities",
     "system.listMethods",
     "system.master_config",
     "system.methodHelp",
     "system.methodSignature",
     "system.multicall",
+    "system.pipeline_network_map",
+    "system.revoke_perm_device",
+    "system.revoke_perm_device_type",
+    "system.set_user_groups",
     "system.user_can_submit_to_types",
+    "system.user_can_view_bundles",
     "system.user_can_view_devices",
     "system.user_can_view_jobs",
     "system.version",
@@ -202,6 +224,7 @@ pub fn dispatch<'a>(ctx: &'a Ctx, name: &'a str, params: Vec<Value>) -> BoxFut<'
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Family {
     System,
+    Admin,
     Jobs,
     Devices,
     DeviceTypes,
@@ -213,6 +236,17 @@ enum Family {
 
 /// Which family serves `name`, a name known to be in [`METHODS`].
 fn family(name: &str) -> Family {
+    if matches!(
+        name,
+        "system.set_user_groups"
+            | "system.assign_perm_device"
+            | "system.revoke_perm_device"
+            | "system.assign_perm_device_type"
+            | "system.revoke_perm_device_type"
+            | "system.pipeline_network_map"
+    ) {
+        return Family::Admin;
+    }
     if name.starts_with("system.") {
         return Family::System;
     }
@@ -231,8 +265,14 @@ fn family(name: &str) -> Family {
         _ => match rest {
             "get_publisher_event_socket" => Family::System,
             "all_device_types" | "get_device_type_by_alias" => Family::DeviceTypes,
-            r if r.starts_with("get_recent_jobs") => Family::Jobs,
-            r if r.contains("device") || r.starts_with("put_into") => Family::Devices,
+            "all_devices"
+            | "get_device_status"
+            | "put_into_maintenance_mode"
+            | "put_into_online_mode"
+            | "get_device_config"
+            | "export_device_dictionary"
+            | "import_device_dictionary"
+            | "validate_pipeline_devices" => Family::Devices,
             _ => Family::Jobs,
         },
     }
@@ -249,6 +289,7 @@ async fn call(ctx: &Ctx, name: &str, a: Args<'_>) -> R {
     }
     match family(name) {
         Family::System => system::call(ctx, name, a).await,
+        Family::Admin => admin::call(ctx, name, a).await,
         Family::Jobs => jobs::call(ctx, name, a).await,
         Family::Devices => devices::call(ctx, name, a).await,
         Family::DeviceTypes => device_types::call(ctx, name, a).await,
@@ -367,4 +408,46 @@ pub fn job_id(n: i64) -> JobId {
 
 fn worker_name(ctx: &Ctx) -> String {
     ctx.app.config().instance.clone()
+}
+
+fn yaml_text(v: &serde_json::Value) -> String {
+    serde_norway::to_string(v).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn methods_are_sorted_and_unique() {
+        assert!(
+            METHODS.windows(2).all(|w| w[0] < w[1]),
+            "METHODS must be sorted"
+        );
+    }
+
+    #[test]
+    fn families_follow_the_namespace() {
+        let cases = [
+            ("system.version", Family::System),
+            ("system.set_user_groups", Family::Admin),
+            ("scheduler.get_publisher_event_socket", Family::System),
+            ("scheduler.jobs.list", Family::Jobs),
+            ("scheduler.pending_jobs_by_device_type", Family::Jobs),
+            ("scheduler.get_recent_jobs_for_device", Family::Jobs),
+            ("scheduler.all_devices", Family::Devices),
+            ("scheduler.devices.tags.add", Family::Devices),
+            ("scheduler.validate_pipeline_devices", Family::Devices),
+            ("scheduler.all_device_types", Family::DeviceTypes),
+            ("scheduler.device_types.aliases.list", Family::DeviceTypes),
+            ("scheduler.workers.set_env_dut", Family::Workers),
+            ("scheduler.tags.delete", Family::Tags),
+            ("scheduler.aliases.show", Family::Aliases),
+            ("results.run_query", Family::Results),
+        ];
+        for (name, family_expected) in cases {
+            assert!(METHODS.contains(&name), "{name} is served");
+            assert_eq!(family(name), family_expected, "{name}");
+        }
+    }
 }

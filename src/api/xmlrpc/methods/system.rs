@@ -76,6 +76,11 @@ pub(super) async fn call(ctx: &Ctx, name: &str, a: Args<'_>) -> R {
                 ),
             ]))
         }
+        // LAVA keeps this V1 call as a stub that always answers false.
+        "system.user_can_view_bundles" => {
+            a.at_most(2)?;
+            Ok(Value::Bool(false))
+        }
         "system.version" => Ok(Value::str("2023.01")),
         "system.api_version" => Ok(Value::Int(2)),
         "system.whoami" => Ok(Value::opt_str(caller.username().map(str::to_owned))),

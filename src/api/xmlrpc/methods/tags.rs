@@ -46,6 +46,24 @@ pub(super) async fn call(ctx: &Ctx, name: &str, a: Args<'_>) -> R {
             })
             .await
         }
+        "scheduler.tags.delete" => {
+            a.at_most(1)?;
+            let tag = a.string(0, "name")?;
+            need_superuser(ctx, "lava_scheduler_app.delete_tag")?;
+            db(ctx, move |s| match s.delete_tag(&tag) {
+                Err(store::Error::NotFound { .. }) => {
+                    Err(Fault::new(404, format!("Tag '{tag}' was not found.")))
+                }
+                // Simplification: LAVA drops the tag from old jobs too; lavabox keeps job
+                // history intact and refuses.
+                Err(store::Error::Constraint { .. }) => Err(Fault::new(
+                    400,
+                    format!("Bad request: tag '{tag}' is required by existing jobs"),
+                )),
+                other => Ok(other.map(|()| Value::Nil)?),
+            })
+            .await
+        }
         "scheduler.tags.add" => {
             a.at_most(2)?;
             let tag = a.string(0, "name")?;
