@@ -4,6 +4,15 @@
 use super::{Fault, Value};
 
 /// The positional arguments of one call.
+/// A `start`/`limit` pair as LAVA's listings take it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Page {
+    /// Rows skipped (`start`, negative counts as 0).
+    pub(super) offset: u64,
+    /// Rows returned (`limit`, default 25, clamped to 0..=100).
+    pub(super) limit: u64,
+}
+
 pub(super) struct Args<'a> {
     pub(super) method: &'a str,
     pub(super) v: Vec<Value>,
@@ -124,5 +133,15 @@ impl Args<'_> {
                 format!("Bad request: {what} must be a list"),
             )),
         }
+    }
+
+    /// `start` at `i` and `limit` at `i + 1`, both optional.
+    pub(super) fn page(&self, i: usize) -> Result<Page, Fault> {
+        let start = self.opt_int(i, "start")?.unwrap_or(0);
+        let limit = self.opt_int(i + 1, "limit")?.unwrap_or(25);
+        Ok(Page {
+            offset: u64::try_from(start).unwrap_or(0),
+            limit: u64::try_from(limit.clamp(0, 100)).unwrap_or(0),
+        })
     }
 }

@@ -67,8 +67,7 @@ pub(super) async fn call(ctx: &Ctx, name: &str, a: Args<'_>) -> R {
                         .map_err(|_| Fault::new(400, format!("Invalid health '{h}'")))?,
                 ),
             };
-            let start = a.opt_int(2, "start")?.unwrap_or(0).max(0);
-            let limit = a.opt_int(3, "limit")?.unwrap_or(25).clamp(0, 100);
+            let page = a.page(2)?;
             let since = a.opt_int(4, "since")?.unwrap_or(0);
             let verbose = a.opt_bool(5, "verbose", false)?;
             let filter = JobFilter {
@@ -76,14 +75,7 @@ pub(super) async fn call(ctx: &Ctx, name: &str, a: Args<'_>) -> R {
                 health,
                 ended_since: (since > 0)
                     .then(|| OffsetDateTime::now_utc() - time::Duration::minutes(since)),
-                viewer: caller.viewer(),
-                order: JobOrder {
-                    field: JobOrderField::Id,
-                    descending: true,
-                },
-                offset: u64::try_from(start).unwrap_or(0),
-                limit: Some(u64::try_from(limit).unwrap_or(0)),
-                ..JobFilter::default()
+                ..newest_first(&caller, page)
             };
             let jobs = db(ctx, move |s| Ok(s.jobs(&filter)?)).await?;
             Ok(Value::Array(
@@ -134,19 +126,11 @@ pub(super) async fn call(ctx: &Ctx, name: &str, a: Args<'_>) -> R {
                     .collect(),
                 Some(other) => return Err(a.wrong("device_types", "a list", other)),
             };
-            let start = a.opt_int(1, "start")?.unwrap_or(0).max(0);
-            let limit = a.opt_int(2, "limit")?.unwrap_or(25).clamp(0, 100);
+            let page = a.page(1)?;
             let filter = JobFilter {
                 states: vec![JobState::Submitted],
                 requested_device_types: types,
-                viewer: caller.viewer(),
-                order: JobOrder {
-                    field: JobOrderField::Id,
-                    descending: true,
-                },
-                offset: u64::try_from(start).unwrap_or(0),
-                limit: Some(u64::try_from(limit).unwrap_or(0)),
-                ..JobFilter::default()
+                ..newest_first(&caller, page)
             };
             let jobs = db(ctx, move |s| Ok(s.jobs(&filter)?)).await?;
             Ok(Value::Array(
@@ -516,5 +500,19 @@ fn validate_result(definition: &str) -> Value {
                 ("msg", Value::str(p.describe())),
             ])
         }
+    }
+}
+
+/// The jobs `caller` may see, newest first, one `page` of them (`jobs.list`, `jobs.queue`).
+fn newest_first(caller: &Caller, page: Page) -> JobFilter {
+    JobFilter {
+        viewer: caller.viewer(),
+        order: JobOrder {
+            field: JobOrderField::Id,
+            descending: true,
+        },
+        offset: page.offset,
+        limit: Some(page.limit),
+        ..JobFilter::default()
     }
 }

@@ -34,7 +34,7 @@ mod results;
 mod system;
 mod tags;
 mod workers;
-use args::Args;
+use args::{Args, Page};
 
 /// An XML-RPC fault.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -283,9 +283,31 @@ fn no_such_method(name: &str) -> Fault {
     Fault::new(-32601, format!("No such method: '{name}'"))
 }
 
+/// The methods that take no argument: Python refuses any with a `TypeError`, which LAVA
+/// answers as an internal-error fault.
+const NO_ARGUMENTS: &[&str] = &[
+    "results.refresh_all_queries",
+    "scheduler.aliases.list",
+    "scheduler.all_device_types",
+    "scheduler.all_devices",
+    "scheduler.all_jobs",
+    "scheduler.get_publisher_event_socket",
+    "scheduler.tags.list",
+    "scheduler.workers.list",
+    "system.api_version",
+    "system.getCapabilities",
+    "system.listMethods",
+    "system.master_config",
+    "system.version",
+    "system.whoami",
+];
+
 async fn call(ctx: &Ctx, name: &str, a: Args<'_>) -> R {
     if METHODS.binary_search(&name).is_err() {
         return Err(no_such_method(name));
+    }
+    if NO_ARGUMENTS.contains(&name) {
+        a.at_most(0)?;
     }
     match family(name) {
         Family::System => system::call(ctx, name, a).await,

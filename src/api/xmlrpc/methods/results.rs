@@ -142,23 +142,8 @@ fn csv_quote(s: &str) -> String {
 }
 
 fn cases_csv(cases: &[TestCase]) -> String {
-    const HEADER: [&str; 15] = [
-        "job",
-        "suite",
-        "result",
-        "measurement",
-        "unit",
-        "duration",
-        "timeout",
-        "logged",
-        "level",
-        "metadata",
-        "url",
-        "name",
-        "id",
-        "log_start_line",
-        "log_end_line",
-    ];
+    // The same columns, in the same order, as the /results/ CSV export.
+    const HEADER: [&str; 15] = crate::api::results::CSV_FIELDS;
     let mut out = HEADER.map(csv_quote).join(",");
     out.push_str("\r\n");
     for c in cases {

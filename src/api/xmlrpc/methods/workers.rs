@@ -49,12 +49,17 @@ pub(super) async fn call(ctx: &Ctx, name: &str, a: Args<'_>) -> R {
         "scheduler.workers.show" => {
             a.at_most(1)?;
             let h = a.string(0, "hostname")?;
+            // Devices registered without a worker are the appliance's own.
+            let own = worker_name(ctx) == h;
             db(ctx, move |s| {
                 let w = s.worker(&h)?.ok_or_else(|| not_found(&h))?;
                 let mut devices: Vec<String> = s
                     .devices(true)?
                     .into_iter()
-                    .filter(|d| d.worker_name.as_deref() == Some(h.as_str()))
+                    .filter(|d| match d.worker_name.as_deref() {
+                        Some(name) => name == h,
+                        None => own,
+                    })
                     .map(|d| d.hostname)
                     .collect();
                 devices.sort();
