@@ -96,6 +96,13 @@ async fn start() -> Lab {
             personal.visibility = Visibility::Personal;
             personal.requested_device_type = Some("qemu".into());
             let private = s.insert_job(&personal)?.id;
+            let log = s.path().with_file_name("private-output.yaml");
+            std::fs::write(
+                &log,
+                "- {\"dt\": \"2023-01-10T10:00:00.000000\", \"lvl\": \"info\", \"msg\": \"secret\"}\n",
+            )
+            .expect("writing a job log");
+            s.register_job_log(private, &log)?;
             s.insert_test_cases(
                 private,
                 &[NewTestCase::new("0_smoke", "hidden", TestResult::Pass)],
@@ -119,14 +126,11 @@ async fn start() -> Lab {
         })
         .await
         .expect("seed");
-    let router = lavabox::api::router(app);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, router).await;
-    });
+    tokio::spawn(lavabox::api::serve(listener, app, std::future::pending()));
     Lab {
         _dir: dir,
         addr,
@@ -595,8 +599,22 @@ async fn results_exports_match_lava_bytes() {
 async fn private_job_refused_everywhere() {
     let lab = start().await;
     let job = lab.private;
+    // The suite's row id and the case id, as the owner sees them.
+    let (_, suites) = lab
+        .json(&format!("/api/v0.2/jobs/{job}/suites/"), Some(&lab.alice))
+        .await;
+    let suite = suites["results"][0]["id"].as_i64().expect("suite id");
+    let (_, tests) = lab
+        .json(&format!("/api/v0.2/jobs/{job}/tests/"), Some(&lab.alice))
+        .await;
+    let case = tests["results"][0]["id"].as_i64().expect("case id");
     let rest = [
         format!("/api/v0.2/jobs/{job}/"),
+        format!("/api/v0.2/jobs/{job}/suites/{suite}/"),
+        format!("/api/v0.2/jobs/{job}/suites/{suite}/tests/"),
+        format!("/api/v0.2/jobs/{job}/suites/{suite}/tests/{case}/"),
+        format!("/api/v0.2/jobs/{job}/suites/{suite}/csv/"),
+        format!("/api/v0.2/jobs/{job}/suites/{suite}/yaml/"),
         format!("/api/v0.2/jobs/{job}/logs/"),
         format!("/api/v0.2/jobs/{job}/metadata/"),
         format!("/api/v0.2/jobs/{job}/tests/"),
@@ -613,7 +631,31 @@ async fn private_job_refused_everywhere() {
             assert_eq!(status, 404, "{path} {token:?}");
             assert_eq!(body, serde_json::json!({ "detail": "Not found." }));
         }
+        // Bob's credentials in the other forms every API accepts are refused the same way.
+        let basic = lab
+            .client
+            .get(lab.url(path))
+            .basic_auth("bob", Some(&lab.bob))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(basic.status(), 404, "{path} basic");
+        let query = format!("{path}?user=bob&token={}", lab.bob);
+        assert_eq!(lab.get(&query, None).await.status(), 404, "{query}");
+        // The owner sees every one of them (cancel last: it changes the job).
+        if !path.ends_with("/cancel/") {
+            let (status, _) = lab.text(path, Some(&lab.alice)).await;
+            assert_eq!(status, 200, "{path} as alice");
+        }
     }
+    let resubmit = lab
+        .client
+        .post(lab.url(&format!("/api/v0.2/jobs/{job}/resubmit/")))
+        .header("Authorization", format!("Token {}", lab.bob))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resubmit.status(), 404);
     let results = [
         format!("/results/{job}/csv"),
         format!("/results/{job}/yaml"),
@@ -623,6 +665,7 @@ async fn private_job_refused_everywhere() {
         format!("/results/{job}/0_smoke/stream/csv"),
         format!("/results/{job}/0_smoke/yaml"),
         format!("/results/{job}/0_smoke/+testcase-count"),
+        format!("/results/testcase/{case}/yaml"),
     ];
     for path in &results {
         for token in [None, Some(lab.bob.as_str())] {

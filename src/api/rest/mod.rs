@@ -14,12 +14,14 @@ mod jobs;
 mod objects;
 mod page;
 pub mod pyfmt;
+mod submission;
+mod suites;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 
-pub use auth::Caller;
+pub use crate::api::auth::Caller;
 pub use error::ApiError;
 
 use crate::app::App;
@@ -33,27 +35,30 @@ pub const LAVA_VERSION: &str = "2023.01";
 /// The routes of one API version, relative to its prefix.
 fn versioned() -> Router<App> {
     Router::new()
-        .route("/jobs/", get(jobs::list).post(jobs::submit))
-        .route("/jobs/validate/", axum::routing::post(jobs::validate))
+        .route("/jobs/", get(jobs::list).post(submission::submit))
+        .route("/jobs/validate/", axum::routing::post(submission::validate))
         .route("/jobs/{id}/", get(jobs::detail))
         .route("/jobs/{id}/logs/", get(jobs::logs))
         .route("/jobs/{id}/metadata/", get(jobs::metadata))
-        .route("/jobs/{id}/tests/", get(jobs::tests))
-        .route("/jobs/{id}/suites/", get(jobs::suites))
-        .route("/jobs/{id}/suites/{suite}/", get(jobs::suite))
-        .route("/jobs/{id}/suites/{suite}/tests/", get(jobs::suite_tests))
+        .route("/jobs/{id}/tests/", get(suites::tests))
+        .route("/jobs/{id}/suites/", get(suites::suites))
+        .route("/jobs/{id}/suites/{suite}/", get(suites::suite))
+        .route("/jobs/{id}/suites/{suite}/tests/", get(suites::suite_tests))
         .route(
             "/jobs/{id}/suites/{suite}/tests/{case}/",
-            get(jobs::suite_test),
+            get(suites::suite_test),
         )
-        .route("/jobs/{id}/suites/{suite}/csv/", get(jobs::suite_csv))
-        .route("/jobs/{id}/suites/{suite}/yaml/", get(jobs::suite_yaml))
-        .route("/jobs/{id}/csv/", get(jobs::csv))
-        .route("/jobs/{id}/yaml/", get(jobs::yaml))
-        .route("/jobs/{id}/junit/", get(jobs::junit))
-        .route("/jobs/{id}/tap13/", get(jobs::tap13))
-        .route("/jobs/{id}/cancel/", get(jobs::cancel))
-        .route("/jobs/{id}/resubmit/", axum::routing::post(jobs::resubmit))
+        .route("/jobs/{id}/suites/{suite}/csv/", get(suites::suite_csv))
+        .route("/jobs/{id}/suites/{suite}/yaml/", get(suites::suite_yaml))
+        .route("/jobs/{id}/csv/", get(suites::csv))
+        .route("/jobs/{id}/yaml/", get(suites::yaml))
+        .route("/jobs/{id}/junit/", get(suites::junit))
+        .route("/jobs/{id}/tap13/", get(suites::tap13))
+        .route("/jobs/{id}/cancel/", get(submission::cancel))
+        .route(
+            "/jobs/{id}/resubmit/",
+            axum::routing::post(submission::resubmit),
+        )
         .route("/devices/", get(objects::devices))
         .route("/devices/{hostname}/", get(objects::device))
         .route("/devices/{hostname}/dictionary/", get(objects::dictionary))

@@ -13,6 +13,7 @@ use super::filter::{self, CHOICE, FieldSpec, Filterable, Kind, TEXT, Val};
 use super::page::Params;
 use super::pyfmt::drf_datetime;
 use super::{ApiError, Caller, LAVA_VERSION};
+use crate::api::auth::may_view_device;
 use crate::app::App;
 use crate::store::{Device, DeviceType, Store};
 
@@ -95,34 +96,6 @@ impl Filterable for Device {
             "tags__name" => return self.tags.iter().map(|t| text(t)).collect(),
             _ => Val::Null,
         }]
-    }
-}
-
-/// Whether `caller` may see `device`: public devices, or restricted ones owned by the
-/// caller or one of their groups; superusers see all.
-fn can_view_device(device: &Device, caller: &Caller, groups: &[String]) -> bool {
-    match caller {
-        _ if device.is_public => true,
-        Caller::Anonymous => false,
-        Caller::User(user) => {
-            user.is_superuser
-                || device.owner_user.as_deref() == Some(user.username.as_str())
-                || device
-                    .owner_group
-                    .as_ref()
-                    .is_some_and(|g| groups.iter().any(|m| m == g))
-        }
-    }
-}
-
-fn caller_groups(s: &Store, caller: &Caller) -> Result<Vec<String>, crate::store::Error> {
-    match caller {
-        Caller::User(user) => Ok(s
-            .user_groups(&user.username)?
-            .into_iter()
-            .map(|g| g.name)
-            .collect()),
-        Caller::Anonymous => Ok(Vec::new()),
     }
 }
 
@@ -210,12 +183,11 @@ pub async fn devices(
     let (count, results) = app
         .store()
         .call(move |s| {
-            let groups = caller_groups(s, &caller)?;
             let ids = DeviceIds::load(s)?;
             let mut devices: Vec<Device> = s
                 .devices(all)?
                 .into_iter()
-                .filter(|d| can_view_device(d, &caller, &groups) && filter::matches(d, &conds))
+                .filter(|d| may_view_device(&caller, d) && filter::matches(d, &conds))
                 .collect();
             if let Some((field, desc)) = ordering {
                 filter::sort_by_field(&mut devices, field, desc);
@@ -243,7 +215,7 @@ async fn visible_device(
             let Some(device) = s.device(&hostname)? else {
                 return Ok(None);
             };
-            if !can_view_device(&device, &caller, &caller_groups(s, &caller)?) {
+            if !may_view_device(&caller, &device) {
                 return Ok(None);
             }
             let json = device_json(&device, &DeviceIds::load(s)?);
@@ -573,7 +545,7 @@ pub async fn version() -> Json<Value> {
 
 /// `GET /system/whoami/`.
 pub async fn whoami(caller: Caller) -> Json<Value> {
-    Json(json!({ "user": caller.username() }))
+    Json(json!({ "user": caller.username().unwrap_or("") }))
 }
 
 /// `GET /system/master_config/`.
