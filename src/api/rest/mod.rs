@@ -7,6 +7,7 @@
 //! The module converts store types into wire JSON by hand: the store's types stay free of
 //! serde (architecture invariant: only `api/` knows wire formats).
 
+mod admin;
 mod auth;
 mod error;
 mod filter;
@@ -59,11 +60,32 @@ fn versioned() -> Router<App> {
             "/jobs/{id}/resubmit/",
             axum::routing::post(submission::resubmit),
         )
-        .route("/devices/", get(objects::devices))
-        .route("/devices/{hostname}/", get(objects::device))
-        .route("/devices/{hostname}/dictionary/", get(objects::dictionary))
-        .route("/devicetypes/", get(objects::device_types))
-        .route("/devicetypes/{name}/", get(objects::device_type))
+        .route(
+            "/devices/",
+            get(objects::devices).post(admin::create_device),
+        )
+        .route(
+            "/devices/{hostname}/",
+            get(objects::device)
+                .put(admin::update_device)
+                .patch(admin::update_device)
+                .delete(admin::delete_device),
+        )
+        .route(
+            "/devices/{hostname}/dictionary/",
+            get(objects::dictionary).post(admin::set_dictionary),
+        )
+        .route(
+            "/devicetypes/",
+            get(objects::device_types).post(admin::create_device_type),
+        )
+        .route(
+            "/devicetypes/{name}/",
+            get(objects::device_type)
+                .put(admin::update_device_type)
+                .patch(admin::update_device_type)
+                .delete(admin::delete_device_type),
+        )
         .route("/devicetypes/{name}/template/", get(objects::template))
         .route(
             "/devicetypes/{name}/health_check/",
@@ -71,10 +93,13 @@ fn versioned() -> Router<App> {
         )
         .route("/workers/", get(objects::workers))
         .route("/workers/{hostname}/", get(objects::worker))
-        .route("/tags/", get(objects::tags))
+        .route("/tags/", get(objects::tags).post(admin::create_tag))
         .route("/tags/{id}/", get(objects::tag))
-        .route("/aliases/", get(objects::aliases))
-        .route("/aliases/{name}/", get(objects::alias))
+        .route("/aliases/", get(objects::aliases).post(admin::create_alias))
+        .route(
+            "/aliases/{name}/",
+            get(objects::alias).delete(admin::delete_alias),
+        )
         .route("/system/version/", get(objects::version))
         .route("/system/whoami/", get(objects::whoami))
         .route("/system/master_config/", get(objects::master_config))

@@ -117,14 +117,14 @@ struct DeviceJson<'a> {
 }
 
 /// Id maps for the foreign keys in device objects.
-struct DeviceIds {
+pub(super) struct DeviceIds {
     tags: HashMap<String, i64>,
     users: HashMap<String, i64>,
     groups: HashMap<String, i64>,
 }
 
 impl DeviceIds {
-    fn load(s: &Store) -> Result<DeviceIds, crate::store::Error> {
+    pub(super) fn load(s: &Store) -> Result<DeviceIds, crate::store::Error> {
         Ok(DeviceIds {
             tags: s.tags()?.into_iter().map(|t| (t.name, t.id.0)).collect(),
             users: s
@@ -137,7 +137,7 @@ impl DeviceIds {
     }
 }
 
-fn device_json(device: &Device, ids: &DeviceIds) -> Value {
+pub(super) fn device_json(device: &Device, ids: &DeviceIds) -> Value {
     serde_json::to_value(DeviceJson {
         hostname: &device.hostname,
         device_type: &device.device_type,
@@ -299,7 +299,7 @@ struct DeviceTypeJson<'a> {
     display: bool,
 }
 
-fn device_type_json(dt: &DeviceType, aliases: &[(String, String)]) -> Value {
+pub(super) fn device_type_json(dt: &DeviceType, aliases: &[(String, String)]) -> Value {
     serde_json::to_value(DeviceTypeJson {
         name: &dt.name,
         architecture: None,
