@@ -132,8 +132,16 @@ fn created(body: Value) -> Response {
     (StatusCode::CREATED, Json(body)).into_response()
 }
 
-fn no_content() -> Response {
-    StatusCode::NO_CONTENT.into_response()
+/// The DELETE endpoints: superuser only, 204 with no body once `remove` succeeded, 404
+/// when there was nothing to remove.
+async fn delete(
+    app: &App,
+    caller: &Caller,
+    remove: impl FnOnce(&mut store::Store) -> Result<(), store::Error> + Send + 'static,
+) -> Result<Response, ApiError> {
+    require_admin(caller)?;
+    app.store().call(remove).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// A device's wire form, read back after a write.
@@ -221,11 +229,7 @@ pub async fn delete_device(
     caller: Caller,
     Path(hostname): Path<String>,
 ) -> Result<Response, ApiError> {
-    require_admin(&caller)?;
-    app.store()
-        .call(move |s| s.delete_device(&hostname))
-        .await?;
-    Ok(no_content())
+    delete(&app, &caller, move |s| s.delete_device(&hostname)).await
 }
 
 /// `POST /devices/<hostname>/dictionary/` with `dictionary`: replaces the Jinja2 device
@@ -336,11 +340,7 @@ pub async fn delete_device_type(
     caller: Caller,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    require_admin(&caller)?;
-    app.store()
-        .call(move |s| s.delete_device_type(&name))
-        .await?;
-    Ok(no_content())
+    delete(&app, &caller, move |s| s.delete_device_type(&name)).await
 }
 
 /// `POST /aliases/`: `name`, `device_type`.
@@ -367,9 +367,7 @@ pub async fn delete_alias(
     caller: Caller,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    require_admin(&caller)?;
-    app.store().call(move |s| s.remove_alias(&name)).await?;
-    Ok(no_content())
+    delete(&app, &caller, move |s| s.remove_alias(&name)).await
 }
 
 /// `POST /tags/`: `name`, optional `description`.

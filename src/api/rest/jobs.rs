@@ -5,7 +5,8 @@
 use std::collections::HashMap;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -413,13 +414,29 @@ pub(super) async fn visible(app: &App, caller: &Caller, id: &str) -> Result<Job,
         })
 }
 
+/// The job the `{id}` path segment names, once the caller may see it (404 otherwise):
+/// the authorise-and-load step of every `/jobs/<id>/...` read, done once here.
+#[derive(Debug)]
+pub struct VisibleJob(pub Job);
+
+impl FromRequestParts<App> for VisibleJob {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<VisibleJob, ApiError> {
+        let Path(segments) = Path::<HashMap<String, String>>::from_request_parts(parts, app)
+            .await
+            .map_err(|_| ApiError::NotFound)?;
+        let id = segments.get("id").ok_or(ApiError::NotFound)?;
+        let caller = Caller::from_request_parts(parts, app).await?;
+        visible(app, &caller, id).await.map(VisibleJob)
+    }
+}
+
 /// `GET /jobs/<id>/`.
 pub async fn detail(
     State(app): State<App>,
-    caller: Caller,
-    Path(id): Path<String>,
+    VisibleJob(job): VisibleJob,
 ) -> Result<Json<Value>, ApiError> {
-    let job = visible(&app, &caller, &id).await?;
     let ids = app.store().call(|s| Ids::load(s)).await?;
     Ok(Json(job_json(&job, &ids)))
 }
@@ -447,11 +464,9 @@ pub(super) fn int_param(params: &Params, name: &str) -> Option<u64> {
 /// `GET /jobs/<id>/logs/?start=&end=`: the YAML log lines, 404 when there are none.
 pub async fn logs(
     State(app): State<App>,
-    caller: Caller,
-    Path(id): Path<String>,
+    VisibleJob(job): VisibleJob,
     params: Params,
 ) -> Result<Response, ApiError> {
-    let job = visible(&app, &caller, &id).await?;
     let start = int_param(&params, "start").unwrap_or(0);
     let end = int_param(&params, "end");
     let data_dir = app.config().data_dir.clone();
@@ -483,10 +498,8 @@ pub async fn logs(
 /// `GET /jobs/<id>/metadata/`.
 pub async fn metadata(
     State(app): State<App>,
-    caller: Caller,
-    Path(id): Path<String>,
+    VisibleJob(job): VisibleJob,
 ) -> Result<Json<Value>, ApiError> {
-    let job = visible(&app, &caller, &id).await?;
     let entries = app.store().call(move |s| s.job_metadata(job.id)).await?;
     let list: Vec<Value> = entries
         .into_iter()

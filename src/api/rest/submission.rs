@@ -42,24 +42,33 @@ pub(super) fn body_fields(
     }
 }
 
+/// The `definition` field of a JSON or form body; `missing` is the 400 body LAVA's view
+/// answers when it is absent or empty.
+fn definition(
+    headers: &axum::http::HeaderMap,
+    body: &[u8],
+    missing: Value,
+) -> Result<String, ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    match body_fields(content_type, body)?.remove("definition") {
+        Some(Value::String(s)) if !s.is_empty() => Ok(s),
+        _ => Err(ApiError::BadRequest(missing)),
+    }
+}
+
 /// `POST /jobs/validate/` (`definition`, `strict`): always 200 with the verdict, 400 when
 /// the definition is missing.
 pub async fn validate(
     headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok());
-    let fields = body_fields(content_type, &body)?;
-    let definition = match fields.get("definition") {
-        Some(Value::String(s)) if !s.is_empty() => s.clone(),
-        _ => {
-            return Err(ApiError::BadRequest(
-                json!({ "definition": "Test job definition is required." }),
-            ));
-        }
-    };
+    let definition = definition(
+        &headers,
+        &body,
+        json!({ "definition": "Test job definition is required." }),
+    )?;
     let verdict =
         tokio::task::spawn_blocking(move || crate::jobdef::parse_str(&definition).map(|_| ()))
             .await
@@ -146,18 +155,11 @@ pub async fn submit(
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     require_user(&caller)?;
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok());
-    let fields = body_fields(content_type, &body)?;
-    let definition = match fields.get("definition") {
-        Some(Value::String(s)) if !s.is_empty() => s.clone(),
-        _ => {
-            return Err(ApiError::BadRequest(
-                json!({ "definition": ["This field is required."] }),
-            ));
-        }
-    };
+    let definition = definition(
+        &headers,
+        &body,
+        json!({ "definition": ["This field is required."] }),
+    )?;
     submitted(crate::submit::submit(&app, &caller, &definition).await)
 }
 

@@ -2,19 +2,21 @@
 //! and the CSV, YAML, JUnit and TAP13 exports. The CSV/YAML bytes come from
 //! [`crate::api::results`], shared with the `/results/` URLs.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::Value;
 
+use super::ApiError;
 use super::filter::{self, CHOICE, FieldSpec, Filterable, Kind, NUMBER, TEXT, TIME, Val};
-use super::jobs::{int_param, visible, with_headers};
+use super::jobs::{VisibleJob, int_param, with_headers};
 use super::page::Params;
 use super::pyfmt::{drf_datetime, py_decimal};
-use super::{ApiError, Caller};
 use crate::api::results::{Format, Selection, stream_cases};
 use crate::app::App;
 use crate::model::{JobId, SuiteId, TestCaseId, TestResult};
@@ -195,11 +197,9 @@ impl Filterable for TestCase {
 /// `GET /jobs/<id>/suites/`.
 pub async fn suites(
     State(app): State<App>,
-    caller: Caller,
-    Path(id): Path<String>,
+    VisibleJob(job): VisibleJob,
     params: Params,
 ) -> Result<Json<Value>, ApiError> {
-    let job = visible(&app, &caller, &id).await?;
     let conds = filter::parse(&params, SUITE_FIELDS)?;
     let page = params.page();
     let mut all: Vec<TestSuite> = app
@@ -221,37 +221,39 @@ pub async fn suites(
     Ok(Json(params.paginated(page, count, results)))
 }
 
-/// The suite `suite` (a row id) of a visible job.
-async fn find_suite(
-    app: &App,
-    caller: &Caller,
-    id: &str,
-    suite: &str,
-) -> Result<TestSuite, ApiError> {
-    let job = visible(app, caller, id).await?;
-    let suite_id = suite
-        .parse::<i64>()
-        .map(SuiteId)
-        .map_err(|_| ApiError::NotFound)?;
-    app.store()
-        .call(move |s| {
-            Ok(s.test_suites(job.id)?
-                .into_iter()
-                .find(|t| t.id == suite_id))
-        })
-        .await?
-        .ok_or(ApiError::NotFound)
+/// The suite the `{suite}` path segment names (a row id) of a job the caller may see;
+/// 404 otherwise.
+#[derive(Debug)]
+pub struct VisibleSuite(pub TestSuite);
+
+impl FromRequestParts<App> for VisibleSuite {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<VisibleSuite, ApiError> {
+        let VisibleJob(job) = VisibleJob::from_request_parts(parts, app).await?;
+        let Path(segments) = Path::<HashMap<String, String>>::from_request_parts(parts, app)
+            .await
+            .map_err(|_| ApiError::NotFound)?;
+        let suite_id = segments
+            .get("suite")
+            .and_then(|s| s.parse::<i64>().ok())
+            .map(SuiteId)
+            .ok_or(ApiError::NotFound)?;
+        app.store()
+            .call(move |s| {
+                Ok(s.test_suites(job.id)?
+                    .into_iter()
+                    .find(|t| t.id == suite_id))
+            })
+            .await?
+            .map(VisibleSuite)
+            .ok_or(ApiError::NotFound)
+    }
 }
 
 /// `GET /jobs/<id>/suites/<suite>/`.
-pub async fn suite(
-    State(app): State<App>,
-    caller: Caller,
-    Path((id, suite)): Path<(String, String)>,
-    params: Params,
-) -> Result<Json<Value>, ApiError> {
-    let suite = find_suite(&app, &caller, &id, &suite).await?;
-    Ok(Json(suite_json(&params, &suite)))
+pub async fn suite(VisibleSuite(suite): VisibleSuite, params: Params) -> Json<Value> {
+    Json(suite_json(&params, &suite))
 }
 
 /// A page of test cases of `job` (one suite if given), filtered and ordered.
@@ -302,22 +304,18 @@ async fn case_page(
 /// `GET /jobs/<id>/tests/`.
 pub async fn tests(
     State(app): State<App>,
-    caller: Caller,
-    Path(id): Path<String>,
+    VisibleJob(job): VisibleJob,
     params: Params,
 ) -> Result<Json<Value>, ApiError> {
-    let job = visible(&app, &caller, &id).await?;
     Ok(Json(case_page(&app, job.id, None, &params).await?))
 }
 
 /// `GET /jobs/<id>/suites/<suite>/tests/`.
 pub async fn suite_tests(
     State(app): State<App>,
-    caller: Caller,
-    Path((id, suite)): Path<(String, String)>,
+    VisibleSuite(suite): VisibleSuite,
     params: Params,
 ) -> Result<Json<Value>, ApiError> {
-    let suite = find_suite(&app, &caller, &id, &suite).await?;
     Ok(Json(
         case_page(&app, suite.job, Some(suite.name), &params).await?,
     ))
@@ -326,11 +324,11 @@ pub async fn suite_tests(
 /// `GET /jobs/<id>/suites/<suite>/tests/<case>/`.
 pub async fn suite_test(
     State(app): State<App>,
-    caller: Caller,
-    Path((id, suite, case)): Path<(String, String, String)>,
+    VisibleSuite(suite): VisibleSuite,
+    Path(segments): Path<HashMap<String, String>>,
     params: Params,
 ) -> Result<Json<Value>, ApiError> {
-    let suite = find_suite(&app, &caller, &id, &suite).await?;
+    let case = segments.get("case").map_or("", String::as_str);
     let case_id = case
         .parse::<i64>()
         .map(TestCaseId)
@@ -345,15 +343,13 @@ pub async fn suite_test(
 }
 
 /// `GET /jobs/<id>/suites/<suite>/csv|yaml/`: the suite's cases, `limit`/`offset` honoured.
-async fn suite_export(
+fn suite_export(
     app: App,
-    caller: &Caller,
-    (id, suite): (String, String),
+    suite: TestSuite,
     params: &Params,
     format: Format,
     extension: &str,
-) -> Result<Response, ApiError> {
-    let suite = find_suite(&app, caller, &id, &suite).await?;
+) -> Response {
     let filename = format!("suite_{}.{extension}", suite.name);
     let selection = Selection {
         job: suite.job,
@@ -361,30 +357,13 @@ async fn suite_export(
         offset: int_param(params, "offset").unwrap_or(0),
         limit: int_param(params, "limit").filter(|l| *l > 0),
     };
-    let body = stream_cases(app, selection, format);
-    Ok(with_headers(
-        body.into_response(),
-        content_type(format),
-        Some(filename),
-    ))
+    export(app, selection, format, filename)
 }
 
-/// `GET /jobs/<id>/csv|yaml/`: every case of the job.
-async fn job_export(
-    app: App,
-    caller: &Caller,
-    id: &str,
-    format: Format,
-    extension: &str,
-) -> Result<Response, ApiError> {
-    let job = visible(&app, caller, id).await?;
-    let filename = format!("job_{}.{extension}", job.id);
-    let body = stream_cases(app, Selection::job(job.id), format);
-    Ok(with_headers(
-        body.into_response(),
-        content_type(format),
-        Some(filename),
-    ))
+/// A streamed export of `selection` as an attachment named `filename`.
+fn export(app: App, selection: Selection, format: Format, filename: String) -> Response {
+    let body = stream_cases(app, selection, format);
+    with_headers(body.into_response(), content_type(format), Some(filename))
 }
 
 fn content_type(format: Format) -> &'static str {
@@ -403,39 +382,31 @@ const REST_CSV: Format = Format::Csv {
 /// `GET /jobs/<id>/suites/<suite>/csv/`.
 pub async fn suite_csv(
     State(app): State<App>,
-    caller: Caller,
-    Path(path): Path<(String, String)>,
+    VisibleSuite(suite): VisibleSuite,
     params: Params,
-) -> Result<Response, ApiError> {
-    suite_export(app, &caller, path, &params, REST_CSV, "csv").await
+) -> Response {
+    suite_export(app, suite, &params, REST_CSV, "csv")
 }
 
 /// `GET /jobs/<id>/suites/<suite>/yaml/`.
 pub async fn suite_yaml(
     State(app): State<App>,
-    caller: Caller,
-    Path(path): Path<(String, String)>,
+    VisibleSuite(suite): VisibleSuite,
     params: Params,
-) -> Result<Response, ApiError> {
-    suite_export(app, &caller, path, &params, Format::YamlList, "yaml").await
+) -> Response {
+    suite_export(app, suite, &params, Format::YamlList, "yaml")
 }
 
 /// `GET /jobs/<id>/csv/`: every case, every field quoted, streamed.
-pub async fn csv(
-    State(app): State<App>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    job_export(app, &caller, &id, REST_CSV, "csv").await
+pub async fn csv(State(app): State<App>, VisibleJob(job): VisibleJob) -> Response {
+    let filename = format!("job_{}.csv", job.id);
+    export(app, Selection::job(job.id), REST_CSV, filename)
 }
 
 /// `GET /jobs/<id>/yaml/`: every case as one YAML list (`[]` when there are none).
-pub async fn yaml(
-    State(app): State<App>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    job_export(app, &caller, &id, Format::YamlList, "yaml").await
+pub async fn yaml(State(app): State<App>, VisibleJob(job): VisibleJob) -> Response {
+    let filename = format!("job_{}.yaml", job.id);
+    export(app, Selection::job(job.id), Format::YamlList, filename)
 }
 
 /// Every suite of a visible job with its cases, for JUnit and TAP: one query, grouped.
@@ -492,11 +463,9 @@ fn duration(case: &TestCase) -> Option<f64> {
 /// `GET /jobs/<id>/junit/?classname_prefix=`.
 pub async fn junit(
     State(app): State<App>,
-    caller: Caller,
-    Path(id): Path<String>,
+    VisibleJob(job): VisibleJob,
     params: Params,
 ) -> Result<Response, ApiError> {
-    let job = visible(&app, &caller, &id).await?;
     let prefix = params.get("classname_prefix").unwrap_or("").to_owned();
     let suites = all_cases(&app, job.id).await?;
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<testsuites>");
@@ -554,10 +523,8 @@ pub async fn junit(
 /// `GET /jobs/<id>/tap13/`.
 pub async fn tap13(
     State(app): State<App>,
-    caller: Caller,
-    Path(id): Path<String>,
+    VisibleJob(job): VisibleJob,
 ) -> Result<Response, ApiError> {
-    let job = visible(&app, &caller, &id).await?;
     let suites = all_cases(&app, job.id).await?;
     let total: usize = suites.iter().map(|(_, c)| c.len()).sum();
     let mut out = format!("TAP version 13\n1..{total}\n");
