@@ -117,7 +117,10 @@ fn write_error(err: store::Error, field: &str) -> ApiError {
         store::Error::AlreadyExists { kind, .. } => {
             ApiError::field(field, format!("{kind} with this {field} already exists."))
         }
-        store::Error::NotFound { kind, name } if kind == "device type" => ApiError::field(
+        store::Error::NotFound {
+            kind: "device type",
+            name,
+        } => ApiError::field(
             "device_type",
             format!("Object with name={name} does not exist."),
         ),
