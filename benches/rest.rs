@@ -107,10 +107,8 @@ async fn main() {
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let router = lavabox::api::router(app);
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, router).await;
-    });
+    // The production path: `api::serve` (TCP_NODELAY, body limit, tracing layers).
+    tokio::spawn(lavabox::api::serve(listener, app, std::future::pending()));
     let client = reqwest::Client::new();
     let cases = [
         (

@@ -1,11 +1,20 @@
-//! Who is calling: the credentials LAVA's clients send, checked against the store, as one
-//! [`Caller`] both APIs use.
+//! Who is calling: the credentials LAVA's clients send, checked against the store, as the
+//! one [`Caller`] every API uses (XML-RPC, REST, the `/results/` exports and job logs).
 //!
-//! - XML-RPC: `Authorization: Basic base64(username:token)` ([`basic_caller`]).
-//! - REST: `Authorization: Token <secret>` ([`token_caller`]).
-//! - Results URLs: `?user=<name>&token=<secret>` ([`query_caller`]).
+//! - XML-RPC: `Authorization: Basic base64(username:token)` ([`basic_caller`]); any other
+//!   scheme is refused there, as LAVA refuses it.
+//! - REST, results URLs and logs ([`request_caller`]): `Authorization: Token <secret>`
+//!   (DRF's `TokenAuthentication`, looked up by secret alone), `Authorization: Basic
+//!   user:token`, or, for clients that cannot set headers, `?user=<name>&token=<secret>`.
+//!   Unknown schemes are ignored (the caller is anonymous), as DRF ignores them.
 //!
-//! Secrets are never logged: [`Credentials`] has a redacting `Debug`.
+//! Secrets are compared only as SHA-256 digests inside the store, so the comparison time
+//! does not depend on how much of a guess was right, and they are never logged:
+//! [`Credentials`] has a redacting `Debug`, and nothing here formats a secret.
+//!
+//! Who may see what is decided in one place for every API: jobs by
+//! [`crate::submit::can_view`] (the same rule as the store's list filter, [`Caller::viewer`]),
+//! devices by [`may_view_device`].
 
 use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
@@ -13,7 +22,7 @@ use base64::Engine as _;
 
 use crate::app::App;
 use crate::model::UserId;
-use crate::store::{self, Viewer};
+use crate::store::{self, Device, Viewer};
 
 /// `WWW-Authenticate` value LAVA sends with an XML-RPC 401.
 pub const XMLRPC_REALM: &str = "Basic realm=\"XML-RPC Authentication token\"";
@@ -129,20 +138,50 @@ pub fn parse_basic(headers: &HeaderMap) -> Result<Option<Credentials>, AuthError
     }))
 }
 
-/// Reads `Authorization: Token <secret>` (REST). `Ok(None)` when there is no header.
-pub fn parse_token(headers: &HeaderMap) -> Result<Option<Credentials>, AuthError> {
+/// Reads the `Authorization` header of a REST, results or log request: `Token <secret>`
+/// or `Basic base64(user:token)`. `Ok(None)` without a header or with another scheme (DRF
+/// leaves those to other authenticators, so the caller is anonymous); a `Token` or `Basic`
+/// header that cannot be read is [`AuthError::Malformed`].
+pub fn parse_authorization(headers: &HeaderMap) -> Result<Option<Credentials>, AuthError> {
     let Some(value) = headers.get(AUTHORIZATION) else {
         return Ok(None);
     };
     let value = value.to_str().map_err(|_| AuthError::Malformed)?;
-    let (scheme, secret) = value.split_once(' ').ok_or(AuthError::Malformed)?;
-    if !scheme.eq_ignore_ascii_case("token") || secret.trim().is_empty() {
-        return Err(AuthError::Malformed);
+    let mut words = value.split_whitespace();
+    let scheme = words.next().unwrap_or("");
+    if scheme.eq_ignore_ascii_case("basic") {
+        return parse_basic(headers);
     }
-    Ok(Some(Credentials {
-        username: None,
-        secret: secret.trim().to_owned(),
-    }))
+    if !scheme.eq_ignore_ascii_case("token") {
+        return Ok(None);
+    }
+    // DRF: exactly one word after the scheme.
+    match (words.next(), words.next()) {
+        (Some(secret), None) => Ok(Some(Credentials {
+            username: None,
+            secret: secret.to_owned(),
+        })),
+        _ => Err(AuthError::Malformed),
+    }
+}
+
+/// The `?user=<name>&token=<secret>` credentials of a query string (the last value of each
+/// wins, as Django's `QueryDict.get` does); `None` unless both are present.
+pub fn parse_query(pairs: &[(String, String)]) -> Option<Credentials> {
+    let get = |name: &str| {
+        pairs
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    match (get("user"), get("token")) {
+        (Some(user), Some(token)) if !user.is_empty() && !token.is_empty() => Some(Credentials {
+            username: Some(user.to_owned()),
+            secret: token.to_owned(),
+        }),
+        _ => None,
+    }
 }
 
 /// Checks `credentials` against the store (bumping the token's last use) and loads groups.
@@ -179,33 +218,24 @@ pub async fn basic_caller(app: &App, headers: &HeaderMap) -> Result<Caller, Auth
     }
 }
 
-/// The caller of a REST request (anonymous without a header).
-pub async fn token_caller(app: &App, headers: &HeaderMap) -> Result<Caller, AuthError> {
-    match parse_token(headers)? {
+/// The caller of a REST, results-export or log request: the `Authorization` header
+/// ([`parse_authorization`]) or else the `?user=&token=` query ([`parse_query`]);
+/// anonymous without either.
+pub async fn request_caller(
+    app: &App,
+    headers: &HeaderMap,
+    query: &[(String, String)],
+) -> Result<Caller, AuthError> {
+    match parse_authorization(headers)?.or_else(|| parse_query(query)) {
         None => Ok(Caller::anonymous()),
         Some(c) => authenticate(app, c).await,
     }
 }
 
-/// The caller given by `?user=&token=` query parameters (anonymous when absent).
-pub async fn query_caller(
-    app: &App,
-    user: Option<&str>,
-    token: Option<&str>,
-) -> Result<Caller, AuthError> {
-    match (user, token) {
-        (Some(user), Some(token)) => {
-            authenticate(
-                app,
-                Credentials {
-                    username: Some(user.to_owned()),
-                    secret: token.to_owned(),
-                },
-            )
-            .await
-        }
-        _ => Ok(Caller::anonymous()),
-    }
+/// Whether `caller` may see (and submit to) `device`: public devices; restricted ones only
+/// by their owner, members of their owning group, and superusers. Every API uses this.
+pub fn may_view_device(caller: &Caller, device: &Device) -> bool {
+    crate::submit::may_submit_to(caller, device)
 }
 
 #[cfg(test)]
@@ -238,9 +268,48 @@ mod tests {
     }
 
     #[test]
-    fn parses_token() {
-        let c = parse_token(&headers("Token abc")).unwrap().unwrap();
-        assert_eq!(c.secret, "abc");
-        assert!(parse_token(&headers("Basic abc")).is_err());
+    fn parses_any_rest_scheme() {
+        let c = parse_authorization(&headers("Token abc")).unwrap().unwrap();
+        assert_eq!((c.username, c.secret.as_str()), (None, "abc"));
+        let enc = base64::engine::general_purpose::STANDARD.encode("bob:xyz");
+        let c = parse_authorization(&headers(&format!("Basic {enc}")))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (c.username.as_deref(), c.secret.as_str()),
+            (Some("bob"), "xyz")
+        );
+        // Other schemes are someone else's: anonymous, as in DRF.
+        assert!(
+            parse_authorization(&headers("Bearer abc"))
+                .unwrap()
+                .is_none()
+        );
+        assert!(parse_authorization(&HeaderMap::new()).unwrap().is_none());
+        for bad in ["Token", "Token a b", "Basic !!!"] {
+            assert!(
+                matches!(
+                    parse_authorization(&headers(bad)),
+                    Err(AuthError::Malformed)
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn parses_query_credentials() {
+        let pairs = |p: &[(&str, &str)]| -> Vec<(String, String)> {
+            p.iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        };
+        let c = parse_query(&pairs(&[("user", "a"), ("token", "t1"), ("token", "t2")])).unwrap();
+        assert_eq!(
+            (c.username.as_deref(), c.secret.as_str()),
+            (Some("a"), "t2")
+        );
+        assert!(parse_query(&pairs(&[("user", "a")])).is_none());
+        assert!(parse_query(&pairs(&[("user", ""), ("token", "t")])).is_none());
     }
 }

@@ -7,6 +7,8 @@
 //! suite 404. Exports are available while the job runs. The job-wide CSV and YAML stream
 //! suite by suite in chunks, so a job with many thousands of cases is never held in memory.
 
+use std::fmt::Write as _;
+
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
@@ -15,11 +17,15 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_norway::{Mapping, Value};
 
-use crate::api::rest::pyfmt::{csv_row, py_datetime, py_decimal, py_repr, yaml_dump};
-use crate::api::rest::{ApiError, Caller};
+use crate::api::auth::{self, AuthError, Caller};
+use crate::api::rest::ApiError;
+use crate::api::rest::pyfmt::{
+    csv_field, csv_row, py_datetime, py_decimal, py_repr, py_repr_mapping, yaml_dump,
+};
 use crate::app::App;
-use crate::model::{JobId, TestCaseId};
-use crate::store::{Job, TestCase, TestSuite};
+use crate::model::{JobId, SuiteId, TestCaseId};
+use crate::store::{Job, TestCase};
+use crate::submit::SubmitError;
 
 /// The CSV columns, in LAVA's order.
 pub const CSV_FIELDS: [&str; 15] = [
@@ -40,39 +46,29 @@ pub const CSV_FIELDS: [&str; 15] = [
     "log_end_line",
 ];
 
-/// Test cases read per store call while streaming.
-const CHUNK: u64 = 1000;
+/// Test cases read per store call while streaming: big enough that a 10,000-case export
+/// takes a handful of queries, small enough that one chunk's rows and text stay well under
+/// a megabyte on the appliance.
+const CHUNK: u64 = 2000;
 
-/// One test case as LAVA's `export_testcase` presents it: every value a string except the
-/// metadata mapping.
-#[derive(Debug, Clone)]
-pub struct ExportCase {
-    name: String,
-    job: String,
-    suite: String,
-    result: String,
-    measurement: String,
-    unit: String,
-    level: Value,
-    url: String,
-    id: String,
-    logged: String,
-    log_start_line: String,
-    log_end_line: String,
+/// One test case as LAVA's `export_testcase` presents it: the stored case plus its metadata
+/// mapping, parsed once and borrowed by both renderings.
+#[derive(Debug)]
+pub struct ExportCase<'a> {
+    case: &'a TestCase,
     metadata: Mapping,
 }
 
-fn line(line: Option<u64>) -> String {
+fn line(line: Option<u64>, out: &mut String) {
     // LAVA tests the value for truth, so line 0 is written as empty too.
-    match line {
-        Some(n) if n > 0 => n.to_string(),
-        _ => String::new(),
+    if let Some(n) = line.filter(|n| *n > 0) {
+        let _ = write!(out, "{n}");
     }
 }
 
-impl ExportCase {
+impl<'a> ExportCase<'a> {
     /// The export view of a stored case.
-    pub fn new(case: &TestCase) -> ExportCase {
+    pub fn new(case: &'a TestCase) -> ExportCase<'a> {
         let metadata = case
             .metadata
             .as_deref()
@@ -82,79 +78,85 @@ impl ExportCase {
                 _ => None,
             })
             .unwrap_or_default();
-        let level = metadata
-            .get("level")
-            .cloned()
-            .unwrap_or_else(|| Value::String(String::new()));
-        ExportCase {
-            name: case.name.clone(),
-            job: case.job.to_string(),
-            suite: case.suite.clone(),
-            result: case.result.as_str().to_owned(),
-            measurement: case
-                .measurement
-                .map_or_else(|| "None".to_owned(), py_decimal),
-            unit: case.units.clone(),
-            level,
-            url: format!("/results/testcase/{}", case.id),
-            id: case.id.to_string(),
-            logged: py_datetime(case.logged),
-            log_start_line: line(case.start_log_line),
-            log_end_line: line(case.end_log_line),
-            metadata,
-        }
+        ExportCase { case, metadata }
+    }
+
+    fn measurement(&self) -> String {
+        self.case
+            .measurement
+            .map_or_else(|| "None".to_owned(), py_decimal)
     }
 
     /// The YAML mapping (PyYAML sorts the keys when dumping).
-    pub fn to_value(&self) -> Value {
+    pub fn into_value(self) -> Value {
+        let case = self.case;
+        let s = |v: String| Value::String(v);
+        let mut lines = (String::new(), String::new());
+        line(case.start_log_line, &mut lines.0);
+        line(case.end_log_line, &mut lines.1);
+        let level = self
+            .metadata
+            .get("level")
+            .cloned()
+            .unwrap_or_else(|| s(String::new()));
         let mut map = Mapping::new();
-        let s = |v: &str| Value::String(v.to_owned());
-        map.insert(s("name"), s(&self.name));
-        map.insert(s("job"), s(&self.job));
-        map.insert(s("suite"), s(&self.suite));
-        map.insert(s("result"), s(&self.result));
-        map.insert(s("measurement"), s(&self.measurement));
-        map.insert(s("unit"), s(&self.unit));
-        map.insert(s("level"), self.level.clone());
-        map.insert(s("url"), s(&self.url));
-        map.insert(s("id"), s(&self.id));
-        map.insert(s("logged"), s(&self.logged));
-        map.insert(s("log_start_line"), s(&self.log_start_line));
-        map.insert(s("log_end_line"), s(&self.log_end_line));
-        map.insert(s("metadata"), Value::Mapping(self.metadata.clone()));
+        map.insert("name".into(), s(case.name.clone()));
+        map.insert("job".into(), s(case.job.to_string()));
+        map.insert("suite".into(), s(case.suite.clone()));
+        map.insert("result".into(), s(case.result.as_str().to_owned()));
+        map.insert("measurement".into(), s(self.measurement()));
+        map.insert("unit".into(), s(case.units.clone()));
+        map.insert("level".into(), level);
+        map.insert("url".into(), s(format!("/results/testcase/{}", case.id)));
+        map.insert("id".into(), s(case.id.to_string()));
+        map.insert("logged".into(), s(py_datetime(case.logged)));
+        map.insert("log_start_line".into(), s(lines.0));
+        map.insert("log_end_line".into(), s(lines.1));
+        map.insert("metadata".into(), Value::Mapping(self.metadata));
         Value::Mapping(map)
     }
 
     /// Appends the CSV row (`all` = every field quoted).
     pub fn csv(&self, all: bool, out: &mut String) {
-        let level = match &self.level {
-            Value::String(s) => s.clone(),
-            other => {
-                let mut text = String::new();
-                py_repr(other, &mut text);
-                text
-            }
+        let case = self.case;
+        let mut scratch = String::with_capacity(128);
+        let field = |text: &str, out: &mut String| {
+            csv_field(text, all, out);
+            out.push(',');
         };
-        let mut metadata = String::new();
-        py_repr(&Value::Mapping(self.metadata.clone()), &mut metadata);
-        let fields = [
-            self.job.as_str(),
-            &self.suite,
-            &self.result,
-            &self.measurement,
-            &self.unit,
-            "",
-            "",
-            &self.logged,
-            &level,
-            &metadata,
-            &self.url,
-            &self.name,
-            &self.id,
-            &self.log_start_line,
-            &self.log_end_line,
-        ];
-        csv_row(fields, all, out);
+        let _ = write!(scratch, "{}", case.job);
+        field(&scratch, out);
+        field(&case.suite, out);
+        field(case.result.as_str(), out);
+        field(&self.measurement(), out);
+        field(&case.units, out);
+        field("", out);
+        field("", out);
+        field(&py_datetime(case.logged), out);
+        scratch.clear();
+        match self.metadata.get("level") {
+            None => {}
+            Some(Value::String(level)) => scratch.push_str(level),
+            Some(other) => py_repr(other, &mut scratch),
+        }
+        field(&scratch, out);
+        scratch.clear();
+        py_repr_mapping(&self.metadata, &mut scratch);
+        field(&scratch, out);
+        scratch.clear();
+        let _ = write!(scratch, "/results/testcase/{}", case.id);
+        field(&scratch, out);
+        field(&case.name, out);
+        scratch.clear();
+        let _ = write!(scratch, "{}", case.id);
+        field(&scratch, out);
+        scratch.clear();
+        line(case.start_log_line, &mut scratch);
+        field(&scratch, out);
+        scratch.clear();
+        line(case.end_log_line, &mut scratch);
+        csv_field(&scratch, all, out);
+        out.push_str("\r\n");
     }
 }
 
@@ -168,7 +170,7 @@ pub fn yaml_cases(cases: &[TestCase], out: &mut String) {
     let list = Value::Sequence(
         cases
             .iter()
-            .map(|c| ExportCase::new(c).to_value())
+            .map(|c| ExportCase::new(c).into_value())
             .collect(),
     );
     yaml_dump(&list, out);
@@ -179,71 +181,41 @@ pub fn yaml_cases(cases: &[TestCase], out: &mut String) {
 pub fn yaml_items(cases: &[TestCase], out: &mut String) {
     for case in cases {
         yaml_dump(
-            &Value::Sequence(vec![ExportCase::new(case).to_value()]),
+            &Value::Sequence(vec![ExportCase::new(case).into_value()]),
             out,
         );
     }
 }
 
-/// The job a results URL names (`12` or MultiNode `12.1`), if the caller may see it.
-/// Credentials come from the headers or from `?user=&token=`.
+/// The job a results URL names (`12` or MultiNode `12.1`), if the caller may see it
+/// (403 otherwise, 404 when there is no such job). Credentials come from the headers or
+/// from `?user=&token=`.
 pub async fn visible_job(
     app: &App,
     headers: &HeaderMap,
     query: &[(String, String)],
     job: &str,
 ) -> Result<Job, ApiError> {
-    let caller = Caller::from_headers(app, headers).await?;
-    let key = job.to_owned();
-    let viewer = caller.viewer();
-    let found = app
-        .store()
-        .call(move |s| {
-            let job = if key.contains('.') {
-                s.job_by_sub_id(&key)?
-            } else {
-                match key.parse::<i64>() {
-                    Ok(id) => s.job(JobId(id))?,
-                    Err(_) => None,
-                }
-            };
-            match job {
-                Some(job) => {
-                    let visible = s.can_view_job(job.id, viewer)?;
-                    Ok(Some((job, visible)))
-                }
-                None => Ok(None),
-            }
-        })
-        .await?;
-    let (job, visible) = found.ok_or(ApiError::NotFound)?;
-    if visible {
-        return Ok(job);
-    }
-    let get = |name: &str| {
-        query
-            .iter()
-            .rev()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    };
-    if caller == Caller::Anonymous
-        && let (Some(user), Some(token)) = (get("user"), get("token"))
-        && let Ok(other) = Caller::from_token(app, Some(user), token).await
-    {
-        let viewer = other.viewer();
-        let id = job.id;
-        if app
-            .store()
-            .call(move |s| s.can_view_job(id, viewer))
-            .await?
-        {
-            return Ok(job);
+    let caller = match auth::request_caller(app, headers, query).await {
+        Ok(caller) => caller,
+        // LAVA looks at query credentials only for jobs that are not public, so bad ones
+        // leave the caller anonymous: a public job is still served, a hidden one is 403.
+        Err(AuthError::InvalidToken) if auth::parse_authorization(headers)?.is_none() => {
+            Caller::anonymous()
         }
-    }
-    Err(ApiError::Forbidden(
-        "You do not have permission to perform this action.",
-    ))
+        Err(err) => return Err(err.into()),
+    };
+    let key = job.to_owned();
+    app.store()
+        .call(move |s| Ok(crate::submit::find_job(s, &caller, &key)))
+        .await?
+        .map_err(|err| match err {
+            SubmitError::JobHidden { .. } => {
+                ApiError::Forbidden("You do not have permission to perform this action.")
+            }
+            SubmitError::Store(err) => err.into(),
+            _ => ApiError::NotFound,
+        })
 }
 
 /// A downloadable response.
@@ -257,88 +229,138 @@ fn attachment(content_type: &'static str, filename: &str, body: Body) -> Respons
     response
 }
 
-/// What a streamed job export writes.
+/// What a streamed export writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
-    /// CSV; `true` quotes every field.
-    Csv(bool),
-    /// YAML list items.
-    Yaml,
+    /// CSV after a header row; `all` quotes every field (`QUOTE_ALL`), else minimal quoting.
+    Csv {
+        /// Quote every field.
+        all: bool,
+        /// Write the header row first.
+        header: bool,
+    },
+    /// YAML list items, nothing at all for no cases (the job export: one `yaml.dump([case])`
+    /// per case).
+    YamlItems,
+    /// A YAML list, `[]` for no cases (`yaml.dump(cases)`).
+    YamlList,
 }
 
-/// Streams every test case of `job`, suite by suite (LAVA's order), in chunks. The CSV
-/// header comes first.
-pub fn stream_job(app: App, job: JobId, format: Format) -> Body {
+/// Which test cases an export covers: a job's, or one suite's, in a window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Selection {
+    /// The job (the caller's access is checked before).
+    pub job: JobId,
+    /// One suite by name, or every suite.
+    pub suite: Option<String>,
+    /// Cases skipped first.
+    pub offset: u64,
+    /// At most this many cases; `None` for all.
+    pub limit: Option<u64>,
+}
+
+impl Selection {
+    /// Every case of `job`.
+    pub fn job(job: JobId) -> Selection {
+        Selection {
+            job,
+            suite: None,
+            offset: 0,
+            limit: None,
+        }
+    }
+}
+
+/// Renders one chunk of cases in `format`.
+fn render(cases: &[TestCase], format: Format, out: &mut String) {
+    match format {
+        Format::Csv { all, .. } => {
+            for case in cases {
+                ExportCase::new(case).csv(all, out);
+            }
+        }
+        Format::YamlItems | Format::YamlList => yaml_items(cases, out),
+    }
+}
+
+/// Streams the cases of `selection` in LAVA's order (suite by suite, then by id), reading
+/// [`CHUNK`] cases per store call and rendering them on the blocking pool, so neither the
+/// store lock nor an async worker is held while a chunk is formatted and memory stays
+/// bounded however many cases the job has. Cases recorded while the export runs are
+/// included if they sort after the cursor: results are readable while the job runs.
+pub fn stream_cases(app: App, selection: Selection, format: Format) -> Body {
     struct State {
         app: App,
-        job: JobId,
+        selection: Selection,
         format: Format,
-        suites: Option<Vec<TestSuite>>,
-        suite: usize,
-        offset: u64,
-        header: bool,
+        after: Option<(SuiteId, TestCaseId)>,
+        sent: u64,
+        first: bool,
+        done: bool,
+    }
+    async fn next(st: &mut State) -> Result<Option<String>, crate::store::Error> {
+        if st.done {
+            return Ok(None);
+        }
+        let want = st
+            .selection
+            .limit
+            .map_or(CHUNK, |l| l.saturating_sub(st.sent).min(CHUNK));
+        let cases = if want == 0 {
+            Vec::new()
+        } else {
+            let (job, suite, after) = (st.selection.job, st.selection.suite.clone(), st.after);
+            let offset = if after.is_none() {
+                st.selection.offset
+            } else {
+                0
+            };
+            st.app
+                .store()
+                .call(move |s| s.test_cases_after(job, suite.as_deref(), after, offset, want))
+                .await?
+        };
+        let n = cases.len() as u64;
+        st.done = n < want || want == 0;
+        st.sent += n;
+        st.after = cases.last().map(|c| (c.suite_id, c.id));
+        let (first, format) = (std::mem::take(&mut st.first), st.format);
+        let out = tokio::task::spawn_blocking(move || {
+            let mut out = String::with_capacity(cases.len() * 200 + 200);
+            match format {
+                Format::Csv { all, header: true } if first => csv_header(all, &mut out),
+                Format::YamlList if first && cases.is_empty() => out.push_str("[]\n"),
+                _ => {}
+            }
+            render(&cases, format, &mut out);
+            out
+        })
+        .await
+        .map_err(crate::store::Error::Task)?;
+        Ok(Some(out))
     }
     let state = State {
         app,
-        job,
+        selection,
         format,
-        suites: None,
-        suite: 0,
-        offset: 0,
-        header: matches!(format, Format::Csv(_)),
+        after: None,
+        sent: 0,
+        first: true,
+        done: false,
     };
     let stream = futures_util::stream::unfold(state, |mut st| async move {
-        let mut out = String::new();
-        if st.header {
-            st.header = false;
-            if let Format::Csv(all) = st.format {
-                csv_header(all, &mut out);
-            }
-        }
-        if st.suites.is_none() {
-            let job = st.job;
-            match st.app.store().call(move |s| s.test_suites(job)).await {
-                Ok(suites) => st.suites = Some(suites),
-                Err(err) => {
-                    tracing::error!(error = %err, "results export: listing suites");
-                    return None;
-                }
-            }
-        }
         loop {
-            let suites = st.suites.as_deref().unwrap_or(&[]);
-            let Some(suite) = suites.get(st.suite) else {
-                return (!out.is_empty()).then(|| (Ok::<_, std::io::Error>(Bytes::from(out)), st));
-            };
-            let (job, name, offset) = (st.job, suite.name.clone(), st.offset);
-            let cases = match st
-                .app
-                .store()
-                .call(move |s| s.test_cases(job, Some(&name), offset, Some(CHUNK)))
-                .await
-            {
-                Ok(cases) => cases,
+            match next(&mut st).await {
+                Ok(None) => return None,
+                Ok(Some(out)) if out.is_empty() => continue,
+                Ok(Some(out)) => return Some((Ok(Bytes::from(out)), st)),
                 Err(err) => {
-                    tracing::error!(error = %err, "results export: reading test cases");
-                    return None;
+                    // The status line has gone out: failing the body makes the client see a
+                    // broken transfer instead of a silently short export.
+                    tracing::error!(error = %err, job = %st.selection.job, "results export failed");
+                    st.done = true;
+                    return Some((Err(std::io::Error::other(err.to_string())), st));
                 }
-            };
-            if (cases.len() as u64) < CHUNK {
-                st.suite += 1;
-                st.offset = 0;
-            } else {
-                st.offset += CHUNK;
-            }
-            match st.format {
-                Format::Csv(all) => {
-                    for case in &cases {
-                        ExportCase::new(case).csv(all, &mut out);
-                    }
-                }
-                Format::Yaml => yaml_items(&cases, &mut out),
-            }
-            if !out.is_empty() {
-                return Some((Ok(Bytes::from(out)), st));
             }
         }
     });
@@ -369,13 +391,7 @@ fn window(query: &[(String, String)]) -> Result<(u64, Option<u64>), ApiError> {
 }
 
 type Query = axum::extract::Query<Vec<(String, String)>>;
-
-fn query(
-    q: Result<Query, axum::extract::rejection::QueryRejection>,
-) -> Result<Vec<(String, String)>, ApiError> {
-    q.map(|axum::extract::Query(pairs)| pairs)
-        .map_err(|_| ApiError::detail("Malformed query string."))
-}
+type QueryResult = Result<Query, axum::extract::rejection::QueryRejection>;
 
 fn valid_suite_name(name: &str) -> bool {
     !name.is_empty()
@@ -384,14 +400,60 @@ fn valid_suite_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
+/// The query and the job of a `/results/<job>/...` request, once the caller may see it.
+async fn authorise(
+    app: &App,
+    headers: &HeaderMap,
+    q: QueryResult,
+    job: &str,
+) -> Result<(Vec<(String, String)>, Job), ApiError> {
+    let axum::extract::Query(query) = q.map_err(|_| ApiError::detail("Malformed query string."))?;
+    let job = visible_job(app, headers, &query, job).await?;
+    Ok((query, job))
+}
+
+/// The cases of `/results/<job>/<suite>/...` in the requested window; 404 unless the job
+/// has that suite.
+async fn suite_selection(
+    app: &App,
+    headers: &HeaderMap,
+    q: QueryResult,
+    job: &str,
+    suite: &str,
+) -> Result<Selection, ApiError> {
+    let (query, job) = authorise(app, headers, q, job).await?;
+    if !valid_suite_name(suite) {
+        return Err(ApiError::NotFound);
+    }
+    let (offset, limit) = window(&query)?;
+    let (id, name) = (job.id, suite.to_owned());
+    let exists = app
+        .store()
+        .call(move |s| Ok(s.test_suites(id)?.iter().any(|t| t.name == name)))
+        .await?;
+    if !exists {
+        return Err(ApiError::NotFound);
+    }
+    Ok(Selection {
+        job: job.id,
+        suite: Some(suite.to_owned()),
+        offset,
+        limit,
+    })
+}
+
 async fn job_csv(
     State(app): State<App>,
     Path(job): Path<String>,
     headers: HeaderMap,
-    q: Result<Query, axum::extract::rejection::QueryRejection>,
+    q: QueryResult,
 ) -> Result<Response, ApiError> {
-    let job = visible_job(&app, &headers, &query(q)?, &job).await?;
-    let body = stream_job(app, job.id, Format::Csv(false));
+    let (_, job) = authorise(&app, &headers, q, &job).await?;
+    let format = Format::Csv {
+        all: false,
+        header: true,
+    };
+    let body = stream_cases(app, Selection::job(job.id), format);
     Ok(attachment(
         "text/csv",
         &format!("lava_{}.csv", job.id),
@@ -403,10 +465,10 @@ async fn job_yaml(
     State(app): State<App>,
     Path(job): Path<String>,
     headers: HeaderMap,
-    q: Result<Query, axum::extract::rejection::QueryRejection>,
+    q: QueryResult,
 ) -> Result<Response, ApiError> {
-    let job = visible_job(&app, &headers, &query(q)?, &job).await?;
-    let body = stream_job(app, job.id, Format::Yaml);
+    let (_, job) = authorise(&app, &headers, q, &job).await?;
+    let body = stream_cases(app, Selection::job(job.id), Format::YamlItems);
     Ok(attachment(
         "text/yaml",
         &format!("lava_{}.yaml", job.id),
@@ -418,9 +480,9 @@ async fn job_summary(
     State(app): State<App>,
     Path(job): Path<String>,
     headers: HeaderMap,
-    q: Result<Query, axum::extract::rejection::QueryRejection>,
+    q: QueryResult,
 ) -> Result<Response, ApiError> {
-    let job = visible_job(&app, &headers, &query(q)?, &job).await?;
+    let (_, job) = authorise(&app, &headers, q, &job).await?;
     let id = job.id;
     let suites = app.store().call(move |s| s.test_suites(id)).await?;
     let list = suites
@@ -446,9 +508,9 @@ async fn job_metadata(
     State(app): State<App>,
     Path(job): Path<String>,
     headers: HeaderMap,
-    q: Result<Query, axum::extract::rejection::QueryRejection>,
+    q: QueryResult,
 ) -> Result<Response, ApiError> {
-    let job = visible_job(&app, &headers, &query(q)?, &job).await?;
+    let (_, job) = authorise(&app, &headers, q, &job).await?;
     let id = job.id;
     let entries = app.store().call(move |s| s.job_metadata(id)).await?;
     if entries.is_empty() {
@@ -467,68 +529,37 @@ async fn job_metadata(
     ))
 }
 
-/// The suite's cases in the requested window, after the access and existence checks.
-async fn suite_cases(
-    app: &App,
-    headers: &HeaderMap,
-    q: Result<Query, axum::extract::rejection::QueryRejection>,
-    job: &str,
-    suite: &str,
-) -> Result<(Job, Vec<TestCase>), ApiError> {
-    let query = query(q)?;
-    let job = visible_job(app, headers, &query, job).await?;
-    if !valid_suite_name(suite) {
-        return Err(ApiError::NotFound);
-    }
-    let (offset, limit) = window(&query)?;
-    let (id, name) = (job.id, suite.to_owned());
-    let cases = app
-        .store()
-        .call(move |s| {
-            if !s.test_suites(id)?.iter().any(|t| t.name == name) {
-                return Ok(None);
-            }
-            s.test_cases(id, Some(&name), offset, limit).map(Some)
-        })
-        .await?
-        .ok_or(ApiError::NotFound)?;
-    Ok((job, cases))
-}
-
 async fn suite_csv(
     State(app): State<App>,
     Path((job, suite)): Path<(String, String)>,
     headers: HeaderMap,
-    q: Result<Query, axum::extract::rejection::QueryRejection>,
+    q: QueryResult,
 ) -> Result<Response, ApiError> {
-    let (_, cases) = suite_cases(&app, &headers, q, &job, &suite).await?;
-    let mut out = String::new();
-    csv_header(true, &mut out);
-    for case in &cases {
-        ExportCase::new(case).csv(true, &mut out);
-    }
-    Ok(attachment(
-        "text/csv",
-        &format!("lava_{suite}.csv"),
-        Body::from(out),
-    ))
+    let selection = suite_selection(&app, &headers, q, &job, &suite).await?;
+    let format = Format::Csv {
+        all: true,
+        header: true,
+    };
+    let body = stream_cases(app, selection, format);
+    Ok(attachment("text/csv", &format!("lava_{suite}.csv"), body))
 }
 
 async fn suite_stream_csv(
     State(app): State<App>,
     Path((job, suite)): Path<(String, String)>,
     headers: HeaderMap,
-    q: Result<Query, axum::extract::rejection::QueryRejection>,
+    q: QueryResult,
 ) -> Result<Response, ApiError> {
-    let (_, cases) = suite_cases(&app, &headers, q, &job, &suite).await?;
-    let mut out = String::new();
-    for case in &cases {
-        ExportCase::new(case).csv(false, &mut out);
-    }
+    let selection = suite_selection(&app, &headers, q, &job, &suite).await?;
+    let format = Format::Csv {
+        all: false,
+        header: false,
+    };
+    let body = stream_cases(app, selection, format);
     Ok(attachment(
         "text/csv",
         &format!("lava_stream_{suite}.csv"),
-        Body::from(out),
+        body,
     ))
 }
 
@@ -536,40 +567,24 @@ async fn suite_yaml(
     State(app): State<App>,
     Path((job, suite)): Path<(String, String)>,
     headers: HeaderMap,
-    q: Result<Query, axum::extract::rejection::QueryRejection>,
+    q: QueryResult,
 ) -> Result<Response, ApiError> {
-    let (_, cases) = suite_cases(&app, &headers, q, &job, &suite).await?;
-    let mut out = String::new();
-    yaml_cases(&cases, &mut out);
-    Ok(attachment(
-        "text/yaml",
-        &format!("lava_{suite}.yaml"),
-        Body::from(out),
-    ))
+    let selection = suite_selection(&app, &headers, q, &job, &suite).await?;
+    let body = stream_cases(app, selection, Format::YamlList);
+    Ok(attachment("text/yaml", &format!("lava_{suite}.yaml"), body))
 }
 
 async fn suite_count(
     State(app): State<App>,
     Path((job, suite)): Path<(String, String)>,
     headers: HeaderMap,
-    q: Result<Query, axum::extract::rejection::QueryRejection>,
+    q: QueryResult,
 ) -> Result<Response, ApiError> {
-    let query = query(q)?;
-    let job = visible_job(&app, &headers, &query, &job).await?;
-    if !valid_suite_name(&suite) {
-        return Err(ApiError::NotFound);
-    }
-    let id = job.id;
+    let selection = suite_selection(&app, &headers, q, &job, &suite).await?;
     let count = app
         .store()
-        .call(move |s| {
-            if !s.test_suites(id)?.iter().any(|t| t.name == suite) {
-                return Ok(None);
-            }
-            s.count_test_cases(id, Some(&suite)).map(Some)
-        })
-        .await?
-        .ok_or(ApiError::NotFound)?;
+        .call(move |s| s.count_test_cases(selection.job, selection.suite.as_deref()))
+        .await?;
     let mut response = count.to_string().into_response();
     response
         .headers_mut()
@@ -581,18 +596,17 @@ async fn testcase_yaml(
     State(app): State<App>,
     Path(case): Path<String>,
     headers: HeaderMap,
-    q: Result<Query, axum::extract::rejection::QueryRejection>,
+    q: QueryResult,
 ) -> Result<Response, ApiError> {
-    let query = query(q)?;
     let id = case.parse::<i64>().map_err(|_| ApiError::NotFound)?;
     let found = app
         .store()
         .call(move |s| s.test_case(TestCaseId(id)))
         .await?
         .ok_or(ApiError::NotFound)?;
-    visible_job(&app, &headers, &query, &found.job.to_string()).await?;
+    authorise(&app, &headers, q, &found.job.to_string()).await?;
     let mut out = String::new();
-    yaml_dump(&ExportCase::new(&found).to_value(), &mut out);
+    yaml_dump(&ExportCase::new(&found).into_value(), &mut out);
     Ok(attachment(
         "text/yaml",
         &format!("lava_{id}.yaml"),

@@ -272,6 +272,41 @@ impl Store {
         rows.into_iter().map(finish_case).collect()
     }
 
+    /// Up to `limit` test cases of `job` (of one suite if `suite` is given) in export order
+    /// (suite by suite in creation order, then by case id), starting after the case `after`
+    /// names, else skipping `offset` cases. One indexed query per call: the `after` cursor
+    /// keeps a long export from re-reading everything before each chunk, as `OFFSET` would.
+    pub fn test_cases_after(
+        &self,
+        job: JobId,
+        suite: Option<&str>,
+        after: Option<(SuiteId, TestCaseId)>,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Vec<TestCase>, Error> {
+        let step = "reading test cases for export";
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let offset = i64::try_from(offset).unwrap_or(i64::MAX);
+        let (after_suite, after_case) = after.map_or((None, None), |(s, c)| (Some(s.0), Some(c.0)));
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!(
+                "{CASE_SELECT} WHERE s.job_id = ?1 AND (?2 IS NULL OR s.name = ?2) \
+                 AND (?3 IS NULL OR (s.id, c.id) > (?3, ?4)) \
+                 ORDER BY s.id, c.id LIMIT ?5 OFFSET ?6"
+            ))
+            .step(step)?;
+        let rows = stmt
+            .query_map(
+                params![job.0, suite, after_suite, after_case, limit, offset],
+                case_row,
+            )
+            .step(step)?
+            .collect::<Result<Vec<_>, _>>()
+            .step(step)?;
+        rows.into_iter().map(finish_case).collect()
+    }
+
     /// How many test cases `job` has (in `suite`, if given).
     pub fn count_test_cases(&self, job: JobId, suite: Option<&str>) -> Result<u64, Error> {
         let n: i64 = self
@@ -391,5 +426,44 @@ impl Store {
             })
         })
         .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::testutil;
+    use crate::store::{NewJob, NewUser};
+
+    #[test]
+    fn export_order_is_suite_then_case_with_a_cursor() {
+        let (_dir, mut s) = testutil::store();
+        s.create_user(&NewUser::named("alice")).unwrap();
+        let job = s
+            .insert_job(&NewJob::new("alice", "job_name: x"))
+            .unwrap()
+            .id;
+        // Interleaved suites: export order groups them, unlike id order.
+        let cases: Vec<NewTestCase> = ["a", "b", "a", "b", "a"]
+            .iter()
+            .enumerate()
+            .map(|(i, suite)| NewTestCase::new(*suite, format!("c{i}"), TestResult::Pass))
+            .collect();
+        s.insert_test_cases(job, &cases).unwrap();
+        let names = |cases: &[TestCase]| cases.iter().map(|c| c.name.clone()).collect::<Vec<_>>();
+        let all = s.test_cases_after(job, None, None, 0, 100).unwrap();
+        assert_eq!(names(&all), ["c0", "c2", "c4", "c1", "c3"]);
+        let first = s.test_cases_after(job, None, None, 1, 2).unwrap();
+        assert_eq!(names(&first), ["c2", "c4"]);
+        let last = first.last().map(|c| (c.suite_id, c.id));
+        let rest = s.test_cases_after(job, None, last, 0, 100).unwrap();
+        assert_eq!(names(&rest), ["c1", "c3"]);
+        let suite_b = s.test_cases_after(job, Some("b"), None, 0, 100).unwrap();
+        assert_eq!(names(&suite_b), ["c1", "c3"]);
+        assert!(
+            s.test_cases_after(JobId(999), None, None, 0, 10)
+                .unwrap()
+                .is_empty()
+        );
     }
 }

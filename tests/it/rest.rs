@@ -96,6 +96,13 @@ async fn start() -> Lab {
             personal.visibility = Visibility::Personal;
             personal.requested_device_type = Some("qemu".into());
             let private = s.insert_job(&personal)?.id;
+            let log = s.path().with_file_name("private-output.yaml");
+            std::fs::write(
+                &log,
+                "- {\"dt\": \"2023-01-10T10:00:00.000000\", \"lvl\": \"info\", \"msg\": \"secret\"}\n",
+            )
+            .expect("writing a job log");
+            s.register_job_log(private, &log)?;
             s.insert_test_cases(
                 private,
                 &[NewTestCase::new("0_smoke", "hidden", TestResult::Pass)],
@@ -119,14 +126,11 @@ async fn start() -> Lab {
         })
         .await
         .expect("seed");
-    let router = lavabox::api::router(app);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, router).await;
-    });
+    tokio::spawn(lavabox::api::serve(listener, app, std::future::pending()));
     Lab {
         _dir: dir,
         addr,
@@ -595,8 +599,22 @@ async fn results_exports_match_lava_bytes() {
 async fn private_job_refused_everywhere() {
     let lab = start().await;
     let job = lab.private;
+    // The suite's row id and the case id, as the owner sees them.
+    let (_, suites) = lab
+        .json(&format!("/api/v0.2/jobs/{job}/suites/"), Some(&lab.alice))
+        .await;
+    let suite = suites["results"][0]["id"].as_i64().expect("suite id");
+    let (_, tests) = lab
+        .json(&format!("/api/v0.2/jobs/{job}/tests/"), Some(&lab.alice))
+        .await;
+    let case = tests["results"][0]["id"].as_i64().expect("case id");
     let rest = [
         format!("/api/v0.2/jobs/{job}/"),
+        format!("/api/v0.2/jobs/{job}/suites/{suite}/"),
+        format!("/api/v0.2/jobs/{job}/suites/{suite}/tests/"),
+        format!("/api/v0.2/jobs/{job}/suites/{suite}/tests/{case}/"),
+        format!("/api/v0.2/jobs/{job}/suites/{suite}/csv/"),
+        format!("/api/v0.2/jobs/{job}/suites/{suite}/yaml/"),
         format!("/api/v0.2/jobs/{job}/logs/"),
         format!("/api/v0.2/jobs/{job}/metadata/"),
         format!("/api/v0.2/jobs/{job}/tests/"),
@@ -613,7 +631,31 @@ async fn private_job_refused_everywhere() {
             assert_eq!(status, 404, "{path} {token:?}");
             assert_eq!(body, serde_json::json!({ "detail": "Not found." }));
         }
+        // Bob's credentials in the other forms every API accepts are refused the same way.
+        let basic = lab
+            .client
+            .get(lab.url(path))
+            .basic_auth("bob", Some(&lab.bob))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(basic.status(), 404, "{path} basic");
+        let query = format!("{path}?user=bob&token={}", lab.bob);
+        assert_eq!(lab.get(&query, None).await.status(), 404, "{query}");
+        // The owner sees every one of them (cancel last: it changes the job).
+        if !path.ends_with("/cancel/") {
+            let (status, _) = lab.text(path, Some(&lab.alice)).await;
+            assert_eq!(status, 200, "{path} as alice");
+        }
     }
+    let resubmit = lab
+        .client
+        .post(lab.url(&format!("/api/v0.2/jobs/{job}/resubmit/")))
+        .header("Authorization", format!("Token {}", lab.bob))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resubmit.status(), 404);
     let results = [
         format!("/results/{job}/csv"),
         format!("/results/{job}/yaml"),
@@ -623,6 +665,7 @@ async fn private_job_refused_everywhere() {
         format!("/results/{job}/0_smoke/stream/csv"),
         format!("/results/{job}/0_smoke/yaml"),
         format!("/results/{job}/0_smoke/+testcase-count"),
+        format!("/results/testcase/{case}/yaml"),
     ];
     for path in &results {
         for token in [None, Some(lab.bob.as_str())] {
@@ -880,4 +923,287 @@ async fn submit_resubmit_over_rest() {
         assert_eq!(resp.status(), 400);
         assert!(body_json(resp).await["message"].is_string());
     }
+}
+
+/// `curl -s -X METHOD [-H Authorization] [-H json] [-d BODY] URL` → (status, body).
+async fn curl(
+    lab: &Lab,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    json: Option<&str>,
+) -> (u16, String) {
+    let mut cmd = tokio::process::Command::new("curl");
+    cmd.args(["-s", "-X", method, "-w", "\n%{http_code}"]);
+    if let Some(token) = token {
+        cmd.args(["-H", &format!("Authorization: Token {token}")]);
+    }
+    if let Some(body) = json {
+        cmd.args([
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            body,
+        ]);
+    }
+    let out = cmd.arg(lab.url(path)).output().await.expect("running curl");
+    assert!(out.status.success(), "curl failed: {out:?}");
+    let text = String::from_utf8(out.stdout).expect("UTF-8 answer");
+    let (body, status) = text.rsplit_once('\n').expect("status line");
+    (status.parse().expect("status"), body.to_owned())
+}
+
+fn parse(body: &str) -> Value {
+    serde_json::from_str(body).unwrap_or_else(|err| panic!("not JSON ({err}): {body}"))
+}
+
+#[tokio::test]
+async fn admin_writes_over_curl() {
+    let lab = start().await;
+    let admin = Some(lab.admin.as_str());
+    let bob = Some(lab.bob.as_str());
+    // Anonymous writes are 401, other users' 403, on every write endpoint.
+    let writes = [
+        ("POST", "/api/v0.2/devices/"),
+        ("PATCH", "/api/v0.2/devices/qemu01/"),
+        ("PUT", "/api/v0.2/devices/qemu01/"),
+        ("DELETE", "/api/v0.2/devices/qemu01/"),
+        ("POST", "/api/v0.2/devices/qemu01/dictionary/"),
+        ("POST", "/api/v0.2/devicetypes/"),
+        ("PATCH", "/api/v0.2/devicetypes/qemu/"),
+        ("DELETE", "/api/v0.2/devicetypes/qemu/"),
+        ("POST", "/api/v0.2/aliases/"),
+        ("DELETE", "/api/v0.2/aliases/kvm/"),
+        ("POST", "/api/v0.2/tags/"),
+    ];
+    for (method, path) in writes {
+        let (status, body) = curl(&lab, method, path, None, Some("{}")).await;
+        assert_eq!(status, 401, "{method} {path}: {body}");
+        assert_eq!(
+            parse(&body)["detail"],
+            "Authentication credentials were not provided."
+        );
+        let (status, body) = curl(&lab, method, path, bob, Some("{}")).await;
+        assert_eq!(status, 403, "{method} {path}: {body}");
+    }
+
+    // Device types: create, duplicate, update, read back.
+    let (status, body) = curl(
+        &lab,
+        "POST",
+        "/api/v0.2/devicetypes/",
+        admin,
+        Some(r#"{"name": "bbb", "health_frequency": 12, "health_denominator": "jobs"}"#),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let dt = parse(&body);
+    assert_eq!(
+        (
+            &dt["name"],
+            &dt["health_frequency"],
+            &dt["health_denominator"]
+        ),
+        (&Value::from("bbb"), &Value::from(12), &Value::from("jobs"))
+    );
+    let (status, body) = curl(
+        &lab,
+        "POST",
+        "/api/v0.2/devicetypes/",
+        admin,
+        Some(r#"{"name": "bbb"}"#),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(parse(&body)["name"][0].is_string(), "{body}");
+    let (status, body) = curl(&lab, "POST", "/api/v0.2/devicetypes/", admin, Some("{}")).await;
+    assert_eq!(status, 400);
+    assert_eq!(parse(&body)["name"][0], "This field is required.");
+    let (status, body) = curl(
+        &lab,
+        "PATCH",
+        "/api/v0.2/devicetypes/bbb/",
+        admin,
+        Some(r#"{"description": "BeagleBone", "display": false}"#),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(parse(&body)["description"], "BeagleBone");
+    assert_eq!(parse(&body)["display"], false);
+    let (status, _) = curl(
+        &lab,
+        "PATCH",
+        "/api/v0.2/devicetypes/nope/",
+        admin,
+        Some("{}"),
+    )
+    .await;
+    assert_eq!(status, 404);
+
+    // Aliases and tags.
+    let (status, body) = curl(
+        &lab,
+        "POST",
+        "/api/v0.2/aliases/",
+        admin,
+        Some(r#"{"name": "beagle", "device_type": "bbb"}"#),
+    )
+    .await;
+    assert_eq!(
+        (status, parse(&body)["device_type"].clone()),
+        (201, "bbb".into())
+    );
+    let (status, body) = lab
+        .json("/api/v0.2/devicetypes/bbb/", Some(&lab.admin))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["aliases"], serde_json::json!(["beagle"]));
+    let (status, _) = curl(&lab, "DELETE", "/api/v0.2/aliases/beagle/", admin, None).await;
+    assert_eq!(status, 204);
+    let (status, _) = lab.json("/api/v0.2/aliases/beagle/", None).await;
+    assert_eq!(status, 404);
+    let (status, body) = curl(
+        &lab,
+        "POST",
+        "/api/v0.2/tags/",
+        admin,
+        Some(r#"{"name": "usb", "description": "has USB"}"#),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let tag = parse(&body)["id"].as_i64().expect("tag id");
+    let (_, body) = lab.json(&format!("/api/v0.2/tags/{tag}/"), None).await;
+    assert_eq!(body["name"], "usb");
+
+    // Devices: create (form body, as lavacli-style clients send), errors, update, delete.
+    let mut cmd = tokio::process::Command::new("curl");
+    let out = cmd
+        .args(["-s", "-w", "\n%{http_code}", "-H"])
+        .arg(format!("Authorization: Token {}", lab.admin))
+        .args([
+            "-d",
+            "hostname=bbb01",
+            "-d",
+            "device_type=bbb",
+            "-d",
+            "description=desk",
+        ])
+        .arg(lab.url("/api/v0.2/devices/"))
+        .output()
+        .await
+        .expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').expect("status");
+    assert_eq!(status, "201", "{body}");
+    let device = parse(body);
+    assert_eq!(
+        (
+            &device["hostname"],
+            &device["device_type"],
+            &device["health"]
+        ),
+        (
+            &Value::from("bbb01"),
+            &Value::from("bbb"),
+            &Value::from("Unknown")
+        )
+    );
+    let (status, body) = curl(
+        &lab,
+        "POST",
+        "/api/v0.2/devices/",
+        admin,
+        Some(r#"{"hostname": "bbb01", "device_type": "bbb"}"#),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(parse(&body)["hostname"][0].is_string(), "{body}");
+    let (status, body) = curl(
+        &lab,
+        "POST",
+        "/api/v0.2/devices/",
+        admin,
+        Some(r#"{"hostname": "x01", "device_type": "nope"}"#),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        parse(&body)["device_type"][0],
+        "Object with name=nope does not exist."
+    );
+    let (status, body) = curl(
+        &lab,
+        "PATCH",
+        "/api/v0.2/devices/bbb01/",
+        admin,
+        Some(r#"{"health": "Maintenance", "description": null}"#),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let device = parse(&body);
+    assert_eq!(device["health"], "Maintenance");
+    assert_eq!(device["description"], Value::Null);
+    let (status, body) = curl(
+        &lab,
+        "PATCH",
+        "/api/v0.2/devices/bbb01/",
+        admin,
+        Some(r#"{"health": "sleepy"}"#),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(parse(&body)["health"][0].is_string(), "{body}");
+    let (status, _) = curl(&lab, "PATCH", "/api/v0.2/devices/nope/", admin, Some("{}")).await;
+    assert_eq!(status, 404);
+
+    // Device dictionary: set, then read back; one that does not render is refused.
+    let dict = r#"{"dictionary": "{% extends 'qemu.jinja2' %}\n{% set netdevice = 'user' %}\n"}"#;
+    let (status, body) = curl(
+        &lab,
+        "POST",
+        "/api/v0.2/devices/bbb01/dictionary/",
+        admin,
+        Some(dict),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        parse(&body)["message"],
+        "device config successfully updated"
+    );
+    let (status, text) = lab
+        .text("/api/v0.2/devices/bbb01/dictionary/", Some(&lab.admin))
+        .await;
+    assert_eq!(status, 200);
+    assert!(text.contains("netdevice = 'user'"), "{text}");
+    let bad = r#"{"dictionary": "{% extends 'no-such-type.jinja2' %}"}"#;
+    let (status, body) = curl(
+        &lab,
+        "POST",
+        "/api/v0.2/devices/bbb01/dictionary/",
+        admin,
+        Some(bad),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        parse(&body)["message"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("Device dictionary invalid: "),
+        "{body}"
+    );
+
+    let (status, body) = curl(&lab, "DELETE", "/api/v0.2/devices/bbb01/", admin, None).await;
+    assert_eq!((status, body.as_str()), (204, ""));
+    let (status, _) = lab.json("/api/v0.2/devices/bbb01/", Some(&lab.admin)).await;
+    assert_eq!(status, 404);
+    let (status, _) = curl(&lab, "DELETE", "/api/v0.2/devices/bbb01/", admin, None).await;
+    assert_eq!(status, 404);
+    let (status, _) = curl(&lab, "DELETE", "/api/v0.2/devicetypes/bbb/", admin, None).await;
+    assert_eq!(status, 204);
+    let (status, _) = lab
+        .json("/api/v0.2/devicetypes/bbb/", Some(&lab.admin))
+        .await;
+    assert_eq!(status, 404);
 }

@@ -7,6 +7,7 @@
 //! The module converts store types into wire JSON by hand: the store's types stay free of
 //! serde (architecture invariant: only `api/` knows wire formats).
 
+mod admin;
 mod auth;
 mod error;
 mod filter;
@@ -14,12 +15,14 @@ mod jobs;
 mod objects;
 mod page;
 pub mod pyfmt;
+mod submission;
+mod suites;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 
-pub use auth::Caller;
+pub use crate::api::auth::Caller;
 pub use error::ApiError;
 
 use crate::app::App;
@@ -33,32 +36,56 @@ pub const LAVA_VERSION: &str = "2023.01";
 /// The routes of one API version, relative to its prefix.
 fn versioned() -> Router<App> {
     Router::new()
-        .route("/jobs/", get(jobs::list).post(jobs::submit))
-        .route("/jobs/validate/", axum::routing::post(jobs::validate))
+        .route("/jobs/", get(jobs::list).post(submission::submit))
+        .route("/jobs/validate/", axum::routing::post(submission::validate))
         .route("/jobs/{id}/", get(jobs::detail))
         .route("/jobs/{id}/logs/", get(jobs::logs))
         .route("/jobs/{id}/metadata/", get(jobs::metadata))
-        .route("/jobs/{id}/tests/", get(jobs::tests))
-        .route("/jobs/{id}/suites/", get(jobs::suites))
-        .route("/jobs/{id}/suites/{suite}/", get(jobs::suite))
-        .route("/jobs/{id}/suites/{suite}/tests/", get(jobs::suite_tests))
+        .route("/jobs/{id}/tests/", get(suites::tests))
+        .route("/jobs/{id}/suites/", get(suites::suites))
+        .route("/jobs/{id}/suites/{suite}/", get(suites::suite))
+        .route("/jobs/{id}/suites/{suite}/tests/", get(suites::suite_tests))
         .route(
             "/jobs/{id}/suites/{suite}/tests/{case}/",
-            get(jobs::suite_test),
+            get(suites::suite_test),
         )
-        .route("/jobs/{id}/suites/{suite}/csv/", get(jobs::suite_csv))
-        .route("/jobs/{id}/suites/{suite}/yaml/", get(jobs::suite_yaml))
-        .route("/jobs/{id}/csv/", get(jobs::csv))
-        .route("/jobs/{id}/yaml/", get(jobs::yaml))
-        .route("/jobs/{id}/junit/", get(jobs::junit))
-        .route("/jobs/{id}/tap13/", get(jobs::tap13))
-        .route("/jobs/{id}/cancel/", get(jobs::cancel))
-        .route("/jobs/{id}/resubmit/", axum::routing::post(jobs::resubmit))
-        .route("/devices/", get(objects::devices))
-        .route("/devices/{hostname}/", get(objects::device))
-        .route("/devices/{hostname}/dictionary/", get(objects::dictionary))
-        .route("/devicetypes/", get(objects::device_types))
-        .route("/devicetypes/{name}/", get(objects::device_type))
+        .route("/jobs/{id}/suites/{suite}/csv/", get(suites::suite_csv))
+        .route("/jobs/{id}/suites/{suite}/yaml/", get(suites::suite_yaml))
+        .route("/jobs/{id}/csv/", get(suites::csv))
+        .route("/jobs/{id}/yaml/", get(suites::yaml))
+        .route("/jobs/{id}/junit/", get(suites::junit))
+        .route("/jobs/{id}/tap13/", get(suites::tap13))
+        .route("/jobs/{id}/cancel/", get(submission::cancel))
+        .route(
+            "/jobs/{id}/resubmit/",
+            axum::routing::post(submission::resubmit),
+        )
+        .route(
+            "/devices/",
+            get(objects::devices).post(admin::create_device),
+        )
+        .route(
+            "/devices/{hostname}/",
+            get(objects::device)
+                .put(admin::update_device)
+                .patch(admin::update_device)
+                .delete(admin::delete_device),
+        )
+        .route(
+            "/devices/{hostname}/dictionary/",
+            get(objects::dictionary).post(admin::set_dictionary),
+        )
+        .route(
+            "/devicetypes/",
+            get(objects::device_types).post(admin::create_device_type),
+        )
+        .route(
+            "/devicetypes/{name}/",
+            get(objects::device_type)
+                .put(admin::update_device_type)
+                .patch(admin::update_device_type)
+                .delete(admin::delete_device_type),
+        )
         .route("/devicetypes/{name}/template/", get(objects::template))
         .route(
             "/devicetypes/{name}/health_check/",
@@ -66,10 +93,13 @@ fn versioned() -> Router<App> {
         )
         .route("/workers/", get(objects::workers))
         .route("/workers/{hostname}/", get(objects::worker))
-        .route("/tags/", get(objects::tags))
+        .route("/tags/", get(objects::tags).post(admin::create_tag))
         .route("/tags/{id}/", get(objects::tag))
-        .route("/aliases/", get(objects::aliases))
-        .route("/aliases/{name}/", get(objects::alias))
+        .route("/aliases/", get(objects::aliases).post(admin::create_alias))
+        .route(
+            "/aliases/{name}/",
+            get(objects::alias).delete(admin::delete_alias),
+        )
         .route("/system/version/", get(objects::version))
         .route("/system/whoami/", get(objects::whoami))
         .route("/system/master_config/", get(objects::master_config))

@@ -13,6 +13,7 @@ use super::filter::{self, CHOICE, FieldSpec, Filterable, Kind, TEXT, Val};
 use super::page::Params;
 use super::pyfmt::drf_datetime;
 use super::{ApiError, Caller, LAVA_VERSION};
+use crate::api::auth::may_view_device;
 use crate::app::App;
 use crate::store::{Device, DeviceType, Store};
 
@@ -98,34 +99,6 @@ impl Filterable for Device {
     }
 }
 
-/// Whether `caller` may see `device`: public devices, or restricted ones owned by the
-/// caller or one of their groups; superusers see all.
-fn can_view_device(device: &Device, caller: &Caller, groups: &[String]) -> bool {
-    match caller {
-        _ if device.is_public => true,
-        Caller::Anonymous => false,
-        Caller::User(user) => {
-            user.is_superuser
-                || device.owner_user.as_deref() == Some(user.username.as_str())
-                || device
-                    .owner_group
-                    .as_ref()
-                    .is_some_and(|g| groups.iter().any(|m| m == g))
-        }
-    }
-}
-
-fn caller_groups(s: &Store, caller: &Caller) -> Result<Vec<String>, crate::store::Error> {
-    match caller {
-        Caller::User(user) => Ok(s
-            .user_groups(&user.username)?
-            .into_iter()
-            .map(|g| g.name)
-            .collect()),
-        Caller::Anonymous => Ok(Vec::new()),
-    }
-}
-
 /// The wire form of a device (`DeviceSerializer`).
 #[derive(Debug, Serialize)]
 struct DeviceJson<'a> {
@@ -144,14 +117,14 @@ struct DeviceJson<'a> {
 }
 
 /// Id maps for the foreign keys in device objects.
-struct DeviceIds {
+pub(super) struct DeviceIds {
     tags: HashMap<String, i64>,
     users: HashMap<String, i64>,
     groups: HashMap<String, i64>,
 }
 
 impl DeviceIds {
-    fn load(s: &Store) -> Result<DeviceIds, crate::store::Error> {
+    pub(super) fn load(s: &Store) -> Result<DeviceIds, crate::store::Error> {
         Ok(DeviceIds {
             tags: s.tags()?.into_iter().map(|t| (t.name, t.id.0)).collect(),
             users: s
@@ -164,7 +137,7 @@ impl DeviceIds {
     }
 }
 
-fn device_json(device: &Device, ids: &DeviceIds) -> Value {
+pub(super) fn device_json(device: &Device, ids: &DeviceIds) -> Value {
     serde_json::to_value(DeviceJson {
         hostname: &device.hostname,
         device_type: &device.device_type,
@@ -210,12 +183,11 @@ pub async fn devices(
     let (count, results) = app
         .store()
         .call(move |s| {
-            let groups = caller_groups(s, &caller)?;
             let ids = DeviceIds::load(s)?;
             let mut devices: Vec<Device> = s
                 .devices(all)?
                 .into_iter()
-                .filter(|d| can_view_device(d, &caller, &groups) && filter::matches(d, &conds))
+                .filter(|d| may_view_device(&caller, d) && filter::matches(d, &conds))
                 .collect();
             if let Some((field, desc)) = ordering {
                 filter::sort_by_field(&mut devices, field, desc);
@@ -243,7 +215,7 @@ async fn visible_device(
             let Some(device) = s.device(&hostname)? else {
                 return Ok(None);
             };
-            if !can_view_device(&device, &caller, &caller_groups(s, &caller)?) {
+            if !may_view_device(&caller, &device) {
                 return Ok(None);
             }
             let json = device_json(&device, &DeviceIds::load(s)?);
@@ -327,7 +299,7 @@ struct DeviceTypeJson<'a> {
     display: bool,
 }
 
-fn device_type_json(dt: &DeviceType, aliases: &[(String, String)]) -> Value {
+pub(super) fn device_type_json(dt: &DeviceType, aliases: &[(String, String)]) -> Value {
     serde_json::to_value(DeviceTypeJson {
         name: &dt.name,
         architecture: None,
@@ -573,7 +545,7 @@ pub async fn version() -> Json<Value> {
 
 /// `GET /system/whoami/`.
 pub async fn whoami(caller: Caller) -> Json<Value> {
-    Json(json!({ "user": caller.username() }))
+    Json(json!({ "user": caller.username().unwrap_or("") }))
 }
 
 /// `GET /system/master_config/`.

@@ -136,20 +136,23 @@ pub fn py_repr(value: &Value, out: &mut String) {
             }
             out.push(']');
         }
-        Value::Mapping(map) => {
-            out.push('{');
-            for (i, (k, v)) in map.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                py_repr(k, out);
-                out.push_str(": ");
-                py_repr(v, out);
-            }
-            out.push('}');
-        }
+        Value::Mapping(map) => py_repr_mapping(map, out),
         Value::Tagged(tagged) => py_repr(&tagged.value, out),
     }
+}
+
+/// Python `repr()` of a loaded YAML mapping (a dict, in insertion order).
+pub fn py_repr_mapping(map: &serde_norway::Mapping, out: &mut String) {
+    out.push('{');
+    for (i, (k, v)) in map.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        py_repr(k, out);
+        out.push_str(": ");
+        py_repr(v, out);
+    }
+    out.push('}');
 }
 
 /// Appends one CSV field as Python's `csv` module writes it: `all` = `QUOTE_ALL`, else

@@ -1,0 +1,395 @@
+//! The administrative writes of LAVA's REST API: create (POST), update (PUT/PATCH) and
+//! delete (DELETE) devices, device types, aliases and tags, and set a device dictionary.
+//!
+//! LAVA guards these with Django model permissions; lavabox has no per-model permissions,
+//! so they are the superuser's, the account that holds every permission in LAVA. Anonymous
+//! callers get 401, other users 403, as DRF answers. Answers follow DRF's viewsets: 201 with
+//! the new object, 200 with the updated one, 204 with no body after a delete, and
+//! `{"field": ["message"]}` (400) for bad or duplicate values.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::objects::{DeviceIds, device_json, device_type_json};
+use super::submission::body_fields;
+use super::{ApiError, Caller};
+use crate::api::auth::CallerUser;
+use crate::app::App;
+use crate::model::DeviceHealth;
+use crate::store::{
+    self, DeviceTypeUpdate, DeviceUpdate, HealthDenominator, NewDevice, NewDeviceType,
+};
+
+/// The superuser behind a write, or DRF's 401/403.
+fn require_admin(caller: &Caller) -> Result<&CallerUser, ApiError> {
+    let user = super::auth::require_user(caller)?;
+    if user.is_superuser {
+        Ok(user)
+    } else {
+        Err(ApiError::Forbidden(
+            "You do not have permission to perform this action.",
+        ))
+    }
+}
+
+/// A write request's body fields.
+struct Fields(HashMap<String, Value>);
+
+impl Fields {
+    fn read(headers: &HeaderMap, body: &Bytes) -> Result<Fields, ApiError> {
+        let content_type = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
+        body_fields(content_type, body).map(Fields)
+    }
+
+    /// A text field: `None` when absent, `Some(None)` for JSON `null` or an empty form value.
+    fn text(&self, name: &str) -> Result<Option<Option<String>>, ApiError> {
+        match self.0.get(name) {
+            None => Ok(None),
+            Some(Value::Null) => Ok(Some(None)),
+            Some(Value::String(s)) if s.is_empty() => Ok(Some(None)),
+            Some(Value::String(s)) => Ok(Some(Some(s.clone()))),
+            Some(_) => Err(ApiError::field(name, "Not a valid string.")),
+        }
+    }
+
+    /// A text field that must be present and non-empty.
+    fn required(&self, name: &str) -> Result<String, ApiError> {
+        self.text(name)?
+            .flatten()
+            .ok_or_else(|| ApiError::field(name, "This field is required."))
+    }
+
+    /// A boolean as DRF's `BooleanField` reads JSON or form values.
+    fn boolean(&self, name: &str) -> Result<Option<bool>, ApiError> {
+        match self.0.get(name) {
+            None => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(Value::Number(n)) if n.as_i64() == Some(1) => Ok(Some(true)),
+            Some(Value::Number(n)) if n.as_i64() == Some(0) => Ok(Some(false)),
+            Some(Value::String(s)) => match s.to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" | "on" => Ok(Some(true)),
+                "false" | "0" | "no" | "off" => Ok(Some(false)),
+                _ => Err(ApiError::field(name, "Must be a valid boolean.")),
+            },
+            Some(_) => Err(ApiError::field(name, "Must be a valid boolean.")),
+        }
+    }
+
+    /// A non-negative integer.
+    fn number(&self, name: &str) -> Result<Option<u32>, ApiError> {
+        let bad = || ApiError::field(name, "A valid integer is required.");
+        match self.0.get(name) {
+            None => Ok(None),
+            Some(Value::Number(n)) => n
+                .as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .map(Some)
+                .ok_or_else(bad),
+            Some(Value::String(s)) => s.trim().parse().map(Some).map_err(|_| bad()),
+            Some(_) => Err(bad()),
+        }
+    }
+
+    /// A choice parsed with `FromStr`, reported as DRF reports an invalid choice.
+    fn choice<T: std::str::FromStr>(&self, name: &str) -> Result<Option<T>, ApiError> {
+        match self.text(name)?.flatten() {
+            None => Ok(None),
+            Some(text) => text
+                .parse()
+                .map(Some)
+                .map_err(|_| ApiError::field(name, format!("\"{text}\" is not a valid choice."))),
+        }
+    }
+}
+
+/// A store error of a write as DRF words it: duplicates and missing related objects are
+/// field errors (400) on `field`, a missing target is 404.
+fn write_error(err: store::Error, field: &str) -> ApiError {
+    match err {
+        store::Error::AlreadyExists { kind, .. } => {
+            ApiError::field(field, format!("{kind} with this {field} already exists."))
+        }
+        store::Error::NotFound {
+            kind: "device type",
+            name,
+        } => ApiError::field(
+            "device_type",
+            format!("Object with name={name} does not exist."),
+        ),
+        store::Error::Invalid { what, reason } => {
+            ApiError::field(field, format!("invalid {what}: {reason}"))
+        }
+        other => other.into(),
+    }
+}
+
+fn created(body: Value) -> Response {
+    (StatusCode::CREATED, Json(body)).into_response()
+}
+
+/// The DELETE endpoints: superuser only, 204 with no body once `remove` succeeded, 404
+/// when there was nothing to remove.
+async fn delete(
+    app: &App,
+    caller: &Caller,
+    remove: impl FnOnce(&mut store::Store) -> Result<(), store::Error> + Send + 'static,
+) -> Result<Response, ApiError> {
+    require_admin(caller)?;
+    app.store().call(remove).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// A device's wire form, read back after a write.
+fn device_value(s: &store::Store, hostname: &str) -> Result<Value, store::Error> {
+    let device = s.device(hostname)?.ok_or_else(|| store::Error::NotFound {
+        kind: "device",
+        name: hostname.to_owned(),
+    })?;
+    Ok(device_json(&device, &DeviceIds::load(s)?))
+}
+
+/// `POST /devices/`: `hostname`, `device_type` required; `description`, `worker_host`,
+/// `health` optional.
+pub async fn create_device(
+    State(app): State<App>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    require_admin(&caller)?;
+    let fields = Fields::read(&headers, &body)?;
+    let mut new = NewDevice::new(
+        fields.required("hostname")?,
+        fields.required("device_type")?,
+    );
+    new.description = fields.text("description")?.flatten();
+    new.worker_name = fields.text("worker_host")?.flatten();
+    if let Some(health) = fields.choice::<DeviceHealth>("health")? {
+        new.health = health;
+    }
+    let value = app
+        .store()
+        .call(move |s| {
+            Ok(s.create_device(&new)
+                .and_then(|d| device_value(s, &d.hostname)))
+        })
+        .await?
+        .map_err(|err| write_error(err, "hostname"))?;
+    app.wake_scheduler();
+    Ok(created(value))
+}
+
+/// `PUT`/`PATCH /devices/<hostname>/`: the hostname is read-only; the other writable fields
+/// change when given.
+pub async fn update_device(
+    State(app): State<App>,
+    caller: Caller,
+    Path(hostname): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    require_admin(&caller)?;
+    let fields = Fields::read(&headers, &body)?;
+    let update = DeviceUpdate {
+        device_type: fields.text("device_type")?.flatten(),
+        description: fields.text("description")?,
+        worker_name: fields.text("worker_host")?,
+        ..DeviceUpdate::default()
+    };
+    let health = fields.choice::<DeviceHealth>("health")?;
+    let (value, changes) = app
+        .store()
+        .call(move |s| {
+            Ok((|| {
+                s.update_device(&hostname, &update)?;
+                let changes = match health {
+                    Some(health) => s.set_device_health(&hostname, health)?,
+                    None => store::Changes::default(),
+                };
+                Ok((device_value(s, &hostname)?, changes))
+            })())
+        })
+        .await?
+        .map_err(|err| match err {
+            store::Error::NotFound { kind: "device", .. } => ApiError::NotFound,
+            other => write_error(other, "device_type"),
+        })?;
+    app.changed(&changes);
+    Ok(Json(value))
+}
+
+/// `DELETE /devices/<hostname>/`.
+pub async fn delete_device(
+    State(app): State<App>,
+    caller: Caller,
+    Path(hostname): Path<String>,
+) -> Result<Response, ApiError> {
+    delete(&app, &caller, move |s| s.delete_device(&hostname)).await
+}
+
+/// `POST /devices/<hostname>/dictionary/` with `dictionary`: replaces the Jinja2 device
+/// dictionary after checking that it renders.
+pub async fn set_dictionary(
+    State(app): State<App>,
+    caller: Caller,
+    Path(hostname): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    require_admin(&caller)?;
+    let dictionary = Fields::read(&headers, &body)?.required("dictionary")?;
+    let templates = app.templates().clone();
+    let checked = dictionary.clone();
+    tokio::task::spawn_blocking(move || {
+        templates.render_yaml(&checked, &crate::devicetype::Context::new())
+    })
+    .await
+    .map_err(|err| ApiError::Internal(err.to_string()))?
+    .map_err(|err| ApiError::Message(format!("Device dictionary invalid: {err}")))?;
+    app.store()
+        .call(move |s| s.set_device_dictionary(&hostname, &dictionary))
+        .await?;
+    Ok(Json(
+        json!({ "message": "device config successfully updated" }),
+    ))
+}
+
+fn device_type_value(s: &store::Store, name: &str) -> Result<Value, store::Error> {
+    let dt = s.device_type(name)?.ok_or_else(|| store::Error::NotFound {
+        kind: "device type",
+        name: name.to_owned(),
+    })?;
+    Ok(device_type_json(&dt, &s.aliases()?))
+}
+
+/// The device-type fields both create and update take.
+fn device_type_update(fields: &Fields) -> Result<DeviceTypeUpdate, ApiError> {
+    Ok(DeviceTypeUpdate {
+        description: fields.text("description")?,
+        health_frequency: fields.number("health_frequency")?,
+        health_denominator: fields.choice::<HealthDenominator>("health_denominator")?,
+        disable_health_check: fields.boolean("disable_health_check")?,
+        display: fields.boolean("display")?,
+        owners_only: fields.boolean("owners_only")?,
+    })
+}
+
+/// `POST /devicetypes/`: `name` required, LAVA's defaults for the rest.
+pub async fn create_device_type(
+    State(app): State<App>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    require_admin(&caller)?;
+    let fields = Fields::read(&headers, &body)?;
+    let name = fields.required("name")?;
+    let u = device_type_update(&fields)?;
+    let defaults = NewDeviceType::named(name);
+    let new = NewDeviceType {
+        description: u.description.flatten(),
+        health_frequency: u.health_frequency.unwrap_or(defaults.health_frequency),
+        health_denominator: u.health_denominator.unwrap_or(defaults.health_denominator),
+        disable_health_check: u
+            .disable_health_check
+            .unwrap_or(defaults.disable_health_check),
+        display: u.display.unwrap_or(defaults.display),
+        owners_only: u.owners_only.unwrap_or(defaults.owners_only),
+        ..defaults
+    };
+    let value = app
+        .store()
+        .call(move |s| {
+            Ok(s.create_device_type(&new)
+                .and_then(|dt| device_type_value(s, &dt.name)))
+        })
+        .await?
+        .map_err(|err| write_error(err, "name"))?;
+    Ok(created(value))
+}
+
+/// `PUT`/`PATCH /devicetypes/<name>/`.
+pub async fn update_device_type(
+    State(app): State<App>,
+    caller: Caller,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    require_admin(&caller)?;
+    let update = device_type_update(&Fields::read(&headers, &body)?)?;
+    let value = app
+        .store()
+        .call(move |s| {
+            s.update_device_type(&name, &update)?;
+            device_type_value(s, &name)
+        })
+        .await?;
+    app.wake_scheduler();
+    Ok(Json(value))
+}
+
+/// `DELETE /devicetypes/<name>/`.
+pub async fn delete_device_type(
+    State(app): State<App>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    delete(&app, &caller, move |s| s.delete_device_type(&name)).await
+}
+
+/// `POST /aliases/`: `name`, `device_type`.
+pub async fn create_alias(
+    State(app): State<App>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    require_admin(&caller)?;
+    let fields = Fields::read(&headers, &body)?;
+    let (name, device_type) = (fields.required("name")?, fields.required("device_type")?);
+    let answer = json!({ "name": name, "device_type": device_type });
+    app.store()
+        .call(move |s| Ok(s.add_alias(&name, &device_type)))
+        .await?
+        .map_err(|err| write_error(err, "name"))?;
+    Ok(created(answer))
+}
+
+/// `DELETE /aliases/<name>/`.
+pub async fn delete_alias(
+    State(app): State<App>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    delete(&app, &caller, move |s| s.remove_alias(&name)).await
+}
+
+/// `POST /tags/`: `name`, optional `description`.
+pub async fn create_tag(
+    State(app): State<App>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    require_admin(&caller)?;
+    let fields = Fields::read(&headers, &body)?;
+    let name = fields.required("name")?;
+    let description = fields.text("description")?.flatten();
+    let tag = app
+        .store()
+        .call(move |s| Ok(s.create_tag(&name, description.as_deref())))
+        .await?
+        .map_err(|err| write_error(err, "name"))?;
+    Ok(created(
+        json!({ "id": tag.id.0, "name": tag.name, "description": tag.description }),
+    ))
+}
