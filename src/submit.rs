@@ -228,10 +228,12 @@ pub async fn submit(
         )));
     }
     let text = definition.to_owned();
-    let def = tokio::task::spawn_blocking(move || jobdef::parse_str(&text))
-        .await
-        .map_err(|e| SubmitError::Store(store::Error::Task(e)))?
-        .map_err(|problems| problems_to_error(&problems))?;
+    // LAVA validates submissions with its job schema in non-strict mode.
+    let def =
+        tokio::task::spawn_blocking(move || jobdef::parse_str_mode(&text, jobdef::Mode::Lenient))
+            .await
+            .map_err(|e| SubmitError::Store(store::Error::Task(e)))?
+            .map_err(|problems| problems_to_error(&problems))?;
     let caller = caller.clone();
     let (submitted, changes) = app
         .store()

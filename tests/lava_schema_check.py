@@ -1,10 +1,16 @@
 #!/usr/bin/python3
 """Differential check: LAVA 2023.01's own Python validation against our fixture placement.
 
-Every file under FIXTURES/valid must pass LAVA's strict job schema
-(lava_common.schemas.validate, strict=True) and the server's submission schema
-(lava_scheduler_app/schema.py validate_submission). Every file under FIXTURES/invalid must fail
-one of them (or fail to load), unless it carries a line
+LAVA validates a job with its job schema (lava_common.schemas.validate) in one of two modes,
+strict or not (unknown keys tolerated), and always with the server's submission schema
+(lava_scheduler_app/schema.py validate_submission). This script runs both modes on every
+fixture and checks the verdicts against the fixture's directory:
+
+    valid/           accepted in both modes
+    invalid/         refused in both modes
+    strict-invalid/  accepted when not strict (as at submission), refused when strict
+
+A file under invalid/ or strict-invalid/ that LAVA's schemas accept may carry a line
 
     # lava-rejects-in: <where>
 
@@ -46,8 +52,8 @@ def setup(root):
     return validate, module.validate_submission
 
 
-def verdict(path, validate, validate_submission):
-    """Returns None if LAVA accepts the file, else a short reason."""
+def load(path):
+    """The job as LAVA loads it, or a reason it cannot."""
     import yaml
 
     try:
@@ -57,20 +63,33 @@ def verdict(path, validate, validate_submission):
     with open(path, "rb") as handle:
         data = handle.read()
     if len(data) > MAX_SIZE:
-        return "too large"
+        return None, "too large"
     try:
-        job = yaml.load(data.decode("utf-8"), Loader=loader)
+        return yaml.load(data.decode("utf-8"), Loader=loader), None
     except Exception as exc:  # noqa: BLE001 - any load failure is a rejection
-        return "load: %s" % type(exc).__name__
+        return None, "load: %s" % type(exc).__name__
+
+
+def verdict(job, strict, validate, validate_submission):
+    """Returns None if LAVA accepts the loaded job in this mode, else a short reason."""
+    mode = "strict" if strict else "lenient"
     try:
-        validate(job, strict=True)
+        validate(job, strict=strict)
     except Exception as exc:  # noqa: BLE001 - voluptuous.Invalid or a crash
-        return "strict: %s %s" % (getattr(exc, "path", ""), getattr(exc, "msg", exc))
+        return "%s: %s %s" % (mode, getattr(exc, "path", ""), getattr(exc, "msg", exc))
     try:
         validate_submission(job)
     except Exception as exc:  # noqa: BLE001
         return "submission: %s" % exc
     return None
+
+
+# Directory → whether LAVA should accept it (lenient, strict).
+EXPECTED = {
+    "valid": (True, True),
+    "invalid": (False, False),
+    "strict-invalid": (True, False),
+}
 
 
 def main():
@@ -81,23 +100,34 @@ def main():
     validate, validate_submission = setup(args.lava_root)
 
     passed = failed = 0
-    for kind in ("valid", "invalid"):
+    for kind, (lenient_ok, strict_ok) in EXPECTED.items():
         directory = os.path.join(args.fixtures, kind)
         for name in sorted(os.listdir(directory)):
             path = os.path.join(directory, name)
             if not name.endswith(".yaml"):
                 continue
-            reason = verdict(path, validate, validate_submission)
+            job, reason = load(path)
+            if reason is None:
+                lenient = verdict(job, False, validate, validate_submission)
+                strict = verdict(job, True, validate, validate_submission)
+            else:
+                lenient = strict = reason
             with open(path, "rb") as handle:
                 marked = b"# lava-rejects-in:" in handle.read(4096)
-            if kind == "valid" and reason is not None:
-                print("DISAGREE %s: LAVA rejects: %s" % (path, reason))
-                failed += 1
-            elif kind == "invalid" and reason is None and not marked:
-                print("DISAGREE %s: LAVA accepts" % path)
+            problems = []
+            for mode, expect_ok, got in (
+                ("lenient", lenient_ok, lenient),
+                ("strict", strict_ok, strict),
+            ):
+                if expect_ok and got is not None:
+                    problems.append("LAVA %s rejects: %s" % (mode, got))
+                elif not expect_ok and got is None and not marked:
+                    problems.append("LAVA %s accepts" % mode)
+            if problems:
+                print("DISAGREE %s: %s" % (path, "; ".join(problems)))
                 failed += 1
             else:
-                if kind == "invalid" and reason is None:
+                if marked and (lenient is None or strict is None):
                     print("note %s: schemas accept, rejected by a later LAVA check" % path)
                 passed += 1
     print("%d passed, %d failed" % (passed, failed))

@@ -209,6 +209,19 @@ fn check_definition_names(body: &Node, path: Path<'_>, report: &mut Report) {
     let dpath = path.key("definitions");
     let mut seen = HashSet::new();
     for (i, def) in defs.iter().enumerate() {
+        // The server's `_validate_vcs_parameters` (the job schema only knows `shallow` when
+        // not strict, as an unknown key).
+        if def.has("revision")
+            && let Some(shallow) = def.get("shallow")
+            && shallow.as_bool() == Some(true)
+        {
+            report.push(
+                dpath.index(i).key("shallow"),
+                shallow,
+                "When 'revision' is used, 'shallow' shouldn't be 'True'",
+                Some("false, or no `revision`"),
+            );
+        }
         let Some(name) = def.get("name") else {
             continue;
         };

@@ -1,6 +1,6 @@
 //! LAVA job definitions: submission YAML → validated, typed [`JobDefinition`] (pure, no I/O).
 //!
-//! [`parse`] accepts exactly what LAVA 2023.01 accepts and runs: its strict schemas
+//! [`parse_mode`] accepts exactly what LAVA 2023.01 accepts and runs: its job schemas
 //! (`lava_common/schemas`, chosen per `deploy.to`, `boot.method` and test kind), the checks the
 //! server makes at submission that need no database (priority range, notify recipients,
 //! MultiNode roles, VLAN names, metadata values), the MultiNode split's own checks and the
@@ -34,11 +34,26 @@ pub use action::{Action, ActionKind};
 pub use error::{Problem, YamlPath};
 pub use multinode::{SubJob, expand_multinode};
 pub use notify::Notify;
-pub use parse::{MAX_JOB_SIZE, parse, parse_str};
+pub use parse::{MAX_JOB_SIZE, parse, parse_mode, parse_str, parse_str_mode};
 pub use protocol::Protocols;
 pub use schema::job::CONTEXT_VARIABLES;
 pub use timeout::{Timeout, Timeouts};
 pub use yaml::{Node, Value};
+
+/// How strictly LAVA's job schema treats keys it does not know (LAVA's `strict` argument to
+/// `lava_common.schemas.validate`).
+///
+/// The server's own submission schema applies in both modes, and it refuses unknown keys in
+/// some places (the top level, `timeouts`, `context`, `protocols`, `auto_login`, inline test
+/// definitions, interactive and monitor tests, …) whatever the mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// `strict=False`: unknown keys are tolerated wherever only the job schema looks. What LAVA
+    /// applies to submissions, and the default of `scheduler.jobs.validate` and REST `validate`.
+    Lenient,
+    /// `strict=True`: every key the job schema does not know is refused.
+    Strict,
+}
 
 /// Who may see a job.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -12,7 +12,7 @@ use super::protocol::Protocols;
 use super::schema::{self, Path, Report};
 use super::timeout::Timeouts;
 use super::yaml::{self, Node};
-use super::{JobDefinition, Visibility};
+use super::{JobDefinition, Mode, Visibility};
 
 /// Largest submission accepted, in bytes: Django's default request body limit
 /// (`DATA_UPLOAD_MAX_MEMORY_SIZE`, 2.5 MiB), which LAVA does not change.
@@ -28,8 +28,20 @@ fn whole_file(line: u32, column: u32, message: String) -> Problem {
     }
 }
 
-/// Validates a job definition given as bytes (as uploaded).
+/// Validates a job definition given as bytes (as uploaded), leniently as LAVA does at
+/// submission ([`Mode::Lenient`]).
 pub fn parse(bytes: &[u8]) -> Result<JobDefinition, Vec<Problem>> {
+    parse_mode(bytes, Mode::Lenient)
+}
+
+/// Validates a job definition given as text, leniently as LAVA does at submission
+/// ([`Mode::Lenient`]).
+pub fn parse_str(text: &str) -> Result<JobDefinition, Vec<Problem>> {
+    parse_str_mode(text, Mode::Lenient)
+}
+
+/// Validates a job definition given as bytes (as uploaded) in `mode`.
+pub fn parse_mode(bytes: &[u8], mode: Mode) -> Result<JobDefinition, Vec<Problem>> {
     if bytes.len() > MAX_JOB_SIZE {
         return Err(vec![whole_file(
             1,
@@ -41,7 +53,7 @@ pub fn parse(bytes: &[u8]) -> Result<JobDefinition, Vec<Problem>> {
         )]);
     }
     match std::str::from_utf8(bytes) {
-        Ok(text) => parse_str(text),
+        Ok(text) => parse_str_mode(text, mode),
         Err(e) => {
             let good = bytes.get(..e.valid_up_to()).unwrap_or_default();
             let line = good.iter().filter(|b| **b == b'\n').count() + 1;
@@ -62,10 +74,10 @@ pub fn parse(bytes: &[u8]) -> Result<JobDefinition, Vec<Problem>> {
     }
 }
 
-/// Validates a job definition given as text.
-pub fn parse_str(text: &str) -> Result<JobDefinition, Vec<Problem>> {
+/// Validates a job definition given as text in `mode`.
+pub fn parse_str_mode(text: &str, mode: Mode) -> Result<JobDefinition, Vec<Problem>> {
     if text.len() > MAX_JOB_SIZE {
-        return parse(text.as_bytes());
+        return parse_mode(text.as_bytes(), mode);
     }
     let root = yaml::load(text).map_err(|e| {
         vec![whole_file(
@@ -74,7 +86,7 @@ pub fn parse_str(text: &str) -> Result<JobDefinition, Vec<Problem>> {
             format!("invalid YAML: {}", e.message),
         )]
     })?;
-    let mut report = Report::default();
+    let mut report = Report::new(mode);
     if root.as_map().is_none() {
         report.push(
             Path::ROOT,

@@ -20,9 +20,14 @@ timeouts:
 actions:
 ";
 
-/// Validates `yaml` and renders the outcome: `ok`, or one `path (line N): message` per problem.
+/// Validates `yaml` strictly (so that every schema mapping shows its key checks) and renders
+/// the outcome: `ok`, or one `path (line N): message` per problem.
 fn outcome(yaml: &str) -> String {
-    match parse_str(yaml) {
+    outcome_in(yaml, Mode::Strict)
+}
+
+fn outcome_in(yaml: &str, mode: Mode) -> String {
+    match parse_str_mode(yaml, mode) {
         Ok(_) => "ok".to_owned(),
         Err(problems) => problems
             .iter()
@@ -45,14 +50,116 @@ fn check(yaml: &str, expect: &str) {
     }
 }
 
+/// Checks `yaml` in both modes: `lenient` and `strict` are `ok` or an expected fragment.
+fn check_modes(yaml: &str, lenient: &str, strict: &str) {
+    for (mode, expect) in [(Mode::Lenient, lenient), (Mode::Strict, strict)] {
+        let got = outcome_in(yaml, mode);
+        if expect == "ok" {
+            assert_eq!(got, "ok", "{mode:?} for:\n{yaml}");
+        } else {
+            assert!(
+                got.contains(expect),
+                "{mode:?}: expected `{expect}`\ngot:\n{got}\nfor:\n{yaml}"
+            );
+        }
+    }
+}
+
 fn with_actions(actions: &str) -> String {
     format!("{HEAD}{actions}")
 }
 
 fn ok(yaml: &str) -> JobDefinition {
-    match parse_str(yaml) {
+    match parse_str_mode(yaml, Mode::Strict) {
         Ok(job) => job,
         Err(problems) => panic!("unexpected problems: {problems:#?}\nfor:\n{yaml}"),
+    }
+}
+
+#[test]
+fn lenient_mode_tolerates_unknown_keys_only_where_lava_does() {
+    let boot = "- boot: {method: qemu, media: tmpfs, prompts: ['#']";
+    let extra = "extra keys not allowed";
+    let cases: &[(String, &str, &str)] = &[
+        // Only the job schema looks here: tolerated unless strict.
+        (
+            with_actions(&format!("{boot}, kernel_args: x}}\n")),
+            "ok",
+            "actions[0].boot.kernel_args (line 7): extra keys not allowed",
+        ),
+        (
+            with_actions("- command: {name: reboot, why: flaky}\n"),
+            "ok",
+            extra,
+        ),
+        (
+            with_actions(&format!(
+                "{boot}, timeouts: {{auto-login-action: {{minutes: 2, note: x}}}}}}\n"
+            )),
+            "ok",
+            "timeouts.auto-login-action.note (line 7): extra keys not allowed",
+        ),
+        // One good unit is enough for a lenient timeout; a bad one alone is still refused.
+        (
+            with_actions(&format!(
+                "{boot}, timeouts: {{a: {{minutes: 0, hours: 1}}}}}}\n"
+            )),
+            "ok",
+            extra,
+        ),
+        (
+            with_actions(&format!("{boot}, timeouts: {{a: {{minutes: 0}}}}}}\n")),
+            "value must be at least 1",
+            "value must be at least 1",
+        ),
+        (
+            with_actions(&format!(
+                "{boot}, auto_login: {{login_prompt: 'l:', username: r, password: p}}}}\n"
+            )),
+            "ok",
+            "auto_login",
+        ),
+        // The submission schema looks here too: refused in both modes.
+        (
+            format!("{HEAD}{boot}}}\nfoo: 1\n"),
+            "foo (line 8): extra keys not allowed",
+            "foo (line 8): extra keys not allowed",
+        ),
+        (
+            with_actions(&format!("{boot}, timeout: {{minutes: 1, note: x}}}}\n")),
+            "timeout.note (line 7): extra keys not allowed",
+            "timeout.note (line 7): extra keys not allowed",
+        ),
+        (
+            with_actions(&format!(
+                "{boot}, auto_login: {{login_prompt: 'l:', username: r, shell: sh}}}}\n"
+            )),
+            "auto_login.shell (line 7): extra keys not allowed",
+            "auto_login.shell (line 7): extra keys not allowed",
+        ),
+        (
+            with_actions(&format!(
+                "{boot}, auto_login: {{login_prompt: 'l:', username: r, password: 1}}}}\n"
+            )),
+            "auto_login",
+            "auto_login",
+        ),
+        (
+            with_actions(&format!("{boot}}}\n  note: x\n")),
+            "actions[0].note (line 8): extra keys not allowed",
+            "actions[0].note (line 8): extra keys not allowed",
+        ),
+        // The server's VCS check applies whatever the mode.
+        (
+            with_actions(
+                "- test: {definitions: [{from: git, repository: r, path: p, name: n, revision: v, shallow: true}]}\n",
+            ),
+            "definitions[0].shallow (line 7): When 'revision' is used, 'shallow' shouldn't be 'True'",
+            "definitions[0].shallow (line 7): extra keys not allowed",
+        ),
+    ];
+    for (yaml, lenient, strict) in cases {
+        check_modes(yaml, lenient, strict);
     }
 }
 
@@ -1145,4 +1252,42 @@ proptest! {
             let _ = expand_multinode(&job);
         }
     }
+}
+
+/// Every fixture job is placed by what LAVA does with it in each mode (see
+/// `tests/lava_schema_check.py`, which checks the placement against LAVA's own code); this
+/// checks that we agree in both modes.
+#[test]
+fn fixtures_in_both_modes() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/jobs");
+    let mut disagreements = Vec::new();
+    let mut seen = 0;
+    for (dir, lenient_ok, strict_ok) in [
+        ("valid", true, true),
+        ("invalid", false, false),
+        ("strict-invalid", true, false),
+    ] {
+        let Ok(entries) = std::fs::read_dir(root.join(dir)) else {
+            panic!("no fixture directory {dir}");
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(bytes) = std::fs::read(&path) else {
+                continue;
+            };
+            seen += 1;
+            for (mode, expect_ok) in [(Mode::Lenient, lenient_ok), (Mode::Strict, strict_ok)] {
+                let got = parse_mode(&bytes, mode);
+                if got.is_ok() != expect_ok {
+                    let why = got
+                        .err()
+                        .and_then(|p| p.first().map(ToString::to_string))
+                        .unwrap_or_else(|| "accepted".to_owned());
+                    disagreements.push(format!("{} ({mode:?}): {why}", path.display()));
+                }
+            }
+        }
+    }
+    assert!(seen > 150, "only {seen} fixtures");
+    assert!(disagreements.is_empty(), "{}", disagreements.join("\n"));
 }

@@ -1,9 +1,12 @@
-//! Integration tests: `lavabox validate` on the job fixtures, hostile files, and the
-//! differential check against LAVA's own Python schemas (when they are installed).
+//! Integration tests: `lavabox validate` on the job fixtures, hostile files, both validation
+//! modes through `scheduler.jobs.validate` with Python's XML-RPC client, and the differential
+//! check against LAVA's own Python schemas (when they are installed).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
+
+use crate::xmlrpc::TestServer;
 
 fn fixtures(kind: &str) -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -103,6 +106,86 @@ fn known_messages_and_locations() {
             "expected `{expect}` in:\n{out}"
         );
     }
+}
+
+#[test]
+fn strict_invalid_fixtures_pass_lenient_cli_validation() {
+    let files = fixtures("strict-invalid");
+    assert!(files.len() >= 10, "only {} fixtures", files.len());
+    let output = validate(&files);
+    let out = stdout(&output);
+    for file in &files {
+        assert!(
+            out.lines().any(|l| l == format!("{}: ok", file.display())),
+            "{out}"
+        );
+    }
+    assert_eq!(output.status.code(), Some(0), "{out}");
+}
+
+/// `scheduler.jobs.validate(definition, strict)` from Python's `xmlrpc.client`, on every
+/// fixture: each directory says what LAVA answers in each mode.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn xmlrpc_validate_in_both_modes() {
+    let srv = TestServer::start().await;
+    let script = r#"
+import sys, xmlrpc.client
+proxy = xmlrpc.client.ServerProxy("http://%s/RPC2" % sys.argv[1])
+for path in sys.argv[2:]:
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        text = handle.read()
+    default = proxy.scheduler.jobs.validate(text)
+    lenient = proxy.scheduler.jobs.validate(text, False)
+    strict = proxy.scheduler.jobs.validate(text, True)
+    assert default == lenient, (path, default, lenient)
+    for answer in (lenient, strict):
+        assert answer == {} or set(answer) == {"path", "msg"}, (path, answer)
+    print("%s lenient=%s strict=%s" % (path, "ok" if lenient == {} else "error", "ok" if strict == {} else "error"))
+"#;
+    let mut expected = Vec::new();
+    for (dir, lenient, strict) in [
+        ("valid", "ok", "ok"),
+        ("invalid", "error", "error"),
+        ("strict-invalid", "ok", "error"),
+    ] {
+        for file in fixtures(dir) {
+            expected.push(format!(
+                "{} lenient={lenient} strict={strict}",
+                file.display()
+            ));
+        }
+    }
+    let files: Vec<PathBuf> = ["valid", "invalid", "strict-invalid"]
+        .iter()
+        .flat_map(|d| fixtures(d))
+        .collect();
+    let addr = srv.addr.to_string();
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new("/usr/bin/python3")
+            .args(["-c", script, &addr])
+            .args(&files)
+            .output()
+    })
+    .await
+    .unwrap_or_else(|e| panic!("join: {e}"))
+    .unwrap_or_else(|e| panic!("python: {e}"));
+    let out = stdout(&output);
+    assert!(
+        output.status.success(),
+        "{out}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let got: Vec<&str> = out.lines().collect();
+    let wrong: Vec<String> = expected
+        .iter()
+        .filter(|line| !got.contains(&line.as_str()))
+        .cloned()
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "expected but not answered:\n{}\n\ngot:\n{out}",
+        wrong.join("\n")
+    );
 }
 
 #[test]

@@ -15,14 +15,12 @@ pub(crate) fn prompts() -> Sch {
 }
 
 /// `auto_login`.
+///
+/// The job schema's two forms, and the server's `_auto_login_schema`, which always refuses keys
+/// other than these five. When not strict, the first form tolerates a lone `password` or
+/// `password_prompt` (the submission schema then still wants strings).
 pub(crate) fn auto_login() -> Sch {
-    Sch::AnyOf(vec![
-        MapSch::new(vec![
-            req("login_prompt", Sch::nonempty_str()),
-            req("username", Sch::Str),
-            opt("login_commands", Sch::List(vec![Sch::nonempty_str()])),
-        ])
-        .sch(),
+    let with_password = || {
         MapSch::new(vec![
             req("login_prompt", Sch::nonempty_str()),
             req("username", Sch::Str),
@@ -30,8 +28,29 @@ pub(crate) fn auto_login() -> Sch {
             req("password", Sch::Str),
             opt("login_commands", Sch::str_list()),
         ])
-        .sch(),
-    ])
+        .closed_always()
+        .sch()
+    };
+    let without = |password: Vec<Field>| {
+        MapSch::new(vec![
+            req("login_prompt", Sch::nonempty_str()),
+            req("username", Sch::Str),
+            opt("login_commands", Sch::List(vec![Sch::nonempty_str()])),
+        ])
+        .with(password)
+        .closed_always()
+        .sch()
+    };
+    Sch::by_mode(
+        Sch::AnyOf(vec![without(vec![]), with_password()]),
+        Sch::AnyOf(vec![
+            without(vec![
+                opt("password_prompt", Sch::Str),
+                opt("password", Sch::Str),
+            ]),
+            with_password(),
+        ]),
+    )
 }
 
 /// `transfer_overlay`.

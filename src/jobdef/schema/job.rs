@@ -1,5 +1,6 @@
-//! The top-level job schema (LAVA 2023.01 strict schema, tightened where the submission
-//! schema of the server is stricter: metadata values, timeout action names, vland names).
+//! The top-level job schema (LAVA 2023.01's job schema, tightened where the submission
+//! schema of the server is stricter: metadata values, timeout action names, vland names, and
+//! the mappings it closes to unknown keys in both modes).
 
 use std::sync::LazyLock;
 
@@ -68,18 +69,30 @@ pub(crate) fn action_common() -> MapSch {
         opt("connection-namespace", Sch::Str),
         opt("protocols", Sch::Anything),
         opt("role", Sch::str_list()),
-        opt("timeout", Sch::Timeout),
-        opt("timeouts", timeout_map()),
+        // The server's submission schema checks `timeout` of every action kind, not `timeouts`.
+        opt("timeout", Sch::submission_timeout()),
+        opt("timeouts", action_timeouts()),
         opt("repeat", Sch::at_least(1)),
         opt("failure_retry", Sch::at_least(1)),
         opt("failure_retry_interval", Sch::at_least(1)),
     ])
 }
 
-/// `{action-name: timeout}`; the server wants names matching `^[a-z-]+$`.
+/// The job's `{action-name: timeout}`; the server wants names matching `^[a-z-]+$`.
 fn timeout_map() -> Sch {
     MapSch::new(vec![])
-        .pattern(KeyPat::Regex(anchored("^[a-z-]+$")), Sch::Timeout)
+        .pattern(
+            KeyPat::Regex(anchored("^[a-z-]+$")),
+            Sch::submission_timeout(),
+        )
+        .closed_always()
+        .sch()
+}
+
+/// An action's own `timeouts: {name: timeout}` (`{str: timeout()}`; the server does not look).
+fn action_timeouts() -> Sch {
+    MapSch::new(vec![])
+        .pattern(KeyPat::AnyStr, Sch::timeout())
         .sch()
 }
 
@@ -99,6 +112,8 @@ fn context() -> Sch {
             })
             .collect(),
     )
+    // `Schema(..., extra=False)` in both of LAVA's schemas.
+    .closed_always()
     .sch()
 }
 
@@ -112,7 +127,7 @@ fn lava_lxc() -> MapSch {
         opt("persist", Sch::Bool),
         opt("security_mirror", Sch::Str),
         opt("template", Sch::Str),
-        opt("timeout", Sch::Timeout),
+        opt("timeout", Sch::timeout()),
         opt("verbose", Sch::Bool),
     ])
 }
@@ -125,7 +140,7 @@ fn multinode() -> Sch {
         opt("tags", Sch::str_list()),
         opt("environment", Sch::Dict),
         opt("essential", Sch::Bool),
-        opt("timeout", Sch::Timeout),
+        opt("timeout", Sch::timeout()),
     ]);
     let connection_role = MapSch::new(vec![
         req("connection", Sch::Str),
@@ -135,7 +150,7 @@ fn multinode() -> Sch {
         opt("essential", Sch::Bool),
         opt("request", Sch::Str),
         opt("tags", Sch::str_list()),
-        opt("timeout", Sch::Timeout),
+        opt("timeout", Sch::timeout()),
         opt("context", context()),
     ]);
     MapSch::new(vec![
@@ -148,8 +163,9 @@ fn multinode() -> Sch {
                 )
                 .sch(),
         ),
-        opt("timeout", Sch::Timeout),
+        opt("timeout", Sch::submission_timeout()),
     ])
+    .closed_always()
     .sch()
 }
 
@@ -174,8 +190,11 @@ fn protocols() -> Sch {
                     MapSch::new(vec![])
                         .pattern(
                             KeyPat::Regex(anchored("^[_a-zA-Z0-9]+$")),
-                            MapSch::new(vec![req("tags", Sch::str_list())]).sch(),
+                            MapSch::new(vec![req("tags", Sch::str_list())])
+                                .closed_always()
+                                .sch(),
                         )
+                        .closed_always()
                         .sch(),
                 )
                 .sch(),
@@ -184,11 +203,12 @@ fn protocols() -> Sch {
             "lava-xnbd",
             MapSch::new(vec![
                 req("port", Sch::AnyOf(vec![Sch::Lit("auto"), Sch::Int])),
-                opt("timeout", Sch::Timeout),
+                opt("timeout", Sch::timeout()),
             ])
             .sch(),
         ),
     ])
+    .closed_always()
     .sch()
 }
 
@@ -232,14 +252,18 @@ fn notify() -> Sch {
             opt("handle", Sch::Str),
             opt("server", Sch::Str),
         ])
+        .closed_always()
         .sch(),
-    )]);
+    )])
+    .closed_always();
     let compare = MapSch::new(vec![
         opt("blacklist", Sch::str_list()),
         opt(
             "query",
             Sch::AnyOf(vec![
-                MapSch::new(vec![req("username", Sch::Str), req("name", Sch::Str)]).sch(),
+                MapSch::new(vec![req("username", Sch::Str), req("name", Sch::Str)])
+                    .closed_always()
+                    .sch(),
                 MapSch::new(vec![
                     req("entity", Sch::Str),
                     opt(
@@ -247,6 +271,7 @@ fn notify() -> Sch {
                         MapSch::new(vec![]).pattern(KeyPat::AnyStr, Sch::Str).sch(),
                     ),
                 ])
+                .closed_always()
                 .sch(),
             ]),
         ),
@@ -273,13 +298,14 @@ pub(crate) static JOB: LazyLock<Sch> = LazyLock::new(|| {
         req(
             "timeouts",
             MapSch::new(vec![
-                req("job", Sch::Timeout),
-                opt("action", Sch::Timeout),
+                req("job", Sch::submission_timeout()),
+                opt("action", Sch::submission_timeout()),
                 opt("actions", timeout_map()),
-                opt("connection", Sch::Timeout),
+                opt("connection", Sch::submission_timeout()),
                 opt("connections", timeout_map()),
-                opt("queue", Sch::Timeout),
+                opt("queue", Sch::submission_timeout()),
             ])
+            .closed_always()
             .sch(),
         ),
         req(
@@ -287,7 +313,9 @@ pub(crate) static JOB: LazyLock<Sch> = LazyLock::new(|| {
             Sch::AnyOf(vec![
                 Sch::OneOf(&["public", "personal"]),
                 // `{}` is accepted too (LAVA then makes the job non-public with no group).
-                MapSch::new(vec![opt("group", Sch::str_list())]).sch(),
+                MapSch::new(vec![opt("group", Sch::str_list())])
+                    .closed_always()
+                    .sch(),
             ]),
         ),
         opt("context", context()),
@@ -314,9 +342,11 @@ pub(crate) static JOB: LazyLock<Sch> = LazyLock::new(|| {
                     opt("deploy", Sch::Dict),
                     opt("test", Sch::Dict),
                 ])
+                .closed_always()
                 .sch(),
             ]),
         ),
     ])
+    .closed_always()
     .sch()
 });

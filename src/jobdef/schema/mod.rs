@@ -1,6 +1,11 @@
 //! A small declarative schema checker with the semantics of the Python `voluptuous` schemas
-//! LAVA 2023.01 validates jobs with (strict mode: unknown keys are refused), producing LAVA's
-//! message texts. The tables for each action type live in the sibling files.
+//! LAVA 2023.01 validates jobs with, producing LAVA's message texts. The tables for each action
+//! type live in the sibling files.
+//!
+//! The tables are LAVA's job schema (`lava_common/schemas`) merged with the server's submission
+//! schema (`lava_scheduler_app/schema.py`), which LAVA applies on top of it. The job schema
+//! refuses unknown keys only in strict mode ([`Mode::Strict`]); where the submission schema
+//! refuses them too, a mapping is [`Closed::Always`].
 
 pub(crate) mod boot;
 pub(crate) mod deploy;
@@ -9,6 +14,7 @@ pub(crate) mod test;
 
 use regex::Regex;
 
+use super::Mode;
 use super::error::{Problem, Segment, YamlPath};
 use super::yaml::{Node, Value};
 
@@ -81,7 +87,6 @@ impl<'a> Path<'a> {
 }
 
 /// Problems found so far.
-#[derive(Default)]
 pub(crate) struct Report {
     /// The problems, in document order of discovery.
     pub(crate) problems: Vec<Problem>,
@@ -89,14 +94,31 @@ pub(crate) struct Report {
     quiet: bool,
     /// Problems counted in probe mode.
     quiet_count: usize,
+    /// Strict or lenient about unknown keys.
+    pub(crate) mode: Mode,
 }
 
 impl Report {
-    fn probe() -> Report {
+    /// An empty report for checks in `mode`.
+    pub(crate) fn new(mode: Mode) -> Report {
+        Report {
+            problems: Vec::new(),
+            quiet: false,
+            quiet_count: 0,
+            mode,
+        }
+    }
+
+    fn probe(mode: Mode) -> Report {
         Report {
             quiet: true,
-            ..Report::default()
+            ..Report::new(mode)
         }
+    }
+
+    /// Whether a mapping closed as `closed` refuses keys it does not know.
+    fn refuses_unknown(&self, closed: Closed) -> bool {
+        closed == Closed::Always || self.mode == Mode::Strict
     }
 
     /// How many problems were found.
@@ -164,12 +186,30 @@ pub(crate) enum Sch {
     Map(Box<MapSch>),
     /// The first of these that matches.
     AnyOf(Vec<Sch>),
-    /// A LAVA timeout mapping (`{minutes: 5}`).
-    Timeout,
+    /// A LAVA timeout mapping (`{minutes: 5}`); closed like a mapping.
+    Timeout(Closed),
+    /// Different schemas per mode, where the submission schema and the lenient job schema
+    /// together accept more than the strict one.
+    ByMode {
+        /// In strict mode.
+        strict: Box<Sch>,
+        /// In lenient mode.
+        lenient: Box<Sch>,
+    },
     /// All of these.
     All(Vec<Sch>),
     /// A string not among these (message given).
     NotIn(&'static [&'static str], &'static str),
+}
+
+/// Where a mapping refuses keys it does not know.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Closed {
+    /// In strict mode only: only LAVA's job schema looks at this mapping, and it tolerates
+    /// unknown keys when not strict.
+    InStrictMode,
+    /// In both modes: the server's submission schema, which is never lenient, refuses them too.
+    Always,
 }
 
 /// A key a mapping schema knows.
@@ -197,7 +237,7 @@ pub(crate) struct MapSch {
     nonempty: Option<&'static str>,
     /// `All({...}, Length(min=n))`.
     min_len: Option<usize>,
-    extra: bool,
+    closed: Closed,
 }
 
 /// Required key.
@@ -248,15 +288,21 @@ impl Field {
 }
 
 impl MapSch {
-    /// A strict mapping of these fields.
+    /// A mapping of these fields, refusing other keys in strict mode.
     pub(crate) fn new(fields: Vec<Field>) -> MapSch {
         MapSch {
             fields,
             patterns: Vec::new(),
             nonempty: None,
             min_len: None,
-            extra: false,
+            closed: Closed::InStrictMode,
         }
+    }
+
+    /// Refuses unknown keys in both modes (the submission schema also checks this mapping).
+    pub(crate) fn closed_always(mut self) -> MapSch {
+        self.closed = Closed::Always;
+        self
     }
 
     /// The fields, to build a larger mapping from.
@@ -338,7 +384,7 @@ impl MapSch {
                     pattern_keys += 1;
                     sch.check(value, child, report);
                 }
-                None if self.extra => {}
+                None if !report.refuses_unknown(self.closed) => {}
                 None => report.push(child, key, "extra keys not allowed", self.allowed_keys()),
             }
         }
@@ -398,6 +444,24 @@ impl Sch {
     /// `Any(str, [str])`.
     pub(crate) fn str_or_list() -> Sch {
         Sch::AnyOf(vec![Sch::Str, Sch::str_list()])
+    }
+
+    /// A timeout only LAVA's job schema checks (lenient when not strict).
+    pub(crate) fn timeout() -> Sch {
+        Sch::Timeout(Closed::InStrictMode)
+    }
+
+    /// A timeout the submission schema checks too (`_timeout_schema`: never lenient).
+    pub(crate) fn submission_timeout() -> Sch {
+        Sch::Timeout(Closed::Always)
+    }
+
+    /// `strict` in strict mode, `lenient` otherwise.
+    pub(crate) fn by_mode(strict: Sch, lenient: Sch) -> Sch {
+        Sch::ByMode {
+            strict: Box::new(strict),
+            lenient: Box::new(lenient),
+        }
     }
 
     /// `Match(pattern)`.
@@ -527,7 +591,17 @@ impl Sch {
             },
             Sch::Map(map) => map.check(node, path, report),
             Sch::AnyOf(options) => check_any(options, node, path, report),
-            Sch::Timeout => check_timeout(node, path, report),
+            Sch::Timeout(closed) => {
+                if report.refuses_unknown(*closed) {
+                    check_timeout(node, path, report);
+                } else {
+                    check_lenient_timeout(node, path, report);
+                }
+            }
+            Sch::ByMode { strict, lenient } => match report.mode {
+                Mode::Strict => strict.check(node, path, report),
+                Mode::Lenient => lenient.check(node, path, report),
+            },
             Sch::All(all) => {
                 for sch in all {
                     let before = report.count();
@@ -555,7 +629,7 @@ fn check_any(options: &[Sch], node: &Node, path: Path<'_>, report: &mut Report) 
     // voluptuous keeps the error with the longest path; among equals we prefer the option
     // with the least to fix, counting a wrong literal (a wrong `from:`, `method:`) as worse.
     for option in options {
-        let mut probe = Report::probe();
+        let mut probe = Report::probe(report.mode);
         option.check(node, path, &mut probe);
         if probe.count() == 0 {
             return;
@@ -568,7 +642,7 @@ fn check_any(options: &[Sch], node: &Node, path: Path<'_>, report: &mut Report) 
     let mut best: Option<(Score, Vec<Problem>)> = None;
     let here = path.to_path().0.len();
     for option in options {
-        let mut trial = Report::default();
+        let mut trial = Report::new(report.mode);
         option.check(node, path, &mut trial);
         if trial.problems.is_empty() {
             return;
@@ -649,5 +723,41 @@ fn check_timeout(node: &Node, path: Path<'_>, report: &mut Report) {
     }
     if units == 0 {
         report.push(path, node, "required key not provided", Some(expected));
+    }
+}
+
+/// LAVA's `timeout()` when not strict: `Any({days}, {hours}, {minutes}, {seconds})`, each with
+/// an optional `skip`, tolerating other keys. So one good unit is enough, whatever else is there.
+fn check_lenient_timeout(node: &Node, path: Path<'_>, report: &mut Report) {
+    let expected = "a mapping with one of days, hours, minutes, seconds (an integer >= 1)";
+    let Some(entries) = node.as_map() else {
+        report.push(path, node, "expected a dictionary", Some(expected));
+        return;
+    };
+    let value_sch = Sch::All(vec![Sch::Int, Sch::at_least(1)]);
+    let mut first_bad_unit = None;
+    let mut good_unit = false;
+    for (key, value) in entries {
+        let child = path.key_node(key);
+        match key.as_str() {
+            Some("skip") => Sch::Bool.check(value, child, report),
+            Some(k) if TIMEOUT_UNITS.contains(&k) => {
+                let mut probe = Report::probe(report.mode);
+                value_sch.check(value, child, &mut probe);
+                if probe.count() == 0 {
+                    good_unit = true;
+                } else if first_bad_unit.is_none() {
+                    first_bad_unit = Some((key, value));
+                }
+            }
+            _ => {}
+        }
+    }
+    if good_unit {
+        return;
+    }
+    match first_bad_unit {
+        Some((key, value)) => value_sch.check(value, path.key_node(key), report),
+        None => report.push(path, node, "required key not provided", Some(expected)),
     }
 }

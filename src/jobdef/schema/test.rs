@@ -67,6 +67,8 @@ pub(crate) fn testdef() -> MapSch {
             MapSch::new(vec![req("steps", Sch::str_list())]).sch(),
         ),
     ])
+    // The submission schema's `_inline_schema`: these four keys only, in both modes.
+    .closed_always()
 }
 
 fn definition_common() -> Vec<Field> {
@@ -151,6 +153,7 @@ pub(crate) static TEST: LazyLock<Vec<(&'static str, Sch)>> = LazyLock::new(|| {
                         req("pattern", Sch::Str),
                         opt("fixupdict", fixupdict()),
                     ])
+                    .closed_always()
                     .sch(),
                 ]),
             )]),
@@ -180,6 +183,7 @@ pub(crate) static TEST: LazyLock<Vec<(&'static str, Sch)>> = LazyLock::new(|| {
                                         "successes",
                                         Sch::List(vec![
                                             MapSch::new(vec![req("message", Sch::nonempty_str())])
+                                                .closed_always()
                                                 .sch(),
                                         ]),
                                     ),
@@ -198,14 +202,17 @@ pub(crate) static TEST: LazyLock<Vec<(&'static str, Sch)>> = LazyLock::new(|| {
                                                 ),
                                                 opt("error", Sch::nonempty_str()),
                                             ])
+                                            .closed_always()
                                             .sch(),
                                         ]),
                                     ),
                                 ])
+                                .closed_always()
                                 .sch(),
                             ]),
                         ),
                     ])
+                    .closed_always()
                     .sch(),
                 ]),
             )]),

@@ -26,8 +26,12 @@ pub(super) async fn call(ctx: &Ctx, name: &str, a: Args<'_>) -> R {
         "scheduler.jobs.validate" => {
             a.at_most(2)?;
             let def = a.string(0, "definition")?;
-            a.opt_bool(1, "strict", false)?;
-            tokio::task::spawn_blocking(move || validate_result(&def))
+            let mode = if a.opt_bool(1, "strict", false)? {
+                jobdef::Mode::Strict
+            } else {
+                jobdef::Mode::Lenient
+            };
+            tokio::task::spawn_blocking(move || validate_result(&def, mode))
                 .await
                 .map_err(|e| Fault::new(-32603, e.to_string()))
         }
@@ -474,8 +478,8 @@ fn job_details(job: &Job) -> Value {
     ])
 }
 
-fn validate_result(definition: &str) -> Value {
-    match jobdef::parse_str(definition) {
+fn validate_result(definition: &str, mode: jobdef::Mode) -> Value {
+    match jobdef::parse_str_mode(definition, mode) {
         Ok(_) => Value::Struct(Vec::new()),
         Err(problems) => {
             let Some(p) = problems.first() else {
