@@ -202,9 +202,7 @@ fn report(name: &str, job: &str, mode: Mode) {
 fn main() {
     let job = big_job(2_000_000);
     let (t, _) = time(5, || jobdef::yaml::load(&job));
-    println!("  YAML tree (fast reader): {}", t.show());
-    let (t, _) = time(5, || jobdef::yaml::load_events(&job));
-    println!("  YAML tree (event parser, the fallback): {}", t.show());
+    println!("  YAML tree (saphyr-parser events): {}", t.show());
     report("validate valid job", &job, Mode::Lenient);
     report("validate valid job", &job, Mode::Strict);
     report(

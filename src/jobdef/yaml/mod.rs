@@ -13,8 +13,6 @@ use std::sync::LazyLock;
 use regex::Regex;
 use saphyr_parser::{Event, Parser, ScalarStyle, Span, Tag};
 
-mod fast;
-
 /// Deepest nesting of sequences and mappings accepted.
 pub const MAX_DEPTH: usize = 200;
 
@@ -367,22 +365,9 @@ fn same_key(a: &Node, b: &Node, b_repr: Option<&KeyRepr>) -> bool {
     }
 }
 
-/// Loads one YAML document. An empty stream loads as `Null`.
-///
-/// Job definitions are plain block YAML almost always, so a line-oriented reader
-/// ([`fast::load`]) builds the tree first, about five times faster than the event parser; it
-/// gives up on anything outside its subset (anchors, tags, multi-line flow or plain scalars,
-/// errors, …), and then the event parser loads the text and words every error.
+/// Loads one YAML document from `saphyr-parser`'s event stream (an empty stream loads as
+/// `Null`); errors carry their position.
 pub fn load(text: &str) -> Result<Node, LoadError> {
-    match fast::load(text) {
-        Some(node) => Ok(node),
-        None => load_events(text),
-    }
-}
-
-/// Loads one YAML document from `saphyr-parser`'s event stream: the reference loader, which
-/// accepts all of YAML and reports errors with their position.
-pub fn load_events(text: &str) -> Result<Node, LoadError> {
     let mut parser = Parser::new_from_str(text);
     let mut stack: Vec<Open> = Vec::new();
     let mut anchors: HashMap<usize, Node> = HashMap::new();
