@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use lavabox::model::{JobId, TestResult};
+use lavabox::store::AsyncStore;
 use lavabox::tftp;
 use tokio::process::Command;
 use tokio::sync::OnceCell;
@@ -75,4 +77,15 @@ pub async fn tftp_server(root: &Path) -> tftp::Server {
             Err(e) => panic!("cannot bind TFTP: {e}"),
         }
     }
+}
+
+/// The test cases `job` recorded, in order: (suite, case, result).
+pub async fn test_cases(store: &AsyncStore, job: JobId) -> Vec<(String, String, TestResult)> {
+    store
+        .call(move |s| s.test_cases(job, None, 0, None))
+        .await
+        .expect("reading test cases")
+        .into_iter()
+        .map(|c| (c.suite, c.name, c.result))
+        .collect()
 }

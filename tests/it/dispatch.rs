@@ -165,14 +165,7 @@ impl Lab {
     }
 
     async fn results(&self, run: &JobRun) -> Vec<(String, String, TestResult)> {
-        let id = run.job.id;
-        self.store
-            .call(move |s| s.test_cases(id, None, 0, None))
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|c| (c.suite, c.name, c.result))
-            .collect()
+        crate::common::test_cases(&self.store, run.job.id).await
     }
 }
 

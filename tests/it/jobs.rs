@@ -267,14 +267,7 @@ impl Lab {
 
     /// The test cases `id` recorded: (suite, case, result).
     async fn cases(&self, id: JobId) -> Vec<(String, String, TestResult)> {
-        self.app
-            .store()
-            .call(move |s| s.test_cases(id, None, 0, None))
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|c| (c.suite, c.name, c.result))
-            .collect()
+        crate::common::test_cases(self.app.store(), id).await
     }
 
     /// Stops the app (canceling what still runs) and checks it stopped cleanly.
@@ -297,6 +290,16 @@ fn job_for(device_type: &str, definition: String, priority: u8) -> NewJob {
     new.requested_device_type = Some(device_type.to_owned());
     new.priority = Priority::new(i64::from(priority)).unwrap();
     new
+}
+
+/// A quick job already Scheduled on `uboot-arm-01`, as a previous run could leave it.
+fn scheduled_quick_job(s: &mut Store) -> JobId {
+    let id = s
+        .insert_job(&job_for("qemu-uboot-arm", QUICK.into(), 50))
+        .unwrap()
+        .id;
+    s.schedule_job(id, "uboot-arm-01").unwrap();
+    id
 }
 
 fn finished_health(change: &JobChange) -> JobHealth {
@@ -359,11 +362,7 @@ async fn restart_finishes_jobs_left_running() {
     let setup = Setup::new(&["uboot-arm-01"]);
     // A power cut while job 1 ran: the database says Running, the device Running.
     let mut lab = Lab::start(setup, |s| {
-        let id = s
-            .insert_job(&job_for("qemu-uboot-arm", QUICK.into(), 50))
-            .unwrap()
-            .id;
-        s.schedule_job(id, "uboot-arm-01").unwrap();
+        let id = scheduled_quick_job(s);
         s.start_job(id).unwrap();
     })
     .await;
@@ -418,11 +417,7 @@ async fn cancel_of_a_scheduled_job_frees_the_device() {
     let setup = Setup::new(&["uboot-arm-01"]);
     // Scheduled, then canceled before any dispatcher started it.
     let mut lab = Lab::start(setup, |s| {
-        let id = s
-            .insert_job(&job_for("qemu-uboot-arm", QUICK.into(), 50))
-            .unwrap()
-            .id;
-        s.schedule_job(id, "uboot-arm-01").unwrap();
+        let id = scheduled_quick_job(s);
         s.cancel_job(id).unwrap();
     })
     .await;
