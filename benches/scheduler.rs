@@ -1,74 +1,101 @@
-//! Scheduler latency and appliance memory, printed (no assertions).
+//! The appliance's own latency on the run path, printed (no assertions).
 //!
-//! `cargo bench --bench scheduler` runs the real `App` (store in a temporary directory,
-//! scheduler loop, TFTP server on an ephemeral port, event bus) with the virtual lab's two
-//! boards registered, and a fake job runner at the dispatcher boundary so the figures are
-//! the appliance's own, not QEMU's:
-//! - submit → job in the dispatcher: insert + wake → the runner is called, which is where the
-//!   dispatcher issues the power-on command first;
-//! - job end → device Idle: the runner returns → the device's Idle event is published;
-//! - resident memory (VmRSS) of this process, idle and with two jobs running.
+//! `cargo bench --bench scheduler` runs the real `App` (SQLite store in a temporary directory,
+//! the scheduler loop woken by events, the TFTP server on an ephemeral port, the event bus)
+//! and the real dispatcher, with fakes only at the hardware boundary: a `CommandRunner` that
+//! notes the instant each power command is issued, and a scripted U-Boot board on the
+//! console. Every round submits a real U-Boot job (deploy of two small files to the TFTP
+//! root, power cycle, U-Boot commands, login) on an idle appliance and measures:
+//! - submit → power-on: insert + wake → the dispatcher issues `power_on_command`;
+//! - job end → device Idle: the dispatcher's final power-off (the last thing it does to the
+//!   board) → the device's Idle event on the bus (log flushed, directories removed, the
+//!   end recorded in the store, the event published).
 
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
 use lavabox::app::App;
 use lavabox::config::{Config, Overrides, RawConfig, RawTftp};
-use lavabox::dispatcher::JobRun;
+use lavabox::dispatcher::{Dispatcher, Hardware};
 use lavabox::events::Event;
-use lavabox::model::{DeviceHealth, DeviceState, JobId};
-use lavabox::scheduler::JobRunner;
-use lavabox::store::{JobEnd, NewDevice, NewDeviceType, NewJob, NewUser};
-use tokio::sync::{Notify, mpsc};
+use lavabox::hw::fake::FakeConsole;
+use lavabox::hw::{CommandOutput, CommandRunner, Error};
+use lavabox::model::{DeviceHealth, DeviceState, JobHealth};
+use lavabox::store::{NewDevice, NewDeviceType, NewJob, NewUser};
+use tokio::sync::{broadcast, mpsc};
 
 const ROUNDS: usize = 50;
 
-/// Reports each call, waits to be released, notes when it returns.
-struct HeldRunner {
-    calls: mpsc::UnboundedSender<(JobId, Instant)>,
-    release: Arc<Notify>,
-    returned: Arc<Mutex<Option<Instant>>>,
+/// The board's power commands (no hard reset, so a reset is power-off then power-on).
+const DICTIONARY: &str = "{% extends 'qemu-uboot-arm.jinja2' %}\n\
+{% set connection_command = 'bench-console' %}\n\
+{% set power_on_command = 'power-on' %}\n\
+{% set power_off_command = 'power-off' %}\n";
+
+/// The hardware boundary: reports each command with the instant it was issued.
+#[derive(Debug)]
+struct TimedRunner {
+    issued: mpsc::UnboundedSender<(String, Instant)>,
 }
 
-impl JobRunner for HeldRunner {
-    fn run(&self, run: JobRun) -> BoxFuture<'static, JobEnd> {
-        let _ = self.calls.send((run.job.id, Instant::now()));
-        let release = Arc::clone(&self.release);
-        let returned = Arc::clone(&self.returned);
-        Box::pin(async move {
-            tokio::select! {
-                () = release.notified() => {}
-                () = run.cancel.cancelled() => {}
-            }
-            if let Ok(mut at) = returned.lock() {
-                *at = Some(Instant::now());
-            }
-            JobEnd::complete()
-        })
+impl CommandRunner for TimedRunner {
+    fn run<'a>(
+        &'a self,
+        command: &'a str,
+        _timeout: Duration,
+    ) -> BoxFuture<'a, Result<CommandOutput, Error>> {
+        let _ = self.issued.send((command.to_owned(), Instant::now()));
+        Box::pin(async { Ok(CommandOutput::default()) })
     }
 }
 
-fn vm_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
+/// A U-Boot board that boots to a shell prompt.
+fn board() -> FakeConsole {
+    FakeConsole::new("U-Boot 2023.01\nHit any key to stop autoboot:  3\n")
+        .on("^ ?$", "=> ")
+        .on(
+            "^bootz",
+            "Starting kernel ...\n[0.0] Linux version 6.1\nroot@bench# ",
+        )
+        .on("^(setenv|tftp)", "=> ")
+}
+
+fn job(assets: &Path) -> String {
+    format!(
+        r#"job_name: bench
+device_type: qemu-uboot-arm
+visibility: public
+timeouts:
+  job: {{minutes: 1}}
+  action: {{seconds: 30}}
+  connection: {{seconds: 10}}
+actions:
+- deploy:
+    to: tftp
+    kernel: {{url: 'file://{dir}/zImage', type: zimage}}
+    ramdisk: {{url: 'file://{dir}/ramdisk'}}
+- boot:
+    method: u-boot
+    commands: ramdisk
+    prompts: ['root@bench# ']
+"#,
+        dir = assets.display()
+    )
 }
 
 fn stats(name: &str, mut samples: Vec<Duration>) {
+    if samples.is_empty() {
+        println!("{name:<28} no samples");
+        return;
+    }
     samples.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let n = samples.len();
     let mean = samples.iter().sum::<Duration>() / u32::try_from(n).unwrap_or(1);
     println!(
-        "{name:<32} n={n:<3} min {:>6.2} ms  median {:>6.2} ms  p95 {:>6.2} ms  max {:>6.2} ms  mean {:>6.2} ms",
+        "{name:<28} n={n:<3} min {:>6.2} ms  median {:>6.2} ms  p95 {:>6.2} ms  max {:>6.2} ms  mean {:>6.2} ms",
         ms(samples[0]),
         ms(samples[n / 2]),
         ms(samples[(n * 95 / 100).min(n - 1)]),
@@ -78,6 +105,7 @@ fn stats(name: &str, mut samples: Vec<Duration>) {
 }
 
 fn main() -> anyhow::Result<()> {
+    // The runtime `cli::serve` builds.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -87,6 +115,10 @@ fn main() -> anyhow::Result<()> {
 async fn bench() -> anyhow::Result<()> {
     let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let dir = tempfile::tempdir()?;
+    let assets = dir.path().join("assets");
+    std::fs::create_dir_all(&assets)?;
+    std::fs::write(assets.join("zImage"), vec![0u8; 64 * 1024])?;
+    std::fs::write(assets.join("ramdisk"), vec![0u8; 64 * 1024])?;
     let raw = RawConfig {
         template_dirs: Some(vec![repo.join("device-types")]),
         tftp: Some(RawTftp {
@@ -99,114 +131,134 @@ async fn bench() -> anyhow::Result<()> {
     let mut config = Config::from_raw(raw, None)?;
     config.apply(&Overrides {
         data_dir: Some(dir.path().join("data")),
-        listen: None,
+        listen: Some("127.0.0.1:0".parse()?),
     });
-    let rss_start = vm_rss_kib();
+    config.events.zmq_port = 0;
     let app = App::build(config).await?;
-    let lab = repo.clone();
     app.store()
         .call(move |s| {
             s.create_user(&NewUser::named("alice"))?;
-            for (ty, board) in [("qemu", "qemu-01"), ("qemu-uboot-arm", "uboot-arm-01")] {
-                let mut dt = NewDeviceType::named(ty);
-                dt.disable_health_check = true;
-                s.create_device_type(&dt)?;
-                let mut new = NewDevice::new(board, ty);
-                new.dictionary =
-                    std::fs::read_to_string(lab.join(format!("lab/devices/{board}.jinja2"))).ok();
-                new.health = DeviceHealth::Good;
-                s.create_device(&new)?;
-            }
+            let mut dt = NewDeviceType::named("qemu-uboot-arm");
+            dt.disable_health_check = true;
+            s.create_device_type(&dt)?;
+            let mut new = NewDevice::new("bench-01", "qemu-uboot-arm");
+            new.dictionary = Some(DICTIONARY.to_owned());
+            new.health = DeviceHealth::Good;
+            s.create_device(&new)?;
             Ok(())
         })
         .await?;
-    let (tx, mut calls) = mpsc::unbounded_channel();
-    let release = Arc::new(Notify::new());
-    let returned = Arc::new(Mutex::new(None));
-    let runner = Arc::new(HeldRunner {
-        calls: tx,
-        release: Arc::clone(&release),
-        returned: Arc::clone(&returned),
+    let (issued, mut commands) = mpsc::unbounded_channel();
+    let dispatcher = Dispatcher::new(
+        app.dispatcher_config(),
+        app.store().clone(),
+        app.templates().clone(),
+    )
+    .with_hardware(Hardware {
+        runner: Arc::new(TimedRunner { issued }),
+        console: Some(Arc::new(board())),
     });
     let mut events = app.events().subscribe();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(app.clone().run_with(runner, async {
+    let task = tokio::spawn(app.clone().run_with(Arc::new(dispatcher), async {
         let _ = stop_rx.await;
     }));
 
-    let submit = |device_type: &'static str| {
-        let app = app.clone();
-        async move {
-            let mut new = NewJob::new("alice", "job_name: bench\n");
-            new.requested_device_type = Some(device_type.to_owned());
-            let job = app.store().call(move |s| s.insert_job(&new)).await?;
-            app.wake_scheduler();
-            anyhow::Ok(job.id)
-        }
-    };
-
-    // Let start-up settle, then measure idle memory.
-    let first = submit("qemu-uboot-arm").await?;
-    let _ = calls.recv().await;
-    release.notify_one();
-    wait_idle(&mut events, "uboot-arm-01").await;
-    let _ = first;
-    let rss_idle = vm_rss_kib();
-
-    let mut to_dispatcher = Vec::new();
+    let definition = job(&assets);
+    let mut to_power_on = Vec::new();
     let mut to_idle = Vec::new();
-    for _ in 0..ROUNDS {
-        let t0 = Instant::now();
-        submit("qemu-uboot-arm").await?;
-        let Some((_, called)) = calls.recv().await else {
-            break;
+    let mut in_dispatcher = Vec::new();
+    let mut complete = 0;
+    // One warm-up round (page cache, first connections), then the measured ones.
+    for round in 0..=ROUNDS {
+        let mut new = NewJob::new("alice", definition.clone());
+        new.requested_device_type = Some("qemu-uboot-arm".to_owned());
+        let submitted = Instant::now();
+        let job = app.store().call(move |s| s.insert_job(&new)).await?;
+        app.wake_scheduler();
+        let power_on = loop {
+            match commands.recv().await {
+                Some((cmd, at)) if cmd == "power-on" => break at,
+                Some(_) => {}
+                None => anyhow::bail!("the dispatcher went away"),
+            }
         };
-        to_dispatcher.push(called - t0);
-        release.notify_one();
-        wait_idle(&mut events, "uboot-arm-01").await;
-        let idle = Instant::now();
-        if let Some(ret) = returned.lock().ok().and_then(|mut r| r.take()) {
-            to_idle.push(idle - ret);
+        let idle = wait_idle(&mut events).await?;
+        let mut last_off = None;
+        while let Ok((cmd, at)) = commands.try_recv() {
+            if cmd == "power-off" {
+                last_off = Some(at);
+            }
+        }
+        let Some(ended) = last_off else {
+            anyhow::bail!(
+                "the dispatcher never powered the board off after job {}",
+                job.id
+            );
+        };
+        let id = job.id;
+        let stored = app.store().call(move |s| s.job(id)).await?;
+        if round > 0 {
+            if stored.is_some_and(|j| j.health == JobHealth::Complete) {
+                complete += 1;
+            }
+            to_power_on.push(power_on - submitted);
+            to_idle.push(idle - ended);
+            let log = std::fs::read_to_string(app.config().job_log_path(id)).unwrap_or_default();
+            if let Some(d) = dispatcher_share(&log) {
+                in_dispatcher.push(d);
+            }
         }
     }
 
-    // Two jobs running at once.
-    submit("qemu-uboot-arm").await?;
-    submit("qemu").await?;
-    let _ = calls.recv().await;
-    let _ = calls.recv().await;
-    let rss_two = vm_rss_kib();
-
     println!(
-        "lavabox scheduler benchmark ({ROUNDS} rounds, fake runner at the dispatcher boundary)"
+        "lavabox run-path benchmark: {ROUNDS} U-Boot jobs on an idle appliance (real store, \
+         scheduler and dispatcher; fake power commands and console), {complete} Complete"
     );
-    stats("submit -> job in dispatcher", to_dispatcher);
+    stats("submit -> power-on issued", to_power_on);
+    stats("  of which in the dispatcher", in_dispatcher);
     stats("job end -> device Idle", to_idle);
-    println!("VmRSS before App::build            {rss_start:>7} KiB");
-    println!("VmRSS appliance idle                {rss_idle:>7} KiB");
-    println!("VmRSS appliance, two jobs running   {rss_two:>7} KiB");
 
     let _ = stop_tx.send(());
     task.await??;
     Ok(())
 }
 
+/// From the job log: the dispatcher's first line to its power-on line (validation, device
+/// rendering, pipeline, deploy, console), the rest of submit → power-on being the scheduler's.
+fn dispatcher_share(log: &str) -> Option<Duration> {
+    // `- {"dt": "2026-11-22T10:03:41.528692", ...`: seconds since midnight are enough here.
+    let secs = |line: &str| -> Option<f64> {
+        let time = line.split("\"dt\": \"").nth(1)?.get(11..26)?;
+        let mut parts = time.split(':');
+        let h: f64 = parts.next()?.parse().ok()?;
+        let m: f64 = parts.next()?.parse().ok()?;
+        let s: f64 = parts.next()?.parse().ok()?;
+        Some(h * 3600.0 + m * 60.0 + s)
+    };
+    let first = secs(log.lines().next()?)?;
+    let on = secs(log.lines().find(|l| l.contains("reset-device: power-on"))?)?;
+    Duration::try_from_secs_f64(on - first).ok()
+}
+
+/// Waits for the device to be Idle again; returns when that event arrived.
 async fn wait_idle(
-    events: &mut tokio::sync::broadcast::Receiver<Arc<lavabox::events::Published>>,
-    host: &str,
-) {
+    events: &mut broadcast::Receiver<Arc<lavabox::events::Published>>,
+) -> anyhow::Result<Instant> {
     let wait = async {
-        while let Ok(p) = events.recv().await {
-            if matches!(&p.event, Event::Device(d) if d.hostname == host && d.state == DeviceState::Idle)
-            {
-                return;
+        loop {
+            match events.recv().await {
+                Ok(p) => {
+                    if matches!(&p.event, Event::Device(d) if d.state == DeviceState::Idle) {
+                        return Ok(Instant::now());
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => anyhow::bail!("event bus closed"),
             }
         }
     };
-    if tokio::time::timeout(Duration::from_secs(30), wait)
+    tokio::time::timeout(Duration::from_secs(60), wait)
         .await
-        .is_err()
-    {
-        eprintln!("timed out waiting for {host} to become Idle");
-    }
+        .map_err(|_| anyhow::anyhow!("the device did not come back Idle within 60 s"))?
 }

@@ -19,6 +19,9 @@ use crate::store::joblog::Level;
 const MAX_BUFFER: usize = 256 * 1024;
 /// How many times in a row a closed console is re-opened without receiving anything.
 const MAX_REOPEN: u32 = 20;
+/// How long a send waits for a console that went away to come back; the action's timeout
+/// around it is usually shorter.
+const REATTACH_TO_SEND: Duration = Duration::from_secs(120);
 
 /// A failed wait.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +53,8 @@ pub struct Connection {
     char_delay: Option<Duration>,
     /// Consecutive re-opens without data.
     reopens: u32,
+    /// Where console reads land; kept so a streaming console costs no allocation per read.
+    read_buf: Box<[u8; 4096]>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -78,6 +83,7 @@ impl Connection {
             log,
             char_delay: None,
             reopens: 0,
+            read_buf: Box::new([0; 4096]),
         })
     }
 
@@ -114,16 +120,45 @@ impl Connection {
         }
     }
 
+    /// Opens the console again after it closed, retrying while it may come back: a USB
+    /// serial adapter powered by the board vanishes from `/dev` while the board is off and
+    /// returns with it. The caller bounds the wait with its deadline. Retrying the open with
+    /// a short backoff is the portable way to notice the return: a `/dev` watch would need
+    /// inotify, which nothing else here uses. A console that cannot come back fails at once.
+    async fn reattach(&mut self) -> Result<Box<dyn ConsoleIo>, crate::hw::Error> {
+        let mut backoff = Duration::from_millis(10);
+        let mut reported = false;
+        loop {
+            match self.factory.open().await {
+                Ok(io) => {
+                    if reported {
+                        self.log.debug("console back; re-attached");
+                    }
+                    return Ok(io);
+                }
+                Err(e) if !e.may_come_back() => return Err(e),
+                Err(e) => {
+                    if !reported {
+                        self.log
+                            .debug(format!("console gone ({e}); waiting for it to come back"));
+                        reported = true;
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_millis(250));
+                }
+            }
+        }
+    }
+
     /// Reads what the console has, waiting until `deadline`. `Ok(None)` on timeout.
     pub async fn read_chunk(&mut self, deadline: Instant) -> Result<Option<Vec<u8>>, WaitError> {
-        let mut buf = vec![0u8; 4096];
         loop {
             if self.io.is_none() {
                 if self.reopens >= MAX_REOPEN {
                     return Err(WaitError::Closed("the console closed".into()));
                 }
                 self.reopens += 1;
-                match tokio::time::timeout_at(deadline, self.factory.open()).await {
+                match tokio::time::timeout_at(deadline, self.reattach()).await {
                     Err(_) => return Ok(None),
                     Ok(Ok(io)) => self.io = Some(io),
                     Ok(Err(e)) => return Err(WaitError::Closed(e.to_string())),
@@ -132,7 +167,7 @@ impl Connection {
             let Some(io) = self.io.as_mut() else {
                 continue;
             };
-            match tokio::time::timeout_at(deadline, io.read(&mut buf)).await {
+            match tokio::time::timeout_at(deadline, io.read(&mut self.read_buf[..])).await {
                 Err(_) => return Ok(None),
                 Ok(Ok(0)) | Ok(Err(_)) => {
                     self.io = None;
@@ -140,7 +175,7 @@ impl Connection {
                 }
                 Ok(Ok(n)) => {
                     self.reopens = 0;
-                    let chunk = buf[..n].to_vec();
+                    let chunk = self.read_buf[..n].to_vec();
                     self.log_received(&chunk);
                     return Ok(Some(chunk));
                 }
@@ -193,31 +228,46 @@ impl Connection {
         self.buffer.clear();
     }
 
-    /// Sends `text` as is.
+    /// Sends `text` as is. A console that went away (a board powered off together with its
+    /// USB serial adapter) is attached again once it is back, and `text` sent again.
     pub async fn send(&mut self, text: &str) -> Result<(), WaitError> {
+        let failed = match self.write(text).await {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        self.io = None;
+        match tokio::time::timeout(REATTACH_TO_SEND, self.reattach()).await {
+            Ok(Ok(io)) => {
+                self.io = Some(io);
+                self.write(text).await.map_err(|e| {
+                    WaitError::Closed(format!("writing to the re-attached console failed: {e}"))
+                })
+            }
+            Ok(Err(e)) => Err(WaitError::Closed(format!(
+                "writing to the console failed ({failed}) and it cannot be re-attached: {e}"
+            ))),
+            Err(_) => Err(WaitError::Closed(format!(
+                "writing to the console failed ({failed}) and it did not come back within {} s",
+                REATTACH_TO_SEND.as_secs()
+            ))),
+        }
+    }
+
+    async fn write(&mut self, text: &str) -> std::io::Result<()> {
         let delay = self.char_delay;
         let Some(io) = self.io.as_mut() else {
-            return Err(WaitError::Closed("the console is not attached".into()));
+            return Err(std::io::Error::other("the console is not attached"));
         };
-        let result = match delay {
-            None => io.write_all(text.as_bytes()).await,
+        match delay {
+            None => io.write_all(text.as_bytes()).await?,
             Some(d) => {
-                let mut r = Ok(());
                 for b in text.as_bytes() {
-                    r = io.write_all(std::slice::from_ref(b)).await;
-                    if r.is_err() {
-                        break;
-                    }
+                    io.write_all(std::slice::from_ref(b)).await?;
                     tokio::time::sleep(d).await;
                 }
-                r
             }
-        };
-        let result = match result {
-            Ok(()) => io.flush().await,
-            Err(e) => Err(e),
-        };
-        result.map_err(|e| WaitError::Closed(format!("writing to the console failed: {e}")))
+        }
+        io.flush().await
     }
 
     /// Sends `line` and a newline, logging it.

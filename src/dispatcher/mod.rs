@@ -102,6 +102,9 @@ pub struct Dispatcher {
     store: AsyncStore,
     templates: Templates,
     hardware: Hardware,
+    /// The download client, built on first use and shared by every job: building one loads
+    /// and parses the TLS root certificates, tens of milliseconds on a Pi before each deploy.
+    http: Arc<std::sync::OnceLock<reqwest::Client>>,
 }
 
 impl Dispatcher {
@@ -112,7 +115,17 @@ impl Dispatcher {
             store,
             templates,
             hardware: Hardware::default(),
+            http: Arc::default(),
         }
+    }
+
+    /// The shared download client.
+    fn http_client(&self) -> Result<reqwest::Client, JobError> {
+        if let Some(client) = self.http.get() {
+            return Ok(client.clone());
+        }
+        let client = deploy::http_client()?;
+        Ok(self.http.get_or_init(|| client).clone())
     }
 
     /// The same dispatcher driving `hardware` (fakes in tests, a dry-run mode).

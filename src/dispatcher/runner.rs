@@ -41,7 +41,6 @@ pub(super) struct JobCtx<'a> {
     kernel_type: Option<String>,
     /// tmpfs images: (name, path, image_arg).
     images: Vec<(String, PathBuf, Option<String>)>,
-    client: Option<reqwest::Client>,
     /// Test block index (in `actions:`) → stage number.
     stages: BTreeMap<usize, usize>,
 }
@@ -130,7 +129,6 @@ impl<'a> JobCtx<'a> {
             tftp_files: BTreeMap::new(),
             kernel_type: None,
             images: Vec::new(),
-            client: None,
             stages,
         }
     }
@@ -171,12 +169,7 @@ impl<'a> JobCtx<'a> {
     }
 
     fn client(&mut self) -> Result<reqwest::Client, JobError> {
-        if let Some(c) = &self.client {
-            return Ok(c.clone());
-        }
-        let c = deploy::http_client()?;
-        self.client = Some(c.clone());
-        Ok(c)
+        self.dispatcher.http_client()
     }
 
     fn overlay(&mut self) -> Result<&Overlay, JobError> {

@@ -77,6 +77,15 @@ pub enum Error {
     },
 }
 
+impl Error {
+    /// Whether opening the console again later may succeed: a serial device node vanishes
+    /// while a board powering its USB adapter is off and comes back with it. A process that
+    /// cannot be started, or that exited behind a one-shot console, stays gone.
+    pub fn may_come_back(&self) -> bool {
+        matches!(self, Error::Serial { .. })
+    }
+}
+
 /// What a finished command printed.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CommandOutput {

@@ -77,6 +77,19 @@ fn s(path: &Path) -> &str {
     path.to_str().expect("utf-8 path")
 }
 
+/// The arguments of `lavabox device add HOSTNAME --type TYPE --dictionary FILE`.
+fn device_add<'a>(hostname: &'a str, device_type: &'a str, dictionary: &'a Path) -> [&'a str; 7] {
+    [
+        "device",
+        "add",
+        hostname,
+        "--type",
+        device_type,
+        "--dictionary",
+        s(dictionary),
+    ]
+}
+
 /// The lavabox error line: printed once, prefixed, whole context chain.
 fn error_line(stderr: &str) -> &str {
     let errors: Vec<&str> = stderr
@@ -141,24 +154,8 @@ fn duplicate_names_are_refused() {
             .contains("already exists")
     );
     let dict = lab.write("q1.jinja2", "{% extends 'qemu.jinja2' %}\n");
-    lab.ok(&[
-        "device",
-        "add",
-        "q1",
-        "--type",
-        "qemu",
-        "--dictionary",
-        s(&dict),
-    ]);
-    let err = lab.fails(&[
-        "device",
-        "add",
-        "q1",
-        "--type",
-        "qemu",
-        "--dictionary",
-        s(&dict),
-    ]);
+    lab.ok(&device_add("q1", "qemu", &dict));
+    let err = lab.fails(&device_add("q1", "qemu", &dict));
     assert_eq!(
         error_line(&err),
         "lavabox: error: adding device `q1`: device `q1` already exists"
@@ -245,15 +242,7 @@ fn device_round_trip() {
 fn device_add_reports_bad_inputs() {
     let lab = Lab::new();
     let dict = lab.write("bbb.jinja2", "{% extends 'beaglebone-black.jinja2' %}\n");
-    let err = lab.fails(&[
-        "device",
-        "add",
-        "bbb01",
-        "--type",
-        "beaglebone-black",
-        "--dictionary",
-        s(&dict),
-    ]);
+    let err = lab.fails(&device_add("bbb01", "beaglebone-black", &dict));
     assert_eq!(
         error_line(&err),
         "lavabox: error: adding device `bbb01`: device type `beaglebone-black` not found; \
@@ -261,15 +250,7 @@ fn device_add_reports_bad_inputs() {
     );
     lab.ok(&["device-type", "add", "beaglebone-black"]);
     let missing = lab.dir.path().join("missing.jinja2");
-    let err = lab.fails(&[
-        "device",
-        "add",
-        "bbb01",
-        "--type",
-        "beaglebone-black",
-        "--dictionary",
-        s(&missing),
-    ]);
+    let err = lab.fails(&device_add("bbb01", "beaglebone-black", &missing));
     let line = error_line(&err);
     assert!(
         line.starts_with(&format!(
@@ -279,15 +260,7 @@ fn device_add_reports_bad_inputs() {
         "{line}"
     );
     let garbage = lab.write("garbage.jinja2", "hostname: bbb01\n");
-    let err = lab.fails(&[
-        "device",
-        "add",
-        "bbb01",
-        "--type",
-        "beaglebone-black",
-        "--dictionary",
-        s(&garbage),
-    ]);
+    let err = lab.fails(&device_add("bbb01", "beaglebone-black", &garbage));
     assert!(
         error_line(&err).contains("invalid device dictionary"),
         "{err}"

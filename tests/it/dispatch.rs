@@ -18,53 +18,13 @@ use lavabox::model::{DeviceHealth, ErrorType, JobHealth, TestResult};
 use lavabox::store::{
     AsyncStore, Device, Job, JobEnd, NewDevice, NewDeviceType, NewJob, NewUser, Store,
 };
-use lavabox::tftp;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
 
+use crate::common::{cache, ensure_assets, repo, tftp_server};
+
 const PROMPT: &str = r"root@lavabox:[^\r\n]*# ";
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn cache() -> PathBuf {
-    repo().join("lab/cache")
-}
-
-async fn ensure_assets() {
-    let wanted = [
-        "armhf/zImage",
-        "armhf/ramdisk.cpio.gz",
-        "amd64/vmlinuz",
-        "amd64/ramdisk.cpio.gz",
-    ];
-    if wanted.iter().all(|f| cache().join(f).is_file()) {
-        return;
-    }
-    let status = Command::new(repo().join("lab/build-assets.sh"))
-        .status()
-        .await
-        .expect("running lab/build-assets.sh");
-    assert!(status.success(), "lab/build-assets.sh failed: {status}");
-}
-
-/// Binds the TFTP server on 127.0.0.1:69, waiting while another test holds the port.
-async fn tftp_server(root: &Path) -> tftp::Server {
-    let addr: SocketAddr = "127.0.0.1:69".parse().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(900);
-    loop {
-        match tftp::Server::bind(addr, root).await {
-            Ok(s) => return s,
-            Err(e) if Instant::now() < deadline => {
-                eprintln!("tftp: {e}; retrying");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-            Err(e) => panic!("cannot bind TFTP: {e}"),
-        }
-    }
-}
 
 fn uboot_dict(run: &Path) -> String {
     let board = repo().join("lab/board");
@@ -205,14 +165,7 @@ impl Lab {
     }
 
     async fn results(&self, run: &JobRun) -> Vec<(String, String, TestResult)> {
-        let id = run.job.id;
-        self.store
-            .call(move |s| s.test_cases(id, None, 0, None))
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|c| (c.suite, c.name, c.result))
-            .collect()
+        crate::common::test_cases(&self.store, run.job.id).await
     }
 }
 
@@ -404,4 +357,205 @@ async fn dispatch_jobs_on_virtual_boards() {
     stop.cancel();
     let _ = server_task.await;
     eprintln!("whole dispatch test: {:?}", started.elapsed());
+}
+
+/// Two ptys joined by socat, standing in for a USB serial adapter and the board behind it.
+/// The ends are linked under `/dev` (a dictionary's serial `connection_command` names a
+/// `/dev` path): `console` is what lavabox opens, `board` is the board's side.
+struct SerialLine {
+    socat: tokio::process::Child,
+    console: PathBuf,
+    board: PathBuf,
+}
+
+impl SerialLine {
+    /// Starts socat and returns once both links exist (socat reports its transfer loop).
+    async fn plug(name: &str) -> SerialLine {
+        use tokio::io::AsyncBufReadExt as _;
+        let console = PathBuf::from(format!("/dev/lavabox-it-{}-{name}", std::process::id()));
+        let board = PathBuf::from(format!("{}-board", console.display()));
+        let mut socat = Command::new("socat")
+            .arg("-d")
+            .arg("-d")
+            .arg(format!("pty,raw,echo=0,link={}", console.display()))
+            .arg(format!("pty,raw,echo=0,link={}", board.display()))
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("socat (installed by scripts/install-deps.sh)");
+        let mut lines = tokio::io::BufReader::new(socat.stderr.take().unwrap()).lines();
+        tokio::time::timeout(Duration::from_secs(30), async {
+            while let Some(line) = lines.next_line().await.expect("socat output") {
+                if line.contains("starting data transfer loop") {
+                    return;
+                }
+            }
+            panic!("socat exited before linking {}", console.display());
+        })
+        .await
+        .expect("socat starts");
+        SerialLine {
+            socat,
+            console,
+            board,
+        }
+    }
+
+    /// The board's end, as the board would hold it.
+    async fn board_end(&self) -> tokio::fs::File {
+        tokio::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&self.board)
+            .await
+            .expect("board end of the pty pair")
+    }
+
+    /// Unplugs the adapter: socat ends (SIGTERM, so it removes its links) and the console's
+    /// device node is gone.
+    async fn unplug(mut self) {
+        let pid = self.socat.id().expect("socat runs").to_string();
+        let status = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .await
+            .unwrap();
+        assert!(status.success());
+        self.socat.wait().await.expect("socat exits");
+        assert!(
+            !self.console.exists(),
+            "socat removed {}",
+            self.console.display()
+        );
+    }
+}
+
+/// The console a dictionary describes, as the dispatcher builds it.
+fn serial_console(line: &SerialLine, baud: u32) -> std::sync::Arc<dyn lavabox::hw::ConsoleFactory> {
+    let dictionary = format!(
+        "{{% extends 'qemu-uboot-arm.jinja2' %}}\n\
+         {{% set connection_command = '{} {baud}' %}}\n\
+         {{% set power_on_command = 'true' %}}\n",
+        line.console.display()
+    );
+    let rendered = Templates::builtin()
+        .render(&dictionary, &serde_json::Map::new())
+        .expect("dictionary renders");
+    let command = rendered
+        .config
+        .commands
+        .primary_connect()
+        .expect("connection command");
+    std::sync::Arc::from(lavabox::hw::console_for(command, None))
+}
+
+/// The line speed the console's tty is set to, read with `TCGETS2` as tokio-serial sets it
+/// (`stty` only knows the legacy speed field, which then says `BOTHER`).
+async fn tty_speed(path: &Path) -> String {
+    let script = "import fcntl, os, struct, sys\n\
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)\n\
+t = fcntl.ioctl(fd, 0x802C542A, bytes(44))  # TCGETS2, struct termios2\n\
+print(struct.unpack('=4IB19s2I', t)[-1])  # c_ospeed\n";
+    let out = Command::new("/usr/bin/python3")
+        .arg("-c")
+        .arg(script)
+        .arg(path)
+        .output()
+        .await
+        .expect("python3");
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Reads from the board's end until `want` has arrived; returns everything read.
+async fn board_reads(board: &mut tokio::fs::File, want: &str) -> String {
+    let mut seen = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        let mut buf = [0u8; 256];
+        while !String::from_utf8_lossy(&seen).contains(want) {
+            let n = board.read(&mut buf).await.expect("board end readable");
+            assert_ne!(n, 0, "the board end closed");
+            seen.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("the board never got {want:?}"));
+    String::from_utf8_lossy(&seen).into_owned()
+}
+
+fn re(pattern: &str) -> regex::Regex {
+    regex::Regex::new(pattern).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serial_console_runs_at_the_dictionary_baud_under_the_expect_engine() {
+    use lavabox::dispatcher::connection::Connection;
+    use lavabox::dispatcher::log::JobLog;
+    let line = SerialLine::plug("serial").await;
+    let mut board = line.board_end().await;
+    let mut conn = Connection::open(serial_console(&line, 57600), JobLog::discard())
+        .await
+        .expect("serial console opens");
+    // tokio-serial set the tty to the dictionary's speed, not a default.
+    assert_eq!(tty_speed(&line.console).await, "57600");
+    board
+        .write_all(b"U-Boot 2023.01\r\nHit any key to stop autoboot:  2\r\n")
+        .await
+        .unwrap();
+    let found = conn
+        .expect(&[re("=> "), re("Hit any key")], Duration::from_secs(30))
+        .await
+        .expect("the banner arrives");
+    assert_eq!((found.index, found.text.as_str()), (1, "Hit any key"));
+    assert!(found.before.contains("U-Boot 2023.01"), "{found:?}");
+    conn.sendline("version").await.expect("send");
+    assert!(
+        board_reads(&mut board, "version\n")
+            .await
+            .ends_with("version\n")
+    );
+    board
+        .write_all(b"U-Boot 2023.01 (Jan 09 2023)\r\n=> ")
+        .await
+        .unwrap();
+    let prompt = conn.expect(&[re("=> ")], Duration::from_secs(30)).await;
+    assert!(prompt.expect("prompt").before.contains("Jan 09 2023"));
+    line.unplug().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serial_console_that_vanishes_on_power_off_is_re_attached() {
+    use lavabox::dispatcher::connection::{Connection, WaitError};
+    use lavabox::dispatcher::log::JobLog;
+    let line = SerialLine::plug("vanish").await;
+    let console = serial_console(&line, 115200);
+    let mut board = line.board_end().await;
+    let mut conn = Connection::open(std::sync::Arc::clone(&console), JobLog::discard())
+        .await
+        .expect("serial console opens");
+    board.write_all(b"first boot\r\n").await.unwrap();
+    conn.expect(&[re("first boot")], Duration::from_secs(30))
+        .await
+        .expect("first boot seen");
+    // Power off: the adapter (powered by the board) disappears with its device node.
+    drop(board);
+    line.unplug().await;
+    // Nothing comes while the board is off; the connection keeps waiting instead of failing.
+    let waiting = conn
+        .expect(&[re("never")], Duration::from_millis(300))
+        .await;
+    assert_eq!(waiting.unwrap_err(), WaitError::Timeout);
+    // Power on: the adapter comes back under the same name; what lavabox sends reaches the
+    // board (so it re-attached), and what the board prints comes back.
+    let sender = tokio::spawn(async move { conn.sendline("are you back?").await.map(|()| conn) });
+    let line = SerialLine::plug("vanish").await;
+    let mut board = line.board_end().await;
+    board_reads(&mut board, "are you back?\n").await;
+    let mut conn = sender.await.unwrap().expect("sent after re-attaching");
+    board.write_all(b"second boot\r\n").await.unwrap();
+    conn.expect(&[re("second boot")], Duration::from_secs(30))
+        .await
+        .expect("output after re-attaching");
+    assert_eq!(tty_speed(&line.console).await, "115200");
+    line.unplug().await;
 }

@@ -6,47 +6,45 @@
 //! APIs do; the tests then follow the job and device state sequence on the event bus.
 //! Timeouts are safety nets only: nothing sleeps.
 //!
-//! The assertions hold whatever the dispatcher's verdict (a job may end Complete or
-//! Incomplete): they pin what the scheduler owns — which device, which order, which state
-//! sequence, that devices come back Idle, and how health checks set device health.
-//! TFTP listens on an ephemeral port here, so these tests never take port 69 from `lab`.
+//! Jobs on the x86 boards (`qemu-01`, `qemu-02`: LAVA's `qemu` method, the dispatcher
+//! starts QEMU itself) run for real and must end Complete; jobs on the U-Boot board are
+//! quick ones, or their verdict is left open, because that board needs TFTP on port 69,
+//! which this module leaves to `dispatch` and `lab` (TFTP listens on an ephemeral port here).
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use lavabox::app::App;
 use lavabox::config::{Config, Overrides, RawConfig};
 use lavabox::events::{Event, Published};
-use lavabox::model::{DeviceHealth, DeviceState, JobHealth, JobId, JobState, Priority};
+use lavabox::model::{DeviceHealth, DeviceState, JobHealth, JobId, JobState, Priority, TestResult};
 use lavabox::store::{DeviceChange, JobChange, NewDevice, NewDeviceType, NewJob, NewUser, Store};
 use tokio::sync::{broadcast, oneshot};
+
+use crate::common::{ensure_assets, health_check, repo};
 
 /// Real boards boot in 20–45 s under load; this only stops a hung test.
 const SAFETY_NET: Duration = Duration::from_secs(600);
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
 /// A job definition for `device_type`: the type's health check, renamed.
 fn definition(device_type: &str) -> String {
-    let file = repo().join(format!("device-types/health-checks/{device_type}.yaml"));
-    let text = std::fs::read_to_string(&file).expect("shipped health check");
-    with_lab_assets(&text).replace("health check", "job")
+    health_check(device_type).replace("health check", "job")
 }
 
-/// Points the shipped asset URLs at this checkout's `lab/cache`.
-fn with_lab_assets(text: &str) -> String {
-    text.replace(
-        "file:///var/lib/lavabox/lab-assets/",
-        &format!("file://{}/", repo().join("lab/cache").display()),
-    )
+/// `text` with its x86 kernel URL pointing at a file that does not exist.
+fn broken_kernel(text: &str) -> String {
+    let broken = text.replace("amd64/vmlinuz", "amd64/no-such-vmlinuz");
+    assert_ne!(broken, text, "the definition names the x86 kernel");
+    broken
 }
 
 /// A definition every dispatcher rejects at once (no actions): a quick job.
 const QUICK: &str =
     "device_type: qemu-uboot-arm\njob_name: quick\ntimeouts:\n  job: {minutes: 1}\nactions: []\n";
+
+/// The same quick job for the x86 boards.
+const QUICK_QEMU: &str =
+    "device_type: qemu\njob_name: quick\ntimeouts:\n  job: {minutes: 1}\nactions: []\n";
 
 struct Lab {
     _dir: tempfile::TempDir,
@@ -58,11 +56,27 @@ struct Lab {
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
-/// Which boards, and whether their types run health checks.
+/// Which boards, and which of their types run health checks.
 struct Setup {
     boards: &'static [&'static str],
-    health_checks: bool,
+    /// Device types whose health check is enabled; the others have it disabled.
+    health_checks: &'static [&'static str],
+    /// The health every board starts with.
     health: DeviceHealth,
+    /// The `qemu` health check the appliance uses (the shipped one unless a test breaks it).
+    qemu_health_check: String,
+}
+
+impl Setup {
+    /// `boards`, all Good, no health checks, the shipped health checks.
+    fn new(boards: &'static [&'static str]) -> Setup {
+        Setup {
+            boards,
+            health_checks: &[],
+            health: DeviceHealth::Good,
+            qemu_health_check: health_check("qemu"),
+        }
+    }
 }
 
 impl Lab {
@@ -76,17 +90,17 @@ impl Lab {
         let dir = tempfile::tempdir().expect("temporary directory");
         let templates = dir.path().join("templates");
         std::fs::create_dir_all(templates.join("health-checks")).unwrap();
-        for name in ["qemu", "qemu-uboot-arm"] {
-            let text = std::fs::read_to_string(
-                repo().join(format!("device-types/health-checks/{name}.yaml")),
-            )
-            .unwrap();
-            std::fs::write(
-                templates.join(format!("health-checks/{name}.yaml")),
-                with_lab_assets(&text),
-            )
-            .unwrap();
-        }
+        ensure_assets().await;
+        std::fs::write(
+            templates.join("health-checks/qemu.yaml"),
+            &setup.qemu_health_check,
+        )
+        .unwrap();
+        std::fs::write(
+            templates.join("health-checks/qemu-uboot-arm.yaml"),
+            health_check("qemu-uboot-arm"),
+        )
+        .unwrap();
         let raw = RawConfig {
             template_dirs: Some(vec![templates, repo().join("device-types")]),
             tftp: Some(lavabox::config::RawTftp {
@@ -110,7 +124,7 @@ impl Lab {
                 s.create_user(&NewUser::named("alice"))?;
                 for name in ["qemu", "qemu-uboot-arm"] {
                     let mut dt = NewDeviceType::named(name);
-                    dt.disable_health_check = !health_checks;
+                    dt.disable_health_check = !health_checks.contains(&name);
                     s.create_device_type(&dt)?;
                 }
                 for board in boards {
@@ -237,6 +251,25 @@ impl Lab {
             .unwrap()
     }
 
+    /// Asserts a finished job ended Complete, showing its log when it did not.
+    async fn complete(&self, end: &JobChange) {
+        assert_eq!(end.state, JobState::Finished);
+        if end.health != JobHealth::Complete {
+            let log =
+                std::fs::read_to_string(self.app.config().job_log_path(end.id)).unwrap_or_default();
+            let job = self.stored(end.id).await;
+            panic!(
+                "job {} ended {:?} ({:?}: {:?}); log:\n{log}",
+                end.id, end.health, job.error_type, job.failure_comment
+            );
+        }
+    }
+
+    /// The test cases `id` recorded: (suite, case, result).
+    async fn cases(&self, id: JobId) -> Vec<(String, String, TestResult)> {
+        crate::common::test_cases(self.app.store(), id).await
+    }
+
     /// Stops the app (canceling what still runs) and checks it stopped cleanly.
     async fn stop(mut self) {
         if let Some(tx) = self.stop.take() {
@@ -259,6 +292,16 @@ fn job_for(device_type: &str, definition: String, priority: u8) -> NewJob {
     new
 }
 
+/// A quick job already Scheduled on `uboot-arm-01`, as a previous run could leave it.
+fn scheduled_quick_job(s: &mut Store) -> JobId {
+    let id = s
+        .insert_job(&job_for("qemu-uboot-arm", QUICK.into(), 50))
+        .unwrap()
+        .id;
+    s.schedule_job(id, "uboot-arm-01").unwrap();
+    id
+}
+
 fn finished_health(change: &JobChange) -> JobHealth {
     assert_eq!(change.state, JobState::Finished);
     assert_ne!(change.health, JobHealth::Unknown);
@@ -267,46 +310,33 @@ fn finished_health(change: &JobChange) -> JobHealth {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn job_runs_on_the_right_board_and_frees_it() {
-    let setup = Setup {
-        boards: &["qemu-01", "uboot-arm-01"],
-        health_checks: false,
-        health: DeviceHealth::Good,
-    };
+    let setup = Setup::new(&["qemu-01", "uboot-arm-01"]);
     let mut lab = Lab::start(setup, |_| {}).await;
-    let id = lab
-        .submit(job_for("qemu-uboot-arm", definition("qemu-uboot-arm"), 50))
-        .await;
-    let reserved = lab.device("uboot-arm-01", DeviceState::Reserved).await;
+    let id = lab.submit(job_for("qemu", definition("qemu"), 50)).await;
+    let reserved = lab.device("qemu-01", DeviceState::Reserved).await;
     assert_eq!(reserved.health, DeviceHealth::Good);
     let scheduled = lab.job(id, JobState::Scheduled).await;
-    assert_eq!(scheduled.device.as_deref(), Some("uboot-arm-01"));
-    lab.device("uboot-arm-01", DeviceState::Running).await;
+    assert_eq!(scheduled.device.as_deref(), Some("qemu-01"));
+    lab.device("qemu-01", DeviceState::Running).await;
     lab.job(id, JobState::Running).await;
-    lab.device("uboot-arm-01", DeviceState::Idle).await;
+    lab.device("qemu-01", DeviceState::Idle).await;
     let end = lab.job(id, JobState::Finished).await;
-    finished_health(&end);
+    lab.complete(&end).await;
     let job = lab.stored(id).await;
     assert!(job.start_time.is_some() && job.end_time.is_some());
     // The other board was never touched.
     assert!(
         !lab.seen
             .iter()
-            .any(|e| matches!(e, Event::Device(d) if d.hostname == "qemu-01"))
+            .any(|e| matches!(e, Event::Device(d) if d.hostname == "uboot-arm-01"))
     );
-    assert_eq!(
-        lab.stored_device("uboot-arm-01").await.state,
-        DeviceState::Idle
-    );
+    assert_eq!(lab.stored_device("qemu-01").await.state, DeviceState::Idle);
     lab.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queue_runs_in_priority_order() {
-    let setup = Setup {
-        boards: &["uboot-arm-01"],
-        health_checks: false,
-        health: DeviceHealth::Good,
-    };
+    let setup = Setup::new(&["uboot-arm-01"]);
     // Queued before the app starts, so the first pass sees all three.
     let mut lab = Lab::start(setup, |s| {
         for priority in [10, 90, 50] {
@@ -328,53 +358,11 @@ async fn queue_runs_in_priority_order() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn health_check_runs_first_and_sets_device_health() {
-    let setup = Setup {
-        boards: &["uboot-arm-01"],
-        health_checks: true,
-        health: DeviceHealth::Unknown,
-    };
-    let mut lab = Lab::start(setup, |_| {}).await;
-    let user_job = lab
-        .submit(job_for("qemu-uboot-arm", definition("qemu-uboot-arm"), 50))
-        .await;
-    let first = lab.any_job(JobState::Scheduled).await;
-    assert_ne!(first.id, user_job, "the health check comes first");
-    assert_eq!(first.device.as_deref(), Some("uboot-arm-01"));
-    let hc = lab.stored(first.id).await;
-    assert!(hc.health_check);
-    assert_eq!(hc.submitter, "lava-health");
-    let end = finished_health(&lab.job(first.id, JobState::Finished).await);
-    let device = lab.stored_device("uboot-arm-01").await;
-    assert_eq!(device.state, DeviceState::Idle);
-    assert_eq!(device.last_health_report_job, Some(first.id));
-    if end == JobHealth::Complete {
-        assert_eq!(device.health, DeviceHealth::Good);
-        let scheduled = lab.job(user_job, JobState::Scheduled).await;
-        assert_eq!(scheduled.device.as_deref(), Some("uboot-arm-01"));
-        finished_health(&lab.job(user_job, JobState::Finished).await);
-    } else {
-        // A failed health check takes the board out of service; the job keeps waiting.
-        assert_eq!(device.health, DeviceHealth::Bad);
-        assert_eq!(lab.stored(user_job).await.state, JobState::Submitted);
-    }
-    lab.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_finishes_jobs_left_running() {
-    let setup = Setup {
-        boards: &["uboot-arm-01"],
-        health_checks: false,
-        health: DeviceHealth::Good,
-    };
+    let setup = Setup::new(&["uboot-arm-01"]);
     // A power cut while job 1 ran: the database says Running, the device Running.
     let mut lab = Lab::start(setup, |s| {
-        let id = s
-            .insert_job(&job_for("qemu-uboot-arm", QUICK.into(), 50))
-            .unwrap()
-            .id;
-        s.schedule_job(id, "uboot-arm-01").unwrap();
+        let id = scheduled_quick_job(s);
         s.start_job(id).unwrap();
     })
     .await;
@@ -393,11 +381,7 @@ async fn restart_finishes_jobs_left_running() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_of_a_running_job() {
-    let setup = Setup {
-        boards: &["uboot-arm-01"],
-        health_checks: false,
-        health: DeviceHealth::Good,
-    };
+    let setup = Setup::new(&["uboot-arm-01"]);
     let mut lab = Lab::start(setup, |_| {}).await;
     let id = lab
         .submit(job_for("qemu-uboot-arm", definition("qemu-uboot-arm"), 50))
@@ -430,18 +414,10 @@ async fn cancel_of_a_running_job() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_of_a_scheduled_job_frees_the_device() {
-    let setup = Setup {
-        boards: &["uboot-arm-01"],
-        health_checks: false,
-        health: DeviceHealth::Good,
-    };
+    let setup = Setup::new(&["uboot-arm-01"]);
     // Scheduled, then canceled before any dispatcher started it.
     let mut lab = Lab::start(setup, |s| {
-        let id = s
-            .insert_job(&job_for("qemu-uboot-arm", QUICK.into(), 50))
-            .unwrap()
-            .id;
-        s.schedule_job(id, "uboot-arm-01").unwrap();
+        let id = scheduled_quick_job(s);
         s.cancel_job(id).unwrap();
     })
     .await;
@@ -457,39 +433,158 @@ async fn cancel_of_a_scheduled_job_frees_the_device() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "written against the placeholder dispatcher: with the real one the U-Boot job needs TFTP on port 69 (this test binds port 0) and runs to its 10-minute job timeout; next: run it with a fake JobRunner via App::run_with"]
 async fn two_boards_take_two_jobs_at_once() {
-    let setup = Setup {
-        boards: &["qemu-01", "uboot-arm-01"],
-        health_checks: false,
-        health: DeviceHealth::Good,
-    };
+    let setup = Setup::new(&["qemu-01", "qemu-02"]);
     let mut lab = Lab::start(setup, |s| {
-        s.insert_job(&job_for("qemu-uboot-arm", definition("qemu-uboot-arm"), 50))
-            .unwrap();
-        s.insert_job(&job_for("qemu", definition("qemu"), 50))
-            .unwrap();
+        for _ in 0..2 {
+            s.insert_job(&job_for("qemu", definition("qemu"), 50))
+                .unwrap();
+        }
     })
     .await;
     // One pass schedules both: neither waits for the other to end.
     let a = lab.any_job(JobState::Scheduled).await;
     let b = lab.any_job(JobState::Scheduled).await;
-    let mut placed = vec![
-        (a.id, a.device.clone().unwrap_or_default()),
-        (b.id, b.device.clone().unwrap_or_default()),
-    ];
-    placed.sort();
+    let mut boards = vec![a.device.clone(), b.device.clone()];
+    boards.sort();
     assert_eq!(
-        placed,
-        vec![
-            (JobId(1), "uboot-arm-01".to_owned()),
-            (JobId(2), "qemu-01".to_owned())
-        ]
+        boards,
+        vec![Some("qemu-01".to_owned()), Some("qemu-02".to_owned())]
     );
-    finished_health(&lab.job(JobId(1), JobState::Finished).await);
-    finished_health(&lab.job(JobId(2), JobState::Finished).await);
-    for host in ["qemu-01", "uboot-arm-01"] {
+    let first = lab.any_job(JobState::Finished).await;
+    let second = lab.any_job(JobState::Finished).await;
+    lab.complete(&first).await;
+    lab.complete(&second).await;
+    // Both ran at once: each was Running before the other finished, on the bus …
+    let running_before_first_end = lab
+        .seen
+        .iter()
+        .take_while(|e| !matches!(e, Event::Job(j) if j.state == JobState::Finished))
+        .filter(|e| matches!(e, Event::Job(j) if j.state == JobState::Running))
+        .count();
+    assert_eq!(running_before_first_end, 2, "seen: {:#?}", lab.seen);
+    // … and in the times the store recorded.
+    let (x, y) = (lab.stored(a.id).await, lab.stored(b.id).await);
+    let span = |j: &lavabox::store::Job| (j.start_time.unwrap(), j.end_time.unwrap());
+    let ((x_start, x_end), (y_start, y_end)) = (span(&x), span(&y));
+    assert!(
+        x_start < y_end && y_start < x_end,
+        "job {} ran {x_start}..{x_end}, job {} ran {y_start}..{y_end}",
+        x.id,
+        y.id
+    );
+    for host in ["qemu-01", "qemu-02"] {
         assert_eq!(lab.stored_device(host).await.state, DeviceState::Idle);
     }
+    lab.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_check_runs_on_the_board_before_user_jobs_and_makes_it_good() {
+    let setup = Setup {
+        health_checks: &["qemu"],
+        health: DeviceHealth::Unknown,
+        ..Setup::new(&["qemu-01"])
+    };
+    let mut lab = Lab::start(setup, |_| {}).await;
+    let user_job = lab.submit(job_for("qemu", QUICK_QEMU.into(), 100)).await;
+    let first = lab.any_job(JobState::Scheduled).await;
+    assert_ne!(first.id, user_job, "the health check comes first");
+    assert_eq!(first.device.as_deref(), Some("qemu-01"));
+    let hc = lab.stored(first.id).await;
+    assert!(hc.health_check);
+    assert_eq!(hc.submitter, "lava-health");
+    let end = lab.job(first.id, JobState::Finished).await;
+    lab.complete(&end).await;
+    // The health check really ran on the board: its test shell reported.
+    let cases = lab.cases(first.id).await;
+    assert!(
+        cases.contains(&("0_health".into(), "uname".into(), TestResult::Pass)),
+        "{cases:?}"
+    );
+    let device = lab.stored_device("qemu-01").await;
+    assert_eq!(device.health, DeviceHealth::Good);
+    assert_eq!(device.last_health_report_job, Some(first.id));
+    let scheduled = lab.job(user_job, JobState::Scheduled).await;
+    assert_eq!(scheduled.device.as_deref(), Some("qemu-01"));
+    lab.job(user_job, JobState::Finished).await;
+    let (hc, job) = (lab.stored(first.id).await, lab.stored(user_job).await);
+    assert!(hc.end_time.unwrap() <= job.start_time.unwrap());
+    lab.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_health_check_makes_the_board_bad_and_takes_no_user_jobs() {
+    let setup = Setup {
+        health_checks: &["qemu"],
+        health: DeviceHealth::Unknown,
+        qemu_health_check: broken_kernel(&health_check("qemu")),
+        ..Setup::new(&["qemu-01", "uboot-arm-01"])
+    };
+    // The U-Boot board only runs the witness job below: it starts Good.
+    let mut lab = Lab::start(setup, |s| {
+        s.set_device_health("uboot-arm-01", DeviceHealth::Good)
+            .unwrap();
+    })
+    .await;
+    let user_job = lab.submit(job_for("qemu", QUICK_QEMU.into(), 100)).await;
+    let hc = lab.any_job(JobState::Scheduled).await;
+    assert_ne!(hc.id, user_job, "the health check comes first");
+    let end = lab.job(hc.id, JobState::Finished).await;
+    assert_eq!(end.health, JobHealth::Incomplete);
+    // The board's Idle event went out with the job's, in the same change.
+    let bad = lab.stored_device("qemu-01").await;
+    assert_eq!(
+        (bad.state, bad.health),
+        (DeviceState::Idle, DeviceHealth::Bad)
+    );
+    // A job submitted now is scheduled by a pass that also saw the user job, with the board
+    // Bad: once it has run, that pass has left the user job waiting.
+    let witness = lab
+        .submit(job_for("qemu-uboot-arm", QUICK.into(), 50))
+        .await;
+    let placed = lab.job(witness, JobState::Scheduled).await;
+    assert_eq!(placed.device.as_deref(), Some("uboot-arm-01"));
+    lab.job(witness, JobState::Finished).await;
+    assert_eq!(lab.stored(user_job).await.state, JobState::Submitted);
+    let device = lab.stored_device("qemu-01").await;
+    assert_eq!(device.health, DeviceHealth::Bad);
+    assert_eq!(device.last_health_report_job, Some(hc.id));
+    assert!(
+        !lab.seen.iter().any(
+            |e| matches!(e, Event::Job(j) if j.id == user_job && j.state != JobState::Submitted)
+        )
+    );
+    lab.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn infrastructure_error_puts_the_board_back_to_unknown() {
+    let mut lab = Lab::start(Setup::new(&["qemu-01"]), |_| {}).await;
+    // A download server that is down: a port nothing listens on any more.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let kernel = format!(
+        "file://{}",
+        crate::common::cache().join("amd64/vmlinuz").display()
+    );
+    let text = definition("qemu");
+    assert!(text.contains(&kernel));
+    let text = text.replace(&kernel, &format!("http://{closed}/vmlinuz"));
+    let id = lab.submit(job_for("qemu", text, 50)).await;
+    let end = lab.job(id, JobState::Finished).await;
+    assert_eq!(end.health, JobHealth::Incomplete);
+    let job = lab.stored(id).await;
+    assert_eq!(
+        job.error_type,
+        Some(lavabox::model::ErrorType::Infrastructure),
+        "{:?}",
+        job.failure_comment
+    );
+    let device = lab.stored_device("qemu-01").await;
+    assert_eq!(device.state, DeviceState::Idle);
+    assert_eq!(device.health, DeviceHealth::Unknown);
     lab.stop().await;
 }

@@ -11,7 +11,6 @@
 //! process checks only ever see QEMUs these tests started.
 
 use std::io::Write as _;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -25,40 +24,14 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 /// One board at a time: QEMU under TCG is CPU-bound and the timings should mean something.
 static LAB: Mutex<()> = Mutex::const_new(());
 
+use crate::common::{cache, ensure_assets, repo, tftp_server};
+
 const JOB: &str = "4242";
 const PROMPT: &str = r"root@lavabox:[^\r\n]*# ";
 const READY: &str = "lavabox-lab: init ready";
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
 fn board_script() -> PathBuf {
     repo().join("lab/board")
-}
-
-fn cache() -> PathBuf {
-    repo().join("lab/cache")
-}
-
-/// Build the guest assets unless `lab/build-assets.sh` already has.
-async fn ensure_assets() {
-    let wanted = [
-        "armhf/zImage",
-        "armhf/ramdisk.cpio.gz",
-        "amd64/vmlinuz",
-        "amd64/ramdisk.cpio.gz",
-    ];
-    if wanted.iter().all(|f| cache().join(f).is_file()) {
-        return;
-    }
-    let started = Instant::now();
-    let status = Command::new(repo().join("lab/build-assets.sh"))
-        .status()
-        .await
-        .expect("running lab/build-assets.sh");
-    assert!(status.success(), "lab/build-assets.sh failed: {status}");
-    report("build-assets", started.elapsed());
 }
 
 fn report(what: &str, took: Duration) {
@@ -263,10 +236,7 @@ async fn start_tftp(
     oneshot::Sender<()>,
     tokio::task::JoinHandle<tftp::Result<()>>,
 ) {
-    let addr: SocketAddr = "127.0.0.1:69".parse().expect("address");
-    let server = tftp::Server::bind(addr, root)
-        .await
-        .expect("binding 127.0.0.1:69 (run as root; U-Boot has no other TFTP port)");
+    let server = tftp_server(root).await;
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(server.run(async move {
         let _ = stopped.await;

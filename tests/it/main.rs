@@ -1,6 +1,7 @@
 //! Integration tests: one binary, one module per interface.
 
 mod cli;
+mod common;
 mod devicetype;
 mod dispatch;
 mod events;

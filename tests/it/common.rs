@@ -1,0 +1,91 @@
+//! What several integration-test modules share: where the checkout and the virtual lab's
+//! assets are, building the assets once, and taking the TFTP port the U-Boot board needs.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use lavabox::model::{JobId, TestResult};
+use lavabox::store::AsyncStore;
+use lavabox::tftp;
+use tokio::process::Command;
+use tokio::sync::OnceCell;
+
+/// The lavabox checkout (device types, `lab/`).
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The virtual lab's guest kernels and initramfs (`lab/build-assets.sh`).
+pub fn cache() -> PathBuf {
+    repo().join("lab/cache")
+}
+
+/// Builds the guest assets unless `lab/build-assets.sh` already has; tests running at the
+/// same time wait for the one build instead of starting their own.
+pub async fn ensure_assets() {
+    static BUILT: OnceCell<()> = OnceCell::const_new();
+    BUILT
+        .get_or_init(|| async {
+            let wanted = [
+                "armhf/zImage",
+                "armhf/ramdisk.cpio.gz",
+                "amd64/vmlinuz",
+                "amd64/ramdisk.cpio.gz",
+            ];
+            if wanted.iter().all(|f| cache().join(f).is_file()) {
+                return;
+            }
+            let status = Command::new(repo().join("lab/build-assets.sh"))
+                .status()
+                .await
+                .expect("running lab/build-assets.sh");
+            assert!(status.success(), "lab/build-assets.sh failed: {status}");
+        })
+        .await;
+}
+
+/// Points the asset URLs of a shipped health check (the appliance layout,
+/// `/var/lib/lavabox/lab-assets`) at this checkout's `lab/cache`.
+pub fn with_lab_assets(text: &str) -> String {
+    text.replace(
+        "file:///var/lib/lavabox/lab-assets/",
+        &format!("file://{}/", cache().display()),
+    )
+}
+
+/// The shipped health check of `device_type`, reading its assets from `lab/cache`.
+pub fn health_check(device_type: &str) -> String {
+    let file = repo().join(format!("device-types/health-checks/{device_type}.yaml"));
+    let text = std::fs::read_to_string(&file).expect("shipped health check");
+    with_lab_assets(&text)
+}
+
+/// Binds a TFTP server on 127.0.0.1:69 — QEMU's user network sends the U-Boot board's
+/// requests there — waiting while another test holds the port. The bind error is the only
+/// signal that the port is free again, so this retries it.
+pub async fn tftp_server(root: &Path) -> tftp::Server {
+    let addr: SocketAddr = "127.0.0.1:69".parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(900);
+    loop {
+        match tftp::Server::bind(addr, root).await {
+            Ok(s) => return s,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("tftp: {e}; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => panic!("cannot bind TFTP: {e}"),
+        }
+    }
+}
+
+/// The test cases `job` recorded, in order: (suite, case, result).
+pub async fn test_cases(store: &AsyncStore, job: JobId) -> Vec<(String, String, TestResult)> {
+    store
+        .call(move |s| s.test_cases(job, None, 0, None))
+        .await
+        .expect("reading test cases")
+        .into_iter()
+        .map(|c| (c.suite, c.name, c.result))
+        .collect()
+}
