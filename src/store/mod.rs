@@ -37,8 +37,8 @@ pub use devices::{
 pub use error::Error;
 pub use jobs::Job;
 pub use jobs::{
-    Changes, DeviceChange, DeviceSlot, JobChange, JobEnd, JobFilter, JobOrder, JobOrderField,
-    NewJob, QueuedJob, SchedulerSnapshot, Viewer, Visibility,
+    Changes, CurrentJob, DeviceChange, DeviceSlot, JobChange, JobEnd, JobFacts, JobFilter,
+    JobOrder, JobOrderField, NewJob, QueuedJob, SchedulerSnapshot, Viewer, Visibility,
 };
 pub use migrate::SCHEMA_VERSION;
 pub use results::{JobLogEntry, NewTestCase, TestCase, TestSuite};
