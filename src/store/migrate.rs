@@ -13,7 +13,10 @@ use rusqlite::{Connection, TransactionBehavior};
 use super::error::Error;
 
 /// The migrations, in order: entry `i` upgrades schema version `i` to `i + 1`.
-pub(crate) const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_initial.sql")];
+pub(crate) const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_initial.sql"),
+    include_str!("migrations/0002_notifications.sql"),
+];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -18,6 +18,7 @@ mod error;
 pub mod joblog;
 mod jobs;
 mod migrate;
+mod notifications;
 mod results;
 mod users;
 
@@ -41,6 +42,9 @@ pub use jobs::{
     JobOrder, JobOrderField, NewJob, QueuedJob, SchedulerSnapshot, Viewer, Visibility,
 };
 pub use migrate::SCHEMA_VERSION;
+pub use notifications::{
+    NewNotification, Notification, NotificationId, NotificationMethod, NotificationStatus,
+};
 pub use results::{JobLogEntry, NewTestCase, TestCase, TestSuite};
 pub use users::{Group, NewToken, NewUser, Token, TokenId, User};
 
@@ -273,17 +277,15 @@ mod tests {
             let mut store = Store::open(&path).unwrap();
             store.create_user(&NewUser::named("alice")).unwrap();
         }
-        let broken = [
-            migrate::MIGRATIONS[0],
-            "CREATE TABLE extra (x INTEGER); INSERT INTO no_such_table VALUES (1);",
-        ];
+        let mut broken = migrate::MIGRATIONS.to_vec();
+        broken.push("CREATE TABLE extra (x INTEGER); INSERT INTO no_such_table VALUES (1);");
         let err = Store::open_with(&path, &broken).unwrap_err();
         assert!(
-            matches!(err, Error::Migrate { from: 1, to: 2, .. }),
+            matches!(err, Error::Migrate { from, to, .. } if from == SCHEMA_VERSION && to == SCHEMA_VERSION + 1),
             "{err:?}"
         );
         let store = Store::open(&path).unwrap();
-        assert_eq!(store.schema_version().unwrap(), 1);
+        assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
         assert!(store.user("alice").unwrap().is_some());
         let extra: i64 = store
             .conn

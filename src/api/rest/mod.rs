@@ -11,6 +11,7 @@ mod auth;
 mod error;
 mod filter;
 mod jobs;
+mod notifications;
 mod objects;
 mod page;
 pub mod pyfmt;
@@ -38,6 +39,7 @@ fn versioned() -> Router<App> {
         .route("/jobs/{id}/", get(jobs::detail))
         .route("/jobs/{id}/logs/", get(jobs::logs))
         .route("/jobs/{id}/metadata/", get(jobs::metadata))
+        .route("/jobs/{id}/notifications/", get(notifications::list))
         .route("/jobs/{id}/tests/", get(jobs::tests))
         .route("/jobs/{id}/suites/", get(jobs::suites))
         .route("/jobs/{id}/suites/{suite}/", get(jobs::suite))
