@@ -300,12 +300,7 @@ fn insert(
             if !metadata.is_empty() {
                 s.set_job_metadata(job.id, &metadata)?;
             }
-            changes.jobs.push(store::JobChange {
-                id: job.id,
-                state: job.state,
-                health: job.health,
-                device: None,
-            });
+            changes.jobs.push(store::JobChange::of(job));
             out.push((
                 job.id,
                 job.sub_id.clone().unwrap_or_else(|| job.id.to_string()),
@@ -321,12 +316,7 @@ fn insert(
     if !metadata.is_empty() {
         s.set_job_metadata(job.id, &metadata)?;
     }
-    changes.jobs.push(store::JobChange {
-        id: job.id,
-        state: job.state,
-        health: job.health,
-        device: None,
-    });
+    changes.jobs.push(store::JobChange::of(&job));
     Ok((Submitted::Single(job.id), changes))
 }
 

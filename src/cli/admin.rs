@@ -139,6 +139,31 @@ fn token(store: &mut Store, out: &mut impl Write, cmd: TokenCommand) -> anyhow::
                 .collect();
             table(out, &["ID", "DESCRIPTION", "CREATED", "LAST USED"], rows)?;
         }
+        TokenCommand::SecretSet { user, name } => {
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .context("reading the secret from standard input")?;
+            let secret = line.trim_end_matches(['\r', '\n']);
+            store
+                .set_callback_secret(&user, &name, secret)
+                .with_context(|| format!("setting callback secret `{name}` of `{user}`"))?;
+            writeln!(out, "callback secret `{name}` of `{user}` set")?;
+        }
+        TokenCommand::SecretList { user } => {
+            for name in store
+                .callback_secret_names(&user)
+                .with_context(|| format!("listing callback secrets of `{user}`"))?
+            {
+                writeln!(out, "{name}")?;
+            }
+        }
+        TokenCommand::SecretRemove { user, name } => {
+            store
+                .remove_callback_secret(&user, &name)
+                .with_context(|| format!("removing callback secret `{name}` of `{user}`"))?;
+            writeln!(out, "callback secret `{name}` of `{user}` removed")?;
+        }
     }
     Ok(())
 }

@@ -121,6 +121,27 @@ pub enum TokenCommand {
         /// Username.
         name: String,
     },
+    /// Store a secret the user's notification callbacks send when their `token:` is NAME
+    /// (LAVA sends the named token's secret); the secret is read from the first line of
+    /// standard input, so it never shows in the process list.
+    SecretSet {
+        /// Username.
+        user: String,
+        /// The name callbacks use in `token:`.
+        name: String,
+    },
+    /// List the names of a user's callback secrets (never the secrets).
+    SecretList {
+        /// Username.
+        user: String,
+    },
+    /// Remove a user's callback secret.
+    SecretRemove {
+        /// Username.
+        user: String,
+        /// Its name.
+        name: String,
+    },
 }
 
 /// `lavabox device-type ...`

@@ -6,7 +6,8 @@
 //! falls behind loses the oldest events (it is told how many) rather than stalling a job.
 //!
 //! LAVA's wire forms of these events live beside the bus: [`message`] renders an event into
-//! lava-publisher's five strings (loading what the JSON needs from the store), [`zmq`]
+//! lava-publisher's five strings (from the change record alone: the store captured what the
+//! JSON needs inside the transaction that made the change), [`zmq`]
 //! publishes them on a ZMQ `PUB` socket from its own thread, and [`ws`] serves them on `/ws/`.
 
 pub mod message;
@@ -108,7 +109,8 @@ impl Bus {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{DeviceHealth, DeviceState, JobHealth, JobId, JobState};
+    use crate::model::{DeviceHealth, DeviceState, JobHealth, JobId, JobState, Priority};
+    use crate::store::{CurrentJob, JobFacts};
 
     #[test]
     fn devices_come_before_jobs() {
@@ -120,11 +122,29 @@ mod tests {
                 state: JobState::Scheduled,
                 health: JobHealth::Unknown,
                 device: Some("qemu-01".into()),
+                facts: JobFacts {
+                    submitter: "alice".into(),
+                    description: "d".into(),
+                    priority: Priority::new(50).unwrap(),
+                    health_check: false,
+                    sub_id: None,
+                    requested_device_type: Some("qemu".into()),
+                    worker: None,
+                    submit_time: OffsetDateTime::UNIX_EPOCH,
+                    start_time: None,
+                    end_time: None,
+                },
             }],
             devices: vec![DeviceChange {
                 hostname: "qemu-01".into(),
                 state: DeviceState::Reserved,
                 health: DeviceHealth::Good,
+                device_type: "qemu".into(),
+                worker: None,
+                job: Some(CurrentJob {
+                    id: JobId(1),
+                    sub_id: None,
+                }),
             }],
         });
         assert!(matches!(rx.try_recv().unwrap().event, Event::Device(_)));

@@ -27,12 +27,12 @@ async fn upgrade(State(app): State<App>, ws: WebSocketUpgrade) -> Response {
 
 async fn stream(app: App, mut socket: WebSocket) {
     let mut events = app.events().subscribe();
-    let renderer = Renderer::new(app.store().clone(), app.config().events.topic.clone());
+    let renderer = Renderer::new(app.config().events.topic.clone());
     loop {
         tokio::select! {
             received = events.recv() => match received {
                 Ok(published) => {
-                    let Some(message) = renderer.render(&published).await else { continue };
+                    let message = renderer.render(&published);
                     if socket.send(WsMessage::Text(message.to_ws_text().into())).await.is_err() {
                         break;
                     }

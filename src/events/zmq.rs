@@ -1,8 +1,8 @@
 //! The ZMQ publisher: LAVA's `lava-publisher` `PUB` socket (`tcp://*:5500` by default).
 //!
 //! Two stages, so neither the bus nor the async runtime ever waits for libzmq:
-//! a tokio task subscribes to the [`Bus`], renders each event into a [`Message`] (one store
-//! call) and hands it over a bounded channel to a dedicated thread that owns the socket and
+//! a tokio task subscribes to the [`Bus`], renders each event into a [`Message`] (from the
+//! change record alone, no store call) and hands it over a bounded channel to a dedicated thread that owns the socket and
 //! sends the five frames. A `PUB` socket drops messages for slow subscribers at its high-water
 //! mark instead of blocking, and the hand-over channel drops (and counts) messages when the
 //! thread falls behind, so a stalled network costs events, never a job's progress — as LAVA's
@@ -78,7 +78,7 @@ impl Publisher {
         } else {
             format!("tcp://*:{port}")
         };
-        let renderer = Renderer::new(app.store().clone(), app.config().events.topic.clone());
+        let renderer = Renderer::new(app.config().events.topic.clone());
         Publisher::start_on(app.events(), renderer, &endpoint)
     }
 
@@ -189,10 +189,7 @@ async fn render_loop(
                 Err(broadcast::error::RecvError::Closed) => break,
             },
         };
-        let Some(message) = renderer.render(&published).await else {
-            continue;
-        };
-        let message = Arc::new(message);
+        let message = Arc::new(renderer.render(&published));
         if tx.try_send(Arc::clone(&message)).is_err() {
             let total = dropped.fetch_add(1, Ordering::Relaxed) + 1;
             if total.is_power_of_two() {

@@ -196,7 +196,16 @@ pub async fn call(
     if let Some(token) = &callback.token {
         request = request.header(callback.header.as_str(), token.as_str());
     }
-    let response = request.send().await.map_err(|e| format!("{url}: {e}"))?;
+    let response = request.send().await.map_err(|e| {
+        // reqwest's own wording ("error sending request") hides the cause that matters.
+        if e.is_timeout() {
+            format!("{url}: no answer within the timeout")
+        } else if e.is_connect() {
+            format!("{url}: cannot connect: {e}")
+        } else {
+            format!("{url}: {e}")
+        }
+    })?;
     let status = response.status();
     if status.is_success() {
         Ok(())

@@ -5,13 +5,17 @@
 //! [`Notifier`] subscribes to the event bus. Each firing runs in its own task, each delivery
 //! with a per-attempt timeout and bounded retries ([`Retry`]), so a dead SMTP relay or a
 //! hanging webhook costs one background task, never a job's progress or another job's
-//! notification. Every delivery outcome is published on [`Notifier::outcomes`] and logged;
+//! notification. Every delivery target is stored (`Store::add_notifications`) as pending
+//! when its firing starts and as sent or failed, with attempts and last error, when its
+//! retries end; REST shows them at `/api/v0.2/jobs/<id>/notifications/`. Every delivery
+//! outcome is also published on [`Notifier::outcomes`] and logged;
 //! for a Finished job it is also written into the job log as an `info` line (while a job runs
 //! the dispatcher owns its log, so a Running firing is only logged with `tracing`).
 //!
 //! Differences from LAVA 2023.01, forced by what lavabox stores:
-//! - `token`: API tokens are stored hashed, so a token *description* cannot be turned back
-//!   into the secret; the `token` value is always sent literally.
+//! - `token`: API tokens are stored hashed, so their secrets cannot be sent; the `token`
+//!   value names one of the submitter's outbound callback secrets instead (set with
+//!   `lavabox token secret-set USER NAME`), else it is sent literally.
 //! - `dependency_query` and named `compare.query`s refer to LAVA's stored queries, which
 //!   lavabox does not have: a criteria with `dependency_query` does not fire (the reason is
 //!   recorded), and a named compare query falls back to "same job name, submitter and device
@@ -44,7 +48,10 @@ use crate::jobdef::notify::{
     ChangeType, Compare, CompareQuery, Criteria, Notify, NotifyStatus, Recipient,
 };
 use crate::model::{JobHealth, JobId, JobState};
-use crate::store::{AsyncStore, Device, Job, JobChange, JobFilter, TestCase, joblog};
+use crate::store::{
+    AsyncStore, Device, Job, JobChange, JobFilter, NewNotification, NotificationId,
+    NotificationMethod, NotificationStatus, TestCase, joblog,
+};
 
 /// Notification jobs handled at once; more wait (they are not dropped).
 const CONCURRENT_FIRINGS: usize = 32;
@@ -284,9 +291,27 @@ async fn fire(shared: Arc<Shared>, change: JobChange) {
         }
     };
     let state = loaded.data.job.state;
-    let record = |channel: Channel, result: Result<u32, Failed>| {
+    let record = |channel: Channel, row: Option<NotificationId>, result: Result<u32, Failed>| {
         let shared = Arc::clone(&shared);
         async move {
+            if let Some(row) = row {
+                let status = match &result {
+                    Ok(attempts) => NotificationStatus::Sent {
+                        attempts: *attempts,
+                    },
+                    Err(f) => NotificationStatus::Failed {
+                        attempts: f.attempts,
+                        error: f.error.clone(),
+                    },
+                };
+                if let Err(err) = shared
+                    .store
+                    .call(move |s| s.finish_notification(row, &status))
+                    .await
+                {
+                    tracing::warn!(job = id.0, error = %err, "cannot record a notification outcome");
+                }
+            }
             let outcome = Outcome {
                 job: id,
                 state,
@@ -314,6 +339,7 @@ async fn fire(shared: Arc<Shared>, change: JobChange) {
         Fire::Cannot(why) => {
             record(
                 Channel::Criteria,
+                None,
                 Err(Failed {
                     attempts: 0,
                     error: why,
@@ -367,15 +393,46 @@ async fn fire(shared: Arc<Shared>, change: JobChange) {
     for problem in loaded.problems {
         deliveries.push(Box::pin(record(
             Channel::Criteria,
+            None,
             Err(Failed {
                 attempts: 0,
                 error: problem,
             }),
         )));
     }
+    // Every target is recorded as pending before any delivery starts, so the API shows
+    // deliveries still being retried.
+    let mut targets = Vec::new();
+    if first {
+        targets.extend(loaded.emails.iter().map(|(to, _)| NewNotification {
+            method: NotificationMethod::Email,
+            target: to.clone(),
+        }));
+        targets.extend(loaded.irc.iter().map(|(nick, server)| NewNotification {
+            method: NotificationMethod::Irc,
+            target: format!("{nick}@{server}"),
+        }));
+    }
+    targets.extend(loaded.notify.callbacks.iter().map(|cb| NewNotification {
+        method: NotificationMethod::Callback,
+        target: cb.url.clone(),
+    }));
+    let rows = match shared
+        .store
+        .call(move |s| s.add_notifications(id, state, &targets))
+        .await
+    {
+        Ok(rows) => rows,
+        Err(err) => {
+            tracing::warn!(job = id.0, error = %err, "cannot record the notifications; sending anyway");
+            Vec::new()
+        }
+    };
+    let mut rows = rows.into_iter();
     if first {
         let subject = email::subject(&data);
         for (to, name) in loaded.emails {
+            let row = rows.next();
             let body = email::body(
                 &data,
                 loaded.notify.verbosity,
@@ -397,25 +454,27 @@ async fn fire(shared: Arc<Shared>, change: JobChange) {
                         error: "no [smtp] relay configured".into(),
                     }),
                 };
-                record(Channel::Email(to), result).await;
+                record(Channel::Email(to), row, result).await;
             }));
         }
         for (target, server) in loaded.irc {
+            let row = rows.next();
             let text = irc_text(&data);
             let record = &record;
             deliveries.push(Box::pin(async move {
                 let result = retry.run(|| irc::send(&server, &target, &text)).await;
-                record(Channel::Irc { target, server }, result).await;
+                record(Channel::Irc { target, server }, row, result).await;
             }));
         }
     }
     for cb in loaded.notify.callbacks.clone() {
+        let row = rows.next();
         let data = Arc::clone(&data);
         let record = &record;
         let http = shared.http.clone();
         deliveries.push(Box::pin(async move {
             let result = retry.run(|| callback::call(&http, &data, &cb)).await;
-            record(Channel::Callback(cb.url.clone()), result).await;
+            record(Channel::Callback(cb.url.clone()), row, result).await;
         }));
     }
     futures_util::future::join_all(deliveries).await;
@@ -501,9 +560,19 @@ fn load(
         Ok(def) => def.notify,
         Err(_) => None,
     };
-    let Some(notify) = notify else {
+    let Some(mut notify) = notify else {
         return Ok(None);
     };
+    // LAVA: a `token` naming one of the submitter's tokens sends that token's secret, else
+    // the literal. API tokens are stored hashed, so the names come from the submitter's
+    // outbound callback secrets (`lavabox token secret-set`).
+    for cb in &mut notify.callbacks {
+        if let Some(token) = &cb.token
+            && let Some(secret) = s.callback_secret(&job.submitter, token)?
+        {
+            cb.token = Some(secret);
+        }
+    }
     // The event's transition is what fired; the stored job may have moved on since.
     job.state = change.state;
     job.health = change.health;

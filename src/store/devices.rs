@@ -3,7 +3,7 @@
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::error::{Error, Step, unique_or};
-use super::jobs::{self, Changes};
+use super::jobs::{self, Changes, CurrentJob, DeviceChange};
 use super::{Store, decode};
 use crate::model::{DeviceHealth, DeviceState, JobId};
 
@@ -863,7 +863,7 @@ impl Store {
                 params![hostname, health.code()],
             )
             .step(step)?;
-            changes.device(&device.hostname, device.state, health);
+            record_device(&tx, &device.hostname, device.state, health, &mut changes)?;
         }
         if health == DeviceHealth::Retired
             && let Some(job) = device.current_job
@@ -906,7 +906,44 @@ pub(crate) fn set_device_state(
         params![device_row_id, state.code(), new_health.code()],
     )
     .step(step)?;
-    changes.device(&hostname, state, new_health);
+    record_device(conn, &hostname, state, new_health, changes)
+}
+
+/// Records a device's change with what its event shows, read in the same transaction: its
+/// type, worker and the job holding it now.
+fn record_device(
+    conn: &Connection,
+    hostname: &str,
+    state: DeviceState,
+    health: DeviceHealth,
+    changes: &mut Changes,
+) -> Result<(), Error> {
+    let step = "reading a changed device";
+    let (device_type, worker, job, sub_id): (String, Option<String>, Option<i64>, Option<String>) =
+        conn.prepare_cached(
+            "SELECT t.name, d.worker_name, j.id, \
+             CASE WHEN j.target_group IS NULL THEN NULL ELSE j.sub_id END \
+             FROM devices d JOIN device_types t ON t.id = d.device_type_id \
+             LEFT JOIN jobs j ON j.id = (SELECT c.id FROM jobs c \
+               WHERE c.actual_device_id = d.id AND c.state IN (1, 2, 3, 4) ORDER BY c.id LIMIT 1) \
+             WHERE d.hostname = ?1",
+        )
+        .step(step)?
+        .query_row([hostname], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })
+        .step(step)?;
+    changes.device(DeviceChange {
+        hostname: hostname.to_owned(),
+        state,
+        health,
+        device_type,
+        worker,
+        job: job.map(|id| CurrentJob {
+            id: JobId(id),
+            sub_id,
+        }),
+    });
     Ok(())
 }
 

@@ -170,7 +170,9 @@ impl JobEnd {
     }
 }
 
-/// A job whose state or health changed.
+/// A job whose state or health changed, with everything its `.testjob` event shows as it
+/// was inside the transaction that made the change: the event is rendered later, off the
+/// job's path, and must not show a later state of the job.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobChange {
     /// The job.
@@ -181,9 +183,61 @@ pub struct JobChange {
     pub health: JobHealth,
     /// Its device, if any.
     pub device: Option<String>,
+    /// The rest of the job, as of the change.
+    pub facts: JobFacts,
 }
 
-/// A device whose state or health changed.
+impl JobChange {
+    /// The change that announces `job` as it is (a submission: no device yet, so no worker).
+    pub fn of(job: &Job) -> JobChange {
+        JobChange {
+            id: job.id,
+            state: job.state,
+            health: job.health,
+            device: job.actual_device.clone(),
+            facts: JobFacts {
+                submitter: job.submitter.clone(),
+                description: job.description.clone(),
+                priority: job.priority,
+                health_check: job.health_check,
+                sub_id: job.sub_id.clone().filter(|_| job.target_group.is_some()),
+                requested_device_type: job.requested_device_type.clone(),
+                worker: None,
+                submit_time: job.submit_time,
+                start_time: job.start_time,
+                end_time: job.end_time,
+            },
+        }
+    }
+}
+
+/// A job's attributes besides state, health and device, captured with a [`JobChange`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobFacts {
+    /// The submitter's username.
+    pub submitter: String,
+    /// The job's description (`job_name`).
+    pub description: String,
+    /// Its priority.
+    pub priority: Priority,
+    /// Whether it is a health check.
+    pub health_check: bool,
+    /// MultiNode sub id (`"12.1"`); `None` for a single-node job.
+    pub sub_id: Option<String>,
+    /// The requested device type.
+    pub requested_device_type: Option<String>,
+    /// The worker of its device.
+    pub worker: Option<String>,
+    /// When it was submitted.
+    pub submit_time: OffsetDateTime,
+    /// When it started.
+    pub start_time: Option<OffsetDateTime>,
+    /// When it ended.
+    pub end_time: Option<OffsetDateTime>,
+}
+
+/// A device whose state or health changed, with everything its `.device` event shows as it
+/// was inside the transaction that made the change.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceChange {
     /// The device.
@@ -192,6 +246,21 @@ pub struct DeviceChange {
     pub state: DeviceState,
     /// Its new health.
     pub health: DeviceHealth,
+    /// Its device type.
+    pub device_type: String,
+    /// Its worker.
+    pub worker: Option<String>,
+    /// The job holding it after the change (none once it is Idle again).
+    pub job: Option<CurrentJob>,
+}
+
+/// The job a device is busy with, as LAVA displays it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CurrentJob {
+    /// The job.
+    pub id: JobId,
+    /// Its MultiNode sub id (`"12.1"`), which LAVA shows instead of the number.
+    pub sub_id: Option<String>,
 }
 
 /// What one store call changed, for event publishing; empty when a transition was ignored.
@@ -209,13 +278,12 @@ impl Changes {
         self.jobs.is_empty() && self.devices.is_empty()
     }
 
-    pub(crate) fn device(&mut self, hostname: &str, state: DeviceState, health: DeviceHealth) {
-        let change = DeviceChange {
-            hostname: hostname.to_owned(),
-            state,
-            health,
-        };
-        match self.devices.iter_mut().find(|d| d.hostname == hostname) {
+    pub(crate) fn device(&mut self, change: DeviceChange) {
+        match self
+            .devices
+            .iter_mut()
+            .find(|d| d.hostname == change.hostname)
+        {
             Some(existing) => *existing = change,
             None => self.devices.push(change),
         }
@@ -554,21 +622,69 @@ fn group_ids(conn: &Connection, group: &str) -> Result<Vec<JobId>, Error> {
         .step("reading a MultiNode group")
 }
 
+/// Records `job`'s change with what its event shows, read in the same transaction.
 fn record(conn: &Connection, job: &Core, changes: &mut Changes) -> Result<(), Error> {
-    let device = job
-        .device
-        .map(|id| {
-            conn.query_row("SELECT hostname FROM devices WHERE id = ?1", [id], |r| {
-                r.get(0)
-            })
-            .step("reading a device")
+    const T: &str = "jobs";
+    let step = "reading a changed job";
+    #[allow(clippy::type_complexity)]
+    let raw: (
+        String,
+        String,
+        i64,
+        bool,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        String,
+        Option<String>,
+        Option<String>,
+    ) = conn
+        .prepare_cached(
+            "SELECT u.username, j.description, j.priority, j.health_check, \
+             CASE WHEN j.target_group IS NULL THEN NULL ELSE j.sub_id END, t.name, \
+             d.hostname, d.worker_name, j.submit_time, j.start_time, j.end_time \
+             FROM jobs j JOIN users u ON u.id = j.submitter_id \
+             LEFT JOIN device_types t ON t.id = j.requested_device_type_id \
+             LEFT JOIN devices d ON d.id = j.actual_device_id WHERE j.id = ?1",
+        )
+        .step(step)?
+        .query_row([job.id.0], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+                r.get(7)?,
+                r.get(8)?,
+                r.get(9)?,
+                r.get(10)?,
+            ))
         })
-        .transpose()?;
+        .step(step)?;
+    let (submitter, description, priority, health_check, sub_id, device_type) =
+        (raw.0, raw.1, raw.2, raw.3, raw.4, raw.5);
+    let (device, worker, submit_time, start_time, end_time) = (raw.6, raw.7, raw.8, raw.9, raw.10);
     changes.job(JobChange {
         id: job.id,
         state: job.state,
         health: job.health,
         device,
+        facts: JobFacts {
+            submitter,
+            description,
+            priority: priority_from(T, priority)?,
+            health_check,
+            sub_id,
+            requested_device_type: device_type,
+            worker,
+            submit_time: ts_from_sql(T, &submit_time)?,
+            start_time: opt_ts_from_sql(T, start_time)?,
+            end_time: opt_ts_from_sql(T, end_time)?,
+        },
     });
     Ok(())
 }
@@ -1458,6 +1574,17 @@ mod tests {
         assert_eq!(changes.jobs[0].state, JobState::Scheduled);
         assert_eq!(changes.jobs[0].device.as_deref(), Some("q1"));
         assert_eq!(changes.devices[0].state, DeviceState::Reserved);
+        // The change records carry what the events show, as of the transition.
+        assert_eq!(
+            changes.devices[0].job,
+            Some(CurrentJob {
+                id: job.id,
+                sub_id: None
+            })
+        );
+        assert_eq!(changes.devices[0].device_type, "qemu");
+        assert_eq!(changes.jobs[0].facts.submitter, "alice");
+        assert_eq!(changes.jobs[0].facts.start_time, None);
         assert_eq!(
             store.device("q1").unwrap().unwrap().current_job,
             Some(job.id)
@@ -1476,6 +1603,9 @@ mod tests {
 
         let changes = store.finish_job(job.id, &JobEnd::complete()).unwrap();
         assert_eq!(changes.jobs[0].health, JobHealth::Complete);
+        assert!(changes.jobs[0].facts.end_time.is_some());
+        assert!(changes.jobs[0].facts.start_time.is_some());
+        assert_eq!(changes.devices[0].job, None);
         assert_eq!(
             device(&store, "q1"),
             (DeviceState::Idle, DeviceHealth::Good)
@@ -1628,7 +1758,10 @@ mod tests {
             [DeviceChange {
                 hostname: "q1".into(),
                 state: DeviceState::Idle,
-                health: DeviceHealth::Unknown
+                health: DeviceHealth::Unknown,
+                device_type: "qemu".into(),
+                worker: None,
+                job: None,
             }]
         );
         // A job error leaves the device's health alone.

@@ -13,10 +13,9 @@ use rusqlite::{Connection, TransactionBehavior};
 use super::error::Error;
 
 /// The migrations, in order: entry `i` upgrades schema version `i` to `i + 1`.
-/// `0002` belongs to another change in flight; when both are merged the list must read
-/// 0001, 0002, 0003 (file names keep their intended order).
 pub(crate) const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_initial.sql"),
+    include_str!("migrations/0002_notifications.sql"),
     include_str!("migrations/0003_workers.sql"),
 ];
 

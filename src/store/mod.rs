@@ -18,6 +18,7 @@ mod error;
 pub mod joblog;
 mod jobs;
 mod migrate;
+mod notifications;
 mod results;
 mod users;
 mod workers;
@@ -38,10 +39,13 @@ pub use devices::{
 pub use error::Error;
 pub use jobs::Job;
 pub use jobs::{
-    Changes, DeviceChange, DeviceSlot, JobChange, JobEnd, JobFilter, JobOrder, JobOrderField,
-    NewJob, QueuedJob, SchedulerSnapshot, Viewer, Visibility,
+    Changes, CurrentJob, DeviceChange, DeviceSlot, JobChange, JobEnd, JobFacts, JobFilter,
+    JobOrder, JobOrderField, NewJob, QueuedJob, SchedulerSnapshot, Viewer, Visibility,
 };
 pub use migrate::SCHEMA_VERSION;
+pub use notifications::{
+    NewNotification, Notification, NotificationId, NotificationMethod, NotificationStatus,
+};
 pub use results::{JobLogEntry, NewTestCase, TestCase, TestSuite};
 pub use users::{Group, NewToken, NewUser, Token, TokenId, User};
 pub use workers::{Worker, WorkerFile, WorkerHealth, WorkerState, WorkerStatus, WorkerUpdate};
@@ -277,17 +281,15 @@ mod tests {
             let mut store = Store::open_with(&path, v1).unwrap();
             store.create_user(&NewUser::named("alice")).unwrap();
         }
-        let broken = [
-            migrate::MIGRATIONS[0],
-            "CREATE TABLE extra (x INTEGER); INSERT INTO no_such_table VALUES (1);",
-        ];
+        let mut broken = migrate::MIGRATIONS.to_vec();
+        broken.push("CREATE TABLE extra (x INTEGER); INSERT INTO no_such_table VALUES (1);");
         let err = Store::open_with(&path, &broken).unwrap_err();
         assert!(
-            matches!(err, Error::Migrate { from: 1, to: 2, .. }),
+            matches!(err, Error::Migrate { from, to, .. } if from == SCHEMA_VERSION && to == SCHEMA_VERSION + 1),
             "{err:?}"
         );
-        let store = Store::open_with(&path, v1).unwrap();
-        assert_eq!(store.schema_version().unwrap(), 1);
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
         assert!(store.user("alice").unwrap().is_some());
         let extra: i64 = store
             .conn
@@ -309,7 +311,7 @@ mod tests {
             "ALTER TABLE users ADD COLUMN nickname TEXT;",
         ];
         {
-            let _ = Store::open(&path).unwrap();
+            let _ = Store::open_with(&path, &migrate::MIGRATIONS[..1]).unwrap();
         }
         let store = Store::open_with(&path, &next).unwrap();
         assert_eq!(store.schema_version().unwrap(), 2);

@@ -1,9 +1,10 @@
 //! Integration tests: the event publisher.
 //!
-//! A real pyzmq `SUB` subscriber (Debian's python3-zmq under `/usr/bin/python3`) and a raw
-//! WebSocket client watch one job driven through the store's transitions. Readiness is a
-//! probe the test repeats until the subscriber reports it (ZMQ's slow-joiner problem), not a
-//! sleep; every wait has a timeout as a safety net.
+//! The classic LAVA client (`tests/python/submit_and_wait.py`: Python's xmlrpc.client and
+//! Debian's python3-zmq under `/usr/bin/python3`) watches a real job on the real server; a
+//! raw WebSocket client watches the `/ws/` form. Readiness is a probe repeated until the
+//! subscriber sees it (ZMQ's slow-joiner problem), not a sleep; every wait has a timeout as
+//! a safety net.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -12,9 +13,8 @@ use std::time::Duration;
 use lavabox::app::App;
 use lavabox::config::{Config, Overrides, RawConfig};
 use lavabox::events::WorkerChange;
-use lavabox::events::message::Renderer;
-use lavabox::events::zmq::{Publisher, publisher_address};
-use lavabox::model::{DeviceHealth, JobHealth, JobId, JobState};
+use lavabox::events::zmq::publisher_address;
+use lavabox::model::{DeviceHealth, JobId};
 use lavabox::store::{Changes, JobChange, JobEnd, NewDevice, NewDeviceType, NewJob, NewUser};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -71,12 +71,7 @@ pub(crate) async fn submit(app: &App, definition: &str) -> JobId {
         .await
         .expect("insert job");
     app.changed(&Changes {
-        jobs: vec![JobChange {
-            id: job.id,
-            state: JobState::Submitted,
-            health: JobHealth::Unknown,
-            device: None,
-        }],
+        jobs: vec![JobChange::of(&job)],
         devices: vec![],
     });
     job.id
@@ -114,14 +109,6 @@ fn python_script(name: &str) -> PathBuf {
         .join(name)
 }
 
-async fn line(lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildStdout>>) -> String {
-    tokio::time::timeout(Duration::from_secs(20), lines.next_line())
-        .await
-        .expect("subscriber output in time")
-        .expect("subscriber stdout")
-        .expect("subscriber still running")
-}
-
 fn worker_probe(app: &App) {
     app.events().publish_worker(WorkerChange {
         hostname: "worker1".into(),
@@ -130,58 +117,138 @@ fn worker_probe(app: &App) {
     });
 }
 
-#[tokio::test]
-#[ignore = "known defect: device events render their `job` field from the store at render time, so under load a late render of `device Reserved` shows the device's later state (job null); DeviceChange must carry the job id"]
-async fn pyzmq_subscriber_sees_a_job_life_cycle() {
-    let (_dir, app) = app(|_| {}).await;
-    let publisher = Publisher::start_on(
-        app.events(),
-        Renderer::new(app.store().clone(), "org.lavabox.test"),
-        "tcp://127.0.0.1:*",
-    )
-    .expect("bind");
+/// A free TCP port on 127.0.0.1 for the ZMQ publisher (the configuration refuses port 0,
+/// as LAVA clients are told a fixed `tcp://*:<port>`).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// `lavabox ARGS` on the data directory and configuration of `dir`; panics unless it
+/// succeeds, returns stdout.
+fn lavabox(dir: &std::path::Path, args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lavabox"))
+        .arg("--config")
+        .arg(dir.join("lavabox.toml"))
+        .arg("--data")
+        .arg(dir.join("data"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run lavabox");
     assert!(
-        publisher.port().is_some_and(|p| p != 0),
-        "{}",
-        publisher.endpoint()
+        out.status.success(),
+        "lavabox {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
     );
-    let mut child = Command::new("/usr/bin/python3")
-        .arg(python_script("events_sub.py"))
-        .arg(publisher.endpoint())
-        .arg("7")
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+/// The issue's regression test: device events carry the job as it was at the change (a late
+/// render used to show `device Reserved` without its job). The real server runs a real job
+/// (a user command on a board without hardware), and the classic "submit and wait for the
+/// end event" Python client watches it through pyzmq on the socket the server advertises.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pyzmq_subscriber_sees_a_job_life_cycle() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path();
+    let zmq_port = free_port();
+    std::fs::write(
+        path.join("lavabox.toml"),
+        format!(
+            "instance = \"events-test\"\n[events]\nzmq_port = {zmq_port}\n\
+             topic = \"org.lavabox.test\"\n[tftp]\nlisten = \"127.0.0.1:0\"\n"
+        ),
+    )
+    .expect("config");
+    std::fs::write(
+        path.join("qemu-01.jinja2"),
+        "{% extends 'qemu.jinja2' %}\n{% set user_commands = {'x': {'do': 'true'}} %}\n",
+    )
+    .expect("dictionary");
+    std::fs::write(path.join("job.yaml"), JOB).expect("job");
+    let s = |p: &std::path::Path| p.to_str().expect("utf-8 path").to_owned();
+    lavabox(path, &["user", "add", "alice", "--superuser"]);
+    let token = lavabox(path, &["token", "add", "alice"]).trim().to_owned();
+    lavabox(path, &["device-type", "add", "qemu", "--no-health-check"]);
+    lavabox(path, &["device-type", "add", "probe", "--no-health-check"]);
+    let dictionary = s(&path.join("qemu-01.jinja2"));
+    for (name, ty) in [("qemu-01", "qemu"), ("probe-01", "probe")] {
+        lavabox(
+            path,
+            &[
+                "device",
+                "add",
+                name,
+                "--type",
+                ty,
+                "--dictionary",
+                &dictionary,
+                "--health",
+                "Good",
+                "--worker",
+                "worker1",
+            ],
+        );
+    }
+
+    let mut server = Command::new(env!("CARGO_BIN_EXE_lavabox"))
+        .arg("--config")
+        .arg(path.join("lavabox.toml"))
+        .arg("--data")
+        .arg(path.join("data"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start lavabox serve");
+    let mut log = BufReader::new(server.stdout.take().expect("stdout")).lines();
+    let ready = loop {
+        let l = tokio::time::timeout(Duration::from_secs(60), log.next_line())
+            .await
+            .expect("readiness line in time")
+            .expect("server stdout")
+            .expect("server still running");
+        if l.contains("lavabox ready") {
+            break l;
+        }
+    };
+    let http = ready
+        .split_whitespace()
+        .find_map(|f| f.strip_prefix("listen="))
+        .expect("listen= in the readiness line")
+        .to_owned();
+    // Keep draining the log so the server never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = log.next_line().await {} });
+
+    let client = Command::new("/usr/bin/python3")
+        .arg(python_script("submit_and_wait.py"))
+        .arg(format!("http://alice:{token}@{http}/RPC2"))
+        .arg(path.join("job.yaml"))
+        .arg("probe-01")
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .expect("start /usr/bin/python3 (python3-zmq installed?)");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-
-    // The subscription reaches the publisher asynchronously: probe until it is seen.
-    let ready = loop {
-        worker_probe(&app);
-        match tokio::time::timeout(Duration::from_millis(100), lines.next_line()).await {
-            Ok(Ok(Some(l))) => break l,
-            Ok(other) => panic!("subscriber ended: {other:?}"),
-            Err(_) => continue,
-        }
-    };
-    let probe: Vec<String> =
-        serde_json::from_str(ready.strip_prefix("ready ").expect("ready line")).expect("frames");
-    assert_eq!(probe.len(), 5);
-    assert_eq!(probe[0], "org.lavabox.test.worker");
-    assert_eq!(probe[3], "lavaserver");
-    let data: Value = serde_json::from_str(&probe[4]).expect("worker json");
-    assert_eq!(
-        data,
-        serde_json::json!({"hostname": "worker1", "health": "Active", "state": "Online"})
-    );
-
-    let id = submit(&app, JOB).await;
-    run(&app, id).await;
-    finish(&app, id, JobEnd::complete()).await;
-
+    let out = tokio::time::timeout(Duration::from_secs(120), client.wait_with_output())
+        .await
+        .expect("the client ends when the job ends")
+        .expect("client output");
+    let stdout = String::from_utf8(out.stdout).expect("utf-8");
+    assert!(out.status.success(), "{}\n{stdout}", out.status);
+    let mut lines = stdout.lines();
+    assert_eq!(lines.next(), Some("ready"), "{stdout}");
     let mut seen = Vec::new();
-    for _ in 0..7 {
-        let frames: Vec<String> = serde_json::from_str(&line(&mut lines).await).expect("frames");
+    let mut end = None;
+    for l in lines {
+        if let Some(rest) = l.strip_prefix("end ") {
+            end = Some(rest.to_owned());
+            break;
+        }
+        let frames: Vec<String> = serde_json::from_str(l).expect("frames");
         assert_eq!(frames.len(), 5, "{frames:?}");
         let data: Value = serde_json::from_str(&frames[4]).expect("data json");
         seen.push((frames, data));
@@ -200,8 +267,11 @@ async fn pyzmq_subscriber_sees_a_job_life_cycle() {
             "org.lavabox.test.testjob Running",
             "org.lavabox.test.device Idle",
             "org.lavabox.test.testjob Finished",
-        ]
+        ],
+        "{stdout}"
     );
+    let id = seen[0].1["job"].as_i64().expect("job id");
+    assert_eq!(end, Some(format!("{id} Complete")), "{stdout}");
     for (frames, data) in &seen {
         // uuid1 and a zone-less UTC time.
         assert_eq!(frames[1].len(), 36, "{}", frames[1]);
@@ -213,7 +283,7 @@ async fn pyzmq_subscriber_sees_a_job_life_cycle() {
         );
         if frames[0].ends_with(".testjob") {
             assert_eq!(frames[3], "alice");
-            assert_eq!(data["job"], serde_json::json!(id.0));
+            assert_eq!(data["job"], serde_json::json!(id));
             assert_eq!(data["description"], "events test");
             assert_eq!(data["submitter"], "alice");
             assert_eq!(data["device_type"], "qemu");
@@ -236,26 +306,23 @@ async fn pyzmq_subscriber_sees_a_job_life_cycle() {
     let (_, submitted) = &seen[0];
     assert!(submitted.get("device").is_none() && submitted.get("start_time").is_none());
     assert_eq!(submitted["health"], "Unknown");
+    // The defect: both busy device events name the job, whenever they are rendered.
     let (_, reserved) = &seen[1];
-    assert_eq!(reserved["job"], serde_json::json!(id.0));
+    assert_eq!(reserved["job"], serde_json::json!(id));
     let (_, scheduled) = &seen[2];
     assert_eq!(scheduled["device"], "qemu-01");
     assert_eq!(scheduled["worker"], "worker1");
     assert!(scheduled.get("start_time").is_none());
+    let (_, device_running) = &seen[3];
+    assert_eq!(device_running["job"], serde_json::json!(id));
     let (_, running) = &seen[4];
     assert!(running["start_time"].is_string() && running.get("end_time").is_none());
     let (_, idle) = &seen[5];
     assert!(idle.get("job").is_none());
     let (_, finished) = &seen[6];
     assert_eq!(finished["health"], "Complete");
-    assert!(finished["end_time"].is_string());
-
-    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
-        .await
-        .expect("subscriber exits")
-        .expect("wait");
-    assert!(status.success());
-    assert_eq!(publisher.dropped(), 0);
+    assert!(finished["end_time"].is_string() && finished["start_time"].is_string());
+    server.kill().await.expect("stop the server");
 }
 
 #[test]

@@ -609,3 +609,244 @@ async fn compare_reports_a_new_failure() {
     assert!(mail.contains("fixed: smoke/b"), "{mail}");
     assert!(!mail.contains("lava/job"), "{mail}");
 }
+
+/// Collects outcomes into `all` until `done` holds for them.
+async fn until(
+    rx: &mut broadcast::Receiver<Arc<Outcome>>,
+    all: &mut Vec<Arc<Outcome>>,
+    done: impl Fn(&[Arc<Outcome>]) -> bool,
+) {
+    tokio::time::timeout(WAIT, async {
+        while !done(all) {
+            all.push(rx.recv().await.expect("outcome stream"));
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("outcomes in time; got {all:#?}"));
+}
+
+/// `curl` GET of `url` with optional extra arguments; returns (HTTP status, body).
+async fn curl(url: &str, args: &[&str]) -> (u16, String) {
+    let out = Command::new("curl")
+        .args(["-s", "-w", "\n%{http_code}"])
+        .args(args)
+        .arg(url)
+        .output()
+        .await
+        .expect("run curl");
+    let text = String::from_utf8(out.stdout).expect("utf-8");
+    let (body, code) = text.rsplit_once('\n').expect("status line");
+    (code.parse().expect("status"), body.to_owned())
+}
+
+/// The `results` of a job's notifications page, as alice sees it.
+async fn notifications(api: &str, id: JobId, token: &str) -> Vec<serde_json::Value> {
+    let (status, body) = curl(
+        &format!("{api}/jobs/{}/notifications/", id.0),
+        &["-H", &format!("Authorization: Token {token}")],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let page: serde_json::Value = serde_json::from_str(&body).expect("json");
+    page["results"].as_array().expect("results").clone()
+}
+
+fn row<'a>(rows: &'a [serde_json::Value], target: &str) -> &'a serde_json::Value {
+    rows.iter()
+        .find(|r| r["target"].as_str().is_some_and(|t| t.contains(target)))
+        .unwrap_or_else(|| panic!("no row for {target}: {rows:#?}"))
+}
+
+/// Outcomes are stored per target (pending while retried, then sent or failed with attempts
+/// and the last error) and served read-only over REST with the job's visibility; a `token`
+/// naming one of the submitter's callback secrets sends that secret, else the literal.
+#[tokio::test]
+async fn outcomes_are_recorded_and_served_with_the_job() {
+    let (tx, mut hits) = mpsc::unbounded_channel();
+    let hooks = Router::new()
+        .route("/{kind}/{*rest}", any(hook))
+        .with_state(tx);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, hooks).await;
+    });
+    let dead_smtp = free_port();
+    let (dir, app) = app(|_| {}).await;
+    // The submitter stores the secret with the CLI, on the database the server uses.
+    std::fs::write(dir.path().join("lavabox.toml"), "instance = \"test\"\n").expect("config");
+    let cli = |args: &[&str]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_lavabox"));
+        cmd.arg("--config")
+            .arg(dir.path().join("lavabox.toml"))
+            .arg("--data")
+            .arg(dir.path().join("data"))
+            .args(args)
+            .env_remove("RUST_LOG")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        cmd
+    };
+    let mut set = cli(&["token", "secret-set", "alice", "ci-hook"])
+        .spawn()
+        .expect("lavabox token secret-set");
+    {
+        use std::io::Write as _;
+        let mut stdin = set.stdin.take().expect("stdin");
+        stdin.write_all(b"the-real-secret\n").expect("secret");
+    }
+    let out = set.wait_with_output().expect("secret-set ends");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = cli(&["token", "secret-list", "alice"])
+        .output()
+        .expect("list");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ci-hook\n");
+    // No secret on standard input: refused with the reason.
+    let out = cli(&["token", "secret-set", "alice", "x"])
+        .output()
+        .expect("set");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("must not be empty"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (alice, bob) = app
+        .store()
+        .call(|s| {
+            s.create_user(&lavabox::store::NewUser::named("bob"))?;
+            Ok((
+                s.create_token("alice", "rest")?.secret,
+                s.create_token("bob", "rest")?.secret,
+            ))
+        })
+        .await
+        .expect("users");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind api");
+    let api = format!("http://{}/api/v0.2", listener.local_addr().expect("addr"));
+    tokio::spawn(lavabox::api::serve(
+        listener,
+        app.clone(),
+        std::future::pending(),
+    ));
+    let notifier = Notifier::start_with(&app, settings(Some(dead_smtp)));
+    let mut rx = notifier.outcomes();
+
+    let def = format!(
+        "{JOB}notify:\n  criteria: {{status: finished}}\n  recipients:\n\
+           \x20\x20- to: {{method: email, email: bob@example.com}}\n  callbacks:\n\
+           \x20\x20- {{url: \"{base}/named/{{ID}}\", token: ci-hook}}\n\
+           \x20\x20- {{url: \"{base}/literal/{{ID}}\", token: not-a-name}}\n\
+           \x20\x20- {{url: \"{base}/fail/x\", method: POST}}\n\
+           \x20\x20- {{url: \"{base}/hang/x\"}}\n"
+    )
+    .replace("visibility: public", "visibility: personal");
+    let mut new = lavabox::store::NewJob::new("alice", def);
+    new.description = "personal".into();
+    new.requested_device_type = Some("qemu".into());
+    new.visibility = lavabox::store::Visibility::Personal;
+    let job = app
+        .store()
+        .call(move |s| s.insert_job(&new))
+        .await
+        .expect("insert");
+    let id = job.id;
+    app.changed(&lavabox::store::Changes {
+        jobs: vec![lavabox::store::JobChange::of(&job)],
+        devices: vec![],
+    });
+    run(&app, id).await;
+    finish(&app, id, JobEnd::complete()).await;
+
+    // The good callbacks are delivered, with the named secret or the literal token.
+    let mut all = Vec::new();
+    let count = |all: &[Arc<Outcome>], job: JobId, ok: bool| {
+        all.iter()
+            .filter(|o| o.job == job && o.result.is_ok() == ok)
+            .count()
+    };
+    until(&mut rx, &mut all, |all| count(all, id, true) == 2).await;
+    let mut seen = Vec::new();
+    while let Ok(h) = hits.try_recv() {
+        seen.push(h);
+    }
+    let header = |prefix: &str| {
+        seen.iter()
+            .find(|h| h.uri.path().starts_with(prefix))
+            .map(|h| {
+                h.headers["authorization"]
+                    .to_str()
+                    .expect("ascii")
+                    .to_owned()
+            })
+            .expect(prefix)
+    };
+    assert_eq!(header("/named/"), "the-real-secret");
+    assert_eq!(header("/literal/"), "not-a-name");
+
+    // The hanging one is still being retried (three 3 s timeouts): pending, as the API says.
+    let rows = notifications(&api, id, &alice).await;
+    assert_eq!(rows.len(), 5, "{rows:#?}");
+    let named = row(&rows, "/named/");
+    assert_eq!(named["status"], "sent");
+    assert_eq!(named["method"], "callback");
+    assert_eq!(named["attempts"], 1);
+    assert_eq!(named["job_state"], "Finished");
+    assert!(named["last_error"].is_null());
+    assert_eq!(row(&rows, "/hang/")["status"], "pending");
+
+    // Meanwhile the next job's notification goes out and is recorded as sent.
+    let def2 = format!(
+        "{JOB}notify:\n  criteria: {{status: finished}}\n  callback: {{url: \"{base}/second/{{ID}}\"}}\n"
+    );
+    let id2 = submit(&app, &def2).await;
+    run(&app, id2).await;
+    finish(&app, id2, JobEnd::complete()).await;
+    until(&mut rx, &mut all, |all| count(all, id2, true) == 1).await;
+    let second = notifications(&api, id2, &alice).await;
+    assert_eq!(second.len(), 1);
+    assert_eq!(second[0]["status"], "sent");
+    assert_eq!(
+        row(&notifications(&api, id, &alice).await, "/hang/")["status"],
+        "pending"
+    );
+
+    // Then the dead relay and the bad callbacks end recorded as failed after their retries.
+    until(&mut rx, &mut all, |all| count(all, id, false) == 3).await;
+    let rows = notifications(&api, id, &alice).await;
+    for (target, error) in [
+        ("bob@example.com", ""),
+        ("/fail/", "500"),
+        ("/hang/", "no answer within"),
+    ] {
+        let r = row(&rows, target);
+        assert_eq!(r["status"], "failed", "{r}");
+        assert_eq!(r["attempts"], 3, "{r}");
+        assert!(
+            r["last_error"].as_str().is_some_and(|e| e.contains(error)),
+            "{r}"
+        );
+    }
+    assert_eq!(row(&rows, "bob@example.com")["method"], "email");
+
+    // The job is personal: others get the 404 the job itself gives them.
+    let url = format!("{api}/jobs/{}/notifications/", id.0);
+    assert_eq!(curl(&url, &[]).await.0, 404);
+    let as_bob = format!("Authorization: Token {bob}");
+    assert_eq!(curl(&url, &["-H", &as_bob]).await.0, 404);
+    assert_eq!(
+        curl(&format!("{api}/jobs/nope/notifications/"), &[])
+            .await
+            .0,
+        404
+    );
+}

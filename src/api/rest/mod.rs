@@ -12,6 +12,7 @@ mod auth;
 mod error;
 mod filter;
 mod jobs;
+mod notifications;
 mod objects;
 mod page;
 pub mod pyfmt;
@@ -41,6 +42,7 @@ fn versioned() -> Router<App> {
         .route("/jobs/{id}/", get(jobs::detail))
         .route("/jobs/{id}/logs/", get(jobs::logs))
         .route("/jobs/{id}/metadata/", get(jobs::metadata))
+        .route("/jobs/{id}/notifications/", get(notifications::list))
         .route("/jobs/{id}/tests/", get(suites::tests))
         .route("/jobs/{id}/suites/", get(suites::suites))
         .route("/jobs/{id}/suites/{suite}/", get(suites::suite))
