@@ -69,15 +69,19 @@ fn line(line: Option<u64>, out: &mut String) {
 impl<'a> ExportCase<'a> {
     /// The export view of a stored case.
     pub fn new(case: &'a TestCase) -> ExportCase<'a> {
-        let metadata = case
-            .metadata
-            .as_deref()
-            .and_then(|text| serde_norway::from_str::<Value>(text).ok())
-            .and_then(|value| match value {
-                Value::Mapping(map) => Some(map),
-                _ => None,
-            })
-            .unwrap_or_default();
+        // JSON when the store has it: decoding YAML per case made big exports slow.
+        let metadata = match case.metadata_json.as_deref() {
+            Some(json) => serde_json::from_str::<Value>(json).ok(),
+            None => case
+                .metadata
+                .as_deref()
+                .and_then(|text| serde_norway::from_str::<Value>(text).ok()),
+        }
+        .and_then(|value| match value {
+            Value::Mapping(map) => Some(map),
+            _ => None,
+        })
+        .unwrap_or_default();
         ExportCase { case, metadata }
     }
 
@@ -645,6 +649,7 @@ mod tests {
             measurement: None,
             units: String::new(),
             metadata: Some("case: boot-ok\ndefinition: 0_smoke\nresult: pass\n".into()),
+            metadata_json: None,
             start_log_line: Some(118),
             end_log_line: Some(120),
             logged: time::macros::datetime!(2023-01-10 10:00:00.123456 UTC),
@@ -661,6 +666,22 @@ mod tests {
             "job,suite,result,measurement,unit,duration,timeout,logged,level,metadata,url,name,id,log_start_line,log_end_line\r\n\
              42,0_smoke,pass,None,,,,2023-01-10 10:00:00.123456+00:00,,\"{'case': 'boot-ok', 'definition': '0_smoke', 'result': 'pass'}\",/results/testcase/311,boot-ok,311,118,120\r\n"
         );
+    }
+
+    #[test]
+    fn json_metadata_renders_as_yaml_metadata_does() {
+        let from_yaml = case();
+        let mut from_json = case();
+        from_json.metadata_json =
+            Some(r#"{"case":"boot-ok","definition":"0_smoke","result":"pass"}"#.into());
+        let (mut a, mut b) = (String::new(), String::new());
+        ExportCase::new(&from_yaml).csv(true, &mut a);
+        ExportCase::new(&from_json).csv(true, &mut b);
+        assert_eq!(a, b);
+        let (mut a, mut b) = (String::new(), String::new());
+        yaml_cases(&[from_yaml], &mut a);
+        yaml_cases(&[from_json], &mut b);
+        assert_eq!(a, b);
     }
 
     #[test]

@@ -152,6 +152,7 @@ mod tests {
             measurement: None,
             units: String::new(),
             metadata: None,
+            metadata_json: None,
             start_log_line: None,
             end_log_line: None,
             logged: time::OffsetDateTime::UNIX_EPOCH,

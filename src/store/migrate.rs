@@ -17,6 +17,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_initial.sql"),
     include_str!("migrations/0002_notifications.sql"),
     include_str!("migrations/0003_workers.sql"),
+    include_str!("migrations/0004_case_metadata_json.sql"),
 ];
 
 /// The schema version this build writes.

@@ -383,7 +383,10 @@ mod tests {
             old.create_user(&NewUser::named("alice")).unwrap();
         }
         let mut store = Store::open(&path).unwrap();
-        assert_eq!(store.schema_version().unwrap(), crate::store::SCHEMA_VERSION);
+        assert_eq!(
+            store.schema_version().unwrap(),
+            crate::store::SCHEMA_VERSION
+        );
         store.set_callback_secret("alice", "ci", "s").unwrap();
         let job = store.insert_job(&NewJob::new("alice", JOB)).unwrap();
         assert!(store.notifications(job.id).unwrap().is_empty());

@@ -83,6 +83,8 @@ pub struct TestCase {
     pub units: String,
     /// Metadata YAML.
     pub metadata: Option<String>,
+    /// The same metadata as JSON, when it was recorded with it (cheaper to decode in bulk).
+    pub metadata_json: Option<String>,
     /// First log line.
     pub start_log_line: Option<u64>,
     /// Last log line.
@@ -105,7 +107,7 @@ pub struct JobLogEntry {
 }
 
 const CASE_SELECT: &str = "SELECT c.id, s.job_id, s.id, s.name, ts.name, c.name, c.result, \
-     c.measurement, c.units, c.metadata, c.start_log_line, c.end_log_line, c.logged \
+     c.measurement, c.units, c.metadata, c.start_log_line, c.end_log_line, c.logged, c.metadata_json \
      FROM test_cases c JOIN test_suites s ON s.id = c.suite_id \
      LEFT JOIN test_sets ts ON ts.id = c.test_set_id";
 
@@ -125,6 +127,7 @@ fn case_row(row: &Row<'_>) -> rusqlite::Result<CaseRow> {
             measurement: row.get(7)?,
             units: row.get(8)?,
             metadata: row.get(9)?,
+            metadata_json: row.get(13)?,
             start_log_line: line(row.get(10)?),
             end_log_line: line(row.get(11)?),
             logged: OffsetDateTime::UNIX_EPOCH,
@@ -149,6 +152,13 @@ fn ensure_job(conn: &Connection, job: JobId) -> Result<(), Error> {
             kind: "job",
             name: job.to_string(),
         })
+}
+
+/// The JSON form of a case's YAML metadata, stored beside it for bulk readers (exports).
+/// Metadata that is not valid YAML is kept only as text: readers then fall back to it.
+fn metadata_json(yaml: Option<&str>) -> Option<String> {
+    let value: serde_json::Value = serde_norway::from_str(yaml?).ok()?;
+    Some(value.to_string())
 }
 
 fn line_to_sql(line: Option<u64>) -> Option<i64> {
@@ -207,8 +217,8 @@ impl Store {
             };
             tx.execute(
                 "INSERT INTO test_cases (suite_id, test_set_id, name, result, measurement, \
-                 units, metadata, start_log_line, end_log_line, logged) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                 units, metadata, start_log_line, end_log_line, logged, metadata_json) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
                 params![
                     suite,
                     set,
@@ -219,7 +229,8 @@ impl Store {
                     case.metadata,
                     line_to_sql(case.start_log_line),
                     line_to_sql(case.end_log_line),
-                    logged
+                    logged,
+                    metadata_json(case.metadata.as_deref())
                 ],
             )
             .step(step)?;
@@ -465,5 +476,28 @@ mod tests {
                 .unwrap()
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn metadata_is_kept_as_yaml_and_json() {
+        let (_dir, mut s) = testutil::store();
+        s.create_user(&NewUser::named("alice")).unwrap();
+        let job = s
+            .insert_job(&NewJob::new("alice", "job_name: x"))
+            .unwrap()
+            .id;
+        let mut good = NewTestCase::new("0_smoke", "ok", TestResult::Pass);
+        good.metadata = Some("case: ok\nlevel: 1.2\n".into());
+        let mut bad = NewTestCase::new("0_smoke", "odd", TestResult::Fail);
+        bad.metadata = Some("[unclosed".into());
+        s.insert_test_cases(job, &[good, bad]).unwrap();
+        let cases = s.test_cases_after(job, None, None, 0, 10).unwrap();
+        assert_eq!(cases[0].metadata.as_deref(), Some("case: ok\nlevel: 1.2\n"));
+        assert_eq!(
+            cases[0].metadata_json.as_deref(),
+            Some(r#"{"case":"ok","level":1.2}"#)
+        );
+        assert_eq!(cases[1].metadata.as_deref(), Some("[unclosed"));
+        assert_eq!(cases[1].metadata_json, None);
     }
 }
