@@ -18,8 +18,10 @@ use std::time::{Duration, Instant};
 use lavabox::dispatcher::connection::Connection;
 use lavabox::dispatcher::log::JobLog;
 use lavabox::testshell::signal::SignalParser;
-use tokio::io::AsyncBufReadExt as _;
 use tokio::process::Command;
+
+#[path = "../tests/it/socat.rs"]
+mod socat;
 
 /// How long the console streams.
 const SECONDS: u64 = 30;
@@ -87,22 +89,13 @@ fn main() -> anyhow::Result<()> {
 async fn bench() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let console = PathBuf::from(format!("/dev/lavabox-bench-{}", std::process::id()));
-    let board = PathBuf::from(format!("{}-board", console.display()));
-    let mut socat = Command::new("socat")
-        .arg("-d")
-        .arg("-d")
-        .arg(format!("pty,raw,echo=0,link={}", console.display()))
-        .arg(format!("pty,raw,echo=0,link={}", board.display()))
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()?;
-    let mut lines = tokio::io::BufReader::new(socat.stderr.take().expect("piped")).lines();
-    while let Some(line) = lines.next_line().await? {
-        if line.contains("starting data transfer loop") {
-            break;
-        }
-    }
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let board = socat::board_path(&console);
+    let socat::Socat {
+        child: mut socat,
+        mut log,
+    } = socat::start(&console).await?;
+    // socat keeps logging; drain it so it never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = log.next_line().await {} });
 
     let factory = lavabox::hw::console_for(&format!("{} 115200", console.display()), None);
     let (log, log_task) = JobLog::open(dir.path().join("output.yaml"))

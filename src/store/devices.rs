@@ -581,7 +581,7 @@ impl Store {
                  ON t.id = a.device_type_id ORDER BY a.name",
             )
             .step("listing aliases")?;
-        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        stmt.query_map([], |r| r.try_into())
             .step("listing aliases")?
             .collect::<Result<Vec<_>, _>>()
             .step("listing aliases")
@@ -888,7 +888,7 @@ pub(crate) fn set_device_state(
         .query_row(
             "SELECT hostname, state, health FROM devices WHERE id = ?1",
             [device_row_id],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            |r| r.try_into(),
         )
         .step(step)?;
     let old_health = decode(
@@ -929,9 +929,7 @@ fn record_device(
              WHERE d.hostname = ?1",
         )
         .step(step)?
-        .query_row([hostname], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-        })
+        .query_row([hostname], |r| r.try_into())
         .step(step)?;
     changes.device(DeviceChange {
         hostname: hostname.to_owned(),

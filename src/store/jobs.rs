@@ -583,16 +583,7 @@ fn core(conn: &Connection, id: JobId) -> Result<Core, Error> {
             "SELECT state, health, actual_device_id, health_check, target_group, \
              requested_device_type_id FROM jobs WHERE id = ?1",
             [id.0],
-            |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                ))
-            },
+            |r| r.try_into(),
         )
         .optional()
         .step("reading a job")?;
@@ -649,21 +640,7 @@ fn record(conn: &Connection, job: &Core, changes: &mut Changes) -> Result<(), Er
              LEFT JOIN devices d ON d.id = j.actual_device_id WHERE j.id = ?1",
         )
         .step(step)?
-        .query_row([job.id.0], |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-                r.get(6)?,
-                r.get(7)?,
-                r.get(8)?,
-                r.get(9)?,
-                r.get(10)?,
-            ))
-        })
+        .query_row([job.id.0], |r| r.try_into())
         .step(step)?;
     let (submitter, description, priority, health_check, sub_id, device_type) =
         (raw.0, raw.1, raw.2, raw.3, raw.4, raw.5);
@@ -1444,19 +1421,7 @@ impl Store {
                 Option<i64>,
             );
             let rows: Vec<Raw> = stmt
-                .query_map([], |r| {
-                    Ok((
-                        r.get(0)?,
-                        r.get(1)?,
-                        r.get(2)?,
-                        r.get(3)?,
-                        r.get(4)?,
-                        r.get(5)?,
-                        r.get(6)?,
-                        r.get(7)?,
-                        r.get(8)?,
-                    ))
-                })
+                .query_map([], |r| r.try_into())
                 .step(step)?
                 .collect::<Result<Vec<_>, _>>()
                 .step(step)?;
@@ -1500,7 +1465,7 @@ impl Store {
                           WHERE id = d.last_health_report_job), '')) \
                      FROM devices d WHERE d.hostname = ?1",
                     [&hostname],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
+                    |r| r.try_into(),
                 )
                 .step(step)?;
             devices.push(DeviceSlot {

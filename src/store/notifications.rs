@@ -203,19 +203,7 @@ impl Store {
             String,
         );
         let rows = stmt
-            .query_map([job.0], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                    r.get(7)?,
-                    r.get(8)?,
-                ))
-            })
+            .query_map([job.0], |r| r.try_into())
             .step(step)?
             .collect::<Result<Vec<Row>, _>>()
             .step(step)?;

@@ -359,6 +359,9 @@ async fn dispatch_jobs_on_virtual_boards() {
     eprintln!("whole dispatch test: {:?}", started.elapsed());
 }
 
+#[path = "socat.rs"]
+mod socat;
+
 /// Two ptys joined by socat, standing in for a USB serial adapter and the board behind it.
 /// The ends are linked under `/dev` (a dictionary's serial `connection_command` names a
 /// `/dev` path): `console` is what lavabox opens, `board` is the board's side.
@@ -371,33 +374,17 @@ struct SerialLine {
 impl SerialLine {
     /// Starts socat and returns once both links exist (socat reports its transfer loop).
     async fn plug(name: &str) -> SerialLine {
-        use tokio::io::AsyncBufReadExt as _;
         let console = PathBuf::from(format!("/dev/lavabox-it-{}-{name}", std::process::id()));
-        let board = PathBuf::from(format!("{}-board", console.display()));
-        let mut socat = Command::new("socat")
-            .arg("-d")
-            .arg("-d")
-            .arg(format!("pty,raw,echo=0,link={}", console.display()))
-            .arg(format!("pty,raw,echo=0,link={}", board.display()))
-            .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("socat (installed by scripts/install-deps.sh)");
-        let mut lines = tokio::io::BufReader::new(socat.stderr.take().unwrap()).lines();
-        tokio::time::timeout(Duration::from_secs(30), async {
-            while let Some(line) = lines.next_line().await.expect("socat output") {
-                if line.contains("starting data transfer loop") {
-                    return;
-                }
-            }
-            panic!("socat exited before linking {}", console.display());
-        })
-        .await
-        .expect("socat starts");
+        let started = tokio::time::timeout(Duration::from_secs(30), socat::start(&console))
+            .await
+            .expect("socat starts")
+            .expect("socat links the ptys (installed by scripts/install-deps.sh)");
+        // The tests need none of socat's later log.
+        drop(started.log);
         SerialLine {
-            socat,
+            socat: started.child,
+            board: socat::board_path(&console),
             console,
-            board,
         }
     }
 

@@ -379,6 +379,23 @@ async fn hook(
     }
 }
 
+/// A webhook server on a free port: its base URL, and every request it sees. `/fail/...`
+/// answers 500 and `/hang/...` never answers; anything else is 200.
+async fn hook_server() -> (String, mpsc::UnboundedReceiver<Hit>) {
+    let (tx, hits) = mpsc::unbounded_channel();
+    let hooks = Router::new()
+        .route("/{kind}/{*rest}", any(hook))
+        .with_state(tx);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, hooks).await;
+    });
+    (base, hits)
+}
+
 fn form_field(body: &[u8], key: &str) -> Option<String> {
     let text = String::from_utf8_lossy(body);
     text.split('&').find_map(|pair| {
@@ -389,17 +406,7 @@ fn form_field(body: &[u8], key: &str) -> Option<String> {
 
 #[tokio::test]
 async fn callbacks_deliver_every_dataset_and_failures_do_not_delay_others() {
-    let (tx, mut hits) = mpsc::unbounded_channel();
-    let server = Router::new()
-        .route("/{kind}/{*rest}", any(hook))
-        .with_state(tx);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, server).await;
-    });
+    let (base, mut hits) = hook_server().await;
     let (dir, app) = app(|_| {}).await;
     let notifier = Notifier::start_with(&app, settings(None));
     let mut rx = notifier.outcomes();
@@ -565,34 +572,28 @@ async fn compare_reports_a_new_failure() {
         "{JOB}notify:\n  criteria: {{status: finished}}\n  recipients:\n  - to: {{method: email, email: qa@example.com}}\n  \
          compare:\n    blacklist: [lava]\n    query: {{entity: testjob, conditions: {{description: events test}}}}\n"
     );
-    let first = submit(&app, &def).await;
-    run(&app, first).await;
-    add_results(
-        &app,
-        first,
-        &[
-            ("smoke", "a", TestResult::Pass),
-            ("smoke", "b", TestResult::Fail),
-            ("lava", "job", TestResult::Pass),
-        ],
-    )
+    // Submits, runs and completes one job of `def` with these results.
+    let complete = async |cases: &[(&str, &str, TestResult)]| {
+        let id = submit(&app, &def).await;
+        run(&app, id).await;
+        add_results(&app, id, cases).await;
+        finish(&app, id, JobEnd::complete()).await;
+        id
+    };
+    let first = complete(&[
+        ("smoke", "a", TestResult::Pass),
+        ("smoke", "b", TestResult::Fail),
+        ("lava", "job", TestResult::Pass),
+    ])
     .await;
-    finish(&app, first, JobEnd::complete()).await;
     outcomes(&mut rx, 1, |o| o.job == first).await;
 
-    let second = submit(&app, &def).await;
-    run(&app, second).await;
-    add_results(
-        &app,
-        second,
-        &[
-            ("smoke", "a", TestResult::Fail),
-            ("smoke", "b", TestResult::Pass),
-            ("lava", "job", TestResult::Fail),
-        ],
-    )
+    let second = complete(&[
+        ("smoke", "a", TestResult::Fail),
+        ("smoke", "b", TestResult::Pass),
+        ("lava", "job", TestResult::Fail),
+    ])
     .await;
-    finish(&app, second, JobEnd::complete()).await;
     let got = outcomes(&mut rx, 1, |o| o.job == second).await;
     assert_eq!(got[0].result, Ok(1));
     let sent = mails(
@@ -662,17 +663,7 @@ fn row<'a>(rows: &'a [serde_json::Value], target: &str) -> &'a serde_json::Value
 /// naming one of the submitter's callback secrets sends that secret, else the literal.
 #[tokio::test]
 async fn outcomes_are_recorded_and_served_with_the_job() {
-    let (tx, mut hits) = mpsc::unbounded_channel();
-    let hooks = Router::new()
-        .route("/{kind}/{*rest}", any(hook))
-        .with_state(tx);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, hooks).await;
-    });
+    let (base, mut hits) = hook_server().await;
     let dead_smtp = free_port();
     let (dir, app) = app(|_| {}).await;
     // The submitter stores the secret with the CLI, on the database the server uses.

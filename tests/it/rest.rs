@@ -987,12 +987,15 @@ async fn admin_writes_over_curl() {
         assert_eq!(status, 403, "{method} {path}: {body}");
     }
 
+    // Every write below is the superuser's.
+    let as_admin = async |method: &str, path: &str, json: Option<&str>| {
+        curl(&lab, method, path, admin, json).await
+    };
+
     // Device types: create, duplicate, update, read back.
-    let (status, body) = curl(
-        &lab,
+    let (status, body) = as_admin(
         "POST",
         "/api/v0.2/devicetypes/",
-        admin,
         Some(r#"{"name": "bbb", "health_frequency": 12, "health_denominator": "jobs"}"#),
     )
     .await;
@@ -1006,46 +1009,29 @@ async fn admin_writes_over_curl() {
         ),
         (&Value::from("bbb"), &Value::from(12), &Value::from("jobs"))
     );
-    let (status, body) = curl(
-        &lab,
-        "POST",
-        "/api/v0.2/devicetypes/",
-        admin,
-        Some(r#"{"name": "bbb"}"#),
-    )
-    .await;
+    let (status, body) =
+        as_admin("POST", "/api/v0.2/devicetypes/", Some(r#"{"name": "bbb"}"#)).await;
     assert_eq!(status, 400, "{body}");
     assert!(parse(&body)["name"][0].is_string(), "{body}");
-    let (status, body) = curl(&lab, "POST", "/api/v0.2/devicetypes/", admin, Some("{}")).await;
+    let (status, body) = as_admin("POST", "/api/v0.2/devicetypes/", Some("{}")).await;
     assert_eq!(status, 400);
     assert_eq!(parse(&body)["name"][0], "This field is required.");
-    let (status, body) = curl(
-        &lab,
+    let (status, body) = as_admin(
         "PATCH",
         "/api/v0.2/devicetypes/bbb/",
-        admin,
         Some(r#"{"description": "BeagleBone", "display": false}"#),
     )
     .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(parse(&body)["description"], "BeagleBone");
     assert_eq!(parse(&body)["display"], false);
-    let (status, _) = curl(
-        &lab,
-        "PATCH",
-        "/api/v0.2/devicetypes/nope/",
-        admin,
-        Some("{}"),
-    )
-    .await;
+    let (status, _) = as_admin("PATCH", "/api/v0.2/devicetypes/nope/", Some("{}")).await;
     assert_eq!(status, 404);
 
     // Aliases and tags.
-    let (status, body) = curl(
-        &lab,
+    let (status, body) = as_admin(
         "POST",
         "/api/v0.2/aliases/",
-        admin,
         Some(r#"{"name": "beagle", "device_type": "bbb"}"#),
     )
     .await;
@@ -1058,15 +1044,13 @@ async fn admin_writes_over_curl() {
         .await;
     assert_eq!(status, 200);
     assert_eq!(body["aliases"], serde_json::json!(["beagle"]));
-    let (status, _) = curl(&lab, "DELETE", "/api/v0.2/aliases/beagle/", admin, None).await;
+    let (status, _) = as_admin("DELETE", "/api/v0.2/aliases/beagle/", None).await;
     assert_eq!(status, 204);
     let (status, _) = lab.json("/api/v0.2/aliases/beagle/", None).await;
     assert_eq!(status, 404);
-    let (status, body) = curl(
-        &lab,
+    let (status, body) = as_admin(
         "POST",
         "/api/v0.2/tags/",
-        admin,
         Some(r#"{"name": "usb", "description": "has USB"}"#),
     )
     .await;
@@ -1108,21 +1092,17 @@ async fn admin_writes_over_curl() {
             &Value::from("Unknown")
         )
     );
-    let (status, body) = curl(
-        &lab,
+    let (status, body) = as_admin(
         "POST",
         "/api/v0.2/devices/",
-        admin,
         Some(r#"{"hostname": "bbb01", "device_type": "bbb"}"#),
     )
     .await;
     assert_eq!(status, 400);
     assert!(parse(&body)["hostname"][0].is_string(), "{body}");
-    let (status, body) = curl(
-        &lab,
+    let (status, body) = as_admin(
         "POST",
         "/api/v0.2/devices/",
-        admin,
         Some(r#"{"hostname": "x01", "device_type": "nope"}"#),
     )
     .await;
@@ -1131,11 +1111,9 @@ async fn admin_writes_over_curl() {
         parse(&body)["device_type"][0],
         "Object with name=nope does not exist."
     );
-    let (status, body) = curl(
-        &lab,
+    let (status, body) = as_admin(
         "PATCH",
         "/api/v0.2/devices/bbb01/",
-        admin,
         Some(r#"{"health": "Maintenance", "description": null}"#),
     )
     .await;
@@ -1143,29 +1121,20 @@ async fn admin_writes_over_curl() {
     let device = parse(&body);
     assert_eq!(device["health"], "Maintenance");
     assert_eq!(device["description"], Value::Null);
-    let (status, body) = curl(
-        &lab,
+    let (status, body) = as_admin(
         "PATCH",
         "/api/v0.2/devices/bbb01/",
-        admin,
         Some(r#"{"health": "sleepy"}"#),
     )
     .await;
     assert_eq!(status, 400);
     assert!(parse(&body)["health"][0].is_string(), "{body}");
-    let (status, _) = curl(&lab, "PATCH", "/api/v0.2/devices/nope/", admin, Some("{}")).await;
+    let (status, _) = as_admin("PATCH", "/api/v0.2/devices/nope/", Some("{}")).await;
     assert_eq!(status, 404);
 
     // Device dictionary: set, then read back; one that does not render is refused.
     let dict = r#"{"dictionary": "{% extends 'qemu.jinja2' %}\n{% set netdevice = 'user' %}\n"}"#;
-    let (status, body) = curl(
-        &lab,
-        "POST",
-        "/api/v0.2/devices/bbb01/dictionary/",
-        admin,
-        Some(dict),
-    )
-    .await;
+    let (status, body) = as_admin("POST", "/api/v0.2/devices/bbb01/dictionary/", Some(dict)).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         parse(&body)["message"],
@@ -1177,14 +1146,7 @@ async fn admin_writes_over_curl() {
     assert_eq!(status, 200);
     assert!(text.contains("netdevice = 'user'"), "{text}");
     let bad = r#"{"dictionary": "{% extends 'no-such-type.jinja2' %}"}"#;
-    let (status, body) = curl(
-        &lab,
-        "POST",
-        "/api/v0.2/devices/bbb01/dictionary/",
-        admin,
-        Some(bad),
-    )
-    .await;
+    let (status, body) = as_admin("POST", "/api/v0.2/devices/bbb01/dictionary/", Some(bad)).await;
     assert_eq!(status, 400, "{body}");
     assert!(
         parse(&body)["message"]
@@ -1194,13 +1156,13 @@ async fn admin_writes_over_curl() {
         "{body}"
     );
 
-    let (status, body) = curl(&lab, "DELETE", "/api/v0.2/devices/bbb01/", admin, None).await;
+    let (status, body) = as_admin("DELETE", "/api/v0.2/devices/bbb01/", None).await;
     assert_eq!((status, body.as_str()), (204, ""));
     let (status, _) = lab.json("/api/v0.2/devices/bbb01/", Some(&lab.admin)).await;
     assert_eq!(status, 404);
-    let (status, _) = curl(&lab, "DELETE", "/api/v0.2/devices/bbb01/", admin, None).await;
+    let (status, _) = as_admin("DELETE", "/api/v0.2/devices/bbb01/", None).await;
     assert_eq!(status, 404);
-    let (status, _) = curl(&lab, "DELETE", "/api/v0.2/devicetypes/bbb/", admin, None).await;
+    let (status, _) = as_admin("DELETE", "/api/v0.2/devicetypes/bbb/", None).await;
     assert_eq!(status, 204);
     let (status, _) = lab
         .json("/api/v0.2/devicetypes/bbb/", Some(&lab.admin))

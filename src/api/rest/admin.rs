@@ -41,6 +41,13 @@ fn require_admin(caller: &Caller) -> Result<&CallerUser, ApiError> {
 /// A write request's body fields.
 struct Fields(HashMap<String, Value>);
 
+/// The first steps of every write with a body: the caller must be the superuser, then the
+/// body is decoded, so a non-admin learns nothing about the fields it sent.
+fn admin_fields(caller: &Caller, headers: &HeaderMap, body: &Bytes) -> Result<Fields, ApiError> {
+    require_admin(caller)?;
+    Fields::read(headers, body)
+}
+
 impl Fields {
     fn read(headers: &HeaderMap, body: &Bytes) -> Result<Fields, ApiError> {
         let content_type = headers
@@ -135,6 +142,19 @@ fn created(body: Value) -> Response {
     (StatusCode::CREATED, Json(body)).into_response()
 }
 
+/// Runs a create in the store; a store error becomes DRF's answer for `field` (the unique
+/// one: a duplicate is reported there).
+async fn create<T: Send + 'static>(
+    app: &App,
+    field: &'static str,
+    make: impl FnOnce(&mut store::Store) -> Result<T, store::Error> + Send + 'static,
+) -> Result<T, ApiError> {
+    app.store()
+        .call(move |s| Ok(make(s)))
+        .await?
+        .map_err(|err| write_error(err, field))
+}
+
 /// The DELETE endpoints: superuser only, 204 with no body once `remove` succeeded, 404
 /// when there was nothing to remove.
 async fn delete(
@@ -164,8 +184,7 @@ pub async fn create_device(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    require_admin(&caller)?;
-    let fields = Fields::read(&headers, &body)?;
+    let fields = admin_fields(&caller, &headers, &body)?;
     let mut new = NewDevice::new(
         fields.required("hostname")?,
         fields.required("device_type")?,
@@ -175,14 +194,11 @@ pub async fn create_device(
     if let Some(health) = fields.choice::<DeviceHealth>("health")? {
         new.health = health;
     }
-    let value = app
-        .store()
-        .call(move |s| {
-            Ok(s.create_device(&new)
-                .and_then(|d| device_value(s, &d.hostname)))
-        })
-        .await?
-        .map_err(|err| write_error(err, "hostname"))?;
+    let value = create(&app, "hostname", move |s| {
+        s.create_device(&new)
+            .and_then(|d| device_value(s, &d.hostname))
+    })
+    .await?;
     app.wake_scheduler();
     Ok(created(value))
 }
@@ -196,8 +212,7 @@ pub async fn update_device(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    require_admin(&caller)?;
-    let fields = Fields::read(&headers, &body)?;
+    let fields = admin_fields(&caller, &headers, &body)?;
     let update = DeviceUpdate {
         device_type: fields.text("device_type")?.flatten(),
         description: fields.text("description")?,
@@ -244,8 +259,7 @@ pub async fn set_dictionary(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    require_admin(&caller)?;
-    let dictionary = Fields::read(&headers, &body)?.required("dictionary")?;
+    let dictionary = admin_fields(&caller, &headers, &body)?.required("dictionary")?;
     let templates = app.templates().clone();
     let checked = dictionary.clone();
     tokio::task::spawn_blocking(move || {
@@ -289,8 +303,7 @@ pub async fn create_device_type(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    require_admin(&caller)?;
-    let fields = Fields::read(&headers, &body)?;
+    let fields = admin_fields(&caller, &headers, &body)?;
     let name = fields.required("name")?;
     let u = device_type_update(&fields)?;
     let defaults = NewDeviceType::named(name);
@@ -305,14 +318,11 @@ pub async fn create_device_type(
         owners_only: u.owners_only.unwrap_or(defaults.owners_only),
         ..defaults
     };
-    let value = app
-        .store()
-        .call(move |s| {
-            Ok(s.create_device_type(&new)
-                .and_then(|dt| device_type_value(s, &dt.name)))
-        })
-        .await?
-        .map_err(|err| write_error(err, "name"))?;
+    let value = create(&app, "name", move |s| {
+        s.create_device_type(&new)
+            .and_then(|dt| device_type_value(s, &dt.name))
+    })
+    .await?;
     Ok(created(value))
 }
 
@@ -324,8 +334,7 @@ pub async fn update_device_type(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    require_admin(&caller)?;
-    let update = device_type_update(&Fields::read(&headers, &body)?)?;
+    let update = device_type_update(&admin_fields(&caller, &headers, &body)?)?;
     let value = app
         .store()
         .call(move |s| {
@@ -353,14 +362,10 @@ pub async fn create_alias(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    require_admin(&caller)?;
-    let fields = Fields::read(&headers, &body)?;
+    let fields = admin_fields(&caller, &headers, &body)?;
     let (name, device_type) = (fields.required("name")?, fields.required("device_type")?);
     let answer = json!({ "name": name, "device_type": device_type });
-    app.store()
-        .call(move |s| Ok(s.add_alias(&name, &device_type)))
-        .await?
-        .map_err(|err| write_error(err, "name"))?;
+    create(&app, "name", move |s| s.add_alias(&name, &device_type)).await?;
     Ok(created(answer))
 }
 
@@ -380,15 +385,13 @@ pub async fn create_tag(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    require_admin(&caller)?;
-    let fields = Fields::read(&headers, &body)?;
+    let fields = admin_fields(&caller, &headers, &body)?;
     let name = fields.required("name")?;
     let description = fields.text("description")?.flatten();
-    let tag = app
-        .store()
-        .call(move |s| Ok(s.create_tag(&name, description.as_deref())))
-        .await?
-        .map_err(|err| write_error(err, "name"))?;
+    let tag = create(&app, "name", move |s| {
+        s.create_tag(&name, description.as_deref())
+    })
+    .await?;
     Ok(created(
         json!({ "id": tag.id.0, "name": tag.name, "description": tag.description }),
     ))
