@@ -476,11 +476,8 @@ fn rows_value(rows: QueryRows) -> Vec<Value> {
 
 fn job_row(q: QueryJob) -> Value {
     let j = q.job;
-    let (is_public, visibility) = match &j.visibility {
-        store::Visibility::Public => (true, 0),
-        store::Visibility::Personal => (false, 1),
-        store::Visibility::Group(_) => (false, 2),
-    };
+    // LAVA's row has only `is_public`; personal and group jobs are both not public.
+    let is_public = matches!(j.visibility, store::Visibility::Public);
     let queue_timeout = j
         .queue_timeout
         .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
@@ -491,7 +488,6 @@ fn job_row(q: QueryJob) -> Value {
         ("is_public", Value::Bool(is_public)),
         ("target_group", Value::opt_str(j.target_group)),
         ("submitter_id", Value::Int(q.submitter_id)),
-        ("visibility", Value::Int(visibility)),
         ("description", Value::str(j.description)),
         ("health_check", Value::Bool(j.health_check)),
         // Device types and devices are keyed by name in LAVA, so their ids are names.
