@@ -19,6 +19,7 @@ pub mod joblog;
 mod jobs;
 mod migrate;
 mod notifications;
+mod query;
 mod results;
 mod users;
 mod workers;
@@ -45,6 +46,9 @@ pub use jobs::{
 pub use migrate::SCHEMA_VERSION;
 pub use notifications::{
     NewNotification, Notification, NotificationId, NotificationMethod, NotificationStatus,
+};
+pub use query::{
+    Condition, Entity, Field, Operand, Operator, QueryCase, QueryJob, QueryRows, QuerySuite,
 };
 pub use results::{JobLogEntry, NewTestCase, TestCase, TestSuite};
 pub use users::{Group, NewToken, NewUser, Token, TokenId, User};

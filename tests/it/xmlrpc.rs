@@ -61,7 +61,6 @@ pub const ALICE_EMAIL: &str = "alice@example.com";
 
 /// LAVA 2023.01's `system.listMethods`: every public routine of the API classes that
 /// `lava_server/urls.py` registers (read from Debian's lava-server 2023.01-2).
-/// `results.make_custom_query` is the one lavabox does not serve yet.
 pub const LAVA_2023_01_METHODS: &[&str] = &[
     "results.get_testcase_results_csv",
     "results.get_testcase_results_yaml",
@@ -73,6 +72,7 @@ pub const LAVA_2023_01_METHODS: &[&str] = &[
     "results.get_testsuite_results_count",
     "results.get_testsuite_results_csv",
     "results.get_testsuite_results_yaml",
+    "results.make_custom_query",
     "results.refresh_all_queries",
     "results.refresh_query",
     "results.run_query",

@@ -417,6 +417,43 @@ fault("refresh_all_queries user", lambda: alice.results.refresh_all_queries(), 4
 check("refresh_all_queries", admin.results.refresh_all_queries() is None)
 fault("run_query anon", lambda: anon.results.run_query("q1"), 401)
 
+# --- custom queries: LAVA's condition strings, the caller's visibility, model dicts ---
+DT = xmlrpc.client.DateTime
+jobs_q = alice.results.make_custom_query("testjob", "testjob__submitter__exact__alice,testjob__health__exact__Complete")
+fj = [j for j in jobs_q if j["id"] == FINISHED]
+check("make_custom_query testjob", len(fj) == 1 and all(j["health"] == 1 for j in jobs_q), repr(jobs_q))
+if fj:
+    j = fj[0]
+    check("make_custom_query testjob shape",
+          isinstance(j["submit_time"], DT) and isinstance(j["end_time"], DT) and isinstance(j["start_time"], DT)
+          and j["state"] == 5 and j["testjob_ptr_id"] == FINISHED and j["actual_device_id"] == "qemu01"
+          and j["requested_device_type_id"] == "qemu" and j["is_public"] is True and isinstance(j["submitter_id"], int)
+          and j["_state"] == {"db": "default", "adding": False, "fields_cache": {}} and j["priority"] == 100 and "visibility" not in j,
+          repr(j))
+mine = [j["id"] for j in alice.results.make_custom_query("testjob", "submitter__alice")]
+theirs = [j["id"] for j in bob.results.make_custom_query("testjob", "submitter__alice", 200)]
+check("make_custom_query visibility", pj in mine and pj not in theirs and FINISHED in theirs, "%r %r" % (mine, theirs))
+check("make_custom_query newest first", mine == sorted(mine, reverse=True), repr(mine))
+cases = alice.results.make_custom_query(
+    "testcase", "testsuite__name__exact__0_smoke,testcase__result__exact__Test failed,"
+    "testjob__end_time__gt__2000-01-01 00:00:00")
+check("make_custom_query testcase",
+      [c["name"] for c in cases] == ["ls"] and cases[0]["result"] == 1 and cases[0]["measurement"] is None
+      and isinstance(cases[0]["logged"], DT) and isinstance(cases[0]["suite_id"], int)
+      and cases[0]["testcase_ptr_id"] == cases[0]["id"], repr(cases))
+check("make_custom_query no match",
+      alice.results.make_custom_query("testcase", "testjob__end_time__lt__2000-01-01 00:00:00") == [])
+suites = alice.results.make_custom_query("testsuite", "namedtestattribute__build__exact__42")
+check("make_custom_query attribute",
+      {s["job_id"] for s in suites} == {FINISHED} and sorted(s["name"] for s in suites) == ["0_smoke", "lava"], repr(suites))
+check("make_custom_query limit", len(alice.results.make_custom_query("testsuite", "", 1)) == 1)
+fault("make_custom_query entity", lambda: alice.results.make_custom_query("device", ""), 400, "Wrong table name in entity parameter")
+fault("make_custom_query field", lambda: alice.results.make_custom_query("testjob", "testjob__bogus__exact__1"), 400,
+      "Conditions URL incorrect: Field does not exist.")
+fault("make_custom_query malformed", lambda: alice.results.make_custom_query("testjob", "a__b__c__d__e"), -32603,
+      "Conditions URL incorrect. Please refer to query docs.")
+fault("make_custom_query anon", lambda: anon.results.make_custom_query("testjob", ""), 401)
+
 # --- wrong argument types never give HTTP errors ---
 for name, args in [("scheduler.jobs.show", ([],)), ("scheduler.jobs.list", ({},)), ("scheduler.devices.show", (1.5,)),
                    ("scheduler.jobs.logs", (FINISHED, "x")), ("system.methodHelp", ([],)), ("scheduler.jobs.submit", (None,))]:

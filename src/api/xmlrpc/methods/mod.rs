@@ -112,6 +112,7 @@ pub const METHODS: &[&str] = &[
     "results.get_testsuite_results_count",
     "results.get_testsuite_results_csv",
     "results.get_testsuite_results_yaml",
+    "results.make_custom_query",
     "results.refresh_all_queries",
     "results.refresh_query",
     "results.run_query",
