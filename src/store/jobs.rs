@@ -1037,7 +1037,13 @@ fn filter_sql(filter: &JobFilter, sql: &mut String, args: &mut Vec<Value>) {
         args.push(Value::Text(ts_to_sql(since)));
         sql.push_str(&format!(" AND j.end_time >= ?{}", args.len()));
     }
-    match filter.viewer {
+    viewer_sql(filter.viewer, sql, args);
+}
+
+/// Appends the condition that limits jobs (aliased `j`) to those `viewer` may see: the one
+/// visibility rule of every job listing and query.
+pub(super) fn viewer_sql(viewer: Viewer, sql: &mut String, args: &mut Vec<Value>) {
+    match viewer {
         Viewer::Anyone => {}
         Viewer::Anonymous => sql.push_str(" AND j.visibility = 1"),
         Viewer::User(user) => {

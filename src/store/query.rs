@@ -272,20 +272,7 @@ impl Store {
                 sql.push_str(&format!(" AND {cmp}"));
             }
         }
-        // The same rule as the job list's viewer filter (`jobs::filter_sql`).
-        match viewer {
-            Viewer::Anyone => {}
-            Viewer::Anonymous => sql.push_str(" AND j.visibility = 1"),
-            Viewer::User(user) => {
-                args.push(Value::Integer(user.0));
-                let n = args.len();
-                sql.push_str(&format!(
-                    " AND (j.visibility = 1 OR j.submitter_id = ?{n} OR (j.visibility = 2 AND \
-                     EXISTS (SELECT 1 FROM job_viewing_groups v JOIN group_members g \
-                     ON g.group_id = v.group_id WHERE v.job_id = j.id AND g.user_id = ?{n})))"
-                ));
-            }
-        }
+        super::jobs::viewer_sql(viewer, &mut sql, &mut args);
         args.push(Value::Integer(i64::from(limit)));
         let sql = format!(
             "SELECT DISTINCT {key}, u.id {sql} ORDER BY {key} DESC LIMIT ?{}",
