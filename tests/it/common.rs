@@ -3,7 +3,6 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use lavabox::model::{JobId, TestResult};
 use lavabox::store::AsyncStore;
@@ -61,21 +60,22 @@ pub fn health_check(device_type: &str) -> String {
     with_lab_assets(&text)
 }
 
+/// Port 69 exists once per machine: the tests of this binary that need it take turns here,
+/// each holding its turn for as long as its server lives.
+static PORT_69: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Binds a TFTP server on 127.0.0.1:69 — QEMU's user network sends the U-Boot board's
-/// requests there — waiting while another test holds the port. The bind error is the only
-/// signal that the port is free again, so this retries it.
-pub async fn tftp_server(root: &Path) -> tftp::Server {
+/// requests there — once the previous holder in this test binary let go of the port.
+/// Keep the returned guard alive while the server runs.
+pub async fn tftp_server(root: &Path) -> (tftp::Server, tokio::sync::MutexGuard<'static, ()>) {
+    let turn = PORT_69.lock().await;
     let addr: SocketAddr = "127.0.0.1:69".parse().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(900);
-    loop {
-        match tftp::Server::bind(addr, root).await {
-            Ok(s) => return s,
-            Err(e) if Instant::now() < deadline => {
-                eprintln!("tftp: {e}; retrying");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-            Err(e) => panic!("cannot bind TFTP: {e}"),
-        }
+    match tftp::Server::bind(addr, root).await {
+        Ok(server) => (server, turn),
+        Err(e) => panic!(
+            "cannot bind TFTP on {addr}: {e} (another process holds the port: a running \
+             `lavabox serve` or demo, or a second test run?)"
+        ),
     }
 }
 

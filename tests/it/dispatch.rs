@@ -222,7 +222,7 @@ async fn dispatch_jobs_on_virtual_boards() {
     let dir = tempfile::tempdir().unwrap();
     let tftp_root = dir.path().join("tftp");
     std::fs::create_dir_all(&tftp_root).unwrap();
-    let server = tftp_server(&tftp_root).await;
+    let (server, _port_69) = tftp_server(&tftp_root).await;
     let stop = CancellationToken::new();
     let server_task = tokio::spawn({
         let stop = stop.clone();

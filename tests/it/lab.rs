@@ -236,11 +236,16 @@ async fn start_tftp(
     oneshot::Sender<()>,
     tokio::task::JoinHandle<tftp::Result<()>>,
 ) {
-    let server = tftp_server(root).await;
+    let (server, port_69) = tftp_server(root).await;
     let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(server.run(async move {
-        let _ = stopped.await;
-    }));
+    let task = tokio::spawn(async move {
+        let _port_69 = port_69;
+        server
+            .run(async move {
+                let _ = stopped.await;
+            })
+            .await
+    });
     (stop, task)
 }
 

@@ -6,6 +6,7 @@
 //! a connect retried until it succeeds.
 
 use std::path::{Path, PathBuf};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,21 +36,49 @@ fn free_port() -> u16 {
         .expect("free port")
 }
 
-/// Retries a connection until the freshly started peer listens.
-async fn wait_listening(port: u16) {
-    tokio::time::timeout(WAIT, async {
-        loop {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
-                return;
+/// Where a peer announces that it listens.
+#[derive(Clone, Copy)]
+enum Announces {
+    OnStdout,
+    OnStderr,
+}
+
+/// Starts a peer and waits for the line of its own output that says it listens (a line
+/// containing `ready`); the rest of its output is drained so it never blocks on a full pipe.
+async fn start_peer(mut cmd: Command, on: Announces, ready: &str) -> Child {
+    let (out, err) = match on {
+        Announces::OnStdout => (Stdio::piped(), Stdio::null()),
+        Announces::OnStderr => (Stdio::null(), Stdio::piped()),
+    };
+    let mut child = cmd
+        .stdout(out)
+        .stderr(err)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {cmd:?}: {e}"));
+    let stream: Box<dyn tokio::io::AsyncRead + Unpin + Send> = match on {
+        Announces::OnStdout => Box::new(child.stdout.take().expect("piped stdout")),
+        Announces::OnStderr => Box::new(child.stderr.take().expect("piped stderr")),
+    };
+    let mut lines = BufReader::new(stream).lines();
+    let seen = tokio::time::timeout(WAIT, async {
+        let mut seen = String::new();
+        while let Some(line) = lines.next_line().await.expect("peer output") {
+            seen.push_str(&line);
+            seen.push('\n');
+            if line.contains(ready) {
+                return Ok(seen);
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        Err(seen)
     })
     .await
     .expect("peer listening in time");
+    if let Err(seen) = seen {
+        panic!("{cmd:?} ended without saying `{ready}`:\n{seen}");
+    }
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    child
 }
 
 fn settings(smtp_port: Option<u16>) -> Settings {
@@ -74,15 +103,13 @@ async fn smtp_sink(dir: &Path) -> (Child, u16) {
         std::fs::create_dir_all(dir.join(sub)).expect("maildir");
     }
     let port = free_port();
-    let child = Command::new("/usr/bin/python3")
-        .args(["-m", "aiosmtpd", "-n", "-l"])
+    let mut cmd = Command::new("/usr/bin/python3");
+    // `-d` logs "Server is listening on …" once the socket is bound.
+    cmd.args(["-u", "-m", "aiosmtpd", "-n", "-d", "-l"])
         .arg(format!("127.0.0.1:{port}"))
         .args(["-c", "aiosmtpd.handlers.Mailbox"])
-        .arg(dir)
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start aiosmtpd (python3-aiosmtpd installed?)");
-    wait_listening(port).await;
+        .arg(dir);
+    let child = start_peer(cmd, Announces::OnStderr, "Server is listening on").await;
     (child, port)
 }
 
@@ -308,15 +335,10 @@ async fn irc_message_reaches_ngircd() {
         ),
     )
     .expect("conf");
-    let _ngircd = Command::new("ngircd")
-        .arg("-n")
-        .arg("-f")
-        .arg(&conf)
-        .stdout(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start ngircd (installed?)");
-    wait_listening(port).await;
+    let mut cmd = Command::new("ngircd");
+    cmd.arg("-n").arg("-f").arg(&conf);
+    // ngircd logs "Now listening on …" per socket, then "Server … ready." once all are bound.
+    let _ngircd = start_peer(cmd, Announces::OnStdout, "ready.").await;
     let (ready_tx, mut ready_rx) = mpsc::channel(1);
     let listener = tokio::spawn(irc_listener(port, "alice", ready_tx));
     tokio::time::timeout(WAIT, ready_rx.recv())
