@@ -7,11 +7,14 @@
 //! suite 404. Exports are available while the job runs. The job-wide CSV and YAML stream
 //! suite by suite in chunks, so a job with many thousands of cases is never held in memory.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -394,9 +397,6 @@ fn window(query: &[(String, String)]) -> Result<(u64, Option<u64>), ApiError> {
     Ok((offset, (limit > 0).then_some(limit)))
 }
 
-type Query = axum::extract::Query<Vec<(String, String)>>;
-type QueryResult = Result<Query, axum::extract::rejection::QueryRejection>;
-
 fn valid_suite_name(name: &str) -> bool {
     !name.is_empty()
         && name
@@ -404,89 +404,105 @@ fn valid_suite_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
-/// The query and the job of a `/results/<job>/...` request, once the caller may see it.
-async fn authorise(
-    app: &App,
-    headers: &HeaderMap,
-    q: QueryResult,
-    job: &str,
-) -> Result<(Vec<(String, String)>, Job), ApiError> {
-    let axum::extract::Query(query) = q.map_err(|_| ApiError::detail("Malformed query string."))?;
-    let job = visible_job(app, headers, &query, job).await?;
-    Ok((query, job))
+fn malformed_query() -> ApiError {
+    ApiError::detail("Malformed query string.")
 }
 
-/// The cases of `/results/<job>/<suite>/...` in the requested window; 404 unless the job
-/// has that suite.
-async fn suite_selection(
+/// The path segments and query string of a `/results/...` request.
+async fn request_parts(
+    parts: &mut Parts,
     app: &App,
-    headers: &HeaderMap,
-    q: QueryResult,
-    job: &str,
-    suite: &str,
-) -> Result<Selection, ApiError> {
-    let (query, job) = authorise(app, headers, q, job).await?;
-    if !valid_suite_name(suite) {
-        return Err(ApiError::NotFound);
-    }
-    let (offset, limit) = window(&query)?;
-    let (id, name) = (job.id, suite.to_owned());
-    let exists = app
-        .store()
-        .call(move |s| Ok(s.test_suites(id)?.iter().any(|t| t.name == name)))
-        .await?;
-    if !exists {
-        return Err(ApiError::NotFound);
-    }
-    Ok(Selection {
-        job: job.id,
-        suite: Some(suite.to_owned()),
-        offset,
-        limit,
-    })
+) -> Result<(HashMap<String, String>, Vec<(String, String)>), ApiError> {
+    let Path(segments) = Path::<HashMap<String, String>>::from_request_parts(parts, app)
+        .await
+        .map_err(|_| ApiError::NotFound)?;
+    let Query(query) = Query::<Vec<(String, String)>>::from_request_parts(parts, app)
+        .await
+        .map_err(|_| malformed_query())?;
+    Ok((segments, query))
 }
 
-async fn job_csv(
-    State(app): State<App>,
-    Path(job): Path<String>,
-    headers: HeaderMap,
-    q: QueryResult,
-) -> Result<Response, ApiError> {
-    let (_, job) = authorise(&app, &headers, q, &job).await?;
+/// The job the `{job}` path segment names, once the caller may see it: the authorise-and-load
+/// step of every `/results/<job>/...` export, done once here.
+struct ResultsJob(Job);
+
+impl FromRequestParts<App> for ResultsJob {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<ResultsJob, ApiError> {
+        let (segments, query) = request_parts(parts, app).await?;
+        let job = segments.get("job").ok_or(ApiError::NotFound)?;
+        visible_job(app, &parts.headers, &query, job)
+            .await
+            .map(ResultsJob)
+    }
+}
+
+/// The cases of `/results/<job>/<suite>/...` in the requested window, once the caller may
+/// see the job; 404 unless the job has that suite.
+struct SuiteCases(Selection);
+
+impl SuiteCases {
+    fn suite(&self) -> &str {
+        self.0.suite.as_deref().unwrap_or_default()
+    }
+}
+
+impl FromRequestParts<App> for SuiteCases {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<SuiteCases, ApiError> {
+        let (segments, query) = request_parts(parts, app).await?;
+        let (Some(job), Some(suite)) = (segments.get("job"), segments.get("suite")) else {
+            return Err(ApiError::NotFound);
+        };
+        let job = visible_job(app, &parts.headers, &query, job).await?;
+        if !valid_suite_name(suite) {
+            return Err(ApiError::NotFound);
+        }
+        let (offset, limit) = window(&query)?;
+        let (id, name) = (job.id, suite.clone());
+        let exists = app
+            .store()
+            .call(move |s| Ok(s.test_suites(id)?.iter().any(|t| t.name == name)))
+            .await?;
+        if !exists {
+            return Err(ApiError::NotFound);
+        }
+        Ok(SuiteCases(Selection {
+            job: job.id,
+            suite: Some(suite.clone()),
+            offset,
+            limit,
+        }))
+    }
+}
+
+/// A YAML document as a download.
+fn yaml_attachment(value: &Value, filename: &str) -> Response {
+    let mut out = String::new();
+    yaml_dump(value, &mut out);
+    attachment("text/yaml", filename, Body::from(out))
+}
+
+async fn job_csv(State(app): State<App>, ResultsJob(job): ResultsJob) -> Response {
     let format = Format::Csv {
         all: false,
         header: true,
     };
     let body = stream_cases(app, Selection::job(job.id), format);
-    Ok(attachment(
-        "text/csv",
-        &format!("lava_{}.csv", job.id),
-        body,
-    ))
+    attachment("text/csv", &format!("lava_{}.csv", job.id), body)
 }
 
-async fn job_yaml(
-    State(app): State<App>,
-    Path(job): Path<String>,
-    headers: HeaderMap,
-    q: QueryResult,
-) -> Result<Response, ApiError> {
-    let (_, job) = authorise(&app, &headers, q, &job).await?;
+async fn job_yaml(State(app): State<App>, ResultsJob(job): ResultsJob) -> Response {
     let body = stream_cases(app, Selection::job(job.id), Format::YamlItems);
-    Ok(attachment(
-        "text/yaml",
-        &format!("lava_{}.yaml", job.id),
-        body,
-    ))
+    attachment("text/yaml", &format!("lava_{}.yaml", job.id), body)
 }
 
 async fn job_summary(
     State(app): State<App>,
-    Path(job): Path<String>,
-    headers: HeaderMap,
-    q: QueryResult,
+    ResultsJob(job): ResultsJob,
 ) -> Result<Response, ApiError> {
-    let (_, job) = authorise(&app, &headers, q, &job).await?;
     let id = job.id;
     let suites = app.store().call(move |s| s.test_suites(id)).await?;
     let list = suites
@@ -499,22 +515,16 @@ async fn job_summary(
             Value::Mapping(map)
         })
         .collect();
-    let mut out = String::new();
-    yaml_dump(&Value::Sequence(list), &mut out);
-    Ok(attachment(
-        "text/yaml",
+    Ok(yaml_attachment(
+        &Value::Sequence(list),
         &format!("lava_{id}_summary.yaml"),
-        Body::from(out),
     ))
 }
 
 async fn job_metadata(
     State(app): State<App>,
-    Path(job): Path<String>,
-    headers: HeaderMap,
-    q: QueryResult,
+    ResultsJob(job): ResultsJob,
 ) -> Result<Response, ApiError> {
-    let (_, job) = authorise(&app, &headers, q, &job).await?;
     let id = job.id;
     let entries = app.store().call(move |s| s.job_metadata(id)).await?;
     if entries.is_empty() {
@@ -524,67 +534,40 @@ async fn job_metadata(
     for (name, value) in entries {
         map.insert(Value::String(name), Value::String(value));
     }
-    let mut out = String::new();
-    yaml_dump(&Value::Mapping(map), &mut out);
-    Ok(attachment(
-        "text/yaml",
+    Ok(yaml_attachment(
+        &Value::Mapping(map),
         &format!("lava_metadata_{id}.yaml"),
-        Body::from(out),
     ))
 }
 
-async fn suite_csv(
-    State(app): State<App>,
-    Path((job, suite)): Path<(String, String)>,
-    headers: HeaderMap,
-    q: QueryResult,
-) -> Result<Response, ApiError> {
-    let selection = suite_selection(&app, &headers, q, &job, &suite).await?;
+async fn suite_csv(State(app): State<App>, cases: SuiteCases) -> Response {
+    let filename = format!("lava_{}.csv", cases.suite());
     let format = Format::Csv {
         all: true,
         header: true,
     };
-    let body = stream_cases(app, selection, format);
-    Ok(attachment("text/csv", &format!("lava_{suite}.csv"), body))
+    attachment("text/csv", &filename, stream_cases(app, cases.0, format))
 }
 
-async fn suite_stream_csv(
-    State(app): State<App>,
-    Path((job, suite)): Path<(String, String)>,
-    headers: HeaderMap,
-    q: QueryResult,
-) -> Result<Response, ApiError> {
-    let selection = suite_selection(&app, &headers, q, &job, &suite).await?;
+async fn suite_stream_csv(State(app): State<App>, cases: SuiteCases) -> Response {
+    let filename = format!("lava_stream_{}.csv", cases.suite());
     let format = Format::Csv {
         all: false,
         header: false,
     };
-    let body = stream_cases(app, selection, format);
-    Ok(attachment(
-        "text/csv",
-        &format!("lava_stream_{suite}.csv"),
-        body,
-    ))
+    attachment("text/csv", &filename, stream_cases(app, cases.0, format))
 }
 
-async fn suite_yaml(
-    State(app): State<App>,
-    Path((job, suite)): Path<(String, String)>,
-    headers: HeaderMap,
-    q: QueryResult,
-) -> Result<Response, ApiError> {
-    let selection = suite_selection(&app, &headers, q, &job, &suite).await?;
-    let body = stream_cases(app, selection, Format::YamlList);
-    Ok(attachment("text/yaml", &format!("lava_{suite}.yaml"), body))
+async fn suite_yaml(State(app): State<App>, cases: SuiteCases) -> Response {
+    let filename = format!("lava_{}.yaml", cases.suite());
+    let body = stream_cases(app, cases.0, Format::YamlList);
+    attachment("text/yaml", &filename, body)
 }
 
 async fn suite_count(
     State(app): State<App>,
-    Path((job, suite)): Path<(String, String)>,
-    headers: HeaderMap,
-    q: QueryResult,
+    SuiteCases(selection): SuiteCases,
 ) -> Result<Response, ApiError> {
-    let selection = suite_selection(&app, &headers, q, &job, &suite).await?;
     let count = app
         .store()
         .call(move |s| s.count_test_cases(selection.job, selection.suite.as_deref()))
@@ -600,21 +583,19 @@ async fn testcase_yaml(
     State(app): State<App>,
     Path(case): Path<String>,
     headers: HeaderMap,
-    q: QueryResult,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Response, ApiError> {
+    let Query(query) = query.map_err(|_| malformed_query())?;
     let id = case.parse::<i64>().map_err(|_| ApiError::NotFound)?;
     let found = app
         .store()
         .call(move |s| s.test_case(TestCaseId(id)))
         .await?
         .ok_or(ApiError::NotFound)?;
-    authorise(&app, &headers, q, &found.job.to_string()).await?;
-    let mut out = String::new();
-    yaml_dump(&ExportCase::new(&found).into_value(), &mut out);
-    Ok(attachment(
-        "text/yaml",
+    visible_job(&app, &headers, &query, &found.job.to_string()).await?;
+    Ok(yaml_attachment(
+        &ExportCase::new(&found).into_value(),
         &format!("lava_{id}.yaml"),
-        Body::from(out),
     ))
 }
 
