@@ -687,42 +687,39 @@ pub fn build(job: &OverlayJob) -> Result<Overlay, Error> {
     for (name, body) in COMMON_SCRIPTS {
         entries.push(FileEntry::file(bin(name), EXEC, script(sh, "", body)));
     }
-    entries.push(FileEntry::file(
-        bin("lava-target-ip"),
-        EXEC,
-        script(
-            sh,
-            &quoted_var("TARGET_DEVICE_IP", &job.target_ip),
+    // The device-fact helpers: each prints one value the dispatcher knows about the board.
+    for (name, var, value, body) in [
+        (
+            "lava-target-ip",
+            "TARGET_DEVICE_IP",
+            &job.target_ip,
             LAVA_TARGET_IP,
         ),
-    ));
-    entries.push(FileEntry::file(
-        bin("lava-target-mac"),
-        EXEC,
-        script(
-            sh,
-            &quoted_var("TARGET_DEVICE_MAC", &job.target_mac),
+        (
+            "lava-target-mac",
+            "TARGET_DEVICE_MAC",
+            &job.target_mac,
             LAVA_TARGET_MAC,
         ),
-    ));
-    entries.push(FileEntry::file(
-        bin("lava-probe-ip"),
-        EXEC,
-        script(
-            sh,
-            &quoted_var("PROBE_DEVICE_IP", &job.probe_ip),
+        (
+            "lava-probe-ip",
+            "PROBE_DEVICE_IP",
+            &job.probe_ip,
             LAVA_PROBE_IP,
         ),
-    ));
-    entries.push(FileEntry::file(
-        bin("lava-probe-channel"),
-        EXEC,
-        script(
-            sh,
-            &quoted_var("PROBE_DEVICE_CHANNEL", &job.probe_channel),
+        (
+            "lava-probe-channel",
+            "PROBE_DEVICE_CHANNEL",
+            &job.probe_channel,
             LAVA_PROBE_CHANNEL,
         ),
-    ));
+    ] {
+        entries.push(FileEntry::file(
+            bin(name),
+            EXEC,
+            script(sh, &quoted_var(var, value), body),
+        ));
+    }
     let mut storage_rows = Vec::new();
     if let Value::Sequence(methods) = &job.storage_info {
         for m in methods {
