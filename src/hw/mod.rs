@@ -123,6 +123,42 @@ async fn kill_group(pid: u32) {
         .await;
 }
 
+/// `sh -c SCRIPT` in its own process group (so a timeout or power-off kills everything it
+/// started), killed when dropped, in `dir` if given; stdout and stderr are the caller's to set.
+fn shell(script: &str, dir: Option<&PathBuf>) -> Command {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(script)
+        .process_group(0)
+        .kill_on_drop(true);
+    if let Some(dir) = dir {
+        cmd.current_dir(dir);
+    }
+    cmd
+}
+
+/// Starts `script` with piped stdin and stdout (the console), stderr discarded.
+fn spawn_console(
+    script: &str,
+    command: &str,
+    dir: Option<&PathBuf>,
+) -> Result<(Child, ChildStdin, ChildStdout), Error> {
+    let spawn_err = |source| Error::Spawn {
+        command: command.to_owned(),
+        source,
+    };
+    let mut child = shell(script, dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(spawn_err)?;
+    let missing = || spawn_err(std::io::Error::other("child stdio was not piped"));
+    let stdin = child.stdin.take().ok_or_else(missing)?;
+    let stdout = child.stdout.take().ok_or_else(missing)?;
+    Ok((child, stdin, stdout))
+}
+
 impl CommandRunner for ShellRunner {
     fn run<'a>(
         &'a self,
@@ -130,21 +166,15 @@ impl CommandRunner for ShellRunner {
         timeout: Duration,
     ) -> BoxFuture<'a, Result<CommandOutput, Error>> {
         Box::pin(async move {
-            let mut cmd = Command::new("sh");
-            cmd.arg("-c")
-                .arg(command)
+            let child = shell(command, self.dir.as_ref())
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
-                .process_group(0)
-                .kill_on_drop(true);
-            if let Some(dir) = &self.dir {
-                cmd.current_dir(dir);
-            }
-            let child = cmd.spawn().map_err(|source| Error::Spawn {
-                command: command.to_owned(),
-                source,
-            })?;
+                .spawn()
+                .map_err(|source| Error::Spawn {
+                    command: command.to_owned(),
+                    source,
+                })?;
             let pid = child.id();
             match tokio::time::timeout(timeout, child.wait_with_output()).await {
                 Ok(Ok(out)) => {
@@ -200,25 +230,7 @@ pub struct ChildConsole {
 impl ChildConsole {
     /// Starts `sh -c COMMAND` with piped stdio in its own process group.
     pub fn spawn(command: &str, dir: Option<&PathBuf>) -> Result<ChildConsole, Error> {
-        let mut cmd = Command::new("sh");
-        cmd.arg("-c")
-            .arg(command)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .process_group(0)
-            .kill_on_drop(true);
-        if let Some(dir) = dir {
-            cmd.current_dir(dir);
-        }
-        let spawn_err = |source| Error::Spawn {
-            command: command.to_owned(),
-            source,
-        };
-        let mut child = cmd.spawn().map_err(spawn_err)?;
-        let missing = || spawn_err(std::io::Error::other("child stdio was not piped"));
-        let stdin = child.stdin.take().ok_or_else(missing)?;
-        let stdout = child.stdout.take().ok_or_else(missing)?;
+        let (child, stdin, stdout) = spawn_console(command, command, dir)?;
         Ok(ChildConsole {
             child,
             stdin,
@@ -332,22 +344,7 @@ pub fn console_for(connection_command: &str, dir: Option<PathBuf>) -> Box<dyn Co
 /// Starts `sh -c "exec COMMAND"` (an emulator whose stdio is the console) in its own process
 /// group; returns the child, to be killed and waited for by the caller, and its stdio.
 pub fn spawn_piped(command: &str) -> Result<(Child, Box<dyn ConsoleIo>), Error> {
-    let mut cmd = Command::new("sh");
-    cmd.arg("-c")
-        .arg(format!("exec {command}"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .kill_on_drop(true);
-    let spawn_err = |source| Error::Spawn {
-        command: command.to_owned(),
-        source,
-    };
-    let mut child = cmd.spawn().map_err(spawn_err)?;
-    let missing = || spawn_err(std::io::Error::other("child stdio was not piped"));
-    let stdin = child.stdin.take().ok_or_else(missing)?;
-    let stdout = child.stdout.take().ok_or_else(missing)?;
+    let (child, stdin, stdout) = spawn_console(&format!("exec {command}"), command, None)?;
     Ok((child, Box::new(tokio::io::join(stdout, stdin))))
 }
 
