@@ -701,15 +701,8 @@ fn dependency(
         Ok(spec) => spec,
         Err(err) => return Ok(Some(format!("dependency_query `{query}`: {err}"))),
     };
-    let rows = s.custom_query(Entity::TestJob, spec.conditions(), Viewer::Anyone, u32::MAX)?;
-    let jobs: Vec<(JobId, JobState, JobHealth)> = match rows {
-        QueryRows::Jobs(jobs) => jobs
-            .into_iter()
-            .map(|q| (q.job.id, q.job.state, q.job.health))
-            .filter(|(id, _, _)| *id != this)
-            .collect(),
-        QueryRows::Suites(_) | QueryRows::Cases(_) => Vec::new(),
-    };
+    let mut jobs = s.query_job_states(spec.conditions())?;
+    jobs.retain(|(id, _, _)| *id != this);
     Ok(dependency_unmet(status, &jobs).map(|why| format!("dependency_query `{query}`: {why}")))
 }
 

@@ -162,6 +162,7 @@ fn from_row(row: Row) -> Result<SavedQuery, Error> {
     let (id, owner, name, entity, conditions, description, group, published, live, archived) = (
         row.0, row.1, row.2, row.3, row.4, row.5, row.6, row.7, row.8, row.9,
     );
+    let (limit, last_updated, created) = (row.10, row.11, row.12);
     let spec = QuerySpec::parse(&entity, &conditions).map_err(|e| Error::Corrupt {
         table: "queries",
         detail: format!("query ~{owner}/{name}: {e}"),
@@ -176,9 +177,9 @@ fn from_row(row: Row) -> Result<SavedQuery, Error> {
         is_published: published,
         is_live: live,
         is_archived: archived,
-        limit: row.10,
-        last_updated: opt_ts_from_sql("queries", row.11)?,
-        created: ts_from_sql("queries", &row.12)?,
+        limit,
+        last_updated: opt_ts_from_sql("queries", last_updated)?,
+        created: ts_from_sql("queries", &created)?,
     })
 }
 
