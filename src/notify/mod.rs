@@ -368,11 +368,7 @@ async fn fire(shared: Arc<Shared>, change: JobChange) {
             .messaged
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let first = messaged.insert(id);
-        if state == JobState::Finished {
-            messaged.remove(&id);
-        }
-        first
+        first_firing(&mut messaged, id, state, &loaded.notify.criteria)
     };
     let data = Arc::new(loaded.data);
     let retry = shared.settings.retry;
@@ -484,6 +480,30 @@ async fn fire(shared: Arc<Shared>, change: JobChange) {
         }));
     }
     futures_util::future::join_all(deliveries).await;
+}
+
+/// Whether this firing of job `id` at `state` is its first, so recipients are messaged
+/// (callbacks are called on every firing). Only `status: all` fires twice (Running, then
+/// Finished), so only those jobs are remembered, and only until they finish.
+fn first_firing(
+    messaged: &mut HashSet<JobId>,
+    id: JobId,
+    state: JobState,
+    criteria: &Criteria,
+) -> bool {
+    let fires_again = state == JobState::Running
+        && matches!(
+            criteria,
+            Criteria::Status {
+                status: NotifyStatus::All,
+                ..
+            }
+        );
+    if fires_again {
+        messaged.insert(id)
+    } else {
+        !messaged.remove(&id)
+    }
 }
 
 /// The stored row of a delivery channel.
@@ -913,6 +933,45 @@ mod tests {
         };
         check(&dependent, Finished, Complete, None, true);
         check(&dependent, Finished, Incomplete, None, false);
+    }
+
+    #[test]
+    fn recipients_are_messaged_once_and_no_job_is_remembered_after_it_finishes() {
+        let status = |s: NotifyStatus| Criteria::Status {
+            status: s,
+            dependency_query: None,
+        };
+        let mut messaged = HashSet::new();
+        let (all, running) = (status(NotifyStatus::All), status(NotifyStatus::Running));
+        assert!(first_firing(
+            &mut messaged,
+            JobId(1),
+            JobState::Running,
+            &all
+        ));
+        assert!(!first_firing(
+            &mut messaged,
+            JobId(1),
+            JobState::Finished,
+            &all
+        ));
+        assert!(messaged.is_empty());
+        // A job that fires only at Running is not kept waiting for a Finished firing.
+        assert!(first_firing(
+            &mut messaged,
+            JobId(2),
+            JobState::Running,
+            &running
+        ));
+        assert!(messaged.is_empty());
+        let finished = status(NotifyStatus::Finished);
+        assert!(first_firing(
+            &mut messaged,
+            JobId(3),
+            JobState::Finished,
+            &finished
+        ));
+        assert!(messaged.is_empty());
     }
 
     #[test]
