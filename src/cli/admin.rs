@@ -41,6 +41,7 @@ pub(super) fn run(config: &Config, command: Command) -> anyhow::Result<ExitCode>
         Command::Token(cmd) => token(&mut store, &mut out, cmd)?,
         Command::DeviceType(cmd) => device_type(&mut store, &mut out, cmd)?,
         Command::Device(cmd) => device(config, &mut store, &mut out, cmd)?,
+        Command::Query(cmd) => super::query::run(&mut store, &mut out, cmd)?,
         Command::Serve { .. } | Command::Validate { .. } => {
             bail!("internal error: not an admin command")
         }
@@ -311,7 +312,11 @@ fn yes_no(value: bool) -> String {
 }
 
 /// Prints left-aligned columns separated by two spaces.
-fn table(out: &mut impl Write, header: &[&str], rows: Vec<Vec<String>>) -> std::io::Result<()> {
+pub(super) fn table(
+    out: &mut impl Write,
+    header: &[&str],
+    rows: Vec<Vec<String>>,
+) -> std::io::Result<()> {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in &rows {
         for (width, cell) in widths.iter_mut().zip(row) {

@@ -2,9 +2,10 @@
 //!
 //! Errors are printed once, with their whole context chain, and give a non-zero exit code.
 //! One file per command family: [`serve`] (the daemon), `admin` (users, groups, tokens,
-//! device types, devices) and `validate`.
+//! device types, devices), `query` (saved result queries) and `validate`.
 
 mod admin;
+mod query;
 pub mod serve;
 mod validate;
 
@@ -16,6 +17,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{Config, Overrides};
+pub use query::{QueryAdd, QueryCommand};
 
 /// The lavabox command line.
 #[derive(Debug, Parser)]
@@ -66,6 +68,9 @@ pub enum Command {
     /// Manage devices.
     #[command(subcommand)]
     Device(DeviceCommand),
+    /// Manage saved result queries (run by results.run_query and notify's compare).
+    #[command(subcommand)]
+    Query(QueryCommand),
 }
 
 /// `lavabox user ...`

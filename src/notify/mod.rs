@@ -16,11 +16,18 @@
 //! - `token`: API tokens are stored hashed, so their secrets cannot be sent; the `token`
 //!   value names one of the submitter's outbound callback secrets instead (set with
 //!   `lavabox token secret-set USER NAME`), else it is sent literally.
-//! - `dependency_query` and named `compare.query`s refer to LAVA's stored queries, which
-//!   lavabox does not have: a criteria with `dependency_query` does not fire (the reason is
-//!   recorded), and a named compare query falls back to "same job name, submitter and device
-//!   type". Ad-hoc `{entity: testjob, conditions: …}` queries are honoured for `submitter`,
-//!   `description`, `requested_device_type`, `actual_device` and `health_check`.
+//! - `dependency_query` is, as in LAVA, a `testjob` condition string (`store::QuerySpec`)
+//!   run over every job: the notification fires only if every matched job other than this
+//!   one is in the criteria's state (`running`, `finished`) or health (`complete`,
+//!   `incomplete`, `canceled`); `all` ignores it. Where LAVA silently sends nothing, lavabox
+//!   records each target as failed, not attempted, with the reason (the first job that is not
+//!   there yet, or why the condition string is wrong), so REST shows why nothing came.
+//! - `compare.query` names a saved query (`store::SavedQuery`, run as its owner sees the
+//!   jobs) or gives ad-hoc `{entity: testjob, conditions: {field: value}}` (run as the
+//!   submitter sees the jobs, where LAVA applies no visibility); as in LAVA, the job compared
+//!   with is the first Complete job other than this one among the query's 5 newest results.
+//!   Without `compare.query` lavabox compares with the previous Complete job of the same
+//!   submitter and device type (LAVA compares nothing).
 //! - `type: regression|progression` compares with the previous Finished job of the same
 //!   name, submitter and device type (LAVA compares the job with its own earlier health,
 //!   which can never be Complete before it finishes).
@@ -44,14 +51,15 @@ pub use retry::{Failed, Retry};
 
 use crate::app::App;
 use crate::config::{Config, SmtpConfig};
-use crate::jobdef::notify::{
-    ChangeType, Compare, CompareQuery, Criteria, Notify, NotifyStatus, Recipient,
-};
+use crate::jobdef::notify::{ChangeType, CompareQuery, Criteria, Notify, NotifyStatus, Recipient};
 use crate::model::{JobHealth, JobId, JobState};
 use crate::store::{
-    AsyncStore, Device, Job, JobChange, JobFilter, NewNotification, NotificationId,
-    NotificationMethod, NotificationStatus, TestCase, joblog,
+    AsyncStore, Device, Entity, Job, JobChange, JobFilter, NewNotification, NotificationId,
+    NotificationMethod, NotificationStatus, QueryRows, QuerySpec, Store, TestCase, Viewer, joblog,
 };
+
+/// How many of a compare query's newest results LAVA looks through (`QUERY_LIMIT`).
+const COMPARE_QUERY_LIMIT: u32 = 5;
 
 /// Notification jobs handled at once; more wait (they are not dropped).
 const CONCURRENT_FIRINGS: usize = 32;
@@ -267,9 +275,10 @@ async fn listen(
 struct Loaded {
     data: JobData,
     notify: Notify,
-    previous_health: Option<JobHealth>,
     compare_with: Option<Result<Vec<TestCase>, String>>,
     previous_id: Option<JobId>,
+    /// Why the `dependency_query` stops an otherwise firing criteria.
+    dependency_unmet: Option<String>,
     emails: Vec<(String, Option<String>)>,
     irc: Vec<(String, String)>,
     problems: Vec<String>,
@@ -329,27 +338,6 @@ async fn fire(shared: Arc<Shared>, change: JobChange) {
             let _ = shared.outcomes.send(Arc::new(outcome));
         }
     };
-    match should_fire(
-        &loaded.notify.criteria,
-        state,
-        loaded.data.job.health,
-        loaded.previous_health,
-    ) {
-        Fire::No => return,
-        Fire::Cannot(why) => {
-            record(
-                Channel::Criteria,
-                None,
-                Err(Failed {
-                    attempts: 0,
-                    error: why,
-                }),
-            )
-            .await;
-            return;
-        }
-        Fire::Yes => {}
-    }
     let needs_log = loaded.notify.callbacks.iter().any(|c| {
         matches!(
             c.dataset,
@@ -380,11 +368,7 @@ async fn fire(shared: Arc<Shared>, change: JobChange) {
             .messaged
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let first = messaged.insert(id);
-        if state == JobState::Finished {
-            messaged.remove(&id);
-        }
-        first
+        first_firing(&mut messaged, id, state, &loaded.notify.criteria)
     };
     let data = Arc::new(loaded.data);
     let retry = shared.settings.retry;
@@ -402,21 +386,27 @@ async fn fire(shared: Arc<Shared>, change: JobChange) {
     }
     // Every target is recorded as pending before any delivery starts, so the API shows
     // deliveries still being retried.
-    let mut targets = Vec::new();
+    let mut channels = Vec::new();
     if first {
-        targets.extend(loaded.emails.iter().map(|(to, _)| NewNotification {
-            method: NotificationMethod::Email,
-            target: to.clone(),
-        }));
-        targets.extend(loaded.irc.iter().map(|(nick, server)| NewNotification {
-            method: NotificationMethod::Irc,
-            target: format!("{nick}@{server}"),
+        channels.extend(
+            loaded
+                .emails
+                .iter()
+                .map(|(to, _)| Channel::Email(to.clone())),
+        );
+        channels.extend(loaded.irc.iter().map(|(nick, server)| Channel::Irc {
+            target: nick.clone(),
+            server: server.clone(),
         }));
     }
-    targets.extend(loaded.notify.callbacks.iter().map(|cb| NewNotification {
-        method: NotificationMethod::Callback,
-        target: cb.url.clone(),
-    }));
+    channels.extend(
+        loaded
+            .notify
+            .callbacks
+            .iter()
+            .map(|cb| Channel::Callback(cb.url.clone())),
+    );
+    let targets: Vec<NewNotification> = channels.iter().filter_map(target).collect();
     let rows = match shared
         .store
         .call(move |s| s.add_notifications(id, state, &targets))
@@ -429,6 +419,18 @@ async fn fire(shared: Arc<Shared>, change: JobChange) {
         }
     };
     let mut rows = rows.into_iter();
+    if let Some(reason) = loaded.dependency_unmet {
+        // Nothing is sent; every target says why.
+        for channel in channels {
+            let failed = Failed {
+                attempts: 0,
+                error: format!("not sent: {reason}"),
+            };
+            deliveries.push(Box::pin(record(channel, rows.next(), Err(failed))));
+        }
+        futures_util::future::join_all(deliveries).await;
+        return;
+    }
     if first {
         let subject = email::subject(&data);
         for (to, name) in loaded.emails {
@@ -480,20 +482,49 @@ async fn fire(shared: Arc<Shared>, change: JobChange) {
     futures_util::future::join_all(deliveries).await;
 }
 
-/// Whether a criteria fires.
-#[derive(Debug, PartialEq, Eq)]
-enum Fire {
-    Yes,
-    No,
-    Cannot(String),
+/// Whether this firing of job `id` at `state` is its first, so recipients are messaged
+/// (callbacks are called on every firing). Only `status: all` fires twice (Running, then
+/// Finished), so only those jobs are remembered, and only until they finish.
+fn first_firing(
+    messaged: &mut HashSet<JobId>,
+    id: JobId,
+    state: JobState,
+    criteria: &Criteria,
+) -> bool {
+    let fires_again = state == JobState::Running
+        && matches!(
+            criteria,
+            Criteria::Status {
+                status: NotifyStatus::All,
+                ..
+            }
+        );
+    if fires_again {
+        messaged.insert(id)
+    } else {
+        !messaged.remove(&id)
+    }
 }
 
+/// The stored row of a delivery channel.
+fn target(channel: &Channel) -> Option<NewNotification> {
+    let (method, target) = match channel {
+        Channel::Email(to) => (NotificationMethod::Email, to.clone()),
+        Channel::Irc { target, server } => (NotificationMethod::Irc, format!("{target}@{server}")),
+        Channel::Callback(url) => (NotificationMethod::Callback, url.clone()),
+        Channel::Criteria => return None,
+    };
+    Some(NewNotification { method, target })
+}
+
+/// Whether a criteria fires for the job's own transition (LAVA's `notification_criteria`
+/// without the `dependency_query`, which [`dependency_unmet`] adds).
 fn should_fire(
     criteria: &Criteria,
     state: JobState,
     health: JobHealth,
     previous: Option<JobHealth>,
-) -> Fire {
+) -> bool {
     let finished_with = |status: NotifyStatus| {
         state == JobState::Finished
             && match status {
@@ -505,33 +536,24 @@ fn should_fire(
                 NotifyStatus::Running => false,
             }
     };
-    let yes = |b: bool| if b { Fire::Yes } else { Fire::No };
     match criteria {
-        Criteria::Status {
-            status,
-            dependency_query,
-        } => {
-            let matches = match status {
-                NotifyStatus::All => matches!(state, JobState::Running | JobState::Finished),
-                NotifyStatus::Running => state == JobState::Running,
-                other => finished_with(*other),
-            };
-            match dependency_query {
-                Some(q) if matches => Fire::Cannot(format!(
-                    "dependency_query `{q}` needs stored queries, which lavabox does not have"
-                )),
-                _ => yes(matches),
-            }
+        // The `dependency_query` is checked against the store after this (`dependency`).
+        Criteria::Status { status, .. } => match status {
+            NotifyStatus::All => matches!(state, JobState::Running | JobState::Finished),
+            NotifyStatus::Running => state == JobState::Running,
+            other => finished_with(*other),
+        },
+        Criteria::Change { status, kind } => {
+            finished_with(*status)
+                && match kind {
+                    ChangeType::Regression => {
+                        previous == Some(JobHealth::Complete) && health == JobHealth::Incomplete
+                    }
+                    ChangeType::Progression => {
+                        previous == Some(JobHealth::Incomplete) && health == JobHealth::Complete
+                    }
+                }
         }
-        Criteria::Change { status, kind } => yes(finished_with(*status)
-            && match kind {
-                ChangeType::Regression => {
-                    previous == Some(JobHealth::Complete) && health == JobHealth::Incomplete
-                }
-                ChangeType::Progression => {
-                    previous == Some(JobHealth::Incomplete) && health == JobHealth::Complete
-                }
-            }),
     }
 }
 
@@ -576,12 +598,6 @@ fn load(
     // The event's transition is what fired; the stored job may have moved on since.
     job.state = change.state;
     job.health = change.health;
-    let device = match &job.actual_device {
-        Some(hostname) => s.device(hostname)?,
-        None => None,
-    };
-    let metadata = s.job_metadata(job.id)?;
-    let results = s.test_cases(job.id, None, 0, None)?;
     let same_kind = |s: &crate::store::Store,
                      health: Option<JobHealth>|
      -> Result<Option<Job>, crate::store::Error> {
@@ -601,25 +617,34 @@ fn load(
         Criteria::Change { .. } => same_kind(s, None)?.map(|j| j.health),
         Criteria::Status { .. } => None,
     };
+    if !should_fire(&notify.criteria, job.state, job.health, previous_health) {
+        return Ok(None);
+    }
+    let dependency_unmet = match &notify.criteria {
+        Criteria::Status {
+            status,
+            dependency_query: Some(query),
+        } => dependency(s, *status, query, job.id)?,
+        _ => None,
+    };
+    let device = match &job.actual_device {
+        Some(hostname) => s.device(hostname)?,
+        None => None,
+    };
+    let metadata = s.job_metadata(job.id)?;
+    let results = s.test_cases(job.id, None, 0, None)?;
     let mut problems = Vec::new();
     let (compare_with, previous_id) = match &notify.compare {
         Some(compare) if change.state == JobState::Finished => {
-            let previous = match compare_query(compare, &job) {
-                Ok(filter) => s
-                    .jobs(&filter)?
-                    .into_iter()
-                    .find(|j| j.id < job.id && description_matches(compare, j)),
-                Err(note) => {
-                    problems.push(note);
-                    same_kind(s, Some(JobHealth::Complete))?
-                }
+            let previous = match &compare.query {
+                None => same_kind(s, Some(JobHealth::Complete))?
+                    .map(|j| j.id)
+                    .ok_or_else(|| "no earlier Complete job matches".to_owned()),
+                Some(query) => compare_job(s, query, &job)?,
             };
             match previous {
-                Some(p) => (Some(Ok(s.test_cases(p.id, None, 0, None)?)), Some(p.id)),
-                None => (
-                    Some(Err("no earlier Complete job matches".to_owned())),
-                    None,
-                ),
+                Ok(p) => (Some(Ok(s.test_cases(p, None, 0, None)?)), Some(p)),
+                Err(why) => (Some(Err(why)), None),
             }
         }
         _ => (None, None),
@@ -674,69 +699,122 @@ fn load(
             job_url,
         },
         notify,
-        previous_health,
         compare_with,
         previous_id,
+        dependency_unmet,
         emails,
         irc,
         problems,
     }))
 }
 
-/// The job filter of an ad-hoc compare query (Complete jobs, newest first), or why the
-/// query cannot be used.
-fn compare_query(compare: &Compare, job: &Job) -> Result<JobFilter, String> {
-    let mut filter = JobFilter {
-        states: vec![JobState::Finished],
-        health: Some(JobHealth::Complete),
-        limit: Some(200),
-        ..JobFilter::default()
+/// Why `query` (a `testjob` condition string) stops a criteria of `status` from firing for
+/// job `this`, or `None` when every other job it matches is where the criteria wants it.
+/// Every job counts, whoever may see it, as in LAVA: the answer reveals no job's content.
+fn dependency(
+    s: &Store,
+    status: NotifyStatus,
+    query: &str,
+    this: JobId,
+) -> Result<Option<String>, crate::store::Error> {
+    let spec = match QuerySpec::parse(Entity::TestJob.as_str(), query) {
+        Ok(spec) => spec,
+        Err(err) => return Ok(Some(format!("dependency_query `{query}`: {err}"))),
     };
-    match &compare.query {
-        None => {
-            filter.submitter = Some(job.submitter.clone());
-            filter.requested_device_types = job.requested_device_type.iter().cloned().collect();
-            Ok(filter)
-        }
-        Some(CompareQuery::Named { username, name }) => Err(format!(
-            "compare query `{username}/{name}` is a stored query, which lavabox does not have; compared with the previous job of the same name"
-        )),
-        Some(CompareQuery::Conditions { conditions, .. }) => {
-            for (field, value) in conditions {
-                match field.as_str() {
-                    "submitter" | "submitter__username" | "username" => {
-                        filter.submitter = Some(value.clone())
-                    }
-                    "requested_device_type" | "device_type" => {
-                        filter.requested_device_types = vec![value.clone()]
-                    }
-                    "actual_device" | "device" => filter.actual_device = Some(value.clone()),
-                    "health_check" => {
-                        filter.health_check = Some(matches!(value.as_str(), "true" | "True" | "1"))
-                    }
-                    "description" => {}
-                    other => {
-                        return Err(format!(
-                            "compare condition `{other}` is not supported; compared with the previous job of the same name"
-                        ));
-                    }
-                }
-            }
-            Ok(filter)
-        }
-    }
+    let mut jobs = s.query_job_states(spec.conditions())?;
+    jobs.retain(|(id, _, _)| *id != this);
+    Ok(dependency_unmet(status, &jobs).map(|why| format!("dependency_query `{query}`: {why}")))
 }
 
-/// Whether `candidate` matches the query's description condition (or, without a query, has
-/// the same name as the job).
-fn description_matches(compare: &Compare, candidate: &Job) -> bool {
-    match &compare.query {
-        Some(CompareQuery::Conditions { conditions, .. }) => conditions
-            .iter()
-            .filter(|(f, _)| f == "description")
-            .all(|(_, v)| candidate.description == *v),
-        _ => true,
-    }
+/// LAVA's dependency rule: with `running` or `finished` every job must be in that state,
+/// with `complete`, `incomplete` or `canceled` every job must have that health, and `all`
+/// asks nothing. Returns why not, naming the first job (newest first) that is not there.
+fn dependency_unmet(status: NotifyStatus, jobs: &[(JobId, JobState, JobHealth)]) -> Option<String> {
+    let (wants, ok): (&str, fn(JobState, JobHealth) -> bool) = match status {
+        NotifyStatus::All => return None,
+        NotifyStatus::Running => ("Running", |s, _| s == JobState::Running),
+        NotifyStatus::Finished => ("Finished", |s, _| s == JobState::Finished),
+        NotifyStatus::Complete => ("health Complete", |_, h| h == JobHealth::Complete),
+        NotifyStatus::Incomplete => ("health Incomplete", |_, h| h == JobHealth::Incomplete),
+        NotifyStatus::Canceled => ("health Canceled", |_, h| h == JobHealth::Canceled),
+    };
+    let mut behind = jobs.iter().filter(|(_, s, h)| !ok(*s, *h));
+    let (id, state, health) = behind.next()?;
+    let more = match behind.count() {
+        0 => String::new(),
+        n => format!(" (and {n} more)"),
+    };
+    Some(format!(
+        "job {} is {state} with health {health}, not {wants}{more}",
+        id.0
+    ))
+}
+
+/// The job a compare query compares with: the first Complete job other than `job` among the
+/// query's newest [`COMPARE_QUERY_LIMIT`] results, or why there is none.
+fn compare_job(
+    s: &Store,
+    query: &CompareQuery,
+    job: &Job,
+) -> Result<Result<JobId, String>, crate::store::Error> {
+    // A saved query runs as its owner sees the jobs (LAVA: "we use query_owner as user
+    // here"), an ad-hoc one as the submitter does.
+    let viewer_of = |s: &Store, username: &str| -> Result<Viewer, crate::store::Error> {
+        Ok(match s.user(username)? {
+            Some(u) if u.is_superuser => Viewer::Anyone,
+            Some(u) => Viewer::User(u.id),
+            None => Viewer::Anonymous,
+        })
+    };
+    let (described, rows) = match query {
+        CompareQuery::Named { username, name } => {
+            let described = format!("compare query ~{username}/{name}");
+            let Some(saved) = s.saved_query(username, name)? else {
+                return Ok(Err(format!("{described} does not exist")));
+            };
+            let viewer = viewer_of(s, username)?;
+            (
+                described,
+                s.run_saved_query(&saved, viewer, COMPARE_QUERY_LIMIT)?,
+            )
+        }
+        CompareQuery::Conditions { entity, conditions } => {
+            // LAVA joins the mapping into a condition string on the entity.
+            let text = conditions
+                .iter()
+                .map(|(field, value)| format!("{field}__{value}"))
+                .collect::<Vec<_>>()
+                .join(",");
+            let described = format!("compare query `{text}`");
+            let spec = match QuerySpec::parse(entity, &text) {
+                Ok(spec) => spec,
+                Err(err) => return Ok(Err(format!("{described}: {err}"))),
+            };
+            let viewer = viewer_of(s, &job.submitter)?;
+            let rows = s.custom_query(
+                spec.entity(),
+                spec.conditions(),
+                viewer,
+                COMPARE_QUERY_LIMIT,
+            )?;
+            (described, rows)
+        }
+    };
+    let QueryRows::Jobs(jobs) = rows else {
+        return Ok(Err(format!(
+            "{described} does not return jobs; only testjob queries compare"
+        )));
+    };
+    Ok(jobs
+        .into_iter()
+        .map(|q| q.job)
+        .find(|j| j.id != job.id && j.health == JobHealth::Complete)
+        .map(|j| j.id)
+        .ok_or_else(|| {
+            format!(
+                "no Complete job other than this one among the newest {COMPARE_QUERY_LIMIT} of {described}"
+            )
+        }))
 }
 
 async fn read_log(store: &AsyncStore, id: JobId) -> Option<String> {
@@ -776,116 +854,162 @@ mod tests {
             status: s,
             dependency_query: None,
         };
-        let check = |c: &Criteria, state, health, prev, expect: Fire| {
+        let check = |c: &Criteria, state, health, prev, expect: bool| {
             assert_eq!(
                 should_fire(c, state, health, prev),
                 expect,
                 "{c:?} {state} {health} {prev:?}"
             );
         };
-        check(
-            &status(NotifyStatus::All),
-            Running,
-            Unknown,
-            None,
-            Fire::Yes,
-        );
-        check(
-            &status(NotifyStatus::All),
-            Finished,
-            Canceled,
-            None,
-            Fire::Yes,
-        );
-        check(
-            &status(NotifyStatus::Running),
-            Running,
-            Unknown,
-            None,
-            Fire::Yes,
-        );
+        check(&status(NotifyStatus::All), Running, Unknown, None, true);
+        check(&status(NotifyStatus::All), Finished, Canceled, None, true);
+        check(&status(NotifyStatus::Running), Running, Unknown, None, true);
         check(
             &status(NotifyStatus::Running),
             Finished,
             Complete,
             None,
-            Fire::No,
+            false,
         );
         check(
             &status(NotifyStatus::Finished),
             Finished,
             Incomplete,
             None,
-            Fire::Yes,
+            true,
         );
         check(
             &status(NotifyStatus::Finished),
             Running,
             Unknown,
             None,
-            Fire::No,
+            false,
         );
         check(
             &status(NotifyStatus::Complete),
             Finished,
             Complete,
             None,
-            Fire::Yes,
+            true,
         );
         check(
             &status(NotifyStatus::Complete),
             Finished,
             Incomplete,
             None,
-            Fire::No,
+            false,
         );
         check(
             &status(NotifyStatus::Incomplete),
             Finished,
             Incomplete,
             None,
-            Fire::Yes,
+            true,
         );
         check(
             &status(NotifyStatus::Canceled),
             Finished,
             Canceled,
             None,
-            Fire::Yes,
+            true,
         );
         let regression = Criteria::Change {
             status: NotifyStatus::Incomplete,
             kind: ChangeType::Regression,
         };
-        check(&regression, Finished, Incomplete, Some(Complete), Fire::Yes);
-        check(
-            &regression,
-            Finished,
-            Incomplete,
-            Some(Incomplete),
-            Fire::No,
-        );
-        check(&regression, Finished, Incomplete, None, Fire::No);
+        check(&regression, Finished, Incomplete, Some(Complete), true);
+        check(&regression, Finished, Incomplete, Some(Incomplete), false);
+        check(&regression, Finished, Incomplete, None, false);
         let progression = Criteria::Change {
             status: NotifyStatus::Complete,
             kind: ChangeType::Progression,
         };
-        check(
-            &progression,
-            Finished,
-            Complete,
-            Some(Incomplete),
-            Fire::Yes,
-        );
-        check(&progression, Finished, Complete, Some(Complete), Fire::No);
+        check(&progression, Finished, Complete, Some(Incomplete), true);
+        check(&progression, Finished, Complete, Some(Complete), false);
+        // The dependency is checked separately (`dependency_unmet`).
         let dependent = Criteria::Status {
             status: NotifyStatus::Complete,
             dependency_query: Some("q".into()),
         };
-        assert!(matches!(
-            should_fire(&dependent, Finished, Complete, None),
-            Fire::Cannot(_)
+        check(&dependent, Finished, Complete, None, true);
+        check(&dependent, Finished, Incomplete, None, false);
+    }
+
+    #[test]
+    fn recipients_are_messaged_once_and_no_job_is_remembered_after_it_finishes() {
+        let status = |s: NotifyStatus| Criteria::Status {
+            status: s,
+            dependency_query: None,
+        };
+        let mut messaged = HashSet::new();
+        let (all, running) = (status(NotifyStatus::All), status(NotifyStatus::Running));
+        assert!(first_firing(
+            &mut messaged,
+            JobId(1),
+            JobState::Running,
+            &all
         ));
-        check(&dependent, Finished, Incomplete, None, Fire::No);
+        assert!(!first_firing(
+            &mut messaged,
+            JobId(1),
+            JobState::Finished,
+            &all
+        ));
+        assert!(messaged.is_empty());
+        // A job that fires only at Running is not kept waiting for a Finished firing.
+        assert!(first_firing(
+            &mut messaged,
+            JobId(2),
+            JobState::Running,
+            &running
+        ));
+        assert!(messaged.is_empty());
+        let finished = status(NotifyStatus::Finished);
+        assert!(first_firing(
+            &mut messaged,
+            JobId(3),
+            JobState::Finished,
+            &finished
+        ));
+        assert!(messaged.is_empty());
+    }
+
+    #[test]
+    fn dependency_follows_lava() {
+        use JobHealth::*;
+        use JobState::*;
+        let jobs = [
+            (JobId(9), Finished, Complete),
+            (JobId(8), Running, Unknown),
+            (JobId(7), Finished, Incomplete),
+        ];
+        let unmet = |status, jobs: &[(JobId, JobState, JobHealth)]| dependency_unmet(status, jobs);
+        // `all` never waits; no other job matched never waits.
+        assert_eq!(unmet(NotifyStatus::All, &jobs), None);
+        for status in [
+            NotifyStatus::Running,
+            NotifyStatus::Finished,
+            NotifyStatus::Complete,
+            NotifyStatus::Incomplete,
+            NotifyStatus::Canceled,
+        ] {
+            assert_eq!(unmet(status, &[]), None, "{status:?}");
+        }
+        assert_eq!(
+            unmet(NotifyStatus::Complete, &jobs).as_deref(),
+            Some("job 8 is Running with health Unknown, not health Complete (and 1 more)")
+        );
+        assert_eq!(
+            unmet(NotifyStatus::Finished, &jobs).as_deref(),
+            Some("job 8 is Running with health Unknown, not Finished")
+        );
+        assert_eq!(unmet(NotifyStatus::Finished, &[jobs[0], jobs[2]]), None);
+        assert_eq!(unmet(NotifyStatus::Complete, &[jobs[0]]), None);
+        assert_eq!(unmet(NotifyStatus::Running, &[jobs[1]]), None);
+        assert!(unmet(NotifyStatus::Incomplete, &[jobs[2], jobs[0]]).is_some());
+        assert_eq!(
+            unmet(NotifyStatus::Canceled, &[(JobId(3), Finished, Canceled)]),
+            None
+        );
     }
 }

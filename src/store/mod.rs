@@ -13,6 +13,7 @@
 //! Architecture invariant: no other module contains SQL or imports rusqlite.
 
 mod asyncstore;
+mod condition;
 mod devices;
 mod error;
 pub mod joblog;
@@ -21,6 +22,7 @@ mod migrate;
 mod notifications;
 mod query;
 mod results;
+mod saved_query;
 mod users;
 mod workers;
 
@@ -33,6 +35,7 @@ use time::format_description::FormatItem;
 use time::macros::format_description;
 
 pub use asyncstore::AsyncStore;
+pub use condition::{ConditionError, Problem, QuerySpec};
 pub use devices::{
     Device, DeviceType, DeviceTypeUpdate, DeviceUpdate, HealthDenominator, NewDevice,
     NewDeviceType, Tag, TagId,
@@ -51,6 +54,7 @@ pub use query::{
     Condition, Entity, Field, Operand, Operator, QueryCase, QueryJob, QueryRows, QuerySuite,
 };
 pub use results::{JobLogEntry, NewTestCase, TestCase, TestSuite};
+pub use saved_query::{MIN_QUERY_LIMIT, NewSavedQuery, SavedQuery, SavedQueryId};
 pub use users::{Group, NewToken, NewUser, Token, TokenId, User};
 pub use workers::{Worker, WorkerFile, WorkerHealth, WorkerState, WorkerStatus, WorkerUpdate};
 

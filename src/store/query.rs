@@ -10,7 +10,7 @@ use rusqlite::types::Value;
 use super::error::Step;
 use super::jobs::Viewer;
 use super::{Error, Store, ts_from_sql};
-use crate::model::JobId;
+use crate::model::{JobHealth, JobId, JobState};
 use time::OffsetDateTime;
 
 /// The rows a query returns (LAVA's content types `testjob`, `testsuite`, `testcase`).
@@ -212,7 +212,99 @@ fn touches_suites(c: &Condition) -> bool {
     touches_cases(c) || c.field == Field::SuiteName
 }
 
+/// The `FROM … WHERE …` of a query for `entity` rows with the row key column, its bound
+/// arguments pushed on `args`.
+fn filter_sql(
+    entity: Entity,
+    conditions: &[Condition],
+    viewer: Viewer,
+    args: &mut Vec<Value>,
+) -> (&'static str, String) {
+    let (key, mut sql) = match entity {
+        Entity::TestJob => {
+            let mut from = String::from("FROM jobs j");
+            // Job rows join suites and cases only when a condition needs them (DISTINCT
+            // then folds the repeated job rows, as Django's `.distinct()`).
+            if conditions.iter().any(touches_suites) {
+                from.push_str(" LEFT JOIN test_suites s ON s.job_id = j.id");
+            }
+            if conditions.iter().any(touches_cases) {
+                from.push_str(" LEFT JOIN test_cases c ON c.suite_id = s.id");
+            }
+            ("j.id", from)
+        }
+        Entity::TestSuite => {
+            let mut from = String::from("FROM test_suites s JOIN jobs j ON j.id = s.job_id");
+            if conditions.iter().any(touches_cases) {
+                from.push_str(" LEFT JOIN test_cases c ON c.suite_id = s.id");
+            }
+            ("s.id", from)
+        }
+        Entity::TestCase => (
+            "c.id",
+            String::from(
+                "FROM test_cases c JOIN test_suites s ON s.id = c.suite_id \
+                 JOIN jobs j ON j.id = s.job_id",
+            ),
+        ),
+    };
+    sql.push_str(
+        " JOIN users u ON u.id = j.submitter_id \
+         LEFT JOIN device_types t ON t.id = j.requested_device_type_id \
+         LEFT JOIN devices d ON d.id = j.actual_device_id WHERE 1",
+    );
+    for c in conditions {
+        if let Field::Attribute(name) = &c.field {
+            // Name and value on the same metadata row, as LAVA's two filters in one
+            // `filter()` call on the relation.
+            args.push(Value::Text(name.clone()));
+            let n = args.len();
+            let cmp = comparison("m.value", c, args);
+            sql.push_str(&format!(
+                " AND EXISTS (SELECT 1 FROM job_metadata m WHERE m.job_id = j.id \
+                 AND m.name = ?{n} AND {cmp})"
+            ));
+        } else {
+            let cmp = comparison(column(&c.field), c, args);
+            sql.push_str(&format!(" AND {cmp}"));
+        }
+    }
+    super::jobs::viewer_sql(viewer, &mut sql, args);
+    (key, sql)
+}
+
 impl Store {
+    /// The id, state and health of every job matching `conditions` (whoever may see it),
+    /// newest first: what notify's `dependency_query` needs, without loading the jobs.
+    pub fn query_job_states(
+        &self,
+        conditions: &[Condition],
+    ) -> Result<Vec<(JobId, JobState, JobHealth)>, Error> {
+        let mut args = Vec::new();
+        let (key, sql) = filter_sql(Entity::TestJob, conditions, Viewer::Anyone, &mut args);
+        let sql = format!("SELECT DISTINCT {key}, j.state, j.health {sql} ORDER BY {key} DESC");
+        let step = "running a job-state query";
+        let mut stmt = self.conn.prepare(&sql).step(step)?;
+        let rows = stmt
+            .query_map(params_from_iter(args), |r| <(i64, i64, i64)>::try_from(r))
+            .step(step)?
+            .collect::<Result<Vec<_>, _>>()
+            .step(step)?;
+        rows.into_iter()
+            .map(|(id, state, health)| {
+                let corrupt = |what: &str, code: i64| Error::Corrupt {
+                    table: "jobs",
+                    detail: format!("job {id} has unknown {what} code {code}"),
+                };
+                Ok((
+                    JobId(id),
+                    JobState::from_code(state).ok_or_else(|| corrupt("state", state))?,
+                    JobHealth::from_code(health).ok_or_else(|| corrupt("health", health))?,
+                ))
+            })
+            .collect()
+    }
+
     /// Runs a custom query: rows of `entity` matching every condition that `viewer` may see
     /// (through their job), newest first, at most `limit`.
     pub fn custom_query(
@@ -223,56 +315,7 @@ impl Store {
         limit: u32,
     ) -> Result<QueryRows, Error> {
         let mut args: Vec<Value> = Vec::new();
-        let (key, mut sql) = match entity {
-            Entity::TestJob => {
-                let mut from = String::from("FROM jobs j");
-                // Job rows join suites and cases only when a condition needs them (DISTINCT
-                // then folds the repeated job rows, as Django's `.distinct()`).
-                if conditions.iter().any(touches_suites) {
-                    from.push_str(" LEFT JOIN test_suites s ON s.job_id = j.id");
-                }
-                if conditions.iter().any(touches_cases) {
-                    from.push_str(" LEFT JOIN test_cases c ON c.suite_id = s.id");
-                }
-                ("j.id", from)
-            }
-            Entity::TestSuite => {
-                let mut from = String::from("FROM test_suites s JOIN jobs j ON j.id = s.job_id");
-                if conditions.iter().any(touches_cases) {
-                    from.push_str(" LEFT JOIN test_cases c ON c.suite_id = s.id");
-                }
-                ("s.id", from)
-            }
-            Entity::TestCase => (
-                "c.id",
-                String::from(
-                    "FROM test_cases c JOIN test_suites s ON s.id = c.suite_id \
-                     JOIN jobs j ON j.id = s.job_id",
-                ),
-            ),
-        };
-        sql.push_str(
-            " JOIN users u ON u.id = j.submitter_id \
-             LEFT JOIN device_types t ON t.id = j.requested_device_type_id \
-             LEFT JOIN devices d ON d.id = j.actual_device_id WHERE 1",
-        );
-        for c in conditions {
-            if let Field::Attribute(name) = &c.field {
-                // Name and value on the same metadata row, as LAVA's two filters in one
-                // `filter()` call on the relation.
-                args.push(Value::Text(name.clone()));
-                let n = args.len();
-                let cmp = comparison("m.value", c, &mut args);
-                sql.push_str(&format!(
-                    " AND EXISTS (SELECT 1 FROM job_metadata m WHERE m.job_id = j.id \
-                     AND m.name = ?{n} AND {cmp})"
-                ));
-            } else {
-                let cmp = comparison(column(&c.field), c, &mut args);
-                sql.push_str(&format!(" AND {cmp}"));
-            }
-        }
-        super::jobs::viewer_sql(viewer, &mut sql, &mut args);
+        let (key, sql) = filter_sql(entity, conditions, viewer, &mut args);
         args.push(Value::Integer(i64::from(limit)));
         let sql = format!(
             "SELECT DISTINCT {key}, u.id {sql} ORDER BY {key} DESC LIMIT ?{}",
@@ -451,6 +494,22 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+        // Job states ignore visibility (notify's dependency rule counts every job).
+        assert_eq!(
+            s.query_job_states(&failed).unwrap(),
+            [
+                (
+                    personal,
+                    crate::model::JobState::Submitted,
+                    crate::model::JobHealth::Unknown
+                ),
+                (
+                    public,
+                    crate::model::JobState::Submitted,
+                    crate::model::JobHealth::Unknown
+                ),
+            ]
+        );
         let by_submitter = [cond(
             Field::Submitter,
             Operator::IExact,

@@ -863,3 +863,240 @@ async fn outcomes_are_recorded_and_served_with_the_job() {
         404
     );
 }
+
+/// Runs the real `lavabox` binary on `dir`'s data directory (the one `app` uses).
+fn lavabox_cli(dir: &Path, args: &[&str]) -> std::process::Output {
+    let config = dir.join("lavabox.toml");
+    if !config.exists() {
+        std::fs::write(&config, "instance = \"test\"\n").expect("config");
+    }
+    std::process::Command::new(env!("CARGO_BIN_EXE_lavabox"))
+        .arg("--config")
+        .arg(&config)
+        .arg("--data")
+        .arg(dir.join("data"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run lavabox")
+}
+
+/// Serves the REST API of `app` on a free port; returns its `/api/v0.2` base URL.
+async fn serve_api(app: &App) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind api");
+    let api = format!("http://{}/api/v0.2", listener.local_addr().expect("addr"));
+    tokio::spawn(lavabox::api::serve(
+        listener,
+        app.clone(),
+        std::future::pending(),
+    ));
+    api
+}
+
+/// `dependency_query` (LAVA: a testjob condition string): the callback of a job whose
+/// criteria holds fires only once every other matched job is there too; before that each
+/// target is recorded as not sent, with the job still missing, and REST serves the reason.
+#[tokio::test]
+async fn dependency_query_holds_the_callback_until_every_matched_job_is_complete() {
+    let (base, mut hits) = hook_server().await;
+    let (_dir, app) = app(|_| {}).await;
+    let api = serve_api(&app).await;
+    let token = app
+        .store()
+        .call(|s| Ok(s.create_token("alice", "rest")?.secret))
+        .await
+        .expect("token");
+    let notifier = Notifier::start_with(&app, settings(None));
+    let mut rx = notifier.outcomes();
+    let def = format!(
+        "{JOB}notify:\n  criteria: {{status: complete, dependency_query: \"testjob__description__exact__events test\"}}\n  \
+         callback: {{url: \"{base}/dep/{{ID}}\"}}\n"
+    );
+    let first = submit(&app, &def).await;
+    let second = submit(&app, &def).await;
+
+    // The first completes while the second still waits in the queue: nothing is sent.
+    run(&app, first).await;
+    finish(&app, first, JobEnd::complete()).await;
+    let held = outcomes(&mut rx, 1, |o| o.job == first).await;
+    assert_eq!(
+        held[0].channel,
+        Channel::Callback(format!("{base}/dep/{{ID}}"))
+    );
+    let failed = held[0].result.clone().expect_err("held back");
+    assert_eq!(failed.attempts, 0);
+    let reason = format!(
+        "not sent: dependency_query `testjob__description__exact__events test`: job {} is Submitted with health Unknown, not health Complete",
+        second.0
+    );
+    assert_eq!(failed.error, reason);
+    let rows = notifications(&api, first, &token).await;
+    assert_eq!(rows.len(), 1, "{rows:#?}");
+    assert_eq!(rows[0]["status"], "failed");
+    assert_eq!(rows[0]["attempts"], 0);
+    assert_eq!(rows[0]["last_error"], reason.as_str());
+
+    // The second completes after the first: the dependency holds and its callback is sent.
+    run(&app, second).await;
+    finish(&app, second, JobEnd::complete()).await;
+    let sent = outcomes(&mut rx, 1, |o| o.job == second).await;
+    assert_eq!(sent[0].result, Ok(1), "{:?}", sent[0]);
+    let rows = notifications(&api, second, &token).await;
+    assert_eq!(rows[0]["status"], "sent", "{rows:#?}");
+    // The only request the hook ever saw is the second job's.
+    let mut paths = Vec::new();
+    while let Ok(hit) = hits.try_recv() {
+        paths.push(hit.uri.path().to_owned());
+    }
+    assert_eq!(paths, [format!("/dep/{}", second.0)]);
+
+    // A condition string LAVA cannot run holds the callback back too, saying why.
+    let bad = format!(
+        "{JOB}notify:\n  criteria: {{status: complete, dependency_query: \"testjob__health__is__Complete\"}}\n  \
+         callback: {{url: \"{base}/bad/{{ID}}\"}}\n"
+    );
+    let third = submit(&app, &bad).await;
+    run(&app, third).await;
+    finish(&app, third, JobEnd::complete()).await;
+    let held = outcomes(&mut rx, 1, |o| o.job == third).await;
+    let error = held[0].result.clone().expect_err("held back").error;
+    assert!(
+        error.contains("condition 1 `testjob__health__is__Complete`: operator `is`"),
+        "{error}"
+    );
+}
+
+/// Inserts a Complete job for `alice` with `description` and these results.
+async fn completed(
+    app: &App,
+    def: &str,
+    description: &str,
+    cases: &[(&str, &str, TestResult)],
+) -> JobId {
+    let mut new = lavabox::store::NewJob::new("alice", def);
+    new.description = description.into();
+    new.requested_device_type = Some("qemu".into());
+    let job = app
+        .store()
+        .call(move |s| s.insert_job(&new))
+        .await
+        .expect("insert");
+    app.changed(&lavabox::store::Changes {
+        jobs: vec![lavabox::store::JobChange::of(&job)],
+        devices: vec![],
+    });
+    run(app, job.id).await;
+    add_results(app, job.id, cases).await;
+    finish(app, job.id, JobEnd::complete()).await;
+    job.id
+}
+
+/// A named compare query (saved with `lavabox query add`) picks the job compared with: the
+/// newest Complete job it matches, not merely the previous job.
+#[tokio::test]
+async fn named_compare_query_saved_with_the_cli_picks_the_job() {
+    let maildir = tempfile::tempdir().expect("maildir");
+    let (_sink, port) = smtp_sink(maildir.path()).await;
+    let (dir, app) = app(|_| {}).await;
+    let add = lavabox_cli(
+        dir.path(),
+        &[
+            "query",
+            "add",
+            "alice",
+            "baselines",
+            "--conditions",
+            "testjob__description__exact__baseline,testjob__health__exact__Complete",
+            "--description",
+            "known-good runs",
+        ],
+    );
+    assert!(
+        add.status.success(),
+        "{}",
+        String::from_utf8_lossy(&add.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&add.stdout),
+        "query ~alice/baselines created\n"
+    );
+    // A bad condition string is refused with where and why.
+    let bad = lavabox_cli(
+        dir.path(),
+        &[
+            "query",
+            "add",
+            "alice",
+            "bad",
+            "--conditions",
+            "testjob__nope__exact__1",
+        ],
+    );
+    assert!(!bad.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&bad.stderr),
+        "lavabox: error: checking the conditions of query ~alice/bad: condition 1 \
+         `testjob__nope__exact__1`: testjob has no field `nope` a query may test\n"
+    );
+
+    let notifier = Notifier::start_with(&app, settings(Some(port)));
+    let mut rx = notifier.outcomes();
+    let baseline = completed(&app, JOB, "baseline", &[("smoke", "a", TestResult::Pass)]).await;
+    // The previous job, which a "same name" rule would pick, also fails smoke/a.
+    completed(
+        &app,
+        JOB,
+        "events test",
+        &[("smoke", "a", TestResult::Fail)],
+    )
+    .await;
+    let def = format!(
+        "{JOB}notify:\n  criteria: {{status: finished}}\n  recipients:\n  - to: {{method: email, email: qa@example.com}}\n  \
+         compare:\n    query: {{username: alice, name: baselines}}\n"
+    );
+    let current = completed(
+        &app,
+        &def,
+        "events test",
+        &[("smoke", "a", TestResult::Fail)],
+    )
+    .await;
+    let got = outcomes(&mut rx, 1, |o| o.job == current).await;
+    assert_eq!(got[0].result, Ok(1), "{:?}", got[0]);
+    let sent = mails(
+        maildir.path(),
+        &format!("Test Job {} events test", current.0),
+    );
+    assert_eq!(sent.len(), 1);
+    assert!(
+        sent[0].contains(&format!("Compared with job {}", baseline.0)),
+        "{}",
+        sent[0]
+    );
+    assert!(sent[0].contains("newly failing: smoke/a"), "{}", sent[0]);
+
+    // Removing the query leaves the next notification without a comparison, saying why.
+    let removed = lavabox_cli(dir.path(), &["query", "remove", "alice", "baselines"]);
+    assert!(
+        removed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&removed.stderr)
+    );
+    let later = completed(
+        &app,
+        &def,
+        "events test",
+        &[("smoke", "a", TestResult::Fail)],
+    )
+    .await;
+    outcomes(&mut rx, 1, |o| o.job == later).await;
+    let sent = mails(maildir.path(), &format!("Test Job {} events test", later.0));
+    assert_eq!(sent.len(), 1);
+    assert!(
+        sent[0].contains("compare query ~alice/baselines does not exist"),
+        "{}",
+        sent[0]
+    );
+}

@@ -13,7 +13,9 @@ use lavabox::app::App;
 use lavabox::config::{Config, Overrides, RawConfig};
 use lavabox::model::{DeviceHealth, JobId, TestResult};
 use lavabox::store::joblog::{Entry, JobLogWriter, Level};
-use lavabox::store::{JobEnd, NewDevice, NewDeviceType, NewTestCase, NewUser};
+use lavabox::store::{
+    JobEnd, NewDevice, NewDeviceType, NewSavedQuery, NewTestCase, NewUser, QuerySpec,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
@@ -389,6 +391,30 @@ async fn python_client_suite() {
         other => panic!("submit: {other:?}"),
     };
     srv.finish_job(id).await;
+    // Saved queries, as `lavabox query add` makes them: alice's own (limit 20), a live one,
+    // bob's shared with group `lab` (alice is a member) and bob's private one.
+    srv.app
+        .store()
+        .call(|s| {
+            let spec = |c: &str| QuerySpec::parse("testjob", c).expect(c);
+            let mut done = NewSavedQuery::new(
+                "alice",
+                "done",
+                spec("testjob__submitter__exact__alice,testjob__health__exact__Complete"),
+            );
+            done.limit = 20;
+            s.add_saved_query(&done)?;
+            let mut live = NewSavedQuery::new("alice", "live", spec("submitter__alice"));
+            live.is_live = true;
+            s.add_saved_query(&live)?;
+            let mut shared = NewSavedQuery::new("bob", "shared", spec("health__Complete"));
+            shared.group = Some("lab".into());
+            s.add_saved_query(&shared)?;
+            s.add_saved_query(&NewSavedQuery::new("bob", "private", spec("")))?;
+            Ok(())
+        })
+        .await
+        .expect("saved queries");
     let out = python(
         &repo().join("tests/python/xmlrpc_api.py"),
         &[
@@ -406,6 +432,27 @@ async fn python_client_suite() {
         ],
     );
     assert!(out.contains("ALL OK"), "{out}");
+    // refresh_query and refresh_all_queries stamped the non-live queries only.
+    let stamped = srv
+        .app
+        .store()
+        .call(|s| {
+            Ok(s.saved_queries()?
+                .into_iter()
+                .map(|q| (q.name, q.last_updated.is_some()))
+                .collect::<Vec<_>>())
+        })
+        .await
+        .expect("queries");
+    assert_eq!(
+        stamped,
+        [
+            ("done".to_owned(), true),
+            ("live".to_owned(), false),
+            ("private".to_owned(), true),
+            ("shared".to_owned(), true)
+        ]
+    );
 }
 
 #[tokio::test]

@@ -409,13 +409,30 @@ check("pipeline_network_map", nm == {"switches": {}}, repr(nm))
 fault("pipeline_network_map switch", lambda: alice.system.pipeline_network_map("sw1"), 404, "No switch 'sw1'")
 fault("pipeline_network_map anon", lambda: anon.system.pipeline_network_map(), 401)
 
-# --- saved queries: none exist on lavabox ---
-fault("run_query", lambda: alice.results.run_query("q1"), 404, "Query with name q1 owned by user alice does not exist.")
+# --- saved queries: run live with the caller's visibility; owner, group or superuser only ---
+done = alice.results.run_query("done")
+check("run_query", FINISHED in [j["id"] for j in done] and all(j["health"] == 1 for j in done)
+      and done == alice.results.make_custom_query("testjob", "testjob__submitter__exact__alice,testjob__health__exact__Complete"),
+      repr(done))
+check("run_query limit", len(alice.results.run_query("done", 1)) == 1)
+check("run_query owner named", alice.results.run_query("done", 200, "alice") == done)
+check("run_query superuser", FINISHED in [j["id"] for j in admin.results.run_query("done", 200, "alice")])
+check("run_query group", FINISHED in [j["id"] for j in alice.results.run_query("shared", 10, "bob")])
+check("run_query live", FINISHED in [j["id"] for j in alice.results.run_query("live")])
+fault("run_query missing", lambda: alice.results.run_query("q1"), 404, "Query with name q1 owned by user alice does not exist.")
 fault("run_query other owner", lambda: alice.results.run_query("q1", 10, "bob"), 404, "owned by user bob")
-fault("refresh_query", lambda: alice.results.refresh_query("q1"), 400, "does not exist")
-fault("refresh_all_queries user", lambda: alice.results.refresh_all_queries(), 401)
-check("refresh_all_queries", admin.results.refresh_all_queries() is None)
+fault("run_query denied", lambda: bob.results.run_query("done", 200, "alice"), 403, "Permission denied for user to query done")
+fault("run_query not in group", lambda: alice.results.run_query("private", 200, "bob"), 403, "Permission denied for user to query private")
 fault("run_query anon", lambda: anon.results.run_query("q1"), 401)
+check("refresh_query", alice.results.refresh_query("done") is None)
+check("refresh_query group", alice.results.refresh_query("shared", "bob") is None)
+fault("refresh_query missing", lambda: alice.results.refresh_query("q1"), 400, "Query with name q1 owned by user alice does not exist.")
+fault("refresh_query denied", lambda: bob.results.refresh_query("done", "alice"), 401, "Permission denied for user to query done")
+fault("refresh_query live", lambda: alice.results.refresh_query("live"), 400,
+      "Query with name live owned by user alice cannot be refreshed since it's a live query.")
+fault("refresh_all_queries user", lambda: alice.results.refresh_all_queries(), 401,
+      "Permission denied for user alice. Must be a superuser to refresh all queries.")
+check("refresh_all_queries", admin.results.refresh_all_queries() is None)
 
 # --- custom queries: LAVA's condition strings, the caller's visibility, model dicts ---
 DT = xmlrpc.client.DateTime

@@ -1,33 +1,27 @@
 //! `results.*`: test results of a job as YAML/CSV strings. LAVA answers 401, not 403, for jobs
 //! the caller may not see.
 //!
-//! Saved queries: lavabox has no query editor, so no user owns a saved query; `run_query` and
-//! `refresh_query` answer LAVA's "does not exist" faults and `refresh_all_queries` has nothing
-//! to refresh.
+//! Saved queries (`store::SavedQuery`, created with `lavabox query add`): `run_query` runs
+//! one live with the caller's job visibility, if the caller may use it (LAVA's
+//! `is_accessible_by`: owner, the query's group, superusers). Results are never cached, so
+//! `refresh_query` and `refresh_all_queries` check what LAVA checks and stamp
+//! `last_updated`.
 //!
 //! `make_custom_query(entity, conditions, limit=200)` runs a query built from LAVA's condition
-//! string: [`parse_query`] (pure) types it, `Store::custom_query` runs it with the caller's
+//! string: `store::QuerySpec` (pure) types it, `Store::custom_query` runs it with the caller's
 //! job visibility, and the rows come back as LAVA's model dicts.
 
 #[allow(clippy::wildcard_imports)]
 use super::*;
-use crate::store::{Condition, Entity, Field, Operand, Operator, QueryJob, QueryRows};
+use crate::store::{ConditionError, Problem, QueryJob, QueryRows, QuerySpec, SavedQuery};
 
 pub(super) async fn call(ctx: &Ctx, name: &str, a: Args<'_>) -> R {
     need_user(ctx)?;
     match name {
         "results.make_custom_query" => return custom_query(ctx, &a).await,
-        "results.run_query" | "results.refresh_query" => return saved_query(ctx, name, &a),
-        "results.refresh_all_queries" => {
-            a.at_most(0)?;
-            if !ctx.caller.is_superuser() {
-                return Err(Fault::new(
-                    401,
-                    "Permission denied for user to refresh all queries",
-                ));
-            }
-            return Ok(Value::Nil);
-        }
+        "results.run_query" => return run_query(ctx, &a).await,
+        "results.refresh_query" => return refresh_query(ctx, &a).await,
+        "results.refresh_all_queries" => return refresh_all_queries(ctx, &a).await,
         _ => {}
     }
     let caller = ctx.caller.clone();
@@ -185,23 +179,105 @@ fn results_job(s: &Store, caller: &Caller, id: &str) -> Result<Job, Fault> {
     }
 }
 
-/// `run_query(name, limit=200, username=nil)` / `refresh_query(name, username=nil)`: no user
-/// owns a saved query on lavabox, so the named one never exists.
-fn saved_query(ctx: &Ctx, name: &str, a: &Args<'_>) -> R {
-    let run = name == "results.run_query";
-    a.at_most(if run { 3 } else { 2 })?;
-    let query = a.string(0, "query_name")?;
-    if run {
-        a.opt_int(1, "limit")?;
-    }
-    let owner = a
-        .opt_string(if run { 2 } else { 1 }, "username")?
+/// The saved query `name` of `username` (default: the caller) that the caller may use, with
+/// LAVA's faults: `missing` when there is none, `denied` when the caller may not use it.
+async fn accessible_query(
+    ctx: &Ctx,
+    name: String,
+    username: Option<String>,
+    (missing, denied): (i64, i64),
+) -> Result<SavedQuery, Fault> {
+    let owner = username
         .filter(|u| !u.is_empty())
         .unwrap_or_else(|| ctx.caller.display_name().to_owned());
-    Err(Fault::new(
-        if run { 404 } else { 400 },
-        format!("Query with name {query} owned by user {owner} does not exist."),
-    ))
+    let (n, o) = (name.clone(), owner.clone());
+    let query = db(ctx, move |s| Ok(s.saved_query(&o, &n)?))
+        .await?
+        .ok_or_else(|| {
+            Fault::new(
+                missing,
+                format!("Query with name {name} owned by user {owner} does not exist."),
+            )
+        })?;
+    let user = ctx.caller.user.as_ref();
+    let allowed = user.is_some_and(|u| query.accessible_by(&u.username, u.is_superuser, &u.groups));
+    if !allowed {
+        return Err(Fault::new(
+            denied,
+            format!("Permission denied for user to query {name}"),
+        ));
+    }
+    Ok(query)
+}
+
+/// `run_query(query_name, limit=200, username=None)`: the rows, as `make_custom_query`'s.
+async fn run_query(ctx: &Ctx, a: &Args<'_>) -> R {
+    a.at_most(3)?;
+    let name = a.string(0, "query_name")?;
+    let limit = a.opt_int(1, "limit")?.unwrap_or(200);
+    let username = a.opt_string(2, "username")?;
+    let query = accessible_query(ctx, name, username, (404, 403)).await?;
+    let limit = u32::try_from(limit.min(i64::from(u32::MAX)))
+        .map_err(|_| internal("Negative indexing is not supported."))?;
+    let viewer = ctx.caller.viewer();
+    db(ctx, move |s| {
+        let rows = s.run_saved_query(&query, viewer, limit)?;
+        Ok(Value::Array(rows_value(rows)))
+    })
+    .await
+}
+
+/// LAVA refuses to refresh a live query (it has no materialized view).
+fn refresh_refused(query: &SavedQuery) -> Option<Fault> {
+    query.is_live.then(|| {
+        Fault::new(
+            400,
+            format!(
+                "Query with name {} owned by user {} cannot be refreshed since it's a live query.",
+                query.name, query.owner
+            ),
+        )
+    })
+}
+
+/// `refresh_query(query_name, username=None)`: results are always live, so a refresh only
+/// stamps `last_updated`, after LAVA's checks.
+async fn refresh_query(ctx: &Ctx, a: &Args<'_>) -> R {
+    a.at_most(2)?;
+    let name = a.string(0, "query_name")?;
+    let username = a.opt_string(1, "username")?;
+    let query = accessible_query(ctx, name, username, (400, 401)).await?;
+    if let Some(fault) = refresh_refused(&query) {
+        return Err(fault);
+    }
+    db(ctx, move |s| {
+        s.refresh_saved_query(query.id)?;
+        Ok(Value::Nil)
+    })
+    .await
+}
+
+/// `refresh_all_queries()`: superusers only; stamps every non-live query.
+async fn refresh_all_queries(ctx: &Ctx, a: &Args<'_>) -> R {
+    a.at_most(0)?;
+    if !ctx.caller.is_superuser() {
+        return Err(Fault::new(
+            401,
+            format!(
+                "Permission denied for user {}. Must be a superuser to refresh all queries.",
+                ctx.caller.display_name()
+            ),
+        ));
+    }
+    db(ctx, |s| {
+        for query in s.saved_queries()? {
+            if !query.is_live {
+                s.refresh_saved_query(query.id)?;
+            }
+        }
+        Ok(Value::Nil)
+    })
+    .await
 }
 
 /// LAVA's answer for an entity that is not a queryable content type.
@@ -218,188 +294,29 @@ fn internal(msg: impl std::fmt::Display) -> Fault {
     )
 }
 
-/// The table a condition names (LAVA's condition content types).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Table {
-    Entity(Entity),
-    NamedTestAttribute,
-}
-
-fn entity(name: &str) -> Option<Entity> {
-    match name {
-        "testjob" => Some(Entity::TestJob),
-        "testsuite" => Some(Entity::TestSuite),
-        "testcase" => Some(Entity::TestCase),
-        _ => None,
-    }
-}
-
-/// LAVA's choice labels → stored codes; an unknown label matches nothing (LAVA uses -1).
-fn choice(labels: &[(&str, i64)], value: &str) -> Operand {
-    Operand::Int(
-        labels
-            .iter()
-            .find(|(l, _)| *l == value)
-            .map_or(-1, |(_, c)| *c),
-    )
-}
-
-/// A datetime value as Django's DateTimeField accepts it (`YYYY-MM-DD[ HH:MM[:SS[.ffffff]]]`,
-/// or `T` for the space), taken as UTC.
-fn parse_time(value: &str) -> Result<OffsetDateTime, Fault> {
-    use time::PrimitiveDateTime;
-    let v = value.replacen('T', " ", 1);
-    let formats = [
-        format_description!("[year]-[month]-[day] [hour]:[minute]:[second].[subsecond]"),
-        format_description!("[year]-[month]-[day] [hour]:[minute]:[second]"),
-        format_description!("[year]-[month]-[day] [hour]:[minute]"),
-    ];
-    for f in formats {
-        if let Ok(t) = PrimitiveDateTime::parse(&v, f) {
-            return Ok(t.assume_utc());
-        }
-    }
-    if let Ok(d) = time::Date::parse(&v, format_description!("[year]-[month]-[day]")) {
-        return Ok(d.midnight().assume_utc());
-    }
-    Err(internal(format!(
-        "['“{value}” value has an invalid format. It must be in YYYY-MM-DD HH:MM[:ss[.uuuuuu]][TZ] format.']"
-    )))
-}
-
-/// Types one field of `table` with its value; `None` when the table has no such field.
-fn field(table: Table, name: &str, value: &str) -> Result<Option<(Field, Operand)>, Fault> {
-    let text = || Operand::Text(value.to_owned());
-    let entity = match table {
-        Table::NamedTestAttribute => return Ok(Some((Field::Attribute(name.to_owned()), text()))),
-        Table::Entity(e) => e,
-    };
-    Ok(Some(match (entity, name) {
-        (Entity::TestJob, "submitter") => (Field::Submitter, text()),
-        (Entity::TestJob, "start_time") => (Field::StartTime, Operand::Time(parse_time(value)?)),
-        (Entity::TestJob, "end_time") => (Field::EndTime, Operand::Time(parse_time(value)?)),
-        (Entity::TestJob, "state") => (
-            Field::State,
-            choice(
-                &[
-                    ("Submitted", 0),
-                    ("Scheduling", 1),
-                    ("Scheduled", 2),
-                    ("Running", 3),
-                    ("Canceling", 4),
-                    ("Finished", 5),
-                ],
-                value,
-            ),
-        ),
-        (Entity::TestJob, "health") => (
-            Field::Health,
-            choice(
-                &[
-                    ("Unknown", 0),
-                    ("Complete", 1),
-                    ("Incomplete", 2),
-                    ("Canceled", 3),
-                ],
-                value,
-            ),
-        ),
-        (Entity::TestJob, "actual_device") => (Field::ActualDevice, text()),
-        (Entity::TestJob, "requested_device_type") => (Field::RequestedDeviceType, text()),
-        // LAVA: "False" is false, anything else true.
-        (Entity::TestJob, "health_check") => (
-            Field::HealthCheck,
-            Operand::Int(i64::from(value != "False")),
-        ),
-        (Entity::TestJob, "priority") => (
-            Field::Priority,
-            choice(&[("Low", 0), ("Medium", 50), ("High", 100)], value),
-        ),
-        (Entity::TestJob, "description") => (Field::Description, text()),
-        (Entity::TestSuite, "name") => (Field::SuiteName, text()),
-        (Entity::TestCase, "name") => (Field::CaseName, text()),
-        (Entity::TestCase, "result") => (
-            Field::CaseResult,
-            choice(
-                &[
-                    ("Test passed", 0),
-                    ("Test failed", 1),
-                    ("Test skipped", 2),
-                    ("Unknown outcome", 3),
-                ],
-                value,
-            ),
-        ),
-        (Entity::TestCase, "measurement") => {
-            (
-                Field::Measurement,
-                Operand::Real(value.trim().parse::<f64>().map_err(|_| {
-                    internal(format!("['“{value}” value must be a decimal number.']"))
-                })?),
-            )
-        }
-        _ => return Ok(None),
-    }))
-}
-
-fn operator(name: &str) -> Result<Operator, Fault> {
-    match name {
-        "exact" => Ok(Operator::Exact),
-        "iexact" => Ok(Operator::IExact),
-        "icontains" => Ok(Operator::IContains),
-        "gt" => Ok(Operator::Gt),
-        "lt" => Ok(Operator::Lt),
-        // LAVA offers `ne` in its editor but Django has no such lookup, so it fails too.
-        other => Err(internal(format!("Unsupported lookup '{other}'"))),
-    }
-}
-
-/// Parses `make_custom_query`'s arguments as LAVA does: conditions split on `,`, each on `__`
-/// into `field__value`, `field__operator__value` (both on `entity`) or
-/// `table__field__operator__value`. Structure errors come first for all conditions, then
-/// field errors, in LAVA's order.
-fn parse_query(entity_name: &str, conditions: &str) -> Result<(Entity, Vec<Condition>), Fault> {
-    let entity = entity(entity_name).ok_or_else(|| Fault::new(400, BAD_ENTITY))?;
-    if conditions.is_empty() {
-        return Ok((entity, Vec::new()));
-    }
-    let mut raw = Vec::new();
-    for cond in conditions.split(',') {
-        let parts: Vec<&str> = cond.split("__").collect();
-        let (table, rest) = match parts.as_slice() {
-            [f, v] => (Table::Entity(entity), [*f, "exact", *v]),
-            [f, o, v] => (Table::Entity(entity), [*f, *o, *v]),
-            [t, f, o, v] => {
-                let table = match *t {
-                    "namedtestattribute" => Table::NamedTestAttribute,
-                    t => Table::Entity(entity_of_condition(t)?),
-                };
-                (table, [*f, *o, *v])
+/// LAVA's fault for a query that cannot be parsed: the 400s it raises itself, the internal
+/// error its dispatcher gives for the exceptions it does not catch.
+fn condition_fault(err: ConditionError) -> Fault {
+    match err {
+        ConditionError::Entity(_) => Fault::new(400, BAD_ENTITY),
+        ConditionError::Condition { problem, .. } => match problem {
+            Problem::Field { .. } => Fault::new(400, BAD_FIELD),
+            Problem::Structure => internal("Conditions URL incorrect. Please refer to query docs."),
+            Problem::Table(_) => {
+                internal("Wrong table name in entity param. Please refer to query docs.")
             }
-            _ => {
-                return Err(internal(
-                    "Conditions URL incorrect. Please refer to query docs.",
-                ));
-            }
-        };
-        raw.push((table, rest));
+            Problem::Operator(op) => internal(format!("Unsupported lookup '{op}'")),
+            Problem::Time(v) => internal(format!(
+                "['“{v}” value has an invalid format. It must be in YYYY-MM-DD HH:MM[:ss[.uuuuuu]][TZ] format.']"
+            )),
+            Problem::Number(v) => internal(format!("['“{v}” value must be a decimal number.']")),
+        },
     }
-    raw.into_iter()
-        .map(|(table, [f, o, v])| {
-            let (field, value) = field(table, f, v)?.ok_or_else(|| Fault::new(400, BAD_FIELD))?;
-            Ok(Condition {
-                field,
-                operator: operator(o)?,
-                value,
-            })
-        })
-        .collect::<Result<_, Fault>>()
-        .map(|c| (entity, c))
 }
 
-fn entity_of_condition(name: &str) -> Result<Entity, Fault> {
-    entity(name)
-        .ok_or_else(|| internal("Wrong table name in entity param. Please refer to query docs."))
+/// Parses `make_custom_query`'s arguments (`store::QuerySpec`), with LAVA's faults.
+fn parse_query(entity: &str, conditions: &str) -> Result<QuerySpec, Fault> {
+    QuerySpec::parse(entity, conditions).map_err(condition_fault)
 }
 
 /// `make_custom_query(entity, conditions, limit=200)`.
@@ -408,12 +325,12 @@ async fn custom_query(ctx: &Ctx, a: &Args<'_>) -> R {
     let entity_name = a.string(0, "entity")?;
     let conditions = a.string(1, "conditions")?;
     let limit = a.opt_int(2, "limit")?.unwrap_or(200);
-    let (entity, conditions) = parse_query(&entity_name, &conditions)?;
+    let spec = parse_query(&entity_name, &conditions)?;
     let limit = u32::try_from(limit.min(i64::from(u32::MAX)))
         .map_err(|_| internal("Negative indexing is not supported."))?;
     let viewer = ctx.caller.viewer();
     db(ctx, move |s| {
-        let rows = s.custom_query(entity, &conditions, viewer, limit)?;
+        let rows = s.custom_query(spec.entity(), spec.conditions(), viewer, limit)?;
         Ok(Value::Array(rows_value(rows)))
     })
     .await
@@ -515,48 +432,9 @@ fn job_row(q: QueryJob) -> Value {
 mod tests {
     use super::*;
 
-    fn ok(entity: &str, conditions: &str) -> (Entity, Vec<Condition>) {
-        parse_query(entity, conditions).expect(conditions)
-    }
-
     fn fault(entity: &str, conditions: &str) -> (i64, String) {
         let f = parse_query(entity, conditions).expect_err(conditions);
         (f.code, f.message)
-    }
-
-    #[test]
-    fn parses_lava_condition_strings() {
-        let (e, c) = ok(
-            "testcase",
-            "testsuite__name__exact__1_custom-tests,testcase__result__exact__Test failed,\
-             testjob__end_time__gt__2017-04-26 00:00:00",
-        );
-        assert_eq!(e, Entity::TestCase);
-        assert_eq!(c.len(), 3);
-        assert_eq!(c[0].field, Field::SuiteName);
-        assert_eq!(c[0].value, Operand::Text("1_custom-tests".into()));
-        assert_eq!(
-            (c[1].field.clone(), c[1].value.clone()),
-            (Field::CaseResult, Operand::Int(1))
-        );
-        assert_eq!(c[2].operator, Operator::Gt);
-        assert!(matches!(c[2].value, Operand::Time(t) if t.year() == 2017 && t.hour() == 0));
-        // Two parts: the entity's field, exact.
-        let (_, c) = ok("testjob", "submitter__kernel-ci");
-        assert_eq!(c[0].field, Field::Submitter);
-        assert_eq!(c[0].operator, Operator::Exact);
-        // Three parts: the entity's field with an operator; unknown choices match nothing.
-        let (_, c) = ok("testjob", "health__iexact__Bogus");
-        assert_eq!(
-            (c[0].operator, c[0].value.clone()),
-            (Operator::IExact, Operand::Int(-1))
-        );
-        let (_, c) = ok("testjob", "health_check__False,priority__High");
-        assert_eq!(c[0].value, Operand::Int(0));
-        assert_eq!(c[1].value, Operand::Int(100));
-        let (_, c) = ok("testsuite", "namedtestattribute__build__icontains__4");
-        assert_eq!(c[0].field, Field::Attribute("build".into()));
-        assert!(ok("testjob", "").1.is_empty());
     }
 
     #[test]
@@ -581,10 +459,18 @@ mod tests {
         let (code, msg) = fault("testjob", "state__ne__Running");
         assert_eq!(code, -32603);
         assert!(msg.ends_with("Unsupported lookup 'ne'"), "{msg}");
-        let (code, _) = fault("testjob", "end_time__gt__yesterday");
+        let (code, msg) = fault("testjob", "end_time__gt__yesterday");
         assert_eq!(code, -32603);
-        let (code, _) = fault("testcase", "measurement__gt__fast");
+        assert!(
+            msg.contains("“yesterday” value has an invalid format"),
+            "{msg}"
+        );
+        let (code, msg) = fault("testcase", "measurement__gt__fast");
         assert_eq!(code, -32603);
+        assert!(
+            msg.contains("“fast” value must be a decimal number"),
+            "{msg}"
+        );
         // A structure error wins over a field error earlier in the string.
         let (code, _) = fault("testjob", "nope__1,x");
         assert_eq!(code, -32603);
