@@ -7,10 +7,12 @@
 //! [`SubmitError::code`] is LAVA's fault code / HTTP status.
 
 use crate::api::auth::Caller;
+use crate::api::rest::pyfmt::py_str_repr;
 use crate::app::App;
+use crate::jobdef::notify::{CompareQuery, Recipient};
 use crate::jobdef::{self, JobDefinition};
 use crate::model::{DeviceHealth, JobId, JobState};
-use crate::store::{self, Changes, Device, NewJob, Store, Viewer, Visibility};
+use crate::store::{self, Changes, Device, Entity, NewJob, QuerySpec, Store, Viewer, Visibility};
 
 /// Why a submission, cancel or resubmit was refused.
 #[derive(Debug, thiserror::Error)]
@@ -248,12 +250,52 @@ pub async fn submit(
     Ok(submitted)
 }
 
+/// LAVA's database checks of the `notify` block: a recipient that names a user names an
+/// existing one, and a compare query is an existing, valid test-job query.
+fn check_notify(s: &Store, def: &JobDefinition) -> Result<(), SubmitError> {
+    let Some(notify) = &def.notify else {
+        return Ok(());
+    };
+    for recipient in &notify.recipients {
+        let (Recipient::Email { user, .. } | Recipient::Irc { user, .. }) = recipient;
+        if let Some(user) = user
+            && s.user(user)?.is_none()
+        {
+            return Err(SubmitError::Problem(format!(
+                "{} is not an existing user in LAVA.",
+                py_str_repr(user)
+            )));
+        }
+    }
+    let only_testjob = || SubmitError::Problem("Only TestJob queries allowed.".into());
+    match notify.compare.as_ref().and_then(|c| c.query.as_ref()) {
+        None => Ok(()),
+        Some(CompareQuery::Named { username, name }) => match s.saved_query(username, name)? {
+            None => Err(SubmitError::Problem(format!(
+                "Query ~{username}/{name} does not exist"
+            ))),
+            Some(query) if query.spec.entity() != Entity::TestJob => Err(only_testjob()),
+            Some(_) => Ok(()),
+        },
+        Some(query @ CompareQuery::Conditions { entity, .. }) => {
+            if entity != Entity::TestJob.as_str() {
+                return Err(only_testjob());
+            }
+            let text = query.condition_string().unwrap_or_default();
+            QuerySpec::parse(entity, &text)
+                .map(drop)
+                .map_err(|err| SubmitError::Problem(err.to_string()))
+        }
+    }
+}
+
 fn insert(
     s: &mut Store,
     caller: &Caller,
     submitter: &str,
     def: &JobDefinition,
 ) -> Result<(Submitted, Changes), SubmitError> {
+    check_notify(s, def)?;
     let visibility = store_visibility(&def.visibility);
     if let Visibility::Group(groups) = &visibility {
         let known: Vec<String> = s.groups()?.into_iter().map(|g| g.name).collect();

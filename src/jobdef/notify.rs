@@ -86,16 +86,41 @@ pub enum Criteria {
     Status {
         /// Which status.
         status: NotifyStatus,
-        /// Name of a query whose results are included.
+        /// LAVA query conditions (`entity__field__op__value,…` on test jobs, not the name of
+        /// a saved query): every other job they match must have reached `status` too.
         dependency_query: Option<String>,
     },
-    /// `{status: complete|incomplete, type: regression|progression}`.
+    /// `{status: complete|incomplete, type: regression|progression}`, which may also carry a
+    /// `dependency_query` (LAVA checks both).
     Change {
         /// Complete or incomplete.
         status: NotifyStatus,
         /// Regression or progression.
         kind: ChangeType,
+        /// As for [`Criteria::Status`].
+        dependency_query: Option<String>,
     },
+}
+
+impl Criteria {
+    /// The status the criteria names.
+    pub fn status(&self) -> NotifyStatus {
+        match self {
+            Criteria::Status { status, .. } | Criteria::Change { status, .. } => *status,
+        }
+    }
+
+    /// The `dependency_query` conditions, if any.
+    pub fn dependency_query(&self) -> Option<&str> {
+        match self {
+            Criteria::Status {
+                dependency_query, ..
+            }
+            | Criteria::Change {
+                dependency_query, ..
+            } => dependency_query.as_deref(),
+        }
+    }
 }
 
 /// One recipient; who it is depends on the method.
@@ -155,6 +180,21 @@ pub enum CompareQuery {
     },
 }
 
+impl CompareQuery {
+    /// An ad-hoc query's conditions as LAVA's condition string (`field__value,…`: LAVA joins
+    /// the mapping so), or `None` for a stored query.
+    pub fn condition_string(&self) -> Option<String> {
+        let CompareQuery::Conditions { conditions, .. } = self else {
+            return None;
+        };
+        let parts: Vec<String> = conditions
+            .iter()
+            .map(|(field, value)| format!("{field}__{value}"))
+            .collect();
+        Some(parts.join(","))
+    }
+}
+
 /// `compare:`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Compare {
@@ -205,6 +245,7 @@ impl Notify {
             Some(kind) => Criteria::Change {
                 status,
                 kind: ChangeType::from_name(kind)?,
+                dependency_query: string(criteria, "dependency_query"),
             },
             None => Criteria::Status {
                 status,

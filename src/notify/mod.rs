@@ -543,7 +543,7 @@ fn should_fire(
             NotifyStatus::Running => state == JobState::Running,
             other => finished_with(*other),
         },
-        Criteria::Change { status, kind } => {
+        Criteria::Change { status, kind, .. } => {
             finished_with(*status)
                 && match kind {
                     ChangeType::Regression => {
@@ -620,12 +620,9 @@ fn load(
     if !should_fire(&notify.criteria, job.state, job.health, previous_health) {
         return Ok(None);
     }
-    let dependency_unmet = match &notify.criteria {
-        Criteria::Status {
-            status,
-            dependency_query: Some(query),
-        } => dependency(s, *status, query, job.id)?,
-        _ => None,
+    let dependency_unmet = match notify.criteria.dependency_query() {
+        Some(query) => dependency(s, notify.criteria.status(), query, job.id)?,
+        None => None,
     };
     let device = match &job.actual_device {
         Some(hostname) => s.device(hostname)?,
@@ -778,13 +775,8 @@ fn compare_job(
                 s.run_saved_query(&saved, viewer, COMPARE_QUERY_LIMIT)?,
             )
         }
-        CompareQuery::Conditions { entity, conditions } => {
-            // LAVA joins the mapping into a condition string on the entity.
-            let text = conditions
-                .iter()
-                .map(|(field, value)| format!("{field}__{value}"))
-                .collect::<Vec<_>>()
-                .join(",");
+        query @ CompareQuery::Conditions { entity, .. } => {
+            let text = query.condition_string().unwrap_or_default();
             let described = format!("compare query `{text}`");
             let spec = match QuerySpec::parse(entity, &text) {
                 Ok(spec) => spec,
@@ -916,6 +908,7 @@ mod tests {
         let regression = Criteria::Change {
             status: NotifyStatus::Incomplete,
             kind: ChangeType::Regression,
+            dependency_query: None,
         };
         check(&regression, Finished, Incomplete, Some(Complete), true);
         check(&regression, Finished, Incomplete, Some(Incomplete), false);
@@ -923,6 +916,7 @@ mod tests {
         let progression = Criteria::Change {
             status: NotifyStatus::Complete,
             kind: ChangeType::Progression,
+            dependency_query: None,
         };
         check(&progression, Finished, Complete, Some(Incomplete), true);
         check(&progression, Finished, Complete, Some(Complete), false);

@@ -471,6 +471,23 @@ fault("make_custom_query malformed", lambda: alice.results.make_custom_query("te
       "Conditions URL incorrect. Please refer to query docs.")
 fault("make_custom_query anon", lambda: anon.results.make_custom_query("testjob", ""), 401)
 
+# --- a notify block is checked against the database at submission, as LAVA does ---
+def with_notify(block):
+    return QEMU_JOB.rstrip("\n") + "\nnotify:\n  criteria: {status: finished}\n" + block
+
+
+fault("notify unknown user", lambda: alice.scheduler.jobs.submit(with_notify(
+    "  recipients:\n  - to: {method: email, user: nobody}\n")), 400,
+    "Problem with submitted job data: 'nobody' is not an existing user in LAVA.")
+fault("notify compare query missing", lambda: alice.scheduler.jobs.submit(with_notify(
+    "  compare:\n    query: {username: alice, name: nope}\n")), 400,
+    "Problem with submitted job data: Query ~alice/nope does not exist")
+fault("notify compare query entity", lambda: alice.scheduler.jobs.submit(with_notify(
+    "  compare:\n    query: {entity: testcase, conditions: {result: fail}}\n")), 400,
+    "Problem with submitted job data: Only TestJob queries allowed.")
+check("notify with a user and a saved compare query", isinstance(alice.scheduler.jobs.submit(with_notify(
+    "  recipients:\n  - to: {method: email, user: bob}\n  compare:\n    query: {username: alice, name: done}\n")), int))
+
 # --- wrong argument types never give HTTP errors ---
 for name, args in [("scheduler.jobs.show", ([],)), ("scheduler.jobs.list", ({},)), ("scheduler.devices.show", (1.5,)),
                    ("scheduler.jobs.logs", (FINISHED, "x")), ("system.methodHelp", ([],)), ("scheduler.jobs.submit", (None,))]:
