@@ -1043,8 +1043,12 @@ mod tests {
     #[test]
     fn tags_and_aliases_update_in_place() {
         let (_dir, mut store) = store();
-        store.create_device_type(&NewDeviceType::named("qemu")).unwrap();
-        store.create_device_type(&NewDeviceType::named("bbb")).unwrap();
+        store
+            .create_device_type(&NewDeviceType::named("qemu"))
+            .unwrap();
+        store
+            .create_device_type(&NewDeviceType::named("bbb"))
+            .unwrap();
         let usb = store.create_tag("usb", Some("has USB")).unwrap();
         store.create_tag("hdmi", None).unwrap();
         let renamed = store.update_tag(usb.id, Some("usb3"), None).unwrap();
@@ -1086,15 +1090,22 @@ mod tests {
     #[test]
     fn group_restrictions_are_listed() {
         let (_dir, mut store) = store();
-        store.create_device_type(&NewDeviceType::named("qemu")).unwrap();
+        store
+            .create_device_type(&NewDeviceType::named("qemu"))
+            .unwrap();
         store.create_group("lab").unwrap();
-        store.create_device(&NewDevice::new("open01", "qemu")).unwrap();
+        store
+            .create_device(&NewDevice::new("open01", "qemu"))
+            .unwrap();
         let mut closed = NewDevice::new("closed01", "qemu");
         closed.owner_group = Some("lab".into());
         store.create_device(&closed).unwrap();
         let rows = store.device_group_restrictions().unwrap();
         assert_eq!(rows.len(), 1);
-        assert_eq!((rows[0].1.as_str(), rows[0].2.as_str()), ("closed01", "lab"));
+        assert_eq!(
+            (rows[0].1.as_str(), rows[0].2.as_str()),
+            ("closed01", "lab")
+        );
     }
 
     #[test]

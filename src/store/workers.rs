@@ -504,10 +504,7 @@ mod tests {
         s.delete_worker("w1").unwrap();
         assert_eq!(s.worker("w1").unwrap(), None);
         assert_eq!(s.device("qemu01").unwrap().unwrap().worker_name, None);
-        assert!(matches!(
-            s.delete_worker("w1"),
-            Err(Error::NotFound { .. })
-        ));
+        assert!(matches!(s.delete_worker("w1"), Err(Error::NotFound { .. })));
     }
 
     #[test]

@@ -1,0 +1,275 @@
+//! Workers over REST: the list and detail from `store::workers`, the superuser's create,
+//! update and delete, and each worker's `dispatcher.yaml` (`config/`) and `env.yaml`
+//! (`env/`).
+//!
+//! LAVA keeps those two files under `/etc/lava-server/dispatcher.d/<worker>/`; lavabox keeps
+//! them in the store, so they live in the data directory and survive a restart. A worker has
+//! no API token here (no remote workers), so no `token` field is ever sent.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::admin::{Fields, admin_fields, create, created, delete, write_error};
+use super::filter::{self, CHOICE, FieldSpec, Filterable, Kind, TEXT, Val};
+use super::page::Params;
+use super::pyfmt::drf_datetime;
+use super::{ApiError, Caller};
+use crate::app::App;
+use crate::store::{Worker, WorkerFile, WorkerHealth, WorkerUpdate};
+
+const WORKER_FIELDS: &[FieldSpec] = &[
+    FieldSpec {
+        name: "hostname",
+        kind: Kind::Text,
+        lookups: TEXT,
+    },
+    FieldSpec {
+        name: "description",
+        kind: Kind::Text,
+        lookups: TEXT,
+    },
+    FieldSpec {
+        name: "state",
+        kind: Kind::Choice(&["Online", "Offline"], true),
+        lookups: CHOICE,
+    },
+    FieldSpec {
+        name: "health",
+        kind: Kind::Choice(&["Active", "Maintenance", "Retired"], true),
+        lookups: CHOICE,
+    },
+];
+
+impl Filterable for Worker {
+    fn values(&self, field: &str) -> Vec<Val> {
+        vec![match field {
+            "hostname" => Val::Text(self.hostname.clone()),
+            "description" => self.description.clone().map_or(Val::Null, Val::Text),
+            "state" => Val::Text(self.state.as_str().to_owned()),
+            "health" => Val::Text(self.health.as_str().to_owned()),
+            _ => Val::Null,
+        }]
+    }
+}
+
+/// The wire form of a worker (`WorkerSerializer`).
+fn worker_json(worker: &Worker) -> Value {
+    json!({
+        "hostname": worker.hostname,
+        "state": worker.state.as_str(),
+        "health": worker.health.as_str(),
+        "description": worker.description,
+        "last_ping": worker.last_ping.map(drf_datetime),
+        "job_limit": worker.job_limit,
+        "version": worker.version,
+    })
+}
+
+/// `GET /workers/`.
+pub async fn list(State(app): State<App>, params: Params) -> Result<Json<Value>, ApiError> {
+    let conds = filter::parse(&params, WORKER_FIELDS)?;
+    let page = params.page();
+    let mut workers = app.store().call(|s| s.workers()).await?;
+    workers.retain(|w| filter::matches(w, &conds));
+    if let Some((field, desc)) = filter::ordering(&params, &["hostname", "state", "health"]) {
+        filter::sort_by_field(&mut workers, field, desc);
+    }
+    let count = workers.len() as u64;
+    let results = page.slice(workers).iter().map(worker_json).collect();
+    Ok(Json(params.paginated(page, count, results)))
+}
+
+async fn find(app: &App, hostname: String) -> Result<Worker, ApiError> {
+    app.store()
+        .call(move |s| s.worker(&hostname))
+        .await?
+        .ok_or(ApiError::NotFound)
+}
+
+/// `GET /workers/<hostname>/`.
+pub async fn detail(
+    State(app): State<App>,
+    Path(hostname): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(worker_json(&find(&app, hostname).await?)))
+}
+
+/// A worker health given by its display name, as LAVA's `ChoiceField` reads it.
+fn health(fields: &Fields) -> Result<Option<WorkerHealth>, ApiError> {
+    let Some(text) = fields.text("health")?.flatten() else {
+        return Ok(None);
+    };
+    WorkerHealth::ALL
+        .into_iter()
+        .find(|h| h.as_str() == text)
+        .map(Some)
+        .ok_or_else(|| ApiError::field("health", format!("\"{text}\" is not a valid choice.")))
+}
+
+/// `POST /workers/`: `hostname` required; `description`, `health` optional.
+pub async fn create_worker(
+    State(app): State<App>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let fields = admin_fields(&caller, &headers, &body)?;
+    let hostname = fields.required("hostname")?;
+    let description = fields.text("description")?.flatten();
+    let health = health(&fields)?.unwrap_or(WorkerHealth::Active);
+    let worker = create(&app, "hostname", move |s| {
+        s.create_worker(&hostname, description.as_deref(), health)
+    })
+    .await?;
+    Ok(created(worker_json(&worker)))
+}
+
+/// `PUT`/`PATCH /workers/<hostname>/`: `description`, `health` and `job_limit` change when
+/// given; a health change is announced like every other.
+pub async fn update_worker(
+    State(app): State<App>,
+    caller: Caller,
+    Path(hostname): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let fields = admin_fields(&caller, &headers, &body)?;
+    let update = WorkerUpdate {
+        description: fields.text("description")?.flatten(),
+        health: health(&fields)?,
+        job_limit: fields.number("job_limit")?,
+    };
+    let (worker, status) = app
+        .store()
+        .call(move |s| {
+            let status = s.update_worker(&hostname, &update)?;
+            let worker = s.worker(&hostname)?;
+            Ok(worker.map(|w| (w, status)))
+        })
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    if let Some(status) = status {
+        app.worker_changed(&status);
+    }
+    Ok(Json(worker_json(&worker)))
+}
+
+/// `DELETE /workers/<hostname>/`; the appliance's own worker cannot go, since it is the one
+/// running every device.
+pub async fn delete_worker(
+    State(app): State<App>,
+    caller: Caller,
+    Path(hostname): Path<String>,
+) -> Result<Response, ApiError> {
+    super::admin::require_admin(&caller)?;
+    if hostname == app.config().instance {
+        return Err(ApiError::detail(format!(
+            "Worker '{hostname}' is this appliance and cannot be deleted"
+        )));
+    }
+    delete(&app, &caller, move |s| s.delete_worker(&hostname)).await
+}
+
+/// Which per-worker file a `config/` or `env/` route serves, with its field and file names.
+#[derive(Clone, Copy)]
+struct FileRoute {
+    which: WorkerFile,
+    field: &'static str,
+    kind: &'static str,
+    file_name: &'static str,
+}
+
+const CONFIG: FileRoute = FileRoute {
+    which: WorkerFile::Config,
+    field: "config",
+    kind: "dispatcher",
+    file_name: "dispatcher.yaml",
+};
+
+const ENV: FileRoute = FileRoute {
+    which: WorkerFile::Env,
+    field: "env",
+    kind: "env",
+    file_name: "env.yaml",
+};
+
+async fn get_file(app: &App, hostname: String, route: FileRoute) -> Result<Response, ApiError> {
+    let worker = find(app, hostname).await?;
+    let Some(text) = worker.file(route.which) else {
+        return Err(ApiError::detail(format!(
+            "Worker '{}' does not have '{}' file",
+            worker.hostname, route.kind
+        )));
+    };
+    let mut response = text.to_owned().into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/yaml"),
+    );
+    if let Ok(value) = HeaderValue::from_str(&format!("attachment; filename={}", route.file_name)) {
+        headers.insert(header::CONTENT_DISPOSITION, value);
+    }
+    Ok(response)
+}
+
+async fn set_file(
+    app: &App,
+    caller: &Caller,
+    hostname: String,
+    (headers, body): (&HeaderMap, &Bytes),
+    route: FileRoute,
+) -> Result<Response, ApiError> {
+    let text = admin_fields(caller, headers, body)?.required(route.field)?;
+    app.store()
+        .call(move |s| Ok(s.set_worker_file(&hostname, route.which, Some(&text))))
+        .await?
+        .map_err(|err| write_error(err, route.field))?;
+    Ok((
+        StatusCode::OK,
+        Json(json!({ "message": "content successfully updated" })),
+    )
+        .into_response())
+}
+
+/// `GET /workers/<hostname>/config/`: the worker's `dispatcher.yaml`.
+pub async fn config(
+    State(app): State<App>,
+    Path(hostname): Path<String>,
+) -> Result<Response, ApiError> {
+    get_file(&app, hostname, CONFIG).await
+}
+
+/// `POST /workers/<hostname>/config/` with `config`.
+pub async fn set_config(
+    State(app): State<App>,
+    caller: Caller,
+    Path(hostname): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    set_file(&app, &caller, hostname, (&headers, &body), CONFIG).await
+}
+
+/// `GET /workers/<hostname>/env/`: the worker's `env.yaml`.
+pub async fn env(
+    State(app): State<App>,
+    Path(hostname): Path<String>,
+) -> Result<Response, ApiError> {
+    get_file(&app, hostname, ENV).await
+}
+
+/// `POST /workers/<hostname>/env/` with `env`.
+pub async fn set_env(
+    State(app): State<App>,
+    caller: Caller,
+    Path(hostname): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    set_file(&app, &caller, hostname, (&headers, &body), ENV).await
+}
