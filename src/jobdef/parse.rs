@@ -114,6 +114,32 @@ pub fn parse_str_mode(text: &str, mode: Mode) -> Result<JobDefinition, Vec<Probl
     })
 }
 
+/// Validates a Lava-Test Test Definition 1.0 file (what `/jobs/validate_testdef/` checks):
+/// LAVA's test-definition schema, extra keys allowed as LAVA allows them.
+pub fn validate_testdef(text: &str) -> Result<(), Vec<Problem>> {
+    if text.len() > MAX_JOB_SIZE {
+        return Err(vec![whole_file(
+            1,
+            1,
+            format!("test definition is too large: {} bytes", text.len()),
+        )]);
+    }
+    let root = yaml::load(text).map_err(|e| {
+        vec![whole_file(
+            e.mark.line,
+            e.mark.column,
+            format!("invalid YAML: {}", e.message),
+        )]
+    })?;
+    let mut report = Report::new(Mode::Lenient);
+    schema::test::testdef_file().check(&root, Path::ROOT, &mut report);
+    if report.problems.is_empty() {
+        Ok(())
+    } else {
+        Err(report.problems)
+    }
+}
+
 /// Normalizes a LAVA action type name to its schema module name (`u-boot` → `u_boot`).
 fn module_name(name: &str) -> String {
     name.replace('-', "_")

@@ -41,6 +41,10 @@ fn versioned() -> Router<App> {
     Router::new()
         .route("/jobs/", get(jobs::list).post(submission::submit))
         .route("/jobs/validate/", post(submission::validate))
+        .route(
+            "/jobs/validate_testdef/",
+            post(submission::validate_testdef),
+        )
         .route("/jobs/{id}/", get(jobs::detail))
         .route("/jobs/{id}/logs/", get(jobs::logs))
         .route("/jobs/{id}/metadata/", get(jobs::metadata))
