@@ -15,10 +15,12 @@ mod jobs;
 mod notifications;
 mod objects;
 mod page;
+mod permissions;
 pub mod pyfmt;
 mod submission;
 mod suites;
 mod templates;
+mod token;
 mod workers;
 
 use axum::Router;
@@ -133,6 +135,29 @@ fn versioned() -> Router<App> {
                 .patch(admin::update_alias)
                 .delete(admin::delete_alias),
         )
+        .route(
+            "/permissions/devices/",
+            get(permissions::devices).post(permissions::create_device),
+        )
+        .route(
+            "/permissions/devices/{id}/",
+            get(permissions::device)
+                .put(permissions::update_device)
+                .patch(permissions::update_device)
+                .delete(permissions::delete_device),
+        )
+        .route(
+            "/permissions/devicetypes/",
+            get(permissions::device_types).post(permissions::create_device_type),
+        )
+        .route(
+            "/permissions/devicetypes/{id}/",
+            get(permissions::device_type)
+                .put(permissions::device_type)
+                .patch(permissions::device_type)
+                .delete(permissions::device_type),
+        )
+        .route("/token/", post(token::obtain))
         .route("/system/version/", get(objects::version))
         .route("/system/whoami/", get(objects::whoami))
         .route("/system/master_config/", get(objects::master_config))
