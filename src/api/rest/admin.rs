@@ -60,6 +60,11 @@ impl Fields {
         body_fields(content_type, body).map(Fields)
     }
 
+    /// Whether the body names `name` at all.
+    pub(super) fn has(&self, name: &str) -> bool {
+        self.0.contains_key(name)
+    }
+
     /// A text field: `None` when absent, `Some(None)` for JSON `null` or an empty form value.
     pub(super) fn text(&self, name: &str) -> Result<Option<Option<String>>, ApiError> {
         match self.0.get(name) {

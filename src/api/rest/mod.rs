@@ -11,6 +11,7 @@ mod admin;
 mod auth;
 mod error;
 mod filter;
+mod jobadmin;
 mod jobs;
 mod notifications;
 mod objects;
@@ -47,7 +48,13 @@ fn versioned() -> Router<App> {
             "/jobs/validate_testdef/",
             post(submission::validate_testdef),
         )
-        .route("/jobs/{id}/", get(jobs::detail))
+        .route(
+            "/jobs/{id}/",
+            get(jobs::detail)
+                .put(jobadmin::update)
+                .patch(jobadmin::update)
+                .delete(jobadmin::delete),
+        )
         .route("/jobs/{id}/logs/", get(jobs::logs))
         .route("/jobs/{id}/metadata/", get(jobs::metadata))
         .route("/jobs/{id}/notifications/", get(notifications::list))

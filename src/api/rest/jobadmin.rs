@@ -1,0 +1,115 @@
+//! `PUT`/`PATCH`/`DELETE /jobs/<id>/`, the superuser's (LAVA gives these actions
+//! `IsSuperUser`: anonymous callers get 401, other users 403).
+//!
+//! Updates change only the fields outside the job's life cycle (`description`, `priority`,
+//! `failure_comment`): states, devices and definitions move only through the scheduler, so
+//! a request naming one of those is refused with a 400 on that field rather than silently
+//! ignored. A delete is refused while the job may hold a device.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+
+use super::admin::{admin_fields, require_admin};
+use super::jobs::{VisibleJob, detail, visible};
+use super::{ApiError, Caller};
+use crate::app::App;
+use crate::model::Priority;
+use crate::store::{self, JobRecordUpdate};
+
+/// Job fields LAVA's serializer writes but lavabox changes only through the scheduler.
+const LIFE_CYCLE_FIELDS: &[&str] = &[
+    "submitter",
+    "viewing_groups",
+    "health_check",
+    "requested_device_type",
+    "tags",
+    "actual_device",
+    "submit_time",
+    "start_time",
+    "end_time",
+    "state",
+    "health",
+    "definition",
+    "original_definition",
+    "multinode_definition",
+    "failure_tags",
+    "target_group",
+    "sub_id",
+];
+
+/// A job store error as the REST answer: a refused delete is a 400 with its reason.
+fn job_error(err: store::Error) -> ApiError {
+    match err {
+        store::Error::Invalid { reason, .. } => ApiError::detail(reason),
+        other => other.into(),
+    }
+}
+
+/// `PUT`/`PATCH /jobs/<id>/`: 200 with the job as `GET` shows it.
+pub async fn update(
+    State(app): State<App>,
+    caller: Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let fields = admin_fields(&caller, &headers, &body)?;
+    let job = visible(&app, &caller, &id).await?;
+    if let Some(field) = LIFE_CYCLE_FIELDS.iter().find(|f| fields.has(f)) {
+        return Err(ApiError::field(
+            field,
+            "lavabox changes this field only through the scheduler",
+        ));
+    }
+    let priority = match fields.number("priority")? {
+        None => None,
+        Some(n) => Some(Priority::new(n.into()).ok_or_else(|| {
+            ApiError::field(
+                "priority",
+                "Ensure this value is less than or equal to 100.",
+            )
+        })?),
+    };
+    let update = JobRecordUpdate {
+        description: fields.text("description")?.map(Option::unwrap_or_default),
+        priority,
+        failure_comment: fields.text("failure_comment")?,
+    };
+    let id = job.id;
+    app.store()
+        .call(move |s| s.update_job_record(id, &update))
+        .await?;
+    if priority.is_some() {
+        // The queue order changed.
+        app.wake_scheduler();
+    }
+    let job = visible(&app, &caller, &id.to_string()).await?;
+    detail(State(app), VisibleJob(job)).await
+}
+
+/// `DELETE /jobs/<id>/`: 204, the job's results and log go with it.
+pub async fn delete(
+    State(app): State<App>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    require_admin(&caller)?;
+    let id = visible(&app, &caller, &id).await?.id;
+    let log = app
+        .store()
+        .call(move |s| Ok(s.delete_job(id)))
+        .await?
+        .map_err(job_error)?;
+    if let Some(path) = log
+        && let Err(err) = tokio::fs::remove_file(&path).await
+        && err.kind() != std::io::ErrorKind::NotFound
+    {
+        // The record is gone; a leftover file only costs disk space.
+        tracing::warn!(path = %path.display(), error = %err, "removing a deleted job's log");
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
