@@ -11,7 +11,8 @@ use std::collections::HashMap;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
@@ -41,15 +42,40 @@ pub(super) fn require_admin(caller: &Caller) -> Result<&CallerUser, ApiError> {
 /// A write request's body fields.
 pub(super) struct Fields(HashMap<String, Value>);
 
-/// The first steps of every write with a body: the caller must be the superuser, then the
-/// body is decoded, so a non-admin learns nothing about the fields it sent.
-pub(super) fn admin_fields(
-    caller: &Caller,
-    headers: &HeaderMap,
-    body: &Bytes,
-) -> Result<Fields, ApiError> {
-    require_admin(caller)?;
-    Fields::read(headers, body)
+/// The superuser behind a request without a body (deletes, superuser-only reads), or
+/// DRF's 401/403.
+pub(super) struct Admin;
+
+impl FromRequestParts<App> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Admin, ApiError> {
+        require_admin(&Caller::from_request_parts(parts, app).await?).map(|_| Admin)
+    }
+}
+
+/// The body fields of a superuser's write: extracting it checks the caller first (DRF's
+/// 401/403), then decodes the JSON or form body, so a non-admin learns nothing about the
+/// fields it sent. Every REST write with a body takes it as its last argument.
+pub(super) struct AdminFields(pub(super) Fields);
+
+impl FromRequest<App> for AdminFields {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, app: &App) -> Result<AdminFields, Response> {
+        let (mut parts, body) = request.into_parts();
+        let caller = Caller::from_request_parts(&mut parts, app)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        require_admin(&caller).map_err(IntoResponse::into_response)?;
+        let headers = parts.headers.clone();
+        let bytes = Bytes::from_request(Request::from_parts(parts, body), app)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        Fields::read(&headers, &bytes)
+            .map(AdminFields)
+            .map_err(IntoResponse::into_response)
+    }
 }
 
 impl Fields {
@@ -164,14 +190,12 @@ pub(super) async fn create<T: Send + 'static>(
         .map_err(|err| write_error(err, field))
 }
 
-/// The DELETE endpoints: superuser only, 204 with no body once `remove` succeeded, 404
+/// The DELETE endpoints (their handlers take [`Admin`]): 204 with no body once `remove` succeeded, 404
 /// when there was nothing to remove.
 pub(super) async fn delete(
     app: &App,
-    caller: &Caller,
     remove: impl FnOnce(&mut store::Store) -> Result<(), store::Error> + Send + 'static,
 ) -> Result<Response, ApiError> {
-    require_admin(caller)?;
     app.store().call(remove).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -189,11 +213,8 @@ fn device_value(s: &store::Store, hostname: &str) -> Result<Value, store::Error>
 /// `health` optional.
 pub async fn create_device(
     State(app): State<App>,
-    caller: Caller,
-    headers: HeaderMap,
-    body: Bytes,
+    AdminFields(fields): AdminFields,
 ) -> Result<Response, ApiError> {
-    let fields = admin_fields(&caller, &headers, &body)?;
     let mut new = NewDevice::new(
         fields.required("hostname")?,
         fields.required("device_type")?,
@@ -216,12 +237,9 @@ pub async fn create_device(
 /// change when given.
 pub async fn update_device(
     State(app): State<App>,
-    caller: Caller,
     Path(hostname): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
+    AdminFields(fields): AdminFields,
 ) -> Result<Json<Value>, ApiError> {
-    let fields = admin_fields(&caller, &headers, &body)?;
     let update = DeviceUpdate {
         device_type: fields.text("device_type")?.flatten(),
         description: fields.text("description")?,
@@ -253,22 +271,20 @@ pub async fn update_device(
 /// `DELETE /devices/<hostname>/`.
 pub async fn delete_device(
     State(app): State<App>,
-    caller: Caller,
+    _admin: Admin,
     Path(hostname): Path<String>,
 ) -> Result<Response, ApiError> {
-    delete(&app, &caller, move |s| s.delete_device(&hostname)).await
+    delete(&app, move |s| s.delete_device(&hostname)).await
 }
 
 /// `POST /devices/<hostname>/dictionary/` with `dictionary`: replaces the Jinja2 device
 /// dictionary after checking that it renders.
 pub async fn set_dictionary(
     State(app): State<App>,
-    caller: Caller,
     Path(hostname): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
+    AdminFields(fields): AdminFields,
 ) -> Result<Json<Value>, ApiError> {
-    let dictionary = admin_fields(&caller, &headers, &body)?.required("dictionary")?;
+    let dictionary = fields.required("dictionary")?;
     render_check(&app, dictionary.clone())
         .await?
         .map_err(|err| ApiError::Message(format!("Device dictionary invalid: {err}")))?;
@@ -286,12 +302,9 @@ pub async fn set_dictionary(
 /// `reason` is only traced.
 pub async fn set_health(
     State(app): State<App>,
-    caller: Caller,
     Path(hostname): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
+    AdminFields(fields): AdminFields,
 ) -> Result<Response, ApiError> {
-    let fields = admin_fields(&caller, &headers, &body)?;
     let reason = fields.text("reason")?.flatten();
     let wanted = fields
         .text("health")?
@@ -376,11 +389,8 @@ fn device_type_update(fields: &Fields) -> Result<DeviceTypeUpdate, ApiError> {
 /// `POST /devicetypes/`: `name` required, LAVA's defaults for the rest.
 pub async fn create_device_type(
     State(app): State<App>,
-    caller: Caller,
-    headers: HeaderMap,
-    body: Bytes,
+    AdminFields(fields): AdminFields,
 ) -> Result<Response, ApiError> {
-    let fields = admin_fields(&caller, &headers, &body)?;
     let name = fields.required("name")?;
     let u = device_type_update(&fields)?;
     let defaults = NewDeviceType::named(name);
@@ -406,12 +416,10 @@ pub async fn create_device_type(
 /// `PUT`/`PATCH /devicetypes/<name>/`.
 pub async fn update_device_type(
     State(app): State<App>,
-    caller: Caller,
     Path(name): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
+    AdminFields(fields): AdminFields,
 ) -> Result<Json<Value>, ApiError> {
-    let update = device_type_update(&admin_fields(&caller, &headers, &body)?)?;
+    let update = device_type_update(&fields)?;
     let value = app
         .store()
         .call(move |s| {
@@ -426,20 +434,17 @@ pub async fn update_device_type(
 /// `DELETE /devicetypes/<name>/`.
 pub async fn delete_device_type(
     State(app): State<App>,
-    caller: Caller,
+    _admin: Admin,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    delete(&app, &caller, move |s| s.delete_device_type(&name)).await
+    delete(&app, move |s| s.delete_device_type(&name)).await
 }
 
 /// `POST /aliases/`: `name`, `device_type`.
 pub async fn create_alias(
     State(app): State<App>,
-    caller: Caller,
-    headers: HeaderMap,
-    body: Bytes,
+    AdminFields(fields): AdminFields,
 ) -> Result<Response, ApiError> {
-    let fields = admin_fields(&caller, &headers, &body)?;
     let (name, device_type) = (fields.required("name")?, fields.required("device_type")?);
     let answer = json!({ "name": name, "device_type": device_type });
     create(&app, "name", move |s| s.add_alias(&name, &device_type)).await?;
@@ -449,20 +454,17 @@ pub async fn create_alias(
 /// `DELETE /aliases/<name>/`.
 pub async fn delete_alias(
     State(app): State<App>,
-    caller: Caller,
+    _admin: Admin,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    delete(&app, &caller, move |s| s.remove_alias(&name)).await
+    delete(&app, move |s| s.remove_alias(&name)).await
 }
 
 /// `POST /tags/`: `name`, optional `description`.
 pub async fn create_tag(
     State(app): State<App>,
-    caller: Caller,
-    headers: HeaderMap,
-    body: Bytes,
+    AdminFields(fields): AdminFields,
 ) -> Result<Response, ApiError> {
-    let fields = admin_fields(&caller, &headers, &body)?;
     let name = fields.required("name")?;
     let description = fields.text("description")?.flatten();
     let tag = create(&app, "name", move |s| {
@@ -480,12 +482,9 @@ fn tag_id(id: &str) -> Result<store::TagId, ApiError> {
 /// `PUT`/`PATCH /tags/<id>/`: `name` and `description` change when given.
 pub async fn update_tag(
     State(app): State<App>,
-    caller: Caller,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
+    AdminFields(fields): AdminFields,
 ) -> Result<Json<Value>, ApiError> {
-    let fields = admin_fields(&caller, &headers, &body)?;
     let id = tag_id(&id)?;
     let name = fields.text("name")?.flatten();
     let description = fields.text("description")?;
@@ -506,12 +505,11 @@ pub async fn update_tag(
 /// `DELETE /tags/<id>/`.
 pub async fn delete_tag(
     State(app): State<App>,
-    caller: Caller,
+    _admin: Admin,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    require_admin(&caller)?;
     let id = tag_id(&id)?;
-    delete(&app, &caller, move |s| {
+    delete(&app, move |s| {
         let tag = s.tags()?.into_iter().find(|t| t.id == id);
         let tag = tag.ok_or_else(|| store::Error::NotFound {
             kind: "tag",
@@ -525,12 +523,9 @@ pub async fn delete_tag(
 /// `PUT`/`PATCH /aliases/<name>/`: `name` (a rename) and `device_type` change when given.
 pub async fn update_alias(
     State(app): State<App>,
-    caller: Caller,
     Path(name): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
+    AdminFields(fields): AdminFields,
 ) -> Result<Json<Value>, ApiError> {
-    let fields = admin_fields(&caller, &headers, &body)?;
     let new_name = fields.text("name")?.flatten();
     let device_type = fields.text("device_type")?.flatten();
     let answer = app

@@ -7,18 +7,17 @@
 //! ignored. A delete is refused while the job may hold a device.
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
-use super::admin::{admin_fields, require_admin};
-use super::jobs::{VisibleJob, detail, visible};
-use super::{ApiError, Caller};
+use super::ApiError;
+use super::admin::{Admin, AdminFields};
+use super::jobs::{VisibleJob, detail};
 use crate::app::App;
-use crate::model::Priority;
-use crate::store::{self, JobRecordUpdate};
+use crate::model::{JobId, Priority};
+use crate::store::{self, Job, JobRecordUpdate};
 
 /// Job fields LAVA's serializer writes but lavabox changes only through the scheduler.
 const LIFE_CYCLE_FIELDS: &[&str] = &[
@@ -49,16 +48,22 @@ fn job_error(err: store::Error) -> ApiError {
     }
 }
 
+/// The job of a `/jobs/<id>/` path, as the superuser sees every job.
+async fn find(app: &App, id: &str) -> Result<Job, ApiError> {
+    let id = JobId(id.parse().map_err(|_| ApiError::NotFound)?);
+    app.store()
+        .call(move |s| s.job(id))
+        .await?
+        .ok_or(ApiError::NotFound)
+}
+
 /// `PUT`/`PATCH /jobs/<id>/`: 200 with the job as `GET` shows it.
 pub async fn update(
     State(app): State<App>,
-    caller: Caller,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
+    AdminFields(fields): AdminFields,
 ) -> Result<Json<Value>, ApiError> {
-    let fields = admin_fields(&caller, &headers, &body)?;
-    let job = visible(&app, &caller, &id).await?;
+    let job = find(&app, &id).await?;
     if let Some(field) = LIFE_CYCLE_FIELDS.iter().find(|f| fields.has(f)) {
         return Err(ApiError::field(
             field,
@@ -87,18 +92,17 @@ pub async fn update(
         // The queue order changed.
         app.wake_scheduler();
     }
-    let job = visible(&app, &caller, &id.to_string()).await?;
+    let job = find(&app, &id.to_string()).await?;
     detail(State(app), VisibleJob(job)).await
 }
 
 /// `DELETE /jobs/<id>/`: 204, the job's results and log go with it.
 pub async fn delete(
     State(app): State<App>,
-    caller: Caller,
+    _admin: Admin,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    require_admin(&caller)?;
-    let id = visible(&app, &caller, &id).await?.id;
+    let id = find(&app, &id).await?.id;
     let log = app
         .store()
         .call(move |s| Ok(s.delete_job(id)))

@@ -104,11 +104,11 @@ fn versioned() -> Router<App> {
         )
         .route(
             "/devicetypes/{name}/template/",
-            get(objects::template).post(templates::set_template),
+            get(objects::template).post(templates::set),
         )
         .route(
             "/devicetypes/{name}/health_check/",
-            get(objects::health_check).post(templates::set_health_check),
+            get(objects::health_check).post(templates::set),
         )
         .route("/workers/", get(workers::list).post(workers::create_worker))
         .route(
@@ -120,11 +120,11 @@ fn versioned() -> Router<App> {
         )
         .route(
             "/workers/{hostname}/config/",
-            get(workers::config).post(workers::set_config),
+            get(workers::file).post(workers::set_file),
         )
         .route(
             "/workers/{hostname}/env/",
-            get(workers::env).post(workers::set_env),
+            get(workers::file).post(workers::set_file),
         )
         .route("/tags/", get(objects::tags).post(admin::create_tag))
         .route(

@@ -11,15 +11,13 @@
 //! every device-type permission.
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::HeaderMap;
 use axum::response::Response;
 use serde_json::{Value, json};
 
-use super::admin::{Fields, admin_fields, created, require_admin};
+use super::ApiError;
+use super::admin::{Admin, AdminFields, Fields, created};
 use super::page::Params;
-use super::{ApiError, Caller};
 use crate::app::App;
 use crate::store::{self, DeviceUpdate};
 
@@ -76,10 +74,9 @@ async fn find(app: &App, id: String) -> Result<Row, ApiError> {
 /// `GET /permissions/devices/`.
 pub async fn devices(
     State(app): State<App>,
-    caller: Caller,
+    _admin: Admin,
     params: Params,
 ) -> Result<Json<Value>, ApiError> {
-    require_admin(&caller)?;
     let page = params.page();
     let all = app.store().call(|s| rows(s)).await?;
     let count = all.len() as u64;
@@ -90,10 +87,9 @@ pub async fn devices(
 /// `GET /permissions/devices/<id>/`.
 pub async fn device(
     State(app): State<App>,
-    caller: Caller,
+    _admin: Admin,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    require_admin(&caller)?;
     Ok(Json(find(&app, id).await?.json()))
 }
 
@@ -115,11 +111,8 @@ fn device_permission(fields: &Fields) -> Result<&'static str, ApiError> {
 /// the group.
 pub async fn create_device(
     State(app): State<App>,
-    caller: Caller,
-    headers: HeaderMap,
-    body: Bytes,
+    AdminFields(fields): AdminFields,
 ) -> Result<Response, ApiError> {
-    let fields = admin_fields(&caller, &headers, &body)?;
     let group = fields.required("group")?;
     let permission = device_permission(&fields)?;
     let hostname = fields.required("device")?;
@@ -182,12 +175,11 @@ fn restrict(
 /// it), so both of its rows go.
 pub async fn delete_device(
     State(app): State<App>,
-    caller: Caller,
+    _admin: Admin,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    require_admin(&caller)?;
     let row = find(&app, id).await?;
-    super::admin::delete(&app, &caller, move |s| {
+    super::admin::delete(&app, move |s| {
         let owner_user = s.device(&row.device)?.and_then(|d| d.owner_user);
         s.update_device(
             &row.device,
@@ -206,10 +198,9 @@ pub async fn delete_device(
 /// whole restriction.
 pub async fn update_device(
     State(app): State<App>,
-    caller: Caller,
+    _admin: Admin,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    require_admin(&caller)?;
     find(&app, id).await?;
     Err(ApiError::detail(
         "lavabox cannot change a device permission in place: delete it and create another",
@@ -217,21 +208,18 @@ pub async fn update_device(
 }
 
 /// `GET /permissions/devicetypes/`: always empty, lavabox has no device-type permissions.
-pub async fn device_types(caller: Caller, params: Params) -> Result<Json<Value>, ApiError> {
-    require_admin(&caller)?;
+pub async fn device_types(_admin: Admin, params: Params) -> Result<Json<Value>, ApiError> {
     let page = params.page();
     Ok(Json(params.paginated(page, 0, Vec::new())))
 }
 
 /// `/permissions/devicetypes/<id>/`: there are no rows to find.
-pub async fn device_type(caller: Caller) -> Result<Json<Value>, ApiError> {
-    require_admin(&caller)?;
+pub async fn device_type(_admin: Admin) -> Result<Json<Value>, ApiError> {
     Err(ApiError::NotFound)
 }
 
 /// `POST /permissions/devicetypes/`: refused with the reason.
-pub async fn create_device_type(caller: Caller) -> Result<Json<Value>, ApiError> {
-    require_admin(&caller)?;
+pub async fn create_device_type(_admin: Admin) -> Result<Json<Value>, ApiError> {
     Err(ApiError::detail(
         "lavabox has no per-group device-type permissions; \
          restrict the devices of the type instead (/permissions/devices/)",

@@ -7,7 +7,7 @@
 //! a restart.
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{MatchedPath, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
@@ -66,40 +66,27 @@ async fn write(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// `POST /devicetypes/<name>/template/` with `template`: 204.
-pub async fn set_template(
+/// `POST /devicetypes/<name>/template/` with `template` and `/health_check/` with `config`
+/// (the route that matched says which): 204.
+pub async fn set(
     State(app): State<App>,
     caller: Caller,
+    matched: MatchedPath,
     Path(name): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let text = checked_text(
-        &app,
-        &caller,
-        &name,
-        (&headers, &body),
-        ("template", "Device type template is required."),
-    )
-    .await?;
-    write(&app, FileKind::Template, name, text).await
-}
-
-/// `POST /devicetypes/<name>/health_check/` with `config`: 204.
-pub async fn set_health_check(
-    State(app): State<App>,
-    caller: Caller,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let text = checked_text(
-        &app,
-        &caller,
-        &name,
-        (&headers, &body),
-        ("config", "Health check configuration is required."),
-    )
-    .await?;
-    write(&app, FileKind::HealthCheck, name, text).await
+    let (kind, field) = if matched.as_str().ends_with("/template/") {
+        (
+            FileKind::Template,
+            ("template", "Device type template is required."),
+        )
+    } else {
+        (
+            FileKind::HealthCheck,
+            ("config", "Health check configuration is required."),
+        )
+    };
+    let text = checked_text(&app, &caller, &name, (&headers, &body), field).await?;
+    write(&app, kind, name, text).await
 }

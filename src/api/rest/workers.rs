@@ -7,17 +7,16 @@
 //! no API token here (no remote workers), so no `token` field is ever sent.
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::extract::{MatchedPath, Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::admin::{Fields, admin_fields, create, created, delete, write_error};
+use super::ApiError;
+use super::admin::{Admin, AdminFields, Fields, create, created, delete, write_error};
 use super::filter::{self, CHOICE, FieldSpec, Filterable, Kind, TEXT, Val};
 use super::page::Params;
 use super::pyfmt::drf_datetime;
-use super::{ApiError, Caller};
 use crate::app::App;
 use crate::store::{Worker, WorkerFile, WorkerHealth, WorkerUpdate};
 
@@ -113,11 +112,8 @@ fn health(fields: &Fields) -> Result<Option<WorkerHealth>, ApiError> {
 /// `POST /workers/`: `hostname` required; `description`, `health` optional.
 pub async fn create_worker(
     State(app): State<App>,
-    caller: Caller,
-    headers: HeaderMap,
-    body: Bytes,
+    AdminFields(fields): AdminFields,
 ) -> Result<Response, ApiError> {
-    let fields = admin_fields(&caller, &headers, &body)?;
     let hostname = fields.required("hostname")?;
     let description = fields.text("description")?.flatten();
     let health = health(&fields)?.unwrap_or(WorkerHealth::Active);
@@ -132,12 +128,9 @@ pub async fn create_worker(
 /// given; a health change is announced like every other.
 pub async fn update_worker(
     State(app): State<App>,
-    caller: Caller,
     Path(hostname): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
+    AdminFields(fields): AdminFields,
 ) -> Result<Json<Value>, ApiError> {
-    let fields = admin_fields(&caller, &headers, &body)?;
     let update = WorkerUpdate {
         description: fields.text("description")?.flatten(),
         health: health(&fields)?,
@@ -162,16 +155,15 @@ pub async fn update_worker(
 /// running every device.
 pub async fn delete_worker(
     State(app): State<App>,
-    caller: Caller,
+    _admin: Admin,
     Path(hostname): Path<String>,
 ) -> Result<Response, ApiError> {
-    super::admin::require_admin(&caller)?;
     if hostname == app.config().instance {
         return Err(ApiError::detail(format!(
             "Worker '{hostname}' is this appliance and cannot be deleted"
         )));
     }
-    delete(&app, &caller, move |s| s.delete_worker(&hostname)).await
+    delete(&app, move |s| s.delete_worker(&hostname)).await
 }
 
 /// Which per-worker file a `config/` or `env/` route serves, with its field and file names.
@@ -197,8 +189,23 @@ const ENV: FileRoute = FileRoute {
     file_name: "env.yaml",
 };
 
-async fn get_file(app: &App, hostname: String, route: FileRoute) -> Result<Response, ApiError> {
-    let worker = find(app, hostname).await?;
+/// The file a `config/` or `env/` route serves, from the route that matched.
+fn file_route(path: &MatchedPath) -> FileRoute {
+    if path.as_str().ends_with("/env/") {
+        ENV
+    } else {
+        CONFIG
+    }
+}
+
+/// `GET /workers/<hostname>/config/` (`dispatcher.yaml`) and `/env/` (`env.yaml`).
+pub async fn file(
+    State(app): State<App>,
+    matched: MatchedPath,
+    Path(hostname): Path<String>,
+) -> Result<Response, ApiError> {
+    let route = file_route(&matched);
+    let worker = find(&app, hostname).await?;
     let Some(text) = worker.file(route.which) else {
         return Err(ApiError::detail(format!(
             "Worker '{}' does not have '{}' file",
@@ -217,14 +224,15 @@ async fn get_file(app: &App, hostname: String, route: FileRoute) -> Result<Respo
     Ok(response)
 }
 
-async fn set_file(
-    app: &App,
-    caller: &Caller,
-    hostname: String,
-    (headers, body): (&HeaderMap, &Bytes),
-    route: FileRoute,
+/// `POST /workers/<hostname>/config/` with `config`, `/env/` with `env`.
+pub async fn set_file(
+    State(app): State<App>,
+    matched: MatchedPath,
+    Path(hostname): Path<String>,
+    AdminFields(fields): AdminFields,
 ) -> Result<Response, ApiError> {
-    let text = admin_fields(caller, headers, body)?.required(route.field)?;
+    let route = file_route(&matched);
+    let text = fields.required(route.field)?;
     app.store()
         .call(move |s| Ok(s.set_worker_file(&hostname, route.which, Some(&text))))
         .await?
@@ -234,42 +242,4 @@ async fn set_file(
         Json(json!({ "message": "content successfully updated" })),
     )
         .into_response())
-}
-
-/// `GET /workers/<hostname>/config/`: the worker's `dispatcher.yaml`.
-pub async fn config(
-    State(app): State<App>,
-    Path(hostname): Path<String>,
-) -> Result<Response, ApiError> {
-    get_file(&app, hostname, CONFIG).await
-}
-
-/// `POST /workers/<hostname>/config/` with `config`.
-pub async fn set_config(
-    State(app): State<App>,
-    caller: Caller,
-    Path(hostname): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    set_file(&app, &caller, hostname, (&headers, &body), CONFIG).await
-}
-
-/// `GET /workers/<hostname>/env/`: the worker's `env.yaml`.
-pub async fn env(
-    State(app): State<App>,
-    Path(hostname): Path<String>,
-) -> Result<Response, ApiError> {
-    get_file(&app, hostname, ENV).await
-}
-
-/// `POST /workers/<hostname>/env/` with `env`.
-pub async fn set_env(
-    State(app): State<App>,
-    caller: Caller,
-    Path(hostname): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    set_file(&app, &caller, hostname, (&headers, &body), ENV).await
 }
