@@ -452,6 +452,12 @@ async fn job_records_are_edited_and_deleted_by_the_superuser() {
     assert!(parse(&body)["state"][0].is_string(), "{body}");
     let (status, _) = admin(&lab, "PATCH", &path, Some(json!({ "priority": 101 }))).await;
     assert_eq!(status, 400);
+    // A PUT of the object as read, with one editable field changed, is accepted.
+    let (_, mut whole) = lab.json(&path, Some(&lab.admin)).await;
+    whole["description"] = json!("put back");
+    let (status, body) = admin(&lab, "PUT", &path, Some(whole)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(parse(&body)["description"], "put back");
 
     let finished = lab.public[1].0;
     let path = format!("/api/v0.2/jobs/{finished}/");

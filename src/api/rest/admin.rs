@@ -86,9 +86,9 @@ impl Fields {
         body_fields(content_type, body).map(Fields)
     }
 
-    /// Whether the body names `name` at all.
-    pub(super) fn has(&self, name: &str) -> bool {
-        self.0.contains_key(name)
+    /// The raw value of field `name`, if the body has it.
+    pub(super) fn get(&self, name: &str) -> Option<&Value> {
+        self.0.get(name)
     }
 
     /// A text field: `None` when absent, `Some(None)` for JSON `null` or an empty form value.

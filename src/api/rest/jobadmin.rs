@@ -3,8 +3,8 @@
 //!
 //! Updates change only the fields outside the job's life cycle (`description`, `priority`,
 //! `failure_comment`): states, devices and definitions move only through the scheduler, so
-//! a request naming one of those is refused with a 400 on that field rather than silently
-//! ignored. A delete is refused while the job may hold a device.
+//! a request giving another value to one of those is refused with a 400 on that field rather
+//! than silently ignored. A delete is refused while the job may hold a device.
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -19,26 +19,8 @@ use crate::app::App;
 use crate::model::{JobId, Priority};
 use crate::store::{self, Job, JobRecordUpdate};
 
-/// Job fields LAVA's serializer writes but lavabox changes only through the scheduler.
-const LIFE_CYCLE_FIELDS: &[&str] = &[
-    "submitter",
-    "viewing_groups",
-    "health_check",
-    "requested_device_type",
-    "tags",
-    "actual_device",
-    "submit_time",
-    "start_time",
-    "end_time",
-    "state",
-    "health",
-    "definition",
-    "original_definition",
-    "multinode_definition",
-    "failure_tags",
-    "target_group",
-    "sub_id",
-];
+/// The job fields lavabox lets the superuser change (the rest move through the scheduler).
+const EDITABLE: &[&str] = &["description", "priority", "failure_comment"];
 
 /// A job store error as the REST answer: a refused delete is a 400 with its reason.
 fn job_error(err: store::Error) -> ApiError {
@@ -64,9 +46,17 @@ pub async fn update(
     AdminFields(fields): AdminFields,
 ) -> Result<Json<Value>, ApiError> {
     let job = find(&app, &id).await?;
-    if let Some(field) = LIFE_CYCLE_FIELDS.iter().find(|f| fields.has(f)) {
+    // A field of the job's wire form given with another value: refused, not ignored, so a
+    // client never believes it moved a job's state. Sending a field unchanged (a `PUT` of
+    // the object as read) is fine.
+    let Json(current) = detail(State(app.clone()), VisibleJob(job.clone())).await?;
+    if let Some((name, _)) = current.as_object().and_then(|object| {
+        object.iter().find(|(k, v)| {
+            !EDITABLE.contains(&k.as_str()) && fields.get(k).is_some_and(|x| x != *v)
+        })
+    }) {
         return Err(ApiError::field(
-            field,
+            name,
             "lavabox changes this field only through the scheduler",
         ));
     }

@@ -20,27 +20,27 @@ use super::pyfmt::drf_datetime;
 use crate::app::App;
 use crate::store::{Worker, WorkerFile, WorkerHealth, WorkerUpdate};
 
+/// A filterable field of a worker: text, or one of LAVA's display names (case-sensitive).
+const fn field(name: &'static str, choices: Option<&'static [&'static str]>) -> FieldSpec {
+    match choices {
+        None => FieldSpec {
+            name,
+            kind: Kind::Text,
+            lookups: TEXT,
+        },
+        Some(names) => FieldSpec {
+            name,
+            kind: Kind::Choice(names, true),
+            lookups: CHOICE,
+        },
+    }
+}
+
 const WORKER_FIELDS: &[FieldSpec] = &[
-    FieldSpec {
-        name: "hostname",
-        kind: Kind::Text,
-        lookups: TEXT,
-    },
-    FieldSpec {
-        name: "description",
-        kind: Kind::Text,
-        lookups: TEXT,
-    },
-    FieldSpec {
-        name: "state",
-        kind: Kind::Choice(&["Online", "Offline"], true),
-        lookups: CHOICE,
-    },
-    FieldSpec {
-        name: "health",
-        kind: Kind::Choice(&["Active", "Maintenance", "Retired"], true),
-        lookups: CHOICE,
-    },
+    field("hostname", None),
+    field("description", None),
+    field("state", Some(&["Online", "Offline"])),
+    field("health", Some(&["Active", "Maintenance", "Retired"])),
 ];
 
 impl Filterable for Worker {
