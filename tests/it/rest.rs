@@ -61,15 +61,30 @@ fn metadata(case: &str) -> Option<String> {
     Some(format!("case: {case}\ndefinition: 0_smoke\nresult: pass\n"))
 }
 
+/// The appliance over data directory `data`, with the default configuration.
+pub(crate) async fn build_app(data: &std::path::Path) -> App {
+    let mut config = Config::from_raw(RawConfig::default(), None).expect("config");
+    config.apply(&Overrides {
+        data_dir: Some(data.to_owned()),
+        listen: None,
+    });
+    App::build(config).await.expect("app")
+}
+
+/// Serves `app`'s API on a free local port until the test ends; returns the address.
+pub(crate) async fn serve(app: App) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(lavabox::api::serve(listener, app, std::future::pending()));
+    addr
+}
+
 pub(crate) async fn start() -> Lab {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut config = Config::from_raw(RawConfig::default(), None).expect("config");
-    config.apply(&Overrides {
-        data_dir: Some(dir.path().join("data")),
-        listen: None,
-    });
-    let app = App::build(config).await.expect("app");
+    let app = build_app(&dir.path().join("data")).await;
     let (alice, bob, admin, public, private, results) = app
         .store()
         .call(|s| {
@@ -126,11 +141,7 @@ pub(crate) async fn start() -> Lab {
         })
         .await
         .expect("seed");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(lavabox::api::serve(listener, app, std::future::pending()));
+    let addr = serve(app).await;
     Lab {
         dir,
         addr,

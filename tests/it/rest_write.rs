@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 
-use crate::rest::{Lab, curl, curl_args, parse, start};
+use crate::rest::{Lab, build_app, curl, curl_args, parse, serve, start};
 
 /// The new write endpoints: anonymous callers get DRF's 401, ordinary users 403.
 const WRITES: &[(&str, &str)] = &[
@@ -247,6 +247,19 @@ async fn set_health_and_device_type_files_take_effect() {
         std::fs::read_to_string(data.join("health-checks/qemu.yaml")).expect("written check"),
         check
     );
+
+    // Both survive a restart: a new appliance over the same data directory serves them.
+    let addr = serve(build_app(&lab.dir.path().join("data")).await).await;
+    for (path, want) in [
+        ("/api/v0.2/devicetypes/qemu/template/", edited.as_str()),
+        ("/api/v0.2/devicetypes/qemu/health_check/", check),
+    ] {
+        let resp = reqwest::get(format!("http://{addr}{path}"))
+            .await
+            .expect("GET");
+        assert_eq!(resp.status(), 200, "{path}");
+        assert_eq!(resp.text().await.expect("body"), want, "{path}");
+    }
 }
 
 #[tokio::test]
