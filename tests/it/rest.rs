@@ -63,6 +63,8 @@ fn metadata(case: &str) -> Option<String> {
 
 /// The appliance over data directory `data`, with the default configuration.
 pub(crate) async fn build_app(data: &std::path::Path) -> App {
+    // reqwest (in the app and the tests) needs the process's TLS provider chosen.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let mut config = Config::from_raw(RawConfig::default(), None).expect("config");
     config.apply(&Overrides {
         data_dir: Some(data.to_owned()),
@@ -82,7 +84,6 @@ pub(crate) async fn serve(app: App) -> SocketAddr {
 }
 
 pub(crate) async fn start() -> Lab {
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().expect("tempdir");
     let app = build_app(&dir.path().join("data")).await;
     let (alice, bob, admin, public, private, results) = app

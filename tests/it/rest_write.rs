@@ -483,3 +483,77 @@ async fn job_records_are_edited_and_deleted_by_the_superuser() {
     let (_, jobs) = lab.json("/api/v0.2/jobs/", None).await;
     assert_eq!(jobs["count"], 6, "{jobs}");
 }
+
+/// `set_health` announces the change on the event bus like every health change, and a worker
+/// health change over REST is LAVA's `.worker` event.
+#[tokio::test]
+async fn health_changes_over_rest_are_published() {
+    use lavabox::events::Event;
+    use lavabox::model::DeviceHealth;
+    use lavabox::store::{NewDevice, NewDeviceType, NewUser};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = build_app(&dir.path().join("data")).await;
+    let token = app
+        .store()
+        .call(|s| {
+            let mut root = NewUser::named("admin");
+            root.is_superuser = true;
+            s.create_user(&root)?;
+            s.create_device_type(&NewDeviceType::named("qemu"))?;
+            s.create_device(&NewDevice::new("qemu01", "qemu"))?;
+            Ok(s.create_token("admin", "test")?.secret)
+        })
+        .await
+        .expect("seed");
+    let mut events = app.events().subscribe();
+    let addr = serve(app).await;
+    let client = reqwest::Client::new();
+    let post = async |path: &str, body: Value| {
+        client
+            .request(
+                if path.contains("workers") {
+                    reqwest::Method::PATCH
+                } else {
+                    reqwest::Method::POST
+                },
+                format!("http://{addr}{path}"),
+            )
+            .header("Authorization", format!("Token {token}"))
+            .header("Content-Type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("request")
+            .status()
+            .as_u16()
+    };
+    let path = "/api/v0.2/devices/qemu01/set_health/";
+    assert_eq!(post(path, json!({ "health": "Good" })).await, 202);
+    let next = async |events: &mut tokio::sync::broadcast::Receiver<_>| {
+        tokio::time::timeout(std::time::Duration::from_secs(10), events.recv())
+            .await
+            .expect("an event within 10 s")
+            .expect("bus open")
+    };
+    let published: std::sync::Arc<lavabox::events::Published> = next(&mut events).await;
+    match &published.event {
+        Event::Device(change) => {
+            assert_eq!(
+                (change.hostname.as_str(), change.health),
+                ("qemu01", DeviceHealth::Good)
+            );
+        }
+        other => panic!("expected a device event, got {other:?}"),
+    }
+    let path = "/api/v0.2/workers/lavabox/";
+    assert_eq!(post(path, json!({ "health": "Maintenance" })).await, 200);
+    let published = next(&mut events).await;
+    match &published.event {
+        Event::Worker(change) => assert_eq!(
+            (change.hostname.as_str(), change.health.as_str()),
+            ("lavabox", "Maintenance")
+        ),
+        other => panic!("expected a worker event, got {other:?}"),
+    }
+}
