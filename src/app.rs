@@ -60,7 +60,13 @@ impl App {
         })
         .await
         .context("opening the database")??;
-        let templates = Templates::new(&config.template_dirs).with_builtin();
+        // Templates and health checks written through the APIs go to the data directory
+        // (never /etc), which is therefore looked up first.
+        let templates = Templates::new(
+            std::iter::once(config.data_dir.join("device-types"))
+                .chain(config.template_dirs.iter().cloned()),
+        )
+        .with_builtin();
         Ok(App {
             config: Arc::new(config),
             store: AsyncStore::new(store),

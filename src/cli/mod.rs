@@ -49,6 +49,10 @@ pub enum Command {
     },
     /// Validate LAVA job definitions; prints one line per file.
     Validate {
+        /// Refuse unknown keys everywhere, as LAVA's `strict` validation does (default:
+        /// lenient, as at submission).
+        #[arg(long)]
+        strict: bool,
         /// Job definition files (YAML).
         #[arg(required = true)]
         files: Vec<PathBuf>,
@@ -245,7 +249,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         listen: None,
     };
     match cli.command {
-        Command::Validate { files } => validate::run(&files),
+        Command::Validate { strict, files } => validate::run(
+            &files,
+            if strict {
+                crate::jobdef::Mode::Strict
+            } else {
+                crate::jobdef::Mode::Lenient
+            },
+        ),
         Command::Serve { listen } => {
             overrides.listen = listen;
             let config = load_config(cli.config.as_deref(), &overrides)?;

@@ -1,4 +1,5 @@
-//! `lavabox validate FILE...`: one line per file, exit 0 only if every file is valid.
+//! `lavabox validate [--strict] FILE...`: one line per file, exit 0 only if every file is
+//! valid. `--strict` checks as LAVA's `strict` validation (unknown keys refused everywhere).
 //!
 //! A valid file prints `FILE: ok`; an invalid one prints one line per problem,
 //! `FILE: error at PATH (line N): message (expected …)`. An unreadable file is reported the same
@@ -10,8 +11,9 @@ use std::process::ExitCode;
 
 use crate::jobdef;
 
-/// Validates each file and prints the outcome; the exit code is 0 only if all are valid.
-pub fn run(files: &[PathBuf]) -> anyhow::Result<ExitCode> {
+/// Validates each file in `mode` and prints the outcome; the exit code is 0 only if all are
+/// valid.
+pub fn run(files: &[PathBuf], mode: jobdef::Mode) -> anyhow::Result<ExitCode> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let mut all_ok = true;
@@ -39,7 +41,7 @@ pub fn run(files: &[PathBuf]) -> anyhow::Result<ExitCode> {
             )?;
             continue;
         }
-        match jobdef::parse(&bytes) {
+        match jobdef::parse_mode(&bytes, mode) {
             Ok(_) => writeln!(out, "{name}: ok")?,
             Err(problems) => {
                 all_ok = false;

@@ -62,6 +62,18 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A template or health check could not be written.
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        /// The file that could not be written.
+        path: PathBuf,
+        /// The operating-system error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// No template directory is configured, so nothing can be written.
+    #[error("no writable device-type directory is configured")]
+    NotWritable,
 }
 
 /// `file line N` or just `file`, for error messages.

@@ -32,4 +32,4 @@ pub use config::{
 };
 pub use error::Error;
 pub use render::{Context, RenderedDevice, check_dictionary, extends};
-pub use source::{Templates, builtin_template_names};
+pub use source::{FileKind, Templates, builtin_template_names};

@@ -45,6 +45,15 @@ const TEMPLATE_SUFFIX: &str = ".jinja2";
 /// Sub-directory of a template directory that holds health-check job definitions.
 const HEALTH_CHECKS: &str = "health-checks";
 
+/// The files of a device type that the APIs write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    /// Its Jinja2 template, `<name>.jinja2`.
+    Template,
+    /// Its health-check job definition, `health-checks/<name>.yaml`.
+    HealthCheck,
+}
+
 /// One place templates are looked up in.
 #[derive(Clone)]
 enum Layer {
@@ -199,6 +208,37 @@ impl Templates {
             Layer::Dir(dir) => Some(dir.as_path()),
             Layer::Memory { .. } => None,
         })
+    }
+
+    /// Writes `text` as the `kind` file of device type `name` into [`Templates::writable_dir`]
+    /// (`<dir>/<name>.jinja2` or `<dir>/health-checks/<name>.yaml`), creating directories as
+    /// needed, and returns its path. Lookups read directories at every call, so the next
+    /// render or health check uses it.
+    pub fn write(&self, kind: FileKind, name: &str, text: &str) -> Result<PathBuf, Error> {
+        let dir = self.writable_dir().ok_or(Error::NotWritable)?;
+        let path = match kind {
+            FileKind::Template => dir.join(template_file_name(name)?),
+            FileKind::HealthCheck => {
+                if !is_plain_file_name(name) {
+                    return Err(Error::InvalidName(name.to_owned()));
+                }
+                dir.join(HEALTH_CHECKS).join(format!("{name}.yaml"))
+            }
+        };
+        let write = |path: &Path| -> io::Result<()> {
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            // Write beside the target and rename, so a render never reads half a file.
+            let partial = path.with_extension("partial");
+            std::fs::write(&partial, text)?;
+            std::fs::rename(&partial, path)
+        };
+        write(&path).map_err(|source| Error::Write {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(path)
     }
 
     /// The text of the template file `file_name` (e.g. `qemu.jinja2`) from the first source that

@@ -850,6 +850,36 @@ fn writable_dir_is_the_first_directory() {
     );
 }
 
+#[test]
+fn written_files_shadow_the_shipped_ones_at_the_next_lookup() {
+    let dir = tempfile::tempdir().unwrap();
+    let templates = Templates::new([dir.path().join("written")]).with_builtin();
+    assert_eq!(templates.health_check("qemu").unwrap(), None);
+    let path = templates
+        .write(FileKind::Template, "qemu", "{% extends 'base.jinja2' %}\n")
+        .unwrap();
+    assert_eq!(path, dir.path().join("written/qemu.jinja2"));
+    assert_eq!(
+        templates.template_source("qemu").unwrap(),
+        "{% extends 'base.jinja2' %}\n"
+    );
+    templates
+        .write(FileKind::HealthCheck, "qemu", "job_name: hc\n")
+        .unwrap();
+    assert_eq!(
+        templates.health_check("qemu").unwrap().as_deref(),
+        Some("job_name: hc\n")
+    );
+    assert!(matches!(
+        templates.write(FileKind::HealthCheck, "../x", ""),
+        Err(Error::InvalidName(_))
+    ));
+    assert!(matches!(
+        Templates::builtin().write(FileKind::Template, "qemu", ""),
+        Err(Error::NotWritable)
+    ));
+}
+
 mod properties {
     use proptest::prelude::*;
 

@@ -79,13 +79,7 @@ pub fn parse_str_mode(text: &str, mode: Mode) -> Result<JobDefinition, Vec<Probl
     if text.len() > MAX_JOB_SIZE {
         return parse_mode(text.as_bytes(), mode);
     }
-    let root = yaml::load(text).map_err(|e| {
-        vec![whole_file(
-            e.mark.line,
-            e.mark.column,
-            format!("invalid YAML: {}", e.message),
-        )]
-    })?;
+    let root = load(text)?;
     let mut report = Report::new(mode);
     if root.as_map().is_none() {
         report.push(
@@ -112,6 +106,37 @@ pub fn parse_str_mode(text: &str, mode: Mode) -> Result<JobDefinition, Vec<Probl
             "job definition passed validation but could not be typed (lavabox bug)".to_owned(),
         )]
     })
+}
+
+/// The YAML tree of `text`, or the parser's error as a whole-file problem.
+fn load(text: &str) -> Result<Node, Vec<Problem>> {
+    yaml::load(text).map_err(|e| {
+        vec![whole_file(
+            e.mark.line,
+            e.mark.column,
+            format!("invalid YAML: {}", e.message),
+        )]
+    })
+}
+
+/// Validates a Lava-Test Test Definition 1.0 file (what `/jobs/validate_testdef/` checks):
+/// LAVA's test-definition schema, extra keys allowed as LAVA allows them.
+pub fn validate_testdef(text: &str) -> Result<(), Vec<Problem>> {
+    if text.len() > MAX_JOB_SIZE {
+        return Err(vec![whole_file(
+            1,
+            1,
+            format!("test definition is too large: {} bytes", text.len()),
+        )]);
+    }
+    let root = load(text)?;
+    let mut report = Report::new(Mode::Lenient);
+    schema::test::testdef_file().check(&root, Path::ROOT, &mut report);
+    if report.problems.is_empty() {
+        Ok(())
+    } else {
+        Err(report.problems)
+    }
 }
 
 /// Normalizes a LAVA action type name to its schema module name (`u-boot` → `u_boot`).

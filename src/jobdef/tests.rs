@@ -1291,3 +1291,22 @@ fn fixtures_in_both_modes() {
     assert!(seen > 150, "only {seen} fixtures");
     assert!(disagreements.is_empty(), "{}", disagreements.join("\n"));
 }
+
+#[test]
+fn test_definition_files_validate_as_lava_checks_them() {
+    let good = "metadata:\n  format: Lava-Test Test Definition 1.0\n  name: smoke\n\
+                params:\n  X: 1\nrun:\n  steps:\n    - echo hi\nx-extra: tolerated\n";
+    assert_eq!(super::validate_testdef(good), Ok(()));
+    let no_metadata = super::validate_testdef("run:\n  steps: [echo]\n").unwrap_err();
+    assert!(
+        no_metadata[0].describe().contains("metadata"),
+        "{no_metadata:?}"
+    );
+    let bad_format = "metadata:\n  format: Other\n  name: x\n";
+    assert_eq!(super::validate_testdef(bad_format).unwrap_err()[0].line, 2);
+    let bad_steps =
+        "metadata:\n  format: Lava-Test Test Definition 1.0\n  name: x\nrun:\n  steps: 3\n";
+    assert!(super::validate_testdef(bad_steps).is_err());
+    assert!(super::validate_testdef("[unclosed").is_err());
+    assert!(super::validate_testdef("- a list\n").is_err());
+}

@@ -641,6 +641,96 @@ impl Store {
         Ok(())
     }
 
+    /// Renames a tag and/or changes its description (`Some(None)` clears it); returns the
+    /// tag as stored, [`Error::NotFound`] if there is no tag `id`.
+    pub fn update_tag(
+        &mut self,
+        id: TagId,
+        name: Option<&str>,
+        description: Option<Option<&str>>,
+    ) -> Result<Tag, Error> {
+        let step = "updating a tag";
+        if name.is_some_and(|n| n.trim().is_empty()) {
+            return Err(Error::Invalid {
+                what: "tag name",
+                reason: "it is empty".into(),
+            });
+        }
+        let tx = self.write_tx(step)?;
+        let n = tx
+            .execute(
+                "UPDATE tags SET name = coalesce(?2, name), \
+                 description = CASE WHEN ?3 THEN ?4 ELSE description END WHERE id = ?1",
+                params![id.0, name, description.is_some(), description.flatten()],
+            )
+            .map_err(unique_or("tag", name.unwrap_or_default(), step))?;
+        if n == 0 {
+            return Err(Error::NotFound {
+                kind: "tag",
+                name: id.0.to_string(),
+            });
+        }
+        let tag = tx
+            .query_row(
+                "SELECT id, name, description FROM tags WHERE id = ?1",
+                [id.0],
+                |r| {
+                    Ok(Tag {
+                        id: TagId(r.get(0)?),
+                        name: r.get(1)?,
+                        description: r.get(2)?,
+                    })
+                },
+            )
+            .step(step)?;
+        tx.commit().step(step)?;
+        Ok(tag)
+    }
+
+    /// Renames alias `alias` and/or points it at another device type; [`Error::NotFound`] if
+    /// the alias or the device type does not exist.
+    pub fn update_alias(
+        &mut self,
+        alias: &str,
+        new_name: Option<&str>,
+        device_type: Option<&str>,
+    ) -> Result<(), Error> {
+        let step = "updating an alias";
+        let tx = self.write_tx(step)?;
+        let type_id = device_type.map(|t| device_type_id(&tx, t)).transpose()?;
+        let n = tx
+            .execute(
+                "UPDATE aliases SET name = coalesce(?2, name), \
+                 device_type_id = coalesce(?3, device_type_id) WHERE name = ?1",
+                params![alias, new_name, type_id],
+            )
+            .map_err(unique_or("alias", new_name.unwrap_or(alias), step))?;
+        if n == 0 {
+            return Err(Error::NotFound {
+                kind: "alias",
+                name: alias.to_owned(),
+            });
+        }
+        tx.commit().step(step)
+    }
+
+    /// The devices restricted to an owner group, as `(device row id, hostname, group)` by
+    /// row id: lavabox's form of LAVA's per-group device permissions.
+    pub fn device_group_restrictions(&self) -> Result<Vec<(i64, String, String)>, Error> {
+        let step = "listing device restrictions";
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT d.id, d.hostname, g.name FROM devices d \
+                 JOIN groups g ON g.id = d.owner_group_id ORDER BY d.id",
+            )
+            .step(step)?;
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .step(step)?
+            .collect::<Result<Vec<_>, _>>()
+            .step(step)
+    }
+
     /// Tags a device, creating the tag if needed (as LAVA's `devices.tags.add`).
     pub fn add_device_tag(&mut self, hostname: &str, tag: &str) -> Result<(), Error> {
         if tag.trim().is_empty() {
@@ -949,6 +1039,74 @@ fn record_device(
 mod tests {
     use super::*;
     use crate::store::testutil::store;
+
+    #[test]
+    fn tags_and_aliases_update_in_place() {
+        let (_dir, mut store) = store();
+        store
+            .create_device_type(&NewDeviceType::named("qemu"))
+            .unwrap();
+        store
+            .create_device_type(&NewDeviceType::named("bbb"))
+            .unwrap();
+        let usb = store.create_tag("usb", Some("has USB")).unwrap();
+        store.create_tag("hdmi", None).unwrap();
+        let renamed = store.update_tag(usb.id, Some("usb3"), None).unwrap();
+        assert_eq!(
+            (renamed.name.as_str(), renamed.description.as_deref()),
+            ("usb3", Some("has USB"))
+        );
+        let cleared = store.update_tag(usb.id, None, Some(None)).unwrap();
+        assert_eq!((cleared.name.as_str(), cleared.description), ("usb3", None));
+        assert!(matches!(
+            store.update_tag(usb.id, Some("hdmi"), None),
+            Err(Error::AlreadyExists { .. })
+        ));
+        assert!(matches!(
+            store.update_tag(TagId(999), None, None),
+            Err(Error::NotFound { .. })
+        ));
+
+        store.add_alias("kvm", "qemu").unwrap();
+        store.update_alias("kvm", None, Some("bbb")).unwrap();
+        store.update_alias("kvm", Some("beagle"), None).unwrap();
+        assert_eq!(
+            store.aliases().unwrap(),
+            vec![("beagle".to_owned(), "bbb".to_owned())]
+        );
+        assert!(matches!(
+            store.update_alias("beagle", None, Some("nope")),
+            Err(Error::NotFound {
+                kind: "device type",
+                ..
+            })
+        ));
+        assert!(matches!(
+            store.update_alias("kvm", None, None),
+            Err(Error::NotFound { kind: "alias", .. })
+        ));
+    }
+
+    #[test]
+    fn group_restrictions_are_listed() {
+        let (_dir, mut store) = store();
+        store
+            .create_device_type(&NewDeviceType::named("qemu"))
+            .unwrap();
+        store.create_group("lab").unwrap();
+        store
+            .create_device(&NewDevice::new("open01", "qemu"))
+            .unwrap();
+        let mut closed = NewDevice::new("closed01", "qemu");
+        closed.owner_group = Some("lab".into());
+        store.create_device(&closed).unwrap();
+        let rows = store.device_group_restrictions().unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(
+            (rows[0].1.as_str(), rows[0].2.as_str()),
+            ("closed01", "lab")
+        );
+    }
 
     #[test]
     fn device_types_and_aliases() {

@@ -16,6 +16,7 @@ mod asyncstore;
 mod condition;
 mod devices;
 mod error;
+mod jobadmin;
 pub mod joblog;
 mod jobs;
 mod migrate;
@@ -41,6 +42,7 @@ pub use devices::{
     NewDeviceType, Tag, TagId,
 };
 pub use error::Error;
+pub use jobadmin::JobRecordUpdate;
 pub use jobs::Job;
 pub use jobs::{
     Changes, CurrentJob, DeviceChange, DeviceSlot, JobChange, JobEnd, JobFacts, JobFilter,

@@ -340,6 +340,25 @@ impl Store {
             }))
     }
 
+    /// Deletes worker `hostname`; its devices are left with no worker, as LAVA's foreign key
+    /// (`SET_NULL`) leaves them. [`Error::NotFound`] if there is no such worker.
+    pub fn delete_worker(&mut self, hostname: &str) -> Result<(), Error> {
+        let step = "deleting a worker";
+        let tx = self.write_tx(step)?;
+        let n = tx
+            .execute("DELETE FROM workers WHERE hostname = ?1", [hostname])
+            .step(step)?;
+        if n == 0 {
+            return Err(not_found(hostname));
+        }
+        tx.execute(
+            "UPDATE devices SET worker_name = NULL WHERE worker_name = ?1",
+            [hostname],
+        )
+        .step(step)?;
+        tx.commit().step(step)
+    }
+
     /// Stores (or, with `None`, clears back to the default) one of the worker's files.
     pub fn set_worker_file(
         &mut self,
@@ -471,6 +490,21 @@ mod tests {
             s.update_worker("nope", &WorkerUpdate::default()),
             Err(Error::NotFound { .. })
         ));
+    }
+
+    #[test]
+    fn deleting_a_worker_frees_its_devices() {
+        let (_dir, mut s) = testutil::store();
+        s.create_worker("w1", None, WorkerHealth::Active).unwrap();
+        s.create_device_type(&crate::store::NewDeviceType::named("qemu"))
+            .unwrap();
+        let mut device = crate::store::NewDevice::new("qemu01", "qemu");
+        device.worker_name = Some("w1".into());
+        s.create_device(&device).unwrap();
+        s.delete_worker("w1").unwrap();
+        assert_eq!(s.worker("w1").unwrap(), None);
+        assert_eq!(s.device("qemu01").unwrap().unwrap().worker_name, None);
+        assert!(matches!(s.delete_worker("w1"), Err(Error::NotFound { .. })));
     }
 
     #[test]

@@ -10,5 +10,6 @@ mod lab;
 mod lavacli;
 mod notify;
 mod rest;
+mod rest_write;
 mod validate;
 mod xmlrpc;

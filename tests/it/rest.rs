@@ -10,15 +10,15 @@ use lavabox::store::{JobEnd, NewDevice, NewDeviceType, NewJob, NewTestCase, NewU
 use serde_json::Value;
 
 /// A running appliance with seeded users, a device and jobs.
-struct Lab {
-    _dir: tempfile::TempDir,
+pub(crate) struct Lab {
+    pub(crate) dir: tempfile::TempDir,
     addr: SocketAddr,
     client: reqwest::Client,
-    alice: String,
-    bob: String,
-    admin: String,
+    pub(crate) alice: String,
+    pub(crate) bob: String,
+    pub(crate) admin: String,
     /// Public jobs, oldest first.
-    public: Vec<JobId>,
+    pub(crate) public: Vec<JobId>,
     /// Alice's personal job, with test cases.
     private: JobId,
     /// A public job with known test cases.
@@ -26,7 +26,7 @@ struct Lab {
 }
 
 impl Lab {
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
 
@@ -38,14 +38,14 @@ impl Lab {
         req.send().await.expect("request")
     }
 
-    async fn json(&self, path: &str, token: Option<&str>) -> (u16, Value) {
+    pub(crate) async fn json(&self, path: &str, token: Option<&str>) -> (u16, Value) {
         let resp = self.get(path, token).await;
         let status = resp.status().as_u16();
         let body = body_json(resp).await;
         (status, body)
     }
 
-    async fn text(&self, path: &str, token: Option<&str>) -> (u16, String) {
+    pub(crate) async fn text(&self, path: &str, token: Option<&str>) -> (u16, String) {
         let resp = self.get(path, token).await;
         let status = resp.status().as_u16();
         (status, resp.text().await.expect("text body"))
@@ -61,15 +61,31 @@ fn metadata(case: &str) -> Option<String> {
     Some(format!("case: {case}\ndefinition: 0_smoke\nresult: pass\n"))
 }
 
-async fn start() -> Lab {
+/// The appliance over data directory `data`, with the default configuration.
+pub(crate) async fn build_app(data: &std::path::Path) -> App {
+    // reqwest (in the app and the tests) needs the process's TLS provider chosen.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let dir = tempfile::tempdir().expect("tempdir");
     let mut config = Config::from_raw(RawConfig::default(), None).expect("config");
     config.apply(&Overrides {
-        data_dir: Some(dir.path().join("data")),
+        data_dir: Some(data.to_owned()),
         listen: None,
     });
-    let app = App::build(config).await.expect("app");
+    App::build(config).await.expect("app")
+}
+
+/// Serves `app`'s API on a free local port until the test ends; returns the address.
+pub(crate) async fn serve(app: App) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(lavabox::api::serve(listener, app, std::future::pending()));
+    addr
+}
+
+pub(crate) async fn start() -> Lab {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = build_app(&dir.path().join("data")).await;
     let (alice, bob, admin, public, private, results) = app
         .store()
         .call(|s| {
@@ -126,13 +142,9 @@ async fn start() -> Lab {
         })
         .await
         .expect("seed");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(lavabox::api::serve(listener, app, std::future::pending()));
+    let addr = serve(app).await;
     Lab {
-        _dir: dir,
+        dir,
         addr,
         client: reqwest::Client::new(),
         alice,
@@ -833,7 +845,10 @@ async fn devices_types_workers_system() {
     assert_eq!(types["results"][0]["health_denominator"], "hours");
     let (_, workers) = lab.json("/api/v0.2/workers/", None).await;
     assert_eq!(workers["count"], 1);
-    assert_eq!(workers["results"][0]["state"], "Online");
+    // The store's worker row: this lab serves the API without `App::run`, which is what
+    // marks the appliance's worker Online.
+    assert_eq!(workers["results"][0]["hostname"], "lavabox");
+    assert_eq!(workers["results"][0]["state"], "Offline");
     assert_eq!(
         lab.json("/api/v0.2/system/version/", None).await.1["version"],
         "2023.01"
@@ -926,34 +941,50 @@ async fn submit_resubmit_over_rest() {
 }
 
 /// `curl -s -X METHOD [-H Authorization] [-H json] [-d BODY] URL` → (status, body).
-async fn curl(
+pub(crate) async fn curl(
     lab: &Lab,
     method: &str,
     path: &str,
     token: Option<&str>,
     json: Option<&str>,
 ) -> (u16, String) {
-    let mut cmd = tokio::process::Command::new("curl");
-    cmd.args(["-s", "-X", method, "-w", "\n%{http_code}"]);
-    if let Some(token) = token {
-        cmd.args(["-H", &format!("Authorization: Token {token}")]);
-    }
+    let mut args = vec!["-X", method];
     if let Some(body) = json {
-        cmd.args([
+        args.extend([
             "-H",
             "Content-Type: application/json",
             "--data-binary",
             body,
         ]);
     }
-    let out = cmd.arg(lab.url(path)).output().await.expect("running curl");
+    curl_args(lab, path, token, &args).await
+}
+
+/// `curl -s [-H Authorization] ARGS... URL` → (status, body).
+pub(crate) async fn curl_args(
+    lab: &Lab,
+    path: &str,
+    token: Option<&str>,
+    args: &[&str],
+) -> (u16, String) {
+    let mut cmd = tokio::process::Command::new("curl");
+    cmd.args(["-s", "-w", "\n%{http_code}"]);
+    if let Some(token) = token {
+        cmd.args(["-H", &format!("Authorization: Token {token}")]);
+    }
+    let out = cmd
+        .args(args)
+        .arg(lab.url(path))
+        .output()
+        .await
+        .expect("running curl");
     assert!(out.status.success(), "curl failed: {out:?}");
     let text = String::from_utf8(out.stdout).expect("UTF-8 answer");
     let (body, status) = text.rsplit_once('\n').expect("status line");
     (status.parse().expect("status"), body.to_owned())
 }
 
-fn parse(body: &str) -> Value {
+pub(crate) fn parse(body: &str) -> Value {
     serde_json::from_str(body).unwrap_or_else(|err| panic!("not JSON ({err}): {body}"))
 }
 
@@ -1060,26 +1091,22 @@ async fn admin_writes_over_curl() {
     assert_eq!(body["name"], "usb");
 
     // Devices: create (form body, as lavacli-style clients send), errors, update, delete.
-    let mut cmd = tokio::process::Command::new("curl");
-    let out = cmd
-        .args(["-s", "-w", "\n%{http_code}", "-H"])
-        .arg(format!("Authorization: Token {}", lab.admin))
-        .args([
+    let (status, body) = curl_args(
+        &lab,
+        "/api/v0.2/devices/",
+        admin,
+        &[
             "-d",
             "hostname=bbb01",
             "-d",
             "device_type=bbb",
             "-d",
             "description=desk",
-        ])
-        .arg(lab.url("/api/v0.2/devices/"))
-        .output()
-        .await
-        .expect("curl");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, status) = text.rsplit_once('\n').expect("status");
-    assert_eq!(status, "201", "{body}");
-    let device = parse(body);
+        ],
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let device = parse(&body);
     assert_eq!(
         (
             &device["hostname"],

@@ -297,3 +297,26 @@ fn fixtures_agree_with_lava_python_schemas() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// `lavabox validate --strict`: the strict-only fixtures pass leniently and fail strictly,
+/// with located errors.
+#[test]
+fn strict_flag_refuses_unknown_keys() {
+    let files = fixtures("strict-invalid");
+    assert!(!files.is_empty(), "no strict-invalid fixtures");
+    let lenient = validate(&files);
+    assert_eq!(lenient.status.code(), Some(0), "{}", stdout(&lenient));
+    for file in &files {
+        let output = Command::new(env!("CARGO_BIN_EXE_lavabox"))
+            .args(["validate", "--strict"])
+            .arg(file)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run lavabox: {e}"));
+        let out = stdout(&output);
+        assert_eq!(output.status.code(), Some(1), "{}: {out}", file.display());
+        assert!(
+            out.starts_with(&format!("{}: error at ", file.display())),
+            "{out}"
+        );
+    }
+}

@@ -11,12 +11,13 @@ use std::collections::HashMap;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::objects::{DeviceIds, device_json, device_type_json};
+use super::objects::{DeviceIds, device_json, device_type_json, tag_json};
 use super::submission::body_fields;
 use super::{ApiError, Caller};
 use crate::api::auth::CallerUser;
@@ -27,7 +28,7 @@ use crate::store::{
 };
 
 /// The superuser behind a write, or DRF's 401/403.
-fn require_admin(caller: &Caller) -> Result<&CallerUser, ApiError> {
+pub(super) fn require_admin(caller: &Caller) -> Result<&CallerUser, ApiError> {
     let user = super::auth::require_user(caller)?;
     if user.is_superuser {
         Ok(user)
@@ -39,25 +40,59 @@ fn require_admin(caller: &Caller) -> Result<&CallerUser, ApiError> {
 }
 
 /// A write request's body fields.
-struct Fields(HashMap<String, Value>);
+pub(super) struct Fields(HashMap<String, Value>);
 
-/// The first steps of every write with a body: the caller must be the superuser, then the
-/// body is decoded, so a non-admin learns nothing about the fields it sent.
-fn admin_fields(caller: &Caller, headers: &HeaderMap, body: &Bytes) -> Result<Fields, ApiError> {
-    require_admin(caller)?;
-    Fields::read(headers, body)
+/// The superuser behind a request without a body (deletes, superuser-only reads), or
+/// DRF's 401/403.
+pub(super) struct Admin;
+
+impl FromRequestParts<App> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Admin, ApiError> {
+        require_admin(&Caller::from_request_parts(parts, app).await?).map(|_| Admin)
+    }
+}
+
+/// The body fields of a superuser's write: extracting it checks the caller first (DRF's
+/// 401/403), then decodes the JSON or form body, so a non-admin learns nothing about the
+/// fields it sent. Every REST write with a body takes it as its last argument.
+pub(super) struct AdminFields(pub(super) Fields);
+
+impl FromRequest<App> for AdminFields {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, app: &App) -> Result<AdminFields, Response> {
+        let (mut parts, body) = request.into_parts();
+        let caller = Caller::from_request_parts(&mut parts, app)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        require_admin(&caller).map_err(IntoResponse::into_response)?;
+        let headers = parts.headers.clone();
+        let bytes = Bytes::from_request(Request::from_parts(parts, body), app)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        Fields::read(&headers, &bytes)
+            .map(AdminFields)
+            .map_err(IntoResponse::into_response)
+    }
 }
 
 impl Fields {
-    fn read(headers: &HeaderMap, body: &Bytes) -> Result<Fields, ApiError> {
+    pub(super) fn read(headers: &HeaderMap, body: &Bytes) -> Result<Fields, ApiError> {
         let content_type = headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok());
         body_fields(content_type, body).map(Fields)
     }
 
+    /// The raw value of field `name`, if the body has it.
+    pub(super) fn get(&self, name: &str) -> Option<&Value> {
+        self.0.get(name)
+    }
+
     /// A text field: `None` when absent, `Some(None)` for JSON `null` or an empty form value.
-    fn text(&self, name: &str) -> Result<Option<Option<String>>, ApiError> {
+    pub(super) fn text(&self, name: &str) -> Result<Option<Option<String>>, ApiError> {
         match self.0.get(name) {
             None => Ok(None),
             Some(Value::Null) => Ok(Some(None)),
@@ -68,14 +103,14 @@ impl Fields {
     }
 
     /// A text field that must be present and non-empty.
-    fn required(&self, name: &str) -> Result<String, ApiError> {
+    pub(super) fn required(&self, name: &str) -> Result<String, ApiError> {
         self.text(name)?
             .flatten()
             .ok_or_else(|| ApiError::field(name, "This field is required."))
     }
 
     /// A boolean as DRF's `BooleanField` reads JSON or form values.
-    fn boolean(&self, name: &str) -> Result<Option<bool>, ApiError> {
+    pub(super) fn boolean(&self, name: &str) -> Result<Option<bool>, ApiError> {
         match self.0.get(name) {
             None => Ok(None),
             Some(Value::Bool(b)) => Ok(Some(*b)),
@@ -91,7 +126,7 @@ impl Fields {
     }
 
     /// A non-negative integer.
-    fn number(&self, name: &str) -> Result<Option<u32>, ApiError> {
+    pub(super) fn number(&self, name: &str) -> Result<Option<u32>, ApiError> {
         let bad = || ApiError::field(name, "A valid integer is required.");
         match self.0.get(name) {
             None => Ok(None),
@@ -106,7 +141,7 @@ impl Fields {
     }
 
     /// A choice parsed with `FromStr`, reported as DRF reports an invalid choice.
-    fn choice<T: std::str::FromStr>(&self, name: &str) -> Result<Option<T>, ApiError> {
+    pub(super) fn choice<T: std::str::FromStr>(&self, name: &str) -> Result<Option<T>, ApiError> {
         match self.text(name)?.flatten() {
             None => Ok(None),
             Some(text) => text
@@ -119,7 +154,7 @@ impl Fields {
 
 /// A store error of a write as DRF words it: duplicates and missing related objects are
 /// field errors (400) on `field`, a missing target is 404.
-fn write_error(err: store::Error, field: &str) -> ApiError {
+pub(super) fn write_error(err: store::Error, field: &str) -> ApiError {
     match err {
         store::Error::AlreadyExists { kind, .. } => {
             ApiError::field(field, format!("{kind} with this {field} already exists."))
@@ -138,13 +173,13 @@ fn write_error(err: store::Error, field: &str) -> ApiError {
     }
 }
 
-fn created(body: Value) -> Response {
+pub(super) fn created(body: Value) -> Response {
     (StatusCode::CREATED, Json(body)).into_response()
 }
 
 /// Runs a create in the store; a store error becomes DRF's answer for `field` (the unique
 /// one: a duplicate is reported there).
-async fn create<T: Send + 'static>(
+pub(super) async fn create<T: Send + 'static>(
     app: &App,
     field: &'static str,
     make: impl FnOnce(&mut store::Store) -> Result<T, store::Error> + Send + 'static,
@@ -155,14 +190,12 @@ async fn create<T: Send + 'static>(
         .map_err(|err| write_error(err, field))
 }
 
-/// The DELETE endpoints: superuser only, 204 with no body once `remove` succeeded, 404
+/// The DELETE endpoints (their handlers take [`Admin`]): 204 with no body once `remove` succeeded, 404
 /// when there was nothing to remove.
-async fn delete(
+pub(super) async fn delete(
     app: &App,
-    caller: &Caller,
     remove: impl FnOnce(&mut store::Store) -> Result<(), store::Error> + Send + 'static,
 ) -> Result<Response, ApiError> {
-    require_admin(caller)?;
     app.store().call(remove).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -180,11 +213,8 @@ fn device_value(s: &store::Store, hostname: &str) -> Result<Value, store::Error>
 /// `health` optional.
 pub async fn create_device(
     State(app): State<App>,
-    caller: Caller,
-    headers: HeaderMap,
-    body: Bytes,
+    AdminFields(fields): AdminFields,
 ) -> Result<Response, ApiError> {
-    let fields = admin_fields(&caller, &headers, &body)?;
     let mut new = NewDevice::new(
         fields.required("hostname")?,
         fields.required("device_type")?,
@@ -207,12 +237,9 @@ pub async fn create_device(
 /// change when given.
 pub async fn update_device(
     State(app): State<App>,
-    caller: Caller,
     Path(hostname): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
+    AdminFields(fields): AdminFields,
 ) -> Result<Json<Value>, ApiError> {
-    let fields = admin_fields(&caller, &headers, &body)?;
     let update = DeviceUpdate {
         device_type: fields.text("device_type")?.flatten(),
         description: fields.text("description")?,
@@ -244,36 +271,99 @@ pub async fn update_device(
 /// `DELETE /devices/<hostname>/`.
 pub async fn delete_device(
     State(app): State<App>,
-    caller: Caller,
+    _admin: Admin,
     Path(hostname): Path<String>,
 ) -> Result<Response, ApiError> {
-    delete(&app, &caller, move |s| s.delete_device(&hostname)).await
+    delete(&app, move |s| s.delete_device(&hostname)).await
 }
 
 /// `POST /devices/<hostname>/dictionary/` with `dictionary`: replaces the Jinja2 device
 /// dictionary after checking that it renders.
 pub async fn set_dictionary(
     State(app): State<App>,
-    caller: Caller,
     Path(hostname): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
+    AdminFields(fields): AdminFields,
 ) -> Result<Json<Value>, ApiError> {
-    let dictionary = admin_fields(&caller, &headers, &body)?.required("dictionary")?;
-    let templates = app.templates().clone();
-    let checked = dictionary.clone();
-    tokio::task::spawn_blocking(move || {
-        templates.render_yaml(&checked, &crate::devicetype::Context::new())
-    })
-    .await
-    .map_err(|err| ApiError::Internal(err.to_string()))?
-    .map_err(|err| ApiError::Message(format!("Device dictionary invalid: {err}")))?;
+    let dictionary = fields.required("dictionary")?;
+    render_check(&app, dictionary.clone())
+        .await?
+        .map_err(|err| ApiError::Message(format!("Device dictionary invalid: {err}")))?;
     app.store()
         .call(move |s| s.set_device_dictionary(&hostname, &dictionary))
         .await?;
     Ok(Json(
         json!({ "message": "device config successfully updated" }),
     ))
+}
+
+/// `POST /devices/<hostname>/set_health/` with `health` (any case) and `reason`: 202
+/// `{"message": "OK"}`, or 400 `{"message": "Wrong device health X"}` as LAVA words it.
+/// The change is announced like every health change; lavabox keeps no device admin log, so
+/// `reason` is only traced.
+pub async fn set_health(
+    State(app): State<App>,
+    Path(hostname): Path<String>,
+    AdminFields(fields): AdminFields,
+) -> Result<Response, ApiError> {
+    let reason = fields.text("reason")?.flatten();
+    let wanted = fields
+        .text("health")?
+        .flatten()
+        .map(|h| h.to_uppercase())
+        .unwrap_or_else(|| "None".to_owned());
+    let health = wanted.parse::<DeviceHealth>().ok();
+    let changes = app
+        .store()
+        .call(move |s| {
+            if s.device(&hostname)?.is_none() {
+                return Ok(Err(ApiError::NotFound));
+            }
+            let Some(health) = health else {
+                return Ok(Err(ApiError::Message(format!(
+                    "Wrong device health {wanted}"
+                ))));
+            };
+            tracing::info!(device = %hostname, %health, reason = ?reason, "health set over REST");
+            s.set_device_health(&hostname, health).map(Ok)
+        })
+        .await??;
+    app.changed(&changes);
+    Ok((StatusCode::ACCEPTED, Json(json!({ "message": "OK" }))).into_response())
+}
+
+/// `POST /devices/validate/` with the dictionary as the body: 200 with the verdict, 400 when
+/// the body is empty. Anyone may ask, as in LAVA.
+pub async fn validate_dictionary(
+    State(app): State<App>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let dictionary = String::from_utf8_lossy(&body).into_owned();
+    if dictionary.trim().is_empty() {
+        return Err(ApiError::BadRequest(
+            json!({ "device": "Device dictionary is required." }),
+        ));
+    }
+    let verdict = render_check(&app, dictionary).await?;
+    Ok(Json(match verdict {
+        Ok(()) => json!({ "message": "Device dictionary valid." }),
+        Err(err) => json!({ "message": format!("Device dictionary invalid: {err}") }),
+    }))
+}
+
+/// Renders `dictionary` against the templates off the async workers; the inner result is
+/// the verdict.
+async fn render_check(
+    app: &App,
+    dictionary: String,
+) -> Result<Result<(), crate::devicetype::Error>, ApiError> {
+    let templates = app.templates().clone();
+    tokio::task::spawn_blocking(move || {
+        templates
+            .render_yaml(&dictionary, &crate::devicetype::Context::new())
+            .map(drop)
+    })
+    .await
+    .map_err(|err| ApiError::Internal(err.to_string()))
 }
 
 fn device_type_value(s: &store::Store, name: &str) -> Result<Value, store::Error> {
@@ -299,11 +389,8 @@ fn device_type_update(fields: &Fields) -> Result<DeviceTypeUpdate, ApiError> {
 /// `POST /devicetypes/`: `name` required, LAVA's defaults for the rest.
 pub async fn create_device_type(
     State(app): State<App>,
-    caller: Caller,
-    headers: HeaderMap,
-    body: Bytes,
+    AdminFields(fields): AdminFields,
 ) -> Result<Response, ApiError> {
-    let fields = admin_fields(&caller, &headers, &body)?;
     let name = fields.required("name")?;
     let u = device_type_update(&fields)?;
     let defaults = NewDeviceType::named(name);
@@ -329,12 +416,10 @@ pub async fn create_device_type(
 /// `PUT`/`PATCH /devicetypes/<name>/`.
 pub async fn update_device_type(
     State(app): State<App>,
-    caller: Caller,
     Path(name): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
+    AdminFields(fields): AdminFields,
 ) -> Result<Json<Value>, ApiError> {
-    let update = device_type_update(&admin_fields(&caller, &headers, &body)?)?;
+    let update = device_type_update(&fields)?;
     let value = app
         .store()
         .call(move |s| {
@@ -349,20 +434,17 @@ pub async fn update_device_type(
 /// `DELETE /devicetypes/<name>/`.
 pub async fn delete_device_type(
     State(app): State<App>,
-    caller: Caller,
+    _admin: Admin,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    delete(&app, &caller, move |s| s.delete_device_type(&name)).await
+    delete(&app, move |s| s.delete_device_type(&name)).await
 }
 
 /// `POST /aliases/`: `name`, `device_type`.
 pub async fn create_alias(
     State(app): State<App>,
-    caller: Caller,
-    headers: HeaderMap,
-    body: Bytes,
+    AdminFields(fields): AdminFields,
 ) -> Result<Response, ApiError> {
-    let fields = admin_fields(&caller, &headers, &body)?;
     let (name, device_type) = (fields.required("name")?, fields.required("device_type")?);
     let answer = json!({ "name": name, "device_type": device_type });
     create(&app, "name", move |s| s.add_alias(&name, &device_type)).await?;
@@ -372,27 +454,94 @@ pub async fn create_alias(
 /// `DELETE /aliases/<name>/`.
 pub async fn delete_alias(
     State(app): State<App>,
-    caller: Caller,
+    _admin: Admin,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    delete(&app, &caller, move |s| s.remove_alias(&name)).await
+    delete(&app, move |s| s.remove_alias(&name)).await
 }
 
 /// `POST /tags/`: `name`, optional `description`.
 pub async fn create_tag(
     State(app): State<App>,
-    caller: Caller,
-    headers: HeaderMap,
-    body: Bytes,
+    AdminFields(fields): AdminFields,
 ) -> Result<Response, ApiError> {
-    let fields = admin_fields(&caller, &headers, &body)?;
     let name = fields.required("name")?;
     let description = fields.text("description")?.flatten();
     let tag = create(&app, "name", move |s| {
         s.create_tag(&name, description.as_deref())
     })
     .await?;
-    Ok(created(
-        json!({ "id": tag.id.0, "name": tag.name, "description": tag.description }),
-    ))
+    Ok(created(tag_json(&tag)))
+}
+
+/// The tag `id` of a `/tags/<id>/` path; any other text is not found.
+fn tag_id(id: &str) -> Result<store::TagId, ApiError> {
+    id.parse().map(store::TagId).map_err(|_| ApiError::NotFound)
+}
+
+/// `PUT`/`PATCH /tags/<id>/`: `name` and `description` change when given.
+pub async fn update_tag(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    AdminFields(fields): AdminFields,
+) -> Result<Json<Value>, ApiError> {
+    let id = tag_id(&id)?;
+    let name = fields.text("name")?.flatten();
+    let description = fields.text("description")?;
+    let tag = app
+        .store()
+        .call(move |s| {
+            Ok(s.update_tag(
+                id,
+                name.as_deref(),
+                description.as_ref().map(Option::as_deref),
+            ))
+        })
+        .await?
+        .map_err(|err| write_error(err, "name"))?;
+    Ok(Json(tag_json(&tag)))
+}
+
+/// `DELETE /tags/<id>/`.
+pub async fn delete_tag(
+    State(app): State<App>,
+    _admin: Admin,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = tag_id(&id)?;
+    delete(&app, move |s| {
+        let tag = s.tags()?.into_iter().find(|t| t.id == id);
+        let tag = tag.ok_or_else(|| store::Error::NotFound {
+            kind: "tag",
+            name: id.0.to_string(),
+        })?;
+        s.delete_tag(&tag.name)
+    })
+    .await
+}
+
+/// `PUT`/`PATCH /aliases/<name>/`: `name` (a rename) and `device_type` change when given.
+pub async fn update_alias(
+    State(app): State<App>,
+    Path(name): Path<String>,
+    AdminFields(fields): AdminFields,
+) -> Result<Json<Value>, ApiError> {
+    let new_name = fields.text("name")?.flatten();
+    let device_type = fields.text("device_type")?.flatten();
+    let answer = app
+        .store()
+        .call(move |s| {
+            Ok((|| {
+                s.update_alias(&name, new_name.as_deref(), device_type.as_deref())?;
+                let current = new_name.unwrap_or(name);
+                Ok(s.aliases()?.into_iter().find(|(a, _)| *a == current))
+            })())
+        })
+        .await?
+        .map_err(|err| match err {
+            store::Error::NotFound { kind: "alias", .. } => ApiError::NotFound,
+            other => write_error(other, "name"),
+        })?;
+    let (name, device_type) = answer.ok_or(ApiError::NotFound)?;
+    Ok(Json(json!({ "name": name, "device_type": device_type })))
 }

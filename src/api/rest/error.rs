@@ -25,9 +25,9 @@ pub enum ApiError {
     /// 404 `Not found.`
     #[error("not found")]
     NotFound,
-    /// 405 for a method the route does not take.
-    #[error("method not allowed")]
-    MethodNotAllowed,
+    /// 405 for a method the route does not take (the method's name).
+    #[error("method {0} not allowed")]
+    MethodNotAllowed(String),
     /// 500; the cause is logged, never sent.
     #[error("internal error: {0}")]
     Internal(String),
@@ -81,9 +81,9 @@ impl IntoResponse for ApiError {
             }
             ApiError::Forbidden(text) => (StatusCode::FORBIDDEN, json!({ "detail": text })),
             ApiError::NotFound => (StatusCode::NOT_FOUND, json!({ "detail": "Not found." })),
-            ApiError::MethodNotAllowed => (
+            ApiError::MethodNotAllowed(method) => (
                 StatusCode::METHOD_NOT_ALLOWED,
-                json!({ "detail": "Method not allowed." }),
+                json!({ "detail": format!("Method \"{method}\" not allowed.") }),
             ),
             ApiError::Internal(cause) => {
                 tracing::error!(%cause, "REST request failed");
@@ -100,4 +100,9 @@ impl IntoResponse for ApiError {
 /// The fallback for unknown paths under the API prefix.
 pub async fn not_found() -> ApiError {
     ApiError::NotFound
+}
+
+/// The fallback for a known path asked with a method it does not take, worded as DRF's.
+pub async fn method_not_allowed(method: axum::http::Method) -> ApiError {
+    ApiError::MethodNotAllowed(method.to_string())
 }

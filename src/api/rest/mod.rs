@@ -11,17 +11,22 @@ mod admin;
 mod auth;
 mod error;
 mod filter;
+mod jobadmin;
 mod jobs;
 mod notifications;
 mod objects;
 mod page;
+mod permissions;
 pub mod pyfmt;
 mod submission;
 mod suites;
+mod templates;
+mod token;
+mod workers;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::get;
+use axum::routing::{get, post};
 
 pub use crate::api::auth::Caller;
 pub use error::ApiError;
@@ -38,8 +43,18 @@ pub const LAVA_VERSION: &str = "2023.01";
 fn versioned() -> Router<App> {
     Router::new()
         .route("/jobs/", get(jobs::list).post(submission::submit))
-        .route("/jobs/validate/", axum::routing::post(submission::validate))
-        .route("/jobs/{id}/", get(jobs::detail))
+        .route("/jobs/validate/", post(submission::validate))
+        .route(
+            "/jobs/validate_testdef/",
+            post(submission::validate_testdef),
+        )
+        .route(
+            "/jobs/{id}/",
+            get(jobs::detail)
+                .put(jobadmin::update)
+                .patch(jobadmin::update)
+                .delete(jobadmin::delete),
+        )
         .route("/jobs/{id}/logs/", get(jobs::logs))
         .route("/jobs/{id}/metadata/", get(jobs::metadata))
         .route("/jobs/{id}/notifications/", get(notifications::list))
@@ -58,10 +73,7 @@ fn versioned() -> Router<App> {
         .route("/jobs/{id}/junit/", get(suites::junit))
         .route("/jobs/{id}/tap13/", get(suites::tap13))
         .route("/jobs/{id}/cancel/", get(submission::cancel))
-        .route(
-            "/jobs/{id}/resubmit/",
-            axum::routing::post(submission::resubmit),
-        )
+        .route("/jobs/{id}/resubmit/", post(submission::resubmit))
         .route(
             "/devices/",
             get(objects::devices).post(admin::create_device),
@@ -73,6 +85,8 @@ fn versioned() -> Router<App> {
                 .patch(admin::update_device)
                 .delete(admin::delete_device),
         )
+        .route("/devices/validate/", post(admin::validate_dictionary))
+        .route("/devices/{hostname}/set_health/", post(admin::set_health))
         .route(
             "/devices/{hostname}/dictionary/",
             get(objects::dictionary).post(admin::set_dictionary),
@@ -88,23 +102,74 @@ fn versioned() -> Router<App> {
                 .patch(admin::update_device_type)
                 .delete(admin::delete_device_type),
         )
-        .route("/devicetypes/{name}/template/", get(objects::template))
+        .route(
+            "/devicetypes/{name}/template/",
+            get(objects::template).post(templates::set),
+        )
         .route(
             "/devicetypes/{name}/health_check/",
-            get(objects::health_check),
+            get(objects::health_check).post(templates::set),
         )
-        .route("/workers/", get(objects::workers))
-        .route("/workers/{hostname}/", get(objects::worker))
+        .route("/workers/", get(workers::list).post(workers::create_worker))
+        .route(
+            "/workers/{hostname}/",
+            get(workers::detail)
+                .put(workers::update_worker)
+                .patch(workers::update_worker)
+                .delete(workers::delete_worker),
+        )
+        .route(
+            "/workers/{hostname}/config/",
+            get(workers::file).post(workers::set_file),
+        )
+        .route(
+            "/workers/{hostname}/env/",
+            get(workers::file).post(workers::set_file),
+        )
         .route("/tags/", get(objects::tags).post(admin::create_tag))
-        .route("/tags/{id}/", get(objects::tag))
+        .route(
+            "/tags/{id}/",
+            get(objects::tag)
+                .put(admin::update_tag)
+                .patch(admin::update_tag)
+                .delete(admin::delete_tag),
+        )
         .route("/aliases/", get(objects::aliases).post(admin::create_alias))
         .route(
             "/aliases/{name}/",
-            get(objects::alias).delete(admin::delete_alias),
+            get(objects::alias)
+                .put(admin::update_alias)
+                .patch(admin::update_alias)
+                .delete(admin::delete_alias),
         )
+        .route(
+            "/permissions/devices/",
+            get(permissions::devices).post(permissions::create_device),
+        )
+        .route(
+            "/permissions/devices/{id}/",
+            get(permissions::device)
+                .put(permissions::update_device)
+                .patch(permissions::update_device)
+                .delete(permissions::delete_device),
+        )
+        .route(
+            "/permissions/devicetypes/",
+            get(permissions::device_types).post(permissions::create_device_type),
+        )
+        .route(
+            "/permissions/devicetypes/{id}/",
+            get(permissions::device_type)
+                .put(permissions::device_type)
+                .patch(permissions::device_type)
+                .delete(permissions::device_type),
+        )
+        .route("/token/", post(token::obtain))
         .route("/system/version/", get(objects::version))
         .route("/system/whoami/", get(objects::whoami))
         .route("/system/master_config/", get(objects::master_config))
+        // After every route: it applies to the routes added so far.
+        .method_not_allowed_fallback(error::method_not_allowed)
         .fallback(error::not_found)
 }
 

@@ -11,7 +11,6 @@ use serde_json::{Value, json};
 
 use super::filter::{self, CHOICE, FieldSpec, Filterable, Kind, TEXT, Val};
 use super::page::Params;
-use super::pyfmt::drf_datetime;
 use super::{ApiError, Caller, LAVA_VERSION};
 use crate::api::auth::may_view_device;
 use crate::app::App;
@@ -441,37 +440,6 @@ pub async fn health_check(
     Ok(typed(source, "application/yaml"))
 }
 
-/// The appliance as LAVA's one worker.
-fn worker_json(app: &App) -> Value {
-    json!({
-        "hostname": app.config().instance,
-        "state": "Online",
-        "health": "Active",
-        "description": "lavabox appliance",
-        "last_ping": drf_datetime(time::OffsetDateTime::now_utc()),
-        "job_limit": 0,
-        "version": LAVA_VERSION,
-    })
-}
-
-/// `GET /workers/`.
-pub async fn workers(State(app): State<App>, params: Params) -> Json<Value> {
-    let page = params.page();
-    let all = vec![worker_json(&app)];
-    Json(params.paginated(page, 1, page.slice(all)))
-}
-
-/// `GET /workers/<hostname>/`.
-pub async fn worker(
-    State(app): State<App>,
-    Path(hostname): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    if hostname != app.config().instance {
-        return Err(ApiError::NotFound);
-    }
-    Ok(Json(worker_json(&app)))
-}
-
 /// `GET /tags/`.
 pub async fn tags(State(app): State<App>, params: Params) -> Result<Json<Value>, ApiError> {
     let page = params.page();
@@ -480,11 +448,7 @@ pub async fn tags(State(app): State<App>, params: Params) -> Result<Json<Value>,
     tags.retain(|t| name.as_ref().is_none_or(|n| *n == t.name));
     tags.sort_by_key(|t| t.id);
     let count = tags.len() as u64;
-    let results = page
-        .slice(tags)
-        .into_iter()
-        .map(|t| json!({ "id": t.id.0, "name": t.name, "description": t.description }))
-        .collect();
+    let results = page.slice(tags).into_iter().map(|t| tag_json(&t)).collect();
     Ok(Json(params.paginated(page, count, results)))
 }
 
@@ -498,9 +462,12 @@ pub async fn tag(State(app): State<App>, Path(id): Path<String>) -> Result<Json<
         .into_iter()
         .find(|t| t.id.0 == id)
         .ok_or(ApiError::NotFound)?;
-    Ok(Json(
-        json!({ "id": tag.id.0, "name": tag.name, "description": tag.description }),
-    ))
+    Ok(Json(tag_json(&tag)))
+}
+
+/// The wire form of a tag (`TagSerializer`).
+pub(super) fn tag_json(tag: &crate::store::Tag) -> Value {
+    json!({ "id": tag.id.0, "name": tag.name, "description": tag.description })
 }
 
 /// `GET /aliases/`.

@@ -13,6 +13,7 @@ use super::auth::require_user;
 use super::jobs::visible;
 use super::{ApiError, Caller};
 use crate::app::App;
+use crate::jobdef::Mode;
 use crate::model::JobState;
 
 /// A JSON or form body's fields (DRF accepts both).
@@ -49,38 +50,93 @@ fn definition(
     body: &[u8],
     missing: Value,
 ) -> Result<String, ApiError> {
+    definition_and_fields(headers, body, missing).map(|(definition, _)| definition)
+}
+
+/// [`definition`] and the rest of the body's fields.
+fn definition_and_fields(
+    headers: &axum::http::HeaderMap,
+    body: &[u8],
+    missing: Value,
+) -> Result<(String, HashMap<String, Value>), ApiError> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
-    match body_fields(content_type, body)?.remove("definition") {
-        Some(Value::String(s)) if !s.is_empty() => Ok(s),
+    let mut fields = body_fields(content_type, body)?;
+    match fields.remove("definition") {
+        Some(Value::String(s)) if !s.is_empty() => Ok((s, fields)),
         _ => Err(ApiError::BadRequest(missing)),
     }
 }
 
+/// Python's truth value of a body field, as LAVA's `if strict:` reads it: any non-empty
+/// form text (even `false`) is true, JSON `false`, `0`, `""` and `null` are not.
+fn truthy(value: Option<&Value>) -> bool {
+    match value {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(Value::Number(n)) => n.as_f64().is_some_and(|n| n != 0.0),
+        Some(Value::String(s)) => !s.is_empty(),
+        Some(Value::Array(a)) => !a.is_empty(),
+        Some(Value::Object(o)) => !o.is_empty(),
+    }
+}
+
+/// The first problem of a failed validation, as LAVA's one-message answers show it.
+fn first_problem(problems: &[crate::jobdef::Problem]) -> String {
+    problems
+        .first()
+        .map_or_else(|| "invalid definition".to_owned(), |p| p.describe())
+}
+
+/// Runs a validator off the async workers; `Ok(())` or the first problem.
+async fn verdict(
+    check: impl FnOnce() -> Result<(), Vec<crate::jobdef::Problem>> + Send + 'static,
+) -> Result<Result<(), String>, ApiError> {
+    tokio::task::spawn_blocking(move || check().map_err(|p| first_problem(&p)))
+        .await
+        .map_err(|err| ApiError::Internal(err.to_string()))
+}
+
 /// `POST /jobs/validate/` (`definition`, `strict`): always 200 with the verdict, 400 when
-/// the definition is missing.
+/// the definition is missing. `strict` refuses unknown keys everywhere (`jobdef::Mode`).
 pub async fn validate(
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let (definition, fields) = definition_and_fields(
+        &headers,
+        &body,
+        json!({ "definition": "Test job definition is required." }),
+    )?;
+    let mode = if truthy(fields.get("strict")) {
+        Mode::Strict
+    } else {
+        Mode::Lenient
+    };
+    let verdict =
+        verdict(move || crate::jobdef::parse_str_mode(&definition, mode).map(drop)).await?;
+    Ok(Json(match verdict {
+        Ok(()) => json!({ "message": "Job valid." }),
+        Err(text) => json!({ "message": format!("Job invalid: {text}") }),
+    }))
+}
+
+/// `POST /jobs/validate_testdef/` (`definition`): always 200 with the verdict (LAVA's
+/// misspelt "defnition" included, clients match it), 400 when the definition is missing.
+pub async fn validate_testdef(
     headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let definition = definition(
         &headers,
         &body,
-        json!({ "definition": "Test job definition is required." }),
+        json!({ "definition": "Test definition is required." }),
     )?;
-    let verdict =
-        tokio::task::spawn_blocking(move || crate::jobdef::parse_str(&definition).map(|_| ()))
-            .await
-            .map_err(|err| ApiError::Internal(err.to_string()))?;
+    let verdict = verdict(move || crate::jobdef::validate_testdef(&definition)).await?;
     Ok(Json(match verdict {
-        Ok(()) => json!({ "message": "Job valid." }),
-        Err(problems) => {
-            let text = problems
-                .first()
-                .map_or_else(|| "invalid job definition".to_owned(), |p| p.describe());
-            json!({ "message": format!("Job invalid: {text}") })
-        }
+        Ok(()) => json!({ "message": "Test definition valid." }),
+        Err(text) => json!({ "message": format!("Test defnition invalid: {text}") }),
     }))
 }
 
@@ -172,4 +228,28 @@ pub async fn resubmit(
     let job = visible(&app, &caller, &id).await?;
     require_user(&caller)?;
     submitted(crate::submit::resubmit(&app, &caller, &job.id.to_string()).await)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::truthy;
+
+    #[test]
+    fn strict_is_read_with_python_truth() {
+        for (value, want) in [
+            (None, false),
+            (Some(json!(null)), false),
+            (Some(json!(false)), false),
+            (Some(json!(0)), false),
+            (Some(json!("")), false),
+            (Some(json!(true)), true),
+            (Some(json!(1)), true),
+            (Some(json!("false")), true),
+            (Some(json!("1")), true),
+        ] {
+            assert_eq!(truthy(value.as_ref()), want, "{value:?}");
+        }
+    }
 }

@@ -29,7 +29,21 @@ fn fixupdict() -> Sch {
 
 /// A Lava-Test Test Definition 1.0 document, as strict as LAVA checks inline ones.
 pub(crate) fn testdef() -> MapSch {
-    MapSch::new(vec![
+    MapSch::new(testdef_fields())
+        // The submission schema's `_inline_schema`: these four keys only, in both modes.
+        .closed_always()
+}
+
+/// A Lava-Test Test Definition 1.0 file as LAVA's `testdef.validate` checks one on its own
+/// (`validate_testdef`): `parameters`/`params` allowed, other keys tolerated in lenient mode.
+pub(crate) fn testdef_file() -> Sch {
+    MapSch::new(testdef_fields())
+        .with(vec![opt("parameters", Sch::Dict), opt("params", Sch::Dict)])
+        .sch()
+}
+
+fn testdef_fields() -> Vec<Field> {
+    vec![
         req(
             "metadata",
             MapSch::new(vec![
@@ -66,9 +80,7 @@ pub(crate) fn testdef() -> MapSch {
             "run",
             MapSch::new(vec![req("steps", Sch::str_list())]).sch(),
         ),
-    ])
-    // The submission schema's `_inline_schema`: these four keys only, in both modes.
-    .closed_always()
+    ]
 }
 
 fn definition_common() -> Vec<Field> {
