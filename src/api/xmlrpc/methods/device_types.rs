@@ -3,6 +3,7 @@
 
 #[allow(clippy::wildcard_imports)]
 use super::*;
+use crate::devicetype::FileKind;
 
 #[allow(clippy::too_many_lines)]
 pub(super) async fn call(ctx: &Ctx, name: &str, a: Args<'_>) -> R {
@@ -226,43 +227,29 @@ pub(super) async fn call(ctx: &Ctx, name: &str, a: Args<'_>) -> R {
                 return Err(Fault::new(400, "Invalid device-type"));
             }
             need_superuser(ctx, "lava_scheduler_app.change_devicetype")?;
-            let Some(dir) = ctx
-                .app
-                .templates()
-                .writable_dir()
-                .map(std::path::Path::to_path_buf)
-            else {
-                return Err(Fault::new(
-                    400,
-                    "Bad request: no writable device-type directory is configured",
-                ));
-            };
             // Health checks live in `health-checks/<name>.yaml` beside the templates, where
-            // `get_health_check` and the scheduler read them.
-            let (dir, suffix) = if name.ends_with("health_check") {
-                (dir.join("health-checks"), ".yaml")
+            // `get_health_check` and the scheduler read them; `Templates::write` puts them there.
+            let (kind, n) = if name.ends_with("health_check") {
+                let bare = n.strip_suffix(".yaml").map(str::to_owned);
+                (FileKind::HealthCheck, bare.unwrap_or(n))
             } else {
-                (dir, ".jinja2")
+                (FileKind::Template, n)
             };
-            let file = if n.ends_with(suffix) {
-                n
-            } else {
-                format!("{n}{suffix}")
-            };
-            tokio::fs::create_dir_all(&dir).await.map_err(|e| {
-                Fault::new(
-                    400,
-                    format!("Unable to write device-type configuration: {e}"),
-                )
-            })?;
-            tokio::fs::write(dir.join(&file), config)
+            let templates = ctx.app.templates().clone();
+            tokio::task::spawn_blocking(move || templates.write(kind, &n, &config))
                 .await
+                .map_err(|e| Fault::new(-32603, e.to_string()))?
                 .map_err(|e| {
+                    let why = match e {
+                        crate::devicetype::Error::Write { source, .. } => source.to_string(),
+                        other => other.to_string(),
+                    };
                     Fault::new(
                         400,
-                        format!("Unable to write device-type configuration: {e}"),
+                        format!("Unable to write device-type configuration: {why}"),
                     )
                 })?;
+            ctx.app.wake_scheduler();
             Ok(Value::Nil)
         }
         "scheduler.device_types.aliases.add"
