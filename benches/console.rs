@@ -82,11 +82,13 @@ fn clock_ticks() -> f64 {
 }
 
 fn main() -> anyhow::Result<()> {
-    // The runtime `cli::serve` builds.
+    // The runtime `cli::serve` builds. The work runs in a spawned task, as a job does in
+    // lavabox (`scheduler::run` spawns one per job), not in `block_on` on the main thread,
+    // which would add a cross-thread wake-up per event that lavabox does not have.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(bench())
+    runtime.block_on(async { tokio::spawn(bench()).await? })
 }
 
 async fn bench() -> anyhow::Result<()> {
