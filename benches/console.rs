@@ -7,9 +7,12 @@
 //! and has a separate process play the board on the other end: boot-log lines with LAVA test
 //! signals among them, paced at 11 520 bytes a second (115200 baud, 8N1). This process runs
 //! what a job does with that stream — the expect engine's reader (`Connection`), the job log
-//! writer (a real file, synced per batch) and the test-shell `SignalParser` — and prints the
-//! CPU time it used (utime + stime from `/proc/self/stat`, every thread) against wall time.
-//! The feeder and socat are the board and the wire, so their CPU is not counted.
+//! writer (a real file, written and synced as `dispatcher::log` does in a job) and the
+//! test-shell `SignalParser` — and prints the CPU time it used (utime + stime from
+//! `/proc/self/stat`: every thread of this process, including the log writer) against wall
+//! time. The feeder and socat are the board and the wire, separate processes whose CPU is not
+//! counted. Kernel work done outside this process on its behalf (the filesystem journal
+//! thread committing the log's syncs) is not counted either.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -79,11 +82,13 @@ fn clock_ticks() -> f64 {
 }
 
 fn main() -> anyhow::Result<()> {
-    // The runtime `cli::serve` builds.
+    // The runtime `cli::serve` builds. The work runs in a spawned task, as a job does in
+    // lavabox (`scheduler::run` spawns one per job), not in `block_on` on the main thread,
+    // which would add a cross-thread wake-up per event that lavabox does not have.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(bench())
+    runtime.block_on(async { tokio::spawn(bench()).await? })
 }
 
 async fn bench() -> anyhow::Result<()> {
@@ -122,8 +127,8 @@ async fn bench() -> anyhow::Result<()> {
         match conn.read_chunk(deadline).await {
             Ok(Some(chunk)) => {
                 received += chunk.len();
-                signals += parser.feed(&chunk).len();
-                tail.extend_from_slice(&chunk);
+                signals += parser.feed(chunk).len();
+                tail.extend_from_slice(chunk);
                 if tail.windows(9).any(|w| w == b"BENCH-END") {
                     break;
                 }
@@ -151,7 +156,8 @@ async fn bench() -> anyhow::Result<()> {
         String::from_utf8_lossy(&sent.stdout).trim()
     );
     println!(
-        "  CPU {cpu:.2} s in {wall:.1} s = {:.3} % of one core",
+        "  CPU {cpu:.2} s in {wall:.1} s = {:.3} % of one core \
+         (utime + stime of this process, all threads, from /proc/self/stat)",
         100.0 * cpu / wall
     );
     let _ = socat.start_kill();

@@ -15,6 +15,16 @@ use crate::hw::{ConsoleFactory, ConsoleIo};
 use crate::model::ErrorType;
 use crate::store::joblog::Level;
 
+/// The longest line kept for the log; the rest of a longer line is dropped.
+const MAX_LINE: usize = 64 * 1024;
+/// One console read; a tty hands out at most this much (`N_TTY_BUF_SIZE`) at a time anyway.
+const READ_SIZE: usize = 4096;
+/// After a read that emptied the console's buffer, the next one waits this long after it, so
+/// a streaming console is read in chunks of ~50 ms of output (~20 reads a second at 115200
+/// baud) rather than once per UART or USB packet (100-200 a second). A read that filled the
+/// buffer is followed at once, so fast consoles never overflow the kernel's buffer; a prompt
+/// is seen at most this much later.
+const READ_PACE: Duration = Duration::from_millis(50);
 /// How much unmatched console text is kept for pattern matching.
 const MAX_BUFFER: usize = 256 * 1024;
 /// How many times in a row a closed console is re-opened without receiving anything.
@@ -22,6 +32,38 @@ const MAX_REOPEN: u32 = 20;
 /// How long a send waits for a console that went away to come back; the action's timeout
 /// around it is usually shorter.
 const REATTACH_TO_SEND: Duration = Duration::from_secs(120);
+
+/// Logs every line `bytes` completes as `target`; keeps the unfinished rest in `partial`.
+fn log_received(partial: &mut Vec<u8>, log: &JobLog, bytes: &[u8]) {
+    let mut rest = bytes;
+    while let Some(end) = rest.iter().position(|&b| b == b'\n') {
+        let (line, after) = rest.split_at(end);
+        rest = &after[1..];
+        let text = if partial.is_empty() {
+            target_text(&line[..line.len().min(MAX_LINE)])
+        } else {
+            keep_partial(partial, line);
+            let text = target_text(partial);
+            partial.clear();
+            text
+        };
+        log.line(Level::Target, text);
+    }
+    keep_partial(partial, rest);
+}
+
+/// Adds `bytes` to the unfinished line, up to [`MAX_LINE`].
+fn keep_partial(partial: &mut Vec<u8>, bytes: &[u8]) {
+    let room = MAX_LINE.saturating_sub(partial.len());
+    partial.extend_from_slice(&bytes[..bytes.len().min(room)]);
+}
+
+/// A received line as logged: decoded, without its trailing `\r`s.
+fn target_text(line: &[u8]) -> String {
+    String::from_utf8_lossy(line)
+        .trim_end_matches('\r')
+        .to_owned()
+}
 
 /// A failed wait.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,7 +96,9 @@ pub struct Connection {
     /// Consecutive re-opens without data.
     reopens: u32,
     /// Where console reads land; kept so a streaming console costs no allocation per read.
-    read_buf: Box<[u8; 4096]>,
+    read_buf: Box<[u8; READ_SIZE]>,
+    /// When the next read may start (see [`READ_PACE`]).
+    next_read: Option<Instant>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -83,7 +127,8 @@ impl Connection {
             log,
             char_delay: None,
             reopens: 0,
-            read_buf: Box::new([0; 4096]),
+            read_buf: Box::new([0; READ_SIZE]),
+            next_read: None,
         })
     }
 
@@ -95,20 +140,6 @@ impl Connection {
     /// Drops the console (killing a console process).
     pub fn close(&mut self) {
         self.io = None;
-    }
-
-    fn log_received(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            if b == b'\n' {
-                let line = String::from_utf8_lossy(&self.partial)
-                    .trim_end_matches('\r')
-                    .to_owned();
-                self.partial.clear();
-                self.log.line(Level::Target, line);
-            } else if self.partial.len() < 64 * 1024 {
-                self.partial.push(b);
-            }
-        }
     }
 
     /// Logs the unfinished line (a prompt) so the log shows what was matched.
@@ -151,7 +182,18 @@ impl Connection {
     }
 
     /// Reads what the console has, waiting until `deadline`. `Ok(None)` on timeout.
-    pub async fn read_chunk(&mut self, deadline: Instant) -> Result<Option<Vec<u8>>, WaitError> {
+    pub async fn read_chunk(&mut self, deadline: Instant) -> Result<Option<&[u8]>, WaitError> {
+        Ok(self.read_some(deadline).await?.map(|n| &self.read_buf[..n]))
+    }
+
+    /// Reads into `read_buf` and logs the lines received; returns how many bytes came, or
+    /// `None` at `deadline`.
+    async fn read_some(&mut self, deadline: Instant) -> Result<Option<usize>, WaitError> {
+        if let Some(at) = self.next_read.take()
+            && at > Instant::now()
+        {
+            tokio::time::sleep_until(at.min(deadline)).await;
+        }
         loop {
             if self.io.is_none() {
                 if self.reopens >= MAX_REOPEN {
@@ -175,9 +217,11 @@ impl Connection {
                 }
                 Ok(Ok(n)) => {
                     self.reopens = 0;
-                    let chunk = self.read_buf[..n].to_vec();
-                    self.log_received(&chunk);
-                    return Ok(Some(chunk));
+                    if n < READ_SIZE {
+                        self.next_read = Some(Instant::now() + READ_PACE);
+                    }
+                    log_received(&mut self.partial, &self.log, &self.read_buf[..n]);
+                    return Ok(Some(n));
                 }
             }
         }
@@ -207,10 +251,11 @@ impl Connection {
                     text,
                 });
             }
-            match self.read_chunk(deadline).await? {
+            match self.read_some(deadline).await? {
                 None => return Err(WaitError::Timeout),
-                Some(chunk) => {
-                    self.buffer.push_str(&String::from_utf8_lossy(&chunk));
+                Some(n) => {
+                    self.buffer
+                        .push_str(&String::from_utf8_lossy(&self.read_buf[..n]));
                     if self.buffer.len() > MAX_BUFFER {
                         let mut cut = self.buffer.len() - MAX_BUFFER / 2;
                         while !self.buffer.is_char_boundary(cut) {
@@ -303,6 +348,45 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(m.text, "U-Boot 20");
+    }
+
+    #[tokio::test]
+    async fn received_lines_are_logged_whole_across_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("output.yaml");
+        let (log, task) = JobLog::open(path.clone()).await.unwrap();
+        let mut partial = Vec::new();
+        for chunk in [
+            &b"one\r\ntw"[..],
+            b"o\r\r\nthree\nfo",
+            b"ur",
+            b"\n",
+            &[b'x'; MAX_LINE + 10],
+            b"\ny\xff\n",
+        ] {
+            log_received(&mut partial, &log, chunk);
+        }
+        log_received(&mut partial, &log, b"prompt# ");
+        assert_eq!(partial, b"prompt# ");
+        drop(log);
+        task.finish().await;
+        let lines = crate::store::joblog::read_lines(&path, 0, None).unwrap();
+        let msgs: Vec<String> = lines
+            .iter()
+            .map(|l| l.text.split("\"msg\": ").nth(1).unwrap_or("").to_owned())
+            .collect();
+        assert_eq!(
+            msgs[..4],
+            [r#""one"}"#, r#""two"}"#, r#""three"}"#, r#""four"}"#]
+        );
+        assert_eq!(
+            msgs[4].len(),
+            MAX_LINE + 3,
+            "a long line is cut at MAX_LINE"
+        );
+        assert_eq!(msgs[5], "\"y\u{fffd}\"}");
+        assert_eq!(msgs.len(), 6);
+        assert!(lines.iter().all(|l| l.text.contains("\"lvl\": \"target\"")));
     }
 
     #[tokio::test]

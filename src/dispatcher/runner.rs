@@ -504,6 +504,9 @@ async fn run_timed(ctx: &mut JobCtx<'_>, block: &Block) -> Result<(), JobError> 
         "definition": "lava", "case": name, "result": if result.is_ok() {"pass"} else {"fail"},
         "duration": format!("{duration:.2}"), "level": block.root.level,
     }));
+    // The job log is synced on a timer while an action runs; its end is on disk before the
+    // next action starts (the durability rule in `dispatcher::log`).
+    ctx.log.sync().await;
     ctx.dispatcher.record(ctx.job_id, vec![case]).await;
     result
 }
@@ -863,7 +866,7 @@ async fn run_test(ctx: &mut JobCtx<'_>, block: &Block, test: &Test) -> Result<()
                 return Err(timeout_error("lava-test-shell", node.timeout));
             }
         };
-        for event in parser.feed(&chunk) {
+        for event in parser.feed(chunk) {
             let mut outputs = machine.handle(&event, started.elapsed());
             match handle(&mut outputs, &log, dispatcher, job_id).await {
                 Flow::Continue => {}

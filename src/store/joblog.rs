@@ -10,10 +10,14 @@
 //! mapping is written as JSON, which is valid flow YAML, so the whole file parses as YAML.
 //!
 //! Durability: [`JobLogWriter`] writes each line (or batch) with its newline in one `write`,
-//! then `fdatasync`s before returning, and `fsync`s the directory when it creates the file.
-//! A line whose append returned `Ok` therefore survives a power cut. A line torn by a crash
-//! has no final newline: readers ignore it and the next writer truncates it away.
+//! and `fsync`s the directory when it creates the file. [`JobLogWriter::append`] and
+//! [`JobLogWriter::append_lines`] `fdatasync` before returning, so a line they returned `Ok`
+//! for survives a power cut; [`JobLogWriter::write_batch`] leaves that to a later
+//! [`JobLogWriter::sync`], which the dispatcher's writer calls on a timer and at action and job
+//! ends (`dispatcher::log`). A line torn by a crash has no final newline: readers ignore it and
+//! the next writer truncates it away.
 
+use std::fmt::Write as _;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -135,42 +139,103 @@ impl Entry {
 
     /// The line as LAVA writes it, without the newline.
     pub fn to_line(&self) -> String {
+        let mut line = String::new();
+        LineRenderer::default().push_line(self, &mut line);
+        line
+    }
+}
+
+/// Renders entries as log lines into a caller's buffer. It remembers the last second it
+/// formatted: a console streaming 150 lines a second then formats each date and time once, not
+/// per line, and a string message is escaped straight into the buffer without allocating.
+#[derive(Debug, Default)]
+pub struct LineRenderer {
+    /// The Unix second `prefix` shows.
+    second: Option<i64>,
+    /// `2023-01-12T10:00:00` for `second`.
+    prefix: String,
+}
+
+impl LineRenderer {
+    /// Appends `entry`'s line, without the newline, to `out`.
+    pub fn push_line(&mut self, entry: &Entry, out: &mut String) {
         // LAVA cuts lines of 10^6 characters or more; do the same.
         const LIMIT: usize = 1_000_000;
-        let line = self.render(&self.msg);
-        if line.len() < LIMIT {
-            return line;
+        let start = out.len();
+        self.render(entry, &entry.msg, out);
+        if out.len() - start < LIMIT {
+            return;
         }
-        let short = match &self.msg {
+        out.truncate(start);
+        let short = match &entry.msg {
             serde_json::Value::String(_) => {
                 serde_json::Value::String("<line way too long ...>".into())
             }
             _ => serde_json::json!({"skip": "line way too long ..."}),
         };
-        self.render(&short)
+        self.render(entry, &short, out);
     }
 
-    fn render(&self, msg: &serde_json::Value) -> String {
-        const DT: &[FormatItem<'static>] = format_description!(
-            "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]"
-        );
-        let dt = self
-            .dt
-            .to_offset(time::UtcOffset::UTC)
-            .format(DT)
-            .unwrap_or_default();
-        let msg = to_flow(msg);
-        let mut line = format!(
-            "- {{\"dt\": \"{dt}\", \"lvl\": \"{}\", \"msg\": {msg}",
-            self.lvl.as_str()
-        );
-        if let Some(ns) = &self.ns {
-            line.push_str(", \"ns\": ");
-            line.push_str(&to_flow(&serde_json::Value::String(ns.clone())));
+    fn render(&mut self, entry: &Entry, msg: &serde_json::Value, out: &mut String) {
+        out.push_str("- {\"dt\": \"");
+        self.push_dt(entry.dt, out);
+        out.push_str("\", \"lvl\": \"");
+        out.push_str(entry.lvl.as_str());
+        out.push_str("\", \"msg\": ");
+        match msg {
+            serde_json::Value::String(text) => push_flow_str(out, text),
+            other => out.push_str(&to_flow(other)),
         }
-        line.push('}');
-        line
+        if let Some(ns) = &entry.ns {
+            out.push_str(", \"ns\": ");
+            push_flow_str(out, ns);
+        }
+        out.push('}');
     }
+
+    fn push_dt(&mut self, dt: OffsetDateTime, out: &mut String) {
+        const SECONDS: &[FormatItem<'static>] =
+            format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]");
+        let dt = dt.to_offset(time::UtcOffset::UTC);
+        let second = dt.unix_timestamp();
+        if self.second != Some(second) {
+            self.prefix = dt.format(SECONDS).unwrap_or_default();
+            self.second = Some(second);
+        }
+        out.push_str(&self.prefix);
+        // Writing to a String cannot fail.
+        let _ = write!(out, ".{:06}", dt.microsecond());
+    }
+}
+
+/// Appends `text` as [`to_flow`] writes a string, without building a JSON value: serde_json's
+/// escapes (`\"`, `\\`, `\b`, `\t`, `\n`, `\f`, `\r`, `\u00XX` for other controls) and `\uXXXX`
+/// for every other character YAML does not accept raw.
+fn push_flow_str(out: &mut String, text: &str) {
+    out.push('"');
+    let mut plain = 0;
+    for (i, c) in text.char_indices() {
+        let escape = match c {
+            '"' => "\\\"",
+            '\\' => "\\\\",
+            '\u{8}' => "\\b",
+            '\t' => "\\t",
+            '\n' => "\\n",
+            '\u{c}' => "\\f",
+            '\r' => "\\r",
+            c if yaml_printable(c) => continue,
+            _ => "",
+        };
+        out.push_str(&text[plain..i]);
+        if escape.is_empty() {
+            let _ = write!(out, "\\u{:04x}", u32::from(c));
+        } else {
+            out.push_str(escape);
+        }
+        plain = i + c.len_utf8();
+    }
+    out.push_str(&text[plain..]);
+    out.push('"');
 }
 
 /// JSON with PyYAML's flow-style separators (`", "` and `": "`), on one line, with every
@@ -247,6 +312,9 @@ pub struct JobLogWriter {
     path: PathBuf,
     lines: u64,
     size: u64,
+    renderer: LineRenderer,
+    /// The last batch's text, kept so a streaming console costs no allocation per batch.
+    buf: String,
 }
 
 impl JobLogWriter {
@@ -316,18 +384,38 @@ impl JobLogWriter {
             path,
             lines,
             size: complete,
+            renderer: LineRenderer::default(),
+            buf: String::new(),
         })
     }
 
     /// Appends one entry durably; returns its 0-based line number.
     pub fn append(&mut self, entry: &Entry) -> Result<u64, Error> {
-        self.append_lines(&[entry.to_line()])
+        let first = self.write_batch(std::slice::from_ref(entry))?;
+        self.sync()?;
+        Ok(first)
     }
 
-    /// Appends entries with one write and one sync; returns the first one's line number.
-    pub fn append_batch(&mut self, entries: &[Entry]) -> Result<u64, Error> {
-        let lines: Vec<String> = entries.iter().map(Entry::to_line).collect();
-        self.append_lines(&lines)
+    /// Writes entries with one `write`, without syncing; returns the first one's line number.
+    /// Readers of the file see them at once; they are durable after the next [`Self::sync`].
+    pub fn write_batch(&mut self, entries: &[Entry]) -> Result<u64, Error> {
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.clear();
+        for entry in entries {
+            self.renderer.push_line(entry, &mut buf);
+            buf.push('\n');
+        }
+        let written = self.write_text(&buf, entries.len() as u64);
+        self.buf = buf;
+        written
+    }
+
+    /// Flushes everything written so far to stable storage.
+    pub fn sync(&mut self) -> Result<(), Error> {
+        self.file.sync_data().map_err(|source| Error::Sync {
+            path: self.path.clone(),
+            source,
+        })
     }
 
     /// Appends pre-formatted lines (without newlines) with one write and one sync; returns
@@ -345,7 +433,16 @@ impl JobLogWriter {
             buf.push_str(line);
             buf.push('\n');
         }
-        if let Err(source) = self.file.write_all(buf.as_bytes()) {
+        self.write_text(&buf, lines.len() as u64)?;
+        self.sync()?;
+        Ok(first)
+    }
+
+    /// Writes `text` (`lines` complete lines) with one `write`; returns the first one's line
+    /// number.
+    fn write_text(&mut self, text: &str, lines: u64) -> Result<u64, Error> {
+        let first = self.lines;
+        if let Err(source) = self.file.write_all(text.as_bytes()) {
             // Put the file back to the last complete line so later appends stay aligned.
             let _ = self.file.set_len(self.size);
             let _ = self.file.seek(SeekFrom::Start(self.size));
@@ -354,12 +451,8 @@ impl JobLogWriter {
                 source,
             });
         }
-        self.file.sync_data().map_err(|source| Error::Sync {
-            path: self.path.clone(),
-            source,
-        })?;
-        self.size += buf.len() as u64;
-        self.lines += lines.len() as u64;
+        self.size += text.len() as u64;
+        self.lines += lines;
         Ok(first)
     }
 
@@ -522,6 +615,45 @@ mod tests {
     }
 
     #[test]
+    fn cached_timestamps_follow_each_entry() {
+        let mut renderer = LineRenderer::default();
+        let mut out = String::new();
+        for dt in [
+            datetime!(2023-01-12 10:00:00.123456 UTC),
+            datetime!(2023-01-12 10:00:00.999999 UTC),
+            datetime!(2023-01-12 10:00:01.000001 UTC),
+            datetime!(2023-01-12 09:59:59.5 UTC),
+            datetime!(2023-01-12 11:00:01.000002 +01:00),
+        ] {
+            renderer.push_line(&Entry { dt, ..entry("x") }, &mut out);
+            out.push('\n');
+        }
+        let stamps: Vec<&str> = out.lines().map(|l| &l[10..36]).collect();
+        assert_eq!(
+            stamps,
+            [
+                "2023-01-12T10:00:00.123456",
+                "2023-01-12T10:00:00.999999",
+                "2023-01-12T10:00:01.000001",
+                "2023-01-12T09:59:59.500000",
+                "2023-01-12T10:00:01.000002",
+            ]
+        );
+    }
+
+    proptest::proptest! {
+        /// The direct string escaper writes exactly what serde_json plus the YAML escapes do.
+        #[test]
+        fn strings_escape_as_through_serde(text in "(?s).{0,40}", bytes in proptest::collection::vec(0u8..0xa0, 0..40)) {
+            for text in [text, bytes.iter().map(|&b| char::from(b)).collect::<String>()] {
+                let mut direct = String::new();
+                push_flow_str(&mut direct, &text);
+                proptest::prop_assert_eq!(direct, to_flow(&serde_json::Value::String(text)));
+            }
+        }
+    }
+
+    #[test]
     fn append_and_read_ranges() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("jobs/1/output.yaml");
@@ -529,10 +661,13 @@ mod tests {
         assert_eq!(writer.append(&entry("zero")).unwrap(), 0);
         assert_eq!(
             writer
-                .append_batch(&[entry("one"), entry("two"), entry("three")])
+                .write_batch(&[entry("one"), entry("two"), entry("three")])
                 .unwrap(),
             1
         );
+        // Written without a sync: readers see the lines at once.
+        assert_eq!(line_count(&path).unwrap(), 4);
+        writer.sync().unwrap();
         assert_eq!(writer.lines(), 4);
         assert!(matches!(
             writer.append_lines(&["a\nb".into()]),

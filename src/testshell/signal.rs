@@ -540,6 +540,10 @@ pub fn parse_all(input: &[u8]) -> Vec<Event> {
 /// opener to the timestamp. The console then carries on with the rest of the signal on the
 /// line after the kernel message.
 fn cut_fragment(text: &str) -> Option<String> {
+    // Most console lines have no `<` at all; a byte scan rules them out cheaply.
+    if !text.as_bytes().contains(&b'<') {
+        return None;
+    }
     let start = OPENERS.iter().filter_map(|o| text.rfind(o)).max()?;
     let tail = &text[start..];
     let complete = SIGNAL_RE.find(tail).is_some_and(|m| m.start() == 0)
@@ -584,7 +588,7 @@ fn clean_line(raw: &[u8]) -> String {
 }
 
 fn scan_line(line: u64, text: &str, out: &mut Vec<Event>) {
-    if !text.contains("<LAVA_") {
+    if !text.as_bytes().contains(&b'<') || !text.contains("<LAVA_") {
         return;
     }
     let mut found: Vec<(usize, Event)> = Vec::new();
