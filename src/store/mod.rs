@@ -15,6 +15,7 @@
 mod asyncstore;
 mod devices;
 mod error;
+mod jobcond;
 pub mod joblog;
 mod jobs;
 mod migrate;
@@ -38,6 +39,7 @@ pub use devices::{
     NewDeviceType, Tag, TagId,
 };
 pub use error::Error;
+pub use jobcond::{Case, Cmp, JobCond, JobInt, JobText, JobTime, TextMatch};
 pub use jobs::Job;
 pub use jobs::{
     Changes, CurrentJob, DeviceChange, DeviceSlot, JobChange, JobEnd, JobFacts, JobFilter,
@@ -117,6 +119,10 @@ impl Store {
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(pragma("foreign_keys"))?;
         migrate::apply(&mut conn, path, migrations)?;
+        error::Step::step(
+            jobcond::register_functions(&conn),
+            "registering the SQL functions",
+        )?;
         Ok(Store {
             conn,
             path: path.to_owned(),
