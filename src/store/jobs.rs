@@ -6,6 +6,7 @@
 //! has already reached or passed is ignored and reports no change. Every transition
 //! returns the [`Changes`] it made so the caller can publish `.testjob` / `.device` events.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use rusqlite::types::Value;
@@ -14,6 +15,7 @@ use time::OffsetDateTime;
 
 use super::devices::{self, device_id, read_device, set_device_state, tag_id};
 use super::error::{Error, Step};
+use super::jobcond::{self, JobCond};
 use super::users::{group_id, user_id};
 use super::{Store, decode, now, opt_ts_from_sql, ts_from_sql, ts_to_sql};
 use crate::model::{
@@ -362,6 +364,8 @@ pub struct JobFilter {
     pub target_group: Option<String>,
     /// Only jobs that ended at or after this time.
     pub ended_since: Option<OffsetDateTime>,
+    /// Only jobs satisfying all of these (the REST list's django-filter conditions).
+    pub conds: Vec<JobCond>,
     /// Visibility restriction.
     pub viewer: Viewer,
     /// Sort order.
@@ -508,18 +512,30 @@ fn timeout_from(secs: Option<i64>) -> Option<Duration> {
     secs.map(|s| Duration::from_secs(u64::try_from(s).unwrap_or(0)))
 }
 
+/// Reads one job's tags and viewing groups, then decodes it.
 fn finish_job(conn: &Connection, raw: JobRow) -> Result<Job, Error> {
-    const T: &str = "jobs";
-    let visibility = match raw.visibility {
-        0 => Visibility::Personal,
-        1 => Visibility::Public,
-        2 => Visibility::Group(names(
+    let groups = if raw.visibility == 2 {
+        names(
             conn,
             "SELECT g.name FROM groups g JOIN job_viewing_groups v ON v.group_id = g.id \
              WHERE v.job_id = ?1 ORDER BY g.name",
             raw.id,
             "reading job viewing groups",
-        )?),
+        )?
+    } else {
+        Vec::new()
+    };
+    let tags = job_tags(conn, raw.id)?;
+    decode_job(raw, tags, groups)
+}
+
+/// Decodes a job row given its tags and (for group visibility) viewing groups, both sorted.
+fn decode_job(raw: JobRow, tags: Vec<String>, groups: Vec<String>) -> Result<Job, Error> {
+    const T: &str = "jobs";
+    let visibility = match raw.visibility {
+        0 => Visibility::Personal,
+        1 => Visibility::Public,
+        2 => Visibility::Group(groups),
         other => {
             return Err(Error::Corrupt {
                 table: T,
@@ -540,7 +556,7 @@ fn finish_job(conn: &Connection, raw: JobRow) -> Result<Job, Error> {
         visibility,
         requested_device_type: raw.requested_device_type,
         actual_device: raw.actual_device,
-        tags: job_tags(conn, raw.id)?,
+        tags,
         health_check: raw.health_check,
         target_group: raw.target_group,
         sub_id: raw.sub_id,
@@ -554,6 +570,68 @@ fn finish_job(conn: &Connection, raw: JobRow) -> Result<Job, Error> {
             .transpose()?,
         queue_timeout: timeout_from(raw.queue_timeout),
     })
+}
+
+/// Decodes a page of job rows, reading the tags and viewing groups of all of them in one
+/// query each rather than two per job.
+fn finish_jobs(conn: &Connection, raws: Vec<JobRow>) -> Result<Vec<Job>, Error> {
+    if raws.is_empty() {
+        return Ok(Vec::new());
+    }
+    // One bound JSON array keeps the statement text fixed, so it stays in the cache.
+    let ids = |rows: &mut dyn Iterator<Item = &JobRow>| {
+        let list: Vec<String> = rows.map(|r| r.id.to_string()).collect();
+        format!("[{}]", list.join(","))
+    };
+    let mut tags = names_by_job(
+        conn,
+        "SELECT jt.job_id, g.name FROM job_tags jt JOIN tags g ON g.id = jt.tag_id \
+         WHERE jt.job_id IN (SELECT value FROM json_each(?1)) ORDER BY jt.job_id, g.name",
+        &ids(&mut raws.iter()),
+        "reading job tags",
+    )?;
+    let mut group_jobs = raws.iter().filter(|r| r.visibility == 2).peekable();
+    let mut groups = if group_jobs.peek().is_some() {
+        names_by_job(
+            conn,
+            "SELECT v.job_id, g.name FROM job_viewing_groups v JOIN groups g \
+             ON g.id = v.group_id WHERE v.job_id IN (SELECT value FROM json_each(?1)) \
+             ORDER BY v.job_id, g.name",
+            &ids(&mut group_jobs),
+            "reading job viewing groups",
+        )?
+    } else {
+        HashMap::new()
+    };
+    raws.into_iter()
+        .map(|raw| {
+            let job_tags = tags.remove(&raw.id).unwrap_or_default();
+            let job_groups = if raw.visibility == 2 {
+                groups.remove(&raw.id).unwrap_or_default()
+            } else {
+                Vec::new()
+            };
+            decode_job(raw, job_tags, job_groups)
+        })
+        .collect()
+}
+
+/// `(job id, name)` rows of `sql` (one JSON-array parameter) grouped by job, names in
+/// row order.
+fn names_by_job(
+    conn: &Connection,
+    sql: &str,
+    ids: &str,
+    step: &'static str,
+) -> Result<HashMap<i64, Vec<String>>, Error> {
+    let mut stmt = conn.prepare_cached(sql).step(step)?;
+    let mut rows = stmt.query([ids]).step(step)?;
+    let mut out: HashMap<i64, Vec<String>> = HashMap::new();
+    while let Some(row) = rows.next().step(step)? {
+        let (id, name): (i64, String) = row.try_into().step(step)?;
+        out.entry(id).or_default().push(name);
+    }
+    Ok(out)
 }
 
 fn read_job(conn: &Connection, id: JobId) -> Result<Option<Job>, Error> {
@@ -1037,6 +1115,10 @@ fn filter_sql(filter: &JobFilter, sql: &mut String, args: &mut Vec<Value>) {
         args.push(Value::Text(ts_to_sql(since)));
         sql.push_str(&format!(" AND j.end_time >= ?{}", args.len()));
     }
+    for cond in &filter.conds {
+        sql.push_str(" AND ");
+        sql.push_str(&jobcond::cond_sql(cond, args));
+    }
     viewer_sql(filter.viewer, sql, args);
 }
 
@@ -1213,15 +1295,14 @@ impl Store {
             args.len() - 1,
             args.len()
         ));
-        let mut stmt = self.conn.prepare(&sql).step("listing jobs")?;
+        // Cached: the common lists (default page, a state filter) repeat the same text.
+        let mut stmt = self.conn.prepare_cached(&sql).step("listing jobs")?;
         let rows = stmt
             .query_map(params_from_iter(args), job_row)
             .step("listing jobs")?
             .collect::<Result<Vec<_>, _>>()
             .step("listing jobs")?;
-        rows.into_iter()
-            .map(|raw| finish_job(&self.conn, raw))
-            .collect()
+        finish_jobs(&self.conn, rows)
     }
 
     /// How many jobs match `filter` (ignoring ordering and pagination).
@@ -1235,7 +1316,9 @@ impl Store {
         filter_sql(filter, &mut sql, &mut args);
         let n: i64 = self
             .conn
-            .query_row(&sql, params_from_iter(args), |r| r.get(0))
+            .prepare_cached(&sql)
+            .step("counting jobs")?
+            .query_row(params_from_iter(args), |r| r.get(0))
             .step("counting jobs")?;
         Ok(u64::try_from(n).unwrap_or(0))
     }

@@ -17,6 +17,7 @@ mod condition;
 mod devices;
 mod error;
 mod jobadmin;
+mod jobcond;
 pub mod joblog;
 mod jobs;
 mod migrate;
@@ -43,6 +44,7 @@ pub use devices::{
 };
 pub use error::Error;
 pub use jobadmin::JobRecordUpdate;
+pub use jobcond::{Case, Cmp, JobCond, JobInt, JobText, JobTime, TextMatch};
 pub use jobs::Job;
 pub use jobs::{
     Changes, CurrentJob, DeviceChange, DeviceSlot, JobChange, JobEnd, JobFacts, JobFilter,
@@ -123,6 +125,10 @@ impl Store {
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(pragma("foreign_keys"))?;
         migrate::apply(&mut conn, path, migrations)?;
+        error::Step::step(
+            jobcond::register_functions(&conn),
+            "registering the SQL functions",
+        )?;
         Ok(Store {
             conn,
             path: path.to_owned(),

@@ -248,6 +248,27 @@ async fn jobs_filter_and_order() {
         )
         .await;
     assert_eq!(body["count"], 7);
+    // Filters combine in SQL with the count and the page (the bench's query).
+    let q = format!("/api/v0.2/jobs/?state=Submitted&id__gt={}&limit=2", p[2]);
+    let (_, body) = lab.json(&q, None).await;
+    assert_eq!(body["count"], 4);
+    assert_eq!(ids(&body), vec![p[3].0, p[4].0]);
+    // Text lookups: case-sensitive unless `i…`, `%`/`_` literal, Unicode folding.
+    let (_, body) = lab
+        .json("/api/v0.2/jobs/?description__startswith=Job", None)
+        .await;
+    assert_eq!(body["count"], 0);
+    let (_, body) = lab
+        .json(
+            "/api/v0.2/jobs/?description__istartswith=JOB&description__endswith=6",
+            None,
+        )
+        .await;
+    assert_eq!(ids(&body), vec![p[6].0]);
+    let (_, body) = lab
+        .json("/api/v0.2/jobs/?description__contains=%25", None)
+        .await;
+    assert_eq!(body["count"], 0);
     // States are case-sensitive display names; a bad value is a 400 field error.
     let (status, body) = lab.json("/api/v0.2/jobs/?state=running", None).await;
     assert_eq!(status, 400);

@@ -2,7 +2,8 @@
 //! `?rel__field=value`. Each resource declares its [`FieldSpec`]s; [`parse`] validates the
 //! query against them (an invalid value is a 400 with a field error, as django-filter
 //! reports it; unknown parameters are ignored, as django-filter ignores them) and
-//! [`matches`] evaluates the conditions on one object.
+//! [`matches`] evaluates the conditions on one object (resources whose store cannot
+//! evaluate them; the job list hands them to the store as SQL instead).
 
 use time::{Date, OffsetDateTime, PrimitiveDateTime, Time, UtcOffset};
 
@@ -78,9 +79,12 @@ pub enum Val {
 
 /// What a condition compares with.
 #[derive(Debug, Clone, PartialEq)]
-enum Operand {
+pub enum Operand {
+    /// One value (`exact`, `lt`, `icontains`, …).
     One(Val),
+    /// `in`: any of these.
     Many(Vec<Val>),
+    /// `isnull`: whether the field is NULL.
     IsNull(bool),
 }
 
@@ -95,21 +99,9 @@ pub struct Cond {
 }
 
 impl Cond {
-    /// The single operand of an `exact` condition, if that is what this is.
-    pub fn exact(&self) -> Option<&Val> {
-        match (&self.operand, self.lookup) {
-            (Operand::One(v), "exact") => Some(v),
-            _ => None,
-        }
-    }
-
-    /// The operands of an `in` or `exact` condition.
-    pub fn any_of(&self) -> Option<Vec<&Val>> {
-        match &self.operand {
-            Operand::One(v) if self.lookup == "exact" => Some(vec![v]),
-            Operand::Many(vs) => Some(vs.iter().collect()),
-            _ => None,
-        }
+    /// What the condition compares with.
+    pub fn operand(&self) -> &Operand {
+        &self.operand
     }
 }
 

@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use super::ApiError;
 use super::admin::{Admin, AdminFields};
-use super::jobs::{VisibleJob, detail};
+use super::jobs::job_value;
 use crate::app::App;
 use crate::model::{JobId, Priority};
 use crate::store::{self, Job, JobRecordUpdate};
@@ -49,7 +49,7 @@ pub async fn update(
     // A field of the job's wire form given with another value: refused, not ignored, so a
     // client never believes it moved a job's state. Sending a field unchanged (a `PUT` of
     // the object as read) is fine.
-    let Json(current) = detail(State(app.clone()), VisibleJob(job.clone())).await?;
+    let current = job_value(&app, &job).await?;
     if let Some((name, _)) = current.as_object().and_then(|object| {
         object.iter().find(|(k, v)| {
             !EDITABLE.contains(&k.as_str()) && fields.get(k).is_some_and(|x| x != *v)
@@ -83,7 +83,7 @@ pub async fn update(
         app.wake_scheduler();
     }
     let job = find(&app, &id.to_string()).await?;
-    detail(State(app), VisibleJob(job)).await
+    job_value(&app, &job).await.map(Json)
 }
 
 /// `DELETE /jobs/<id>/`: 204, the job's results and log go with it.

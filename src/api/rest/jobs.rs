@@ -1,5 +1,5 @@
-//! `/jobs/` and `/jobs/<id>/`: the job list (django-filter filters pushed down to SQL where
-//! the store can evaluate them), one job, its log and its metadata. Test results are in
+//! `/jobs/` and `/jobs/<id>/`: the job list (every django-filter condition evaluated by the
+//! store in SQL, with the count and the page), one job, its log and its metadata. Test results are in
 //! [`super::suites`], submission and cancel in [`super::submission`].
 
 use std::collections::HashMap;
@@ -12,15 +12,16 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::filter::{
-    self, CHOICE, Cond, EXACT, FieldSpec, Filterable, Kind, NUMBER, TEXT, TIME, Val,
-};
+use super::filter::{self, CHOICE, Cond, EXACT, FieldSpec, Kind, NUMBER, Operand, TEXT, TIME, Val};
 use super::page::Params;
 use super::pyfmt::drf_datetime;
 use super::{ApiError, Caller};
 use crate::app::App;
-use crate::model::{JobId, JobState};
-use crate::store::{Job, JobFilter, JobOrder, JobOrderField, Visibility};
+use crate::model::{JobHealth, JobId, JobState};
+use crate::store::{
+    Case, Cmp, Job, JobCond, JobFilter, JobInt, JobOrder, JobOrderField, JobText, JobTime,
+    TextMatch, Visibility,
+};
 
 const STATES: &[&str] = &[
     "Submitted",
@@ -141,147 +142,153 @@ const JOB_FIELDS: &[FieldSpec] = &[
     },
 ];
 
-impl Filterable for Job {
-    fn values(&self, field: &str) -> Vec<Val> {
-        let text = |s: &str| Val::Text(s.to_owned());
-        let opt_text = |s: &Option<String>| s.as_deref().map_or(Val::Null, text);
-        let time = |t: Option<time::OffsetDateTime>| t.map_or(Val::Null, Val::Time);
-        vec![match field {
-            "id" => Val::Int(self.id.0),
-            "submit_time" => Val::Time(self.submit_time),
-            "start_time" => time(self.start_time),
-            "end_time" => time(self.end_time),
-            "health_check" => Val::Bool(self.health_check),
-            "target_group" => opt_text(&self.target_group),
-            "state" => text(self.state.as_str()),
-            "health" => text(self.health.as_str()),
-            "priority" => Val::Int(i64::from(self.priority.value())),
-            "description" => text(&self.description),
-            "definition" => text(&self.definition),
-            "original_definition" => text(&self.original_definition),
-            "multinode_definition" => text(&self.multinode_definition),
-            "failure_comment" => opt_text(&self.failure_comment),
-            "requested_device_type" | "requested_device_type__name" => {
-                opt_text(&self.requested_device_type)
-            }
-            "actual_device" | "actual_device__hostname" => opt_text(&self.actual_device),
-            "submitter__username" => text(&self.submitter),
-            "tags__name" => return self.tags.iter().map(|t| text(t)).collect(),
-            "viewing_groups__name" => {
-                return match &self.visibility {
-                    Visibility::Group(groups) => groups.iter().map(|g| text(g)).collect(),
-                    _ => Vec::new(),
-                };
-            }
-            _ => Val::Null,
-        }]
-    }
-}
-
-/// Moves the conditions the store can evaluate in SQL into `filter`; returns the rest.
-fn push_down(conds: Vec<Cond>, filter: &mut JobFilter) -> Vec<Cond> {
-    let mut rest = Vec::new();
-    for cond in conds {
-        let text = |v: &Val| match v {
-            Val::Text(t) => Some(t.clone()),
-            _ => None,
-        };
-        let pushed = match cond.field {
-            "state" if filter.states.is_empty() => cond.any_of().is_some_and(|vals| {
-                let states: Vec<JobState> = vals
-                    .iter()
-                    .filter_map(|v| text(v).and_then(|t| t.parse().ok()))
-                    .collect();
-                let ok = states.len() == vals.len();
-                if ok {
-                    filter.states = states;
-                }
-                ok
-            }),
-            "health" if filter.health.is_none() => {
-                match cond.exact().and_then(text).and_then(|t| t.parse().ok()) {
-                    Some(h) => {
-                        filter.health = Some(h);
-                        true
-                    }
-                    None => false,
-                }
-            }
-            "submitter__username" if filter.submitter.is_none() => {
-                match cond.exact().and_then(text) {
-                    Some(name) => {
-                        filter.submitter = Some(name);
-                        true
-                    }
-                    None => false,
-                }
-            }
-            "requested_device_type" | "requested_device_type__name"
-                if filter.requested_device_types.is_empty() =>
-            {
-                match cond.any_of() {
-                    Some(vals) => {
-                        filter.requested_device_types =
-                            vals.iter().filter_map(|v| text(v)).collect();
-                        true
-                    }
-                    None => false,
-                }
-            }
-            "actual_device" | "actual_device__hostname" if filter.actual_device.is_none() => {
-                match cond.exact().and_then(text) {
-                    Some(name) => {
-                        filter.actual_device = Some(name);
-                        true
-                    }
-                    None => false,
-                }
-            }
-            "health_check" if filter.health_check.is_none() => match cond.exact() {
-                Some(Val::Bool(b)) => {
-                    filter.health_check = Some(*b);
-                    true
-                }
-                _ => false,
-            },
-            "target_group" if filter.target_group.is_none() => match cond.exact().and_then(text) {
-                Some(group) => {
-                    filter.target_group = Some(group);
-                    true
-                }
-                None => false,
-            },
-            _ => false,
-        };
-        if !pushed {
-            rest.push(cond);
+/// A validated condition as the store's [`JobCond`]: every job field is a column or a
+/// membership the store evaluates in SQL, so the list never filters rows in Rust.
+/// `parse` has already checked that each value has its field's kind.
+fn store_cond(cond: &Cond) -> Result<JobCond, ApiError> {
+    let text_field = match cond.field {
+        "target_group" => Some(JobText::TargetGroup),
+        "description" => Some(JobText::Description),
+        "definition" => Some(JobText::Definition),
+        "original_definition" => Some(JobText::OriginalDefinition),
+        "multinode_definition" => Some(JobText::MultinodeDefinition),
+        "failure_comment" => Some(JobText::FailureComment),
+        "requested_device_type" | "requested_device_type__name" => {
+            Some(JobText::RequestedDeviceType)
         }
+        "actual_device" | "actual_device__hostname" => Some(JobText::ActualDevice),
+        "submitter__username" => Some(JobText::Submitter),
+        "tags__name" => Some(JobText::Tag),
+        "viewing_groups__name" => Some(JobText::ViewingGroup),
+        _ => None,
+    };
+    let int_field = match cond.field {
+        "id" => Some(JobInt::Id),
+        "priority" => Some(JobInt::Priority),
+        _ => None,
+    };
+    let time_field = match cond.field {
+        "submit_time" => Some(JobTime::Submit),
+        "start_time" => Some(JobTime::Start),
+        "end_time" => Some(JobTime::End),
+        _ => None,
+    };
+    let cmp = match cond.lookup {
+        "lt" => Cmp::Lt,
+        "lte" => Cmp::Lte,
+        "gt" => Cmp::Gt,
+        "gte" => Cmp::Gte,
+        _ => Cmp::Eq,
+    };
+    let unexpected = || {
+        ApiError::Internal(format!(
+            "job filter {}__{} has no SQL form",
+            cond.field, cond.lookup
+        ))
+    };
+    let values = match cond.operand() {
+        Operand::One(v) => std::slice::from_ref(v),
+        Operand::Many(vs) => vs.as_slice(),
+        Operand::IsNull(null) => {
+            return time_field
+                .map(|f| JobCond::TimeIsNull(f, *null))
+                .ok_or_else(unexpected);
+        }
+    };
+    let many = matches!(cond.operand(), Operand::Many(_));
+    let texts = || -> Result<Vec<String>, ApiError> {
+        values
+            .iter()
+            .map(|v| match v {
+                Val::Text(t) => Ok(t.clone()),
+                _ => Err(unexpected()),
+            })
+            .collect()
+    };
+    if let Some(field) = text_field {
+        let mut texts = texts()?;
+        let (how, case) = match cond.lookup {
+            "in" => return Ok(JobCond::TextIn(field, texts)),
+            "exact" => (TextMatch::Exact, Case::Sensitive),
+            "iexact" => (TextMatch::Exact, Case::Insensitive),
+            "contains" => (TextMatch::Contains, Case::Sensitive),
+            "icontains" => (TextMatch::Contains, Case::Insensitive),
+            "startswith" => (TextMatch::StartsWith, Case::Sensitive),
+            "istartswith" => (TextMatch::StartsWith, Case::Insensitive),
+            "endswith" => (TextMatch::EndsWith, Case::Sensitive),
+            "iendswith" => (TextMatch::EndsWith, Case::Insensitive),
+            _ => return Err(unexpected()),
+        };
+        return match (texts.pop(), texts.is_empty()) {
+            (Some(text), true) => Ok(JobCond::Text(field, how, case, text)),
+            _ => Err(unexpected()),
+        };
     }
-    rest
+    if let Some(field) = int_field {
+        let ints = values
+            .iter()
+            .map(|v| match v {
+                Val::Int(n) => Ok(*n),
+                _ => Err(unexpected()),
+            })
+            .collect::<Result<Vec<i64>, _>>()?;
+        return match (many, ints.as_slice()) {
+            (true, _) => Ok(JobCond::IntIn(field, ints)),
+            (false, [n]) => Ok(JobCond::Int(field, cmp, *n)),
+            _ => Err(unexpected()),
+        };
+    }
+    if let Some(field) = time_field {
+        return match values {
+            [Val::Time(t)] if !many => Ok(JobCond::Time(field, cmp, *t)),
+            _ => Err(unexpected()),
+        };
+    }
+    match cond.field {
+        "health_check" => match values {
+            [Val::Bool(b)] => Ok(JobCond::HealthCheck(*b)),
+            _ => Err(unexpected()),
+        },
+        "state" => Ok(JobCond::State(
+            texts()?
+                .iter()
+                .map(|t| t.parse::<JobState>().map_err(|_| unexpected()))
+                .collect::<Result<_, _>>()?,
+        )),
+        "health" => Ok(JobCond::Health(
+            texts()?
+                .iter()
+                .map(|t| t.parse::<JobHealth>().map_err(|_| unexpected()))
+                .collect::<Result<_, _>>()?,
+        )),
+        _ => Err(unexpected()),
+    }
 }
 
-/// The wire form of a job (`TestJobSerializer`).
+/// The wire form of a job (`TestJobSerializer`). Fields are declared in name order: that
+/// is the order the API has always written them in (serde_json's sorted maps), and the
+/// list serialises these structs directly rather than through a `Value` map.
 #[derive(Debug, Serialize)]
 struct JobJson<'a> {
-    id: i64,
-    submitter: &'a str,
-    viewing_groups: Vec<i64>,
-    description: &'a str,
-    health_check: bool,
-    requested_device_type: Option<&'a str>,
-    tags: Vec<i64>,
     actual_device: Option<&'a str>,
-    submit_time: String,
-    start_time: Option<String>,
-    end_time: Option<String>,
-    state: &'static str,
-    health: &'static str,
-    priority: u8,
     definition: &'a str,
-    original_definition: &'a str,
-    multinode_definition: &'a str,
-    failure_tags: [i64; 0],
+    description: &'a str,
+    end_time: Option<String>,
     failure_comment: Option<&'a str>,
+    failure_tags: [i64; 0],
+    health: &'static str,
+    health_check: bool,
+    id: i64,
+    multinode_definition: &'a str,
+    original_definition: &'a str,
+    priority: u8,
+    requested_device_type: Option<&'a str>,
+    start_time: Option<String>,
+    state: &'static str,
+    submit_time: String,
+    submitter: &'a str,
+    tags: Vec<i64>,
+    viewing_groups: Vec<i64>,
 }
 
 /// Tag and group ids by name, for the id lists in job objects.
@@ -292,7 +299,14 @@ struct Ids {
 }
 
 impl Ids {
-    fn load(s: &crate::store::Store) -> Result<Ids, crate::store::Error> {
+    /// Whether rendering `jobs` needs any id (most pages have no tags or viewing groups,
+    /// and then no tag or group table is read).
+    fn needed(jobs: &[Job]) -> bool {
+        jobs.iter()
+            .any(|j| !j.tags.is_empty() || matches!(j.visibility, Visibility::Group(_)))
+    }
+
+    fn load(s: &mut crate::store::Store) -> Result<Ids, crate::store::Error> {
         Ok(Ids {
             tags: s.tags()?.into_iter().map(|t| (t.name, t.id.0)).collect(),
             groups: s.groups()?.into_iter().map(|g| (g.name, g.id.0)).collect(),
@@ -300,7 +314,7 @@ impl Ids {
     }
 }
 
-fn job_json(job: &Job, ids: &Ids) -> Value {
+fn job_json<'a>(job: &'a Job, ids: &Ids) -> JobJson<'a> {
     let groups = match &job.visibility {
         Visibility::Group(names) => names
             .iter()
@@ -308,7 +322,7 @@ fn job_json(job: &Job, ids: &Ids) -> Value {
             .collect(),
         _ => Vec::new(),
     };
-    let wire = JobJson {
+    JobJson {
         id: job.id.0,
         submitter: &job.submitter,
         viewing_groups: groups,
@@ -332,8 +346,7 @@ fn job_json(job: &Job, ids: &Ids) -> Value {
         multinode_definition: &job.multinode_definition,
         failure_tags: [],
         failure_comment: job.failure_comment.as_deref(),
-    };
-    serde_json::to_value(wire).unwrap_or(Value::Null)
+    }
 }
 
 /// `GET /jobs/`.
@@ -341,7 +354,7 @@ pub async fn list(
     State(app): State<App>,
     caller: Caller,
     params: Params,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let conds = filter::parse(&params, JOB_FIELDS)?;
     let page = params.page();
     let order = match filter::ordering(&params, &["id", "submit_time", "start_time", "end_time"]) {
@@ -359,37 +372,30 @@ pub async fn list(
             descending: false,
         },
     };
-    let mut filter = JobFilter {
+    let filter = JobFilter {
         viewer: caller.viewer(),
         order,
+        conds: conds.iter().map(store_cond).collect::<Result<_, _>>()?,
+        offset: page.offset,
+        limit: Some(page.limit),
         ..JobFilter::default()
     };
-    let rest = push_down(conds, &mut filter);
-    let (count, results) = app
+    let (count, jobs, ids) = app
         .store()
         .call(move |s| {
-            let ids = Ids::load(s)?;
-            let (count, jobs) = if rest.is_empty() {
-                let count = s.count_jobs(&filter)?;
-                let mut filter = filter;
-                filter.offset = page.offset;
-                filter.limit = Some(page.limit);
-                (count, s.jobs(&filter)?)
+            let count = s.count_jobs(&filter)?;
+            let jobs = s.jobs(&filter)?;
+            let ids = if Ids::needed(&jobs) {
+                Ids::load(s)?
             } else {
-                let all: Vec<Job> = s
-                    .jobs(&filter)?
-                    .into_iter()
-                    .filter(|j| filter::matches(j, &rest))
-                    .collect();
-                (all.len() as u64, page.slice(all))
+                Ids::default()
             };
-            Ok((
-                count,
-                jobs.iter().map(|j| job_json(j, &ids)).collect::<Vec<_>>(),
-            ))
+            Ok((count, jobs, ids))
         })
         .await?;
-    Ok(Json(params.paginated(page, count, results)))
+    // Rendered after the store call, so the store is not held while formatting.
+    let results: Vec<JobJson<'_>> = jobs.iter().map(|j| job_json(j, &ids)).collect();
+    Ok(Json(params.page_body(page, count, results)).into_response())
 }
 
 /// Parses a job id path segment; anything else is 404, as Django's URL patterns would not
@@ -436,9 +442,24 @@ impl FromRequestParts<App> for VisibleJob {
 pub async fn detail(
     State(app): State<App>,
     VisibleJob(job): VisibleJob,
-) -> Result<Json<Value>, ApiError> {
-    let ids = app.store().call(|s| Ids::load(s)).await?;
-    Ok(Json(job_json(&job, &ids)))
+) -> Result<Response, ApiError> {
+    let ids = job_ids(&app, &job).await?;
+    Ok(Json(job_json(&job, &ids)).into_response())
+}
+
+/// The tag and group ids `job`'s wire form needs (none are read when it has neither).
+async fn job_ids(app: &App, job: &Job) -> Result<Ids, ApiError> {
+    Ok(if Ids::needed(std::slice::from_ref(job)) {
+        app.store().call(Ids::load).await?
+    } else {
+        Ids::default()
+    })
+}
+
+/// `job` as `GET /jobs/<id>/` shows it, as a JSON value (for the superuser's edits).
+pub(super) async fn job_value(app: &App, job: &Job) -> Result<Value, ApiError> {
+    let ids = job_ids(app, job).await?;
+    serde_json::to_value(job_json(job, &ids)).map_err(|e| ApiError::Internal(e.to_string()))
 }
 
 pub(super) fn with_headers(
@@ -510,4 +531,86 @@ pub async fn metadata(
         })
         .collect();
     Ok(Json(json!({ "metadata": list })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conds(query: &[(&str, &str)]) -> Vec<JobCond> {
+        let mut params = Params::default();
+        params.pairs = query
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        filter::parse(&params, JOB_FIELDS)
+            .unwrap()
+            .iter()
+            .map(|c| store_cond(c).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn every_job_filter_has_an_sql_form() {
+        for spec in JOB_FIELDS {
+            let value = match spec.kind {
+                Kind::Int => "7",
+                Kind::Time => "2023-01-10T10:00:00Z",
+                Kind::Bool => "true",
+                Kind::Choice(names, _) => names[0],
+                Kind::Text | Kind::Float => "x",
+            };
+            for lookup in spec.lookups {
+                let key = format!("{}__{lookup}", spec.name);
+                let value = if *lookup == "isnull" { "false" } else { value };
+                assert_eq!(conds(&[(&key, value)]).len(), 1, "{key}={value}");
+            }
+            assert_eq!(conds(&[(spec.name, value)]).len(), 1, "{}", spec.name);
+        }
+    }
+
+    #[test]
+    fn lookups_become_typed_conditions() {
+        assert_eq!(
+            conds(&[("state", "Submitted"), ("id__gt", "10")]),
+            vec![
+                JobCond::State(vec![JobState::Submitted]),
+                JobCond::Int(JobInt::Id, Cmp::Gt, 10)
+            ]
+        );
+        assert_eq!(
+            conds(&[("health__in", "Complete,Canceled"), ("id__in", "3,4")]),
+            vec![
+                JobCond::Health(vec![JobHealth::Complete, JobHealth::Canceled]),
+                JobCond::IntIn(JobInt::Id, vec![3, 4])
+            ]
+        );
+        assert_eq!(
+            conds(&[
+                ("tags__name__istartswith", "USB"),
+                ("end_time__isnull", "true")
+            ]),
+            vec![
+                JobCond::Text(
+                    JobText::Tag,
+                    TextMatch::StartsWith,
+                    Case::Insensitive,
+                    "USB".into()
+                ),
+                JobCond::TimeIsNull(JobTime::End, true)
+            ]
+        );
+        assert_eq!(
+            conds(&[("actual_device", "q1"), ("health_check", "False")]),
+            vec![
+                JobCond::Text(
+                    JobText::ActualDevice,
+                    TextMatch::Exact,
+                    Case::Sensitive,
+                    "q1".into()
+                ),
+                JobCond::HealthCheck(false)
+            ]
+        );
+    }
 }

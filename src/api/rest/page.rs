@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::ApiError;
@@ -84,6 +85,18 @@ impl Params {
 
     /// The paginated response body.
     pub fn paginated(&self, page: Page, count: u64, results: Vec<Value>) -> Value {
+        let body = self.page_body(page, count, results);
+        json!({
+            "count": body.count,
+            "next": body.next,
+            "previous": body.previous,
+            "results": body.results,
+        })
+    }
+
+    /// The paginated response body over rows serialised as they are (no `Value` tree per
+    /// row); its fields come out in the order [`Params::paginated`] writes them.
+    pub fn page_body<T: Serialize>(&self, page: Page, count: u64, results: Vec<T>) -> PageBody<T> {
         let next = (page.offset.saturating_add(page.limit) < count).then(|| {
             self.with(&[
                 ("limit", Some(page.limit)),
@@ -100,8 +113,22 @@ impl Params {
                 ])
             }
         });
-        json!({ "count": count, "next": next, "previous": previous, "results": results })
+        PageBody {
+            count,
+            next,
+            previous,
+            results,
+        }
     }
+}
+
+/// DRF's `{"count", "next", "previous", "results"}`.
+#[derive(Debug, Serialize)]
+pub struct PageBody<T> {
+    count: u64,
+    next: Option<String>,
+    previous: Option<String>,
+    results: Vec<T>,
 }
 
 /// Python's `urllib.parse.quote_plus`.
