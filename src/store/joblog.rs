@@ -331,9 +331,12 @@ impl JobLogWriter {
             std::fs::create_dir_all(dir).map_err(open_err)?;
         }
         let existed = path.exists();
+        // O_APPEND: every `write` lands at the end of the file even when another writer
+        // (a notification's outcome while the dispatcher still logs) appends too, so lines
+        // never overwrite each other.
         let mut file = OpenOptions::new()
             .read(true)
-            .write(true)
+            .append(true)
             .create(true)
             .truncate(false)
             .open(&path)
@@ -650,6 +653,25 @@ mod tests {
                 push_flow_str(&mut direct, &text);
                 proptest::prop_assert_eq!(direct, to_flow(&serde_json::Value::String(text)));
             }
+        }
+    }
+
+    #[test]
+    fn two_writers_of_one_log_never_overwrite_each_other() {
+        // The dispatcher's writer and a notification's outcome may append at the same time.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("job.yaml");
+        let mut first = JobLogWriter::open(&path).unwrap();
+        let mut second = JobLogWriter::open(&path).unwrap();
+        first.append(&entry("one")).unwrap();
+        second.append(&entry("two")).unwrap();
+        first.write_batch(&[entry("three")]).unwrap();
+        first.sync().unwrap();
+        let lines = read_lines(&path, 0, None).unwrap();
+        let texts: Vec<&str> = lines.iter().map(|l| l.text.as_str()).collect();
+        assert_eq!(texts.len(), 3, "{texts:?}");
+        for (line, msg) in texts.iter().zip(["one", "two", "three"]) {
+            assert!(line.contains(&format!("\"{msg}\"")), "{texts:?}");
         }
     }
 
