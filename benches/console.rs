@@ -3,7 +3,7 @@
 //!
 //! `cargo bench --bench console` (as root: the serial port is linked under `/dev`, as a
 //! dictionary names it; needs socat) joins two ptys with socat, opens one end through the
-//! dispatcher's console backend for the connection command `/dev/… 115200` (tokio-serial),
+//! dispatcher's console backend for the connection command `/dev/… 115200` (`hw::SerialConsole`),
 //! and has a separate process play the board on the other end: boot-log lines with LAVA test
 //! signals among them, paced at 11 520 bytes a second (115200 baud, 8N1). This process runs
 //! what a job does with that stream — the expect engine's reader (`Connection`), the job log
@@ -148,7 +148,7 @@ async fn bench() -> anyhow::Result<()> {
     let log_size = std::fs::metadata(dir.path().join("output.yaml"))?.len();
     println!(
         "lavabox console benchmark: one serial console at 115200 baud for {SECONDS} s \
-         (tokio-serial over a socat pty pair; Connection + job log + SignalParser)"
+         (hw::SerialConsole over a socat pty pair; Connection + job log + SignalParser)"
     );
     println!(
         "  received {received} bytes ({:.0} B/s; feeder sent {}), {signals} parser events, job log {log_size} bytes",

@@ -6,13 +6,15 @@
 //! - [`ConsoleFactory`]: opens the board's serial console as a byte stream ([`ConsoleIo`]).
 //!   Backends: [`CommandConsole`] (the dictionary's `connection_command`, a child process
 //!   with piped stdio such as `telnet host port` or `lab/board console NAME`) and
-//!   [`SerialConsole`] (a tty device through tokio-serial).
+//!   [`SerialConsole`] (a tty device configured by mio-serial, read through
+//!   [`on_demand::OnDemandFd`], which keeps it out of epoll while output streams).
 //! - [`fake`]: [`fake::FakeConsole`] (a scripted board over `tokio::io::duplex`) and
 //!   [`fake::FakeRunner`] (records commands).
 //!
 //! Architecture invariant: only this module spawns board processes or touches `/dev`.
 
 pub mod fake;
+pub mod on_demand;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -22,7 +24,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio::process::{Child, ChildStdin, Command};
 
 /// A boxed future, so the traits stay object safe.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -64,7 +66,7 @@ pub enum Error {
         path: PathBuf,
         /// The cause.
         #[source]
-        source: tokio_serial::Error,
+        source: mio_serial::Error,
     },
     /// Waiting for the command failed.
     #[error("waiting for '{command}' failed")]
@@ -142,7 +144,7 @@ fn spawn_console(
     script: &str,
     command: &str,
     dir: Option<&PathBuf>,
-) -> Result<(Child, ChildStdin, ChildStdout), Error> {
+) -> Result<(Child, ChildStdin, on_demand::OnDemandFd<std::fs::File>), Error> {
     let spawn_err = |source| Error::Spawn {
         command: command.to_owned(),
         source,
@@ -156,6 +158,7 @@ fn spawn_console(
     let missing = || spawn_err(std::io::Error::other("child stdio was not piped"));
     let stdin = child.stdin.take().ok_or_else(missing)?;
     let stdout = child.stdout.take().ok_or_else(missing)?;
+    let stdout = on_demand::child_stdout(stdout).map_err(spawn_err)?;
     Ok((child, stdin, stdout))
 }
 
@@ -224,7 +227,7 @@ pub trait ConsoleFactory: Send + Sync + std::fmt::Debug {
 pub struct ChildConsole {
     child: Child,
     stdin: ChildStdin,
-    stdout: ChildStdout,
+    stdout: on_demand::OnDemandFd<std::fs::File>,
 }
 
 impl ChildConsole {
@@ -306,14 +309,15 @@ pub struct SerialConsole {
 impl ConsoleFactory for SerialConsole {
     fn open(&self) -> BoxFuture<'_, Result<Box<dyn ConsoleIo>, Error>> {
         Box::pin(async move {
-            use tokio_serial::SerialPortBuilderExt as _;
             let path = self.path.to_string_lossy().into_owned();
-            let port = tokio_serial::new(path, self.baud)
-                .open_native_async()
-                .map_err(|source| Error::Serial {
+            // Opened non-blocking, 8N1, no flow control, exclusive (TIOCEXCL).
+            let port = mio_serial::SerialStream::open(&mio_serial::new(path, self.baud)).map_err(
+                |source| Error::Serial {
                     path: self.path.clone(),
                     source,
-                })?;
+                },
+            )?;
+            let port = on_demand::OnDemandFd::new(port);
             Ok(Box::new(port) as Box<dyn ConsoleIo>)
         })
     }

@@ -436,7 +436,7 @@ fn serial_console(line: &SerialLine, baud: u32) -> std::sync::Arc<dyn lavabox::h
     std::sync::Arc::from(lavabox::hw::console_for(command, None))
 }
 
-/// The line speed the console's tty is set to, read with `TCGETS2` as tokio-serial sets it
+/// The line speed the console's tty is set to, read with `TCGETS2` as mio-serial sets it
 /// (`stty` only knows the legacy speed field, which then says `BOTHER`).
 async fn tty_speed(path: &Path) -> String {
     let script = "import fcntl, os, struct, sys\n\
@@ -483,7 +483,7 @@ async fn serial_console_runs_at_the_dictionary_baud_under_the_expect_engine() {
     let mut conn = Connection::open(serial_console(&line, 57600), JobLog::discard())
         .await
         .expect("serial console opens");
-    // tokio-serial set the tty to the dictionary's speed, not a default.
+    // mio-serial set the tty to the dictionary's speed, not a default.
     assert_eq!(tty_speed(&line.console).await, "57600");
     board
         .write_all(b"U-Boot 2023.01\r\nHit any key to stop autoboot:  2\r\n")

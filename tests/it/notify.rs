@@ -742,15 +742,7 @@ async fn outcomes_are_recorded_and_served_with_the_job() {
         })
         .await
         .expect("users");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind api");
-    let api = format!("http://{}/api/v0.2", listener.local_addr().expect("addr"));
-    tokio::spawn(lavabox::api::serve(
-        listener,
-        app.clone(),
-        std::future::pending(),
-    ));
+    let api = serve_api(&app).await;
     let notifier = Notifier::start_with(&app, settings(Some(dead_smtp)));
     let mut rx = notifier.outcomes();
 
