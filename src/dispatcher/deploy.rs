@@ -61,15 +61,29 @@ pub fn file_name(resource: &Resource, fallback: &str) -> String {
     name
 }
 
-/// Downloads `resource` into `dir/name`, checks its checksums, decompresses it. Returns the
-/// final path.
+/// A downloaded and checked file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fetched {
+    /// Where it is, decompressed.
+    pub path: PathBuf,
+    /// Bytes downloaded (before decompression), as LAVA reports a download's `size`.
+    pub size: u64,
+    /// Checksums of the downloaded bytes, lower-case hex, always computed as LAVA does.
+    pub md5sum: String,
+    /// SHA-256 of the downloaded bytes.
+    pub sha256sum: String,
+    /// SHA-512 of the downloaded bytes.
+    pub sha512sum: String,
+}
+
+/// Downloads `resource` into `dir/name`, checks its checksums, decompresses it.
 pub async fn fetch(
     client: &reqwest::Client,
     log: &JobLog,
     resource: &Resource,
     dir: &Path,
     name: &str,
-) -> Result<PathBuf, JobError> {
+) -> Result<Fetched, JobError> {
     tokio::fs::create_dir_all(dir)
         .await
         .map_err(|e| infra(format!("creating {}: {e}", dir.display())))?;
@@ -114,59 +128,68 @@ pub async fn fetch(
     let dest = dir.join(name);
     let r = resource.clone();
     let (raw2, dest2) = (raw.clone(), dest.clone());
-    let size = tokio::task::spawn_blocking(move || check_and_decompress(&r, &raw2, &dest2))
+    let fetched = tokio::task::spawn_blocking(move || check_and_decompress(&r, &raw2, dest2))
         .await
         .map_err(|e| JobError::new(ErrorType::Bug, format!("decompression task: {e}")))??;
     let _ = tokio::fs::remove_file(&raw).await;
     log.info(format!(
-        "{url}: {size} bytes in {:.2} seconds",
+        "{url}: {} bytes in {:.2} seconds",
+        fetched.size,
         started.elapsed().as_secs_f64()
     ));
-    Ok(dest)
+    Ok(fetched)
 }
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Verifies the checksums of `raw` and writes it, decompressed, to `dest`. Returns the size
-/// of `dest`.
-fn check_and_decompress(resource: &Resource, raw: &Path, dest: &Path) -> Result<u64, JobError> {
+/// Checksums `raw`, verifies the ones the job gave, and writes it, decompressed, to `dest`.
+fn check_and_decompress(
+    resource: &Resource,
+    raw: &Path,
+    dest: PathBuf,
+) -> Result<Fetched, JobError> {
     let io = |e: std::io::Error| infra(format!("reading {}: {e}", raw.display()));
-    if resource.md5sum.is_some() || resource.sha256sum.is_some() || resource.sha512sum.is_some() {
-        let mut md5 = md5::Md5::new();
-        let mut sha256 = sha2::Sha256::new();
-        let mut sha512 = sha2::Sha512::new();
-        let mut file = std::fs::File::open(raw).map_err(io)?;
-        let mut buf = vec![0u8; 1 << 16];
-        loop {
-            let n = file.read(&mut buf).map_err(io)?;
-            if n == 0 {
-                break;
-            }
-            md5.update(&buf[..n]);
-            sha256.update(&buf[..n]);
-            sha512.update(&buf[..n]);
+    let mut md5 = md5::Md5::new();
+    let mut sha256 = sha2::Sha256::new();
+    let mut sha512 = sha2::Sha512::new();
+    let mut file = std::fs::File::open(raw).map_err(io)?;
+    let mut buf = vec![0u8; 1 << 16];
+    let mut size = 0u64;
+    loop {
+        let n = file.read(&mut buf).map_err(io)?;
+        if n == 0 {
+            break;
         }
-        let checks = [
-            ("md5sum", &resource.md5sum, hex(&md5.finalize())),
-            ("sha256sum", &resource.sha256sum, hex(&sha256.finalize())),
-            ("sha512sum", &resource.sha512sum, hex(&sha512.finalize())),
-        ];
-        for (kind, expected, actual) in checks {
-            if let Some(expected) = expected
-                && !expected.eq_ignore_ascii_case(&actual)
-            {
-                return Err(job(format!(
-                    "{kind} mismatch for '{}': expected {expected}, got {actual}",
-                    resource.url
-                )));
-            }
+        size += n as u64;
+        md5.update(&buf[..n]);
+        sha256.update(&buf[..n]);
+        sha512.update(&buf[..n]);
+    }
+    let (md5sum, sha256sum, sha512sum) = (
+        hex(&md5.finalize()),
+        hex(&sha256.finalize()),
+        hex(&sha512.finalize()),
+    );
+    let checks = [
+        ("md5sum", &resource.md5sum, &md5sum),
+        ("sha256sum", &resource.sha256sum, &sha256sum),
+        ("sha512sum", &resource.sha512sum, &sha512sum),
+    ];
+    for (kind, expected, actual) in checks {
+        if let Some(expected) = expected
+            && !expected.eq_ignore_ascii_case(actual)
+        {
+            return Err(job(format!(
+                "{kind} mismatch for '{}': expected {expected}, got {actual}",
+                resource.url
+            )));
         }
     }
     let input = std::fs::File::open(raw).map_err(io)?;
     let input = std::io::BufReader::new(input);
-    let out = std::fs::File::create(dest)
+    let out = std::fs::File::create(&dest)
         .map_err(|e| infra(format!("creating {}: {e}", dest.display())))?;
     let mut out = std::io::BufWriter::new(out);
     let mut reader: Box<dyn Read> = match resource.compression {
@@ -182,7 +205,7 @@ fn check_and_decompress(resource: &Resource, raw: &Path, dest: &Path) -> Result<
             return Err(job("compression: zip is not supported on this appliance"));
         }
     };
-    let size = std::io::copy(&mut reader, &mut out).map_err(|e| {
+    std::io::copy(&mut reader, &mut out).map_err(|e| {
         job(format!(
             "Unable to decompress '{}' ({}): {e}",
             resource.url,
@@ -191,7 +214,13 @@ fn check_and_decompress(resource: &Resource, raw: &Path, dest: &Path) -> Result<
     })?;
     out.flush()
         .map_err(|e| infra(format!("writing {}: {e}", dest.display())))?;
-    Ok(size)
+    Ok(Fetched {
+        path: dest,
+        size,
+        md5sum,
+        sha256sum,
+        sha512sum,
+    })
 }
 
 /// Appends the overlay to the cpio (newc) ramdisk at `path` (gzip-compressed or not), writing
@@ -275,10 +304,18 @@ mod tests {
         r.sha256sum = Some(hex(&sha2::Sha256::digest(&gz)));
         let client = http_client().unwrap();
         let out = dir.path().join("out");
-        let p = fetch(&client, &JobLog::discard(), &r, &out, "data")
+        let got = fetch(&client, &JobLog::discard(), &r, &out, "data")
             .await
             .unwrap();
-        assert_eq!(std::fs::read(p).unwrap(), b"hello");
+        assert_eq!(std::fs::read(&got.path).unwrap(), b"hello");
+        assert_eq!(
+            got.size,
+            gz.len() as u64,
+            "the downloaded size, not the decompressed"
+        );
+        assert_eq!(Some(&got.md5sum), r.md5sum.as_ref());
+        assert_eq!(Some(&got.sha256sum), r.sha256sum.as_ref());
+        assert_eq!(got.sha512sum, hex(&sha2::Sha512::digest(&gz)));
         r.md5sum = Some("00".into());
         let err = fetch(&client, &JobLog::discard(), &r, &out, "data")
             .await

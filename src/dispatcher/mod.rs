@@ -13,6 +13,7 @@
 
 pub mod connection;
 pub mod deploy;
+pub mod lava_suite;
 pub mod log;
 mod runner;
 
@@ -257,7 +258,8 @@ impl Dispatcher {
                 },
             }
         };
-        ctx.cleanup().await;
+        // LAVA's `finalize` follows the job's top-level actions.
+        ctx.cleanup(pipeline.blocks.len() + 1).await;
         self.remove_dirs(job_id.0).await;
         self.finish(job_id, log, outcome).await
     }

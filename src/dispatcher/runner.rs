@@ -10,6 +10,7 @@ use tokio::time::Instant;
 
 use super::connection::{Connection, WaitError};
 use super::deploy;
+use super::lava_suite::ActionResult;
 use super::log::JobLog;
 use super::{Dispatcher, JobError, JobRun};
 use crate::devicetype::{DeviceConfig, KernelType};
@@ -19,7 +20,7 @@ use crate::jobdef::action::ActionKind;
 use crate::jobdef::action::boot::{Boot, BootCommands, Login};
 use crate::jobdef::action::deploy::{Deploy, Resource};
 use crate::jobdef::action::test::{LavaSignal, Test, TestDefSource};
-use crate::model::{ErrorType, JobId, TestResult};
+use crate::model::{ErrorType, JobId};
 use crate::pipeline::{Block, Node, Pipeline, Runs};
 use crate::store::NewTestCase;
 use crate::testshell::overlay::{self, DeviceConstants, Overlay, OverlayJob, SkipInstall};
@@ -133,8 +134,9 @@ impl<'a> JobCtx<'a> {
         }
     }
 
-    /// Closes the console, kills the emulator, powers the device off.
-    pub(super) async fn cleanup(&mut self) {
+    /// Closes the console, kills the emulator, powers the device off (LAVA's `finalize`, the
+    /// top-level action numbered `finalize`).
+    pub(super) async fn cleanup(&mut self, finalize: usize) {
         if let Some(mut conn) = self.conn.take() {
             conn.close();
         }
@@ -143,9 +145,21 @@ impl<'a> JobCtx<'a> {
             let _ = child.start_kill();
             let _ = child.wait().await;
         }
-        for cmd in self.device.commands.power_off.clone() {
+        let power_off = self.device.commands.power_off.clone();
+        let started = Instant::now();
+        let mut powered_off = !power_off.is_empty();
+        for cmd in power_off {
             self.log.info(format!("power-off: {cmd}"));
-            self.run_command(&cmd, Duration::from_secs(60)).await.ok();
+            powered_off &= self
+                .run_command(&cmd, Duration::from_secs(60))
+                .await
+                .is_ok();
+        }
+        if powered_off {
+            let level = format!("{finalize}.1");
+            let done = ActionResult::new("power-off", level, None, started.elapsed())
+                .with("status", "success");
+            self.record_action(done).await;
         }
     }
 
@@ -166,6 +180,57 @@ impl<'a> JobCtx<'a> {
                 Err(JobError::new(ErrorType::Infrastructure, e.to_string()))
             }
         }
+    }
+
+    /// Logs and stores one of the dispatcher's own `lava` suite results.
+    async fn record_action(&self, result: ActionResult) {
+        self.log.results(result.log_entry());
+        self.dispatcher
+            .record(self.job_id, vec![result.case()])
+            .await;
+    }
+
+    /// Downloads `res` (the `label` of the job's deploy) into `dir` and records it in the
+    /// `lava` suite as LAVA does: `http-download` or `file-download` with the size and
+    /// checksums, at the level of the block's `n`-th `download-retry`.
+    async fn fetch(
+        &self,
+        client: &reqwest::Client,
+        block: &Block,
+        n: usize,
+        res: &Resource,
+        label: &str,
+        dir: &std::path::Path,
+    ) -> Result<deploy::Fetched, JobError> {
+        let started = Instant::now();
+        let name = deploy::file_name(res, label);
+        let fetched = deploy::fetch(client, &self.log, res, dir, &name).await?;
+        let action = if res.url.starts_with("file://") {
+            "file-download"
+        } else {
+            "http-download"
+        };
+        let level = block
+            .root
+            .children
+            .iter()
+            .filter(|c| c.name == "download-retry")
+            .nth(n)
+            .and_then(|retry| retry.children.first())
+            .map_or_else(|| block.root.level.clone(), |c| c.level.clone());
+        let result = ActionResult::new(
+            action,
+            level,
+            block.action.common.namespace.as_deref(),
+            started.elapsed(),
+        )
+        .with("label", label)
+        .with("size", fetched.size)
+        .with("md5sum", fetched.md5sum.as_str())
+        .with("sha256sum", fetched.sha256sum.as_str())
+        .with("sha512sum", fetched.sha512sum.as_str());
+        self.record_action(result).await;
+        Ok(fetched)
     }
 
     fn client(&mut self) -> Result<reqwest::Client, JobError> {
@@ -222,9 +287,13 @@ impl<'a> JobCtx<'a> {
         })
     }
 
-    async fn reset(&mut self, node: &Node) -> Result<(), JobError> {
+    /// Power-cycles the board (`reset-device`): its hard reset commands, recorded as LAVA's
+    /// `pdu-reboot`, or else power off and on.
+    async fn reset(&mut self, node: &Node, namespace: Option<&str>) -> Result<(), JobError> {
+        let started = Instant::now();
         let cmds = &self.device.commands;
-        let list: Vec<String> = if !cmds.hard_reset.is_empty() {
+        let hard_reset = !cmds.hard_reset.is_empty();
+        let list: Vec<String> = if hard_reset {
             cmds.hard_reset.clone()
         } else {
             cmds.power_off
@@ -242,6 +311,12 @@ impl<'a> JobCtx<'a> {
         for cmd in list {
             self.log.info(format!("reset-device: {cmd}"));
             self.run_command(&cmd, node.timeout).await?;
+        }
+        if hard_reset {
+            let level = format!("{}.1", node.level);
+            let done = ActionResult::new("pdu-reboot", level, namespace, started.elapsed())
+                .with("status", "success");
+            self.record_action(done).await;
         }
         Ok(())
     }
@@ -484,30 +559,9 @@ async fn run_timed(ctx: &mut JobCtx<'_>, block: &Block) -> Result<(), JobError> 
         "end: {} {} (duration {duration:.2})",
         block.root.level, name
     ));
-    let mut case = NewTestCase::new(
-        "lava",
-        name.clone(),
-        if result.is_ok() {
-            TestResult::Pass
-        } else {
-            TestResult::Fail
-        },
-    );
-    case.measurement = Some((duration * 100.0).round() / 100.0);
-    case.units = "seconds".into();
-    case.metadata = Some(format!(
-        "duration: '{duration:.2}'\nlevel: '{}'\ntimeout: {}\n",
-        block.root.level,
-        block.root.timeout.as_secs()
-    ));
-    ctx.log.results(serde_json::json!({
-        "definition": "lava", "case": name, "result": if result.is_ok() {"pass"} else {"fail"},
-        "duration": format!("{duration:.2}"), "level": block.root.level,
-    }));
     // The job log is synced on a timer while an action runs; its end is on disk before the
     // next action starts (the durability rule in `dispatcher::log`).
     ctx.log.sync().await;
-    ctx.dispatcher.record(ctx.job_id, vec![case]).await;
     result
 }
 
@@ -517,32 +571,40 @@ async fn run_block(ctx: &mut JobCtx<'_>, block: &Block) -> Result<(), JobError> 
             let dir = ctx.dispatcher.config.tftp_root.join(ctx.job_id.to_string());
             let client = ctx.client()?;
             let job = ctx.job_id.to_string();
-            let fetch =
-                async |res: &Resource, fallback: &str| -> Result<(PathBuf, String), JobError> {
-                    let name = deploy::file_name(res, fallback);
-                    let path = deploy::fetch(&client, &ctx.log, res, &dir, &name).await?;
-                    Ok((path, name))
-                };
-            let (_, kernel) = fetch(&tftp.kernel.resource, "kernel").await?;
+            // In the order of the pipeline's download-retry actions.
+            let fetch = async |n: usize, res: &Resource, label: &str| {
+                let fetched = ctx.fetch(&client, block, n, res, label, &dir).await?;
+                let name = deploy::file_name(res, label);
+                Ok::<_, JobError>((fetched.path, name))
+            };
+            let mut downloads = 0;
+            let mut next = || {
+                downloads += 1;
+                downloads - 1
+            };
+            let (_, kernel) = fetch(next(), &tftp.kernel.resource, "kernel").await?;
             let mut files = BTreeMap::new();
             files.insert("KERNEL", format!("{job}/{kernel}"));
             if let Some(dtb) = &tftp.dtb {
-                let (_, name) = fetch(dtb, "dtb").await?;
+                let (_, name) = fetch(next(), dtb, "dtb").await?;
                 files.insert("DTB", format!("{job}/{name}"));
             }
-            if let Some(tee) = &tftp.tee {
-                let (_, name) = fetch(tee, "tee").await?;
-                files.insert("TEE", format!("{job}/{name}"));
-            }
+            let ramdisk = match &tftp.ramdisk {
+                Some(r) => Some((
+                    fetch(next(), &r.resource, "ramdisk").await?,
+                    r.install_overlay,
+                )),
+                None => None,
+            };
             if let Some(modules) = &tftp.modules {
-                fetch(modules, "modules").await?;
+                fetch(next(), modules, "modules").await?;
                 ctx.log
                     .info("modules downloaded (not installed into the ramdisk)");
             }
-            let ramdisk = match &tftp.ramdisk {
-                Some(r) => Some((fetch(&r.resource, "ramdisk").await?, r.install_overlay)),
-                None => None,
-            };
+            if let Some(tee) = &tftp.tee {
+                let (_, name) = fetch(next(), tee, "tee").await?;
+                files.insert("TEE", format!("{job}/{name}"));
+            }
             if let Some(((path, name), install_overlay)) = ramdisk {
                 if ctx.needs_overlay() && install_overlay != Some(false) {
                     let overlay = ctx.overlay()?.clone();
@@ -570,10 +632,12 @@ async fn run_block(ctx: &mut JobCtx<'_>, block: &Block) -> Result<(), JobError> 
                 .join("tmpfs");
             let client = ctx.client()?;
             let mut images = Vec::new();
-            for image in &tmpfs.images {
+            for (n, image) in tmpfs.images.iter().enumerate() {
                 let name = deploy::file_name(&image.resource, &image.name);
-                let mut path =
-                    deploy::fetch(&client, &ctx.log, &image.resource, &dir, &name).await?;
+                let mut path = ctx
+                    .fetch(&client, block, n, &image.resource, &image.name, &dir)
+                    .await?
+                    .path;
                 let wants_overlay = image
                     .resource
                     .overlays
@@ -660,7 +724,9 @@ async fn run_boot(ctx: &mut JobCtx<'_>, block: &Block, boot: &Boot) -> Result<()
                 .as_deref()
                 .and_then(KernelType::from_job)
                 .unwrap_or(KernelType::Zimage);
-            if let Some(addr) = ctx.device.parameters.addresses(kind) {
+            let overlay_started = Instant::now();
+            let addresses = ctx.device.parameters.addresses(kind);
+            if let Some(addr) = addresses {
                 values.insert("KERNEL_ADDR", addr.kernel.clone());
                 values.insert("RAMDISK_ADDR", addr.ramdisk.clone());
                 values.insert("DTB_ADDR", addr.dtb.clone());
@@ -695,9 +761,25 @@ async fn run_boot(ctx: &mut JobCtx<'_>, block: &Block, boot: &Boot) -> Result<()
                 })
                 .collect();
 
+            if let Some(addr) = addresses {
+                // LAVA's `bootloader-overlay` reports the addresses it substituted.
+                let node = child(block, "bootloader-overlay");
+                let done = ActionResult::new(
+                    "bootloader-overlay",
+                    node.level.clone(),
+                    block.action.common.namespace.as_deref(),
+                    overlay_started.elapsed(),
+                )
+                .with("kernel_addr", addr.kernel.as_str())
+                .with("dtb_addr", addr.dtb.as_str())
+                .with("ramdisk_addr", addr.ramdisk.as_str())
+                .with("tee_addr", addr.tee.as_deref());
+                ctx.record_action(done).await;
+            }
             ctx.connect().await?;
             let reset = child(block, "reset-device").clone();
-            ctx.reset(&reset).await?;
+            ctx.reset(&reset, block.action.common.namespace.as_deref())
+                .await?;
             let int_node = child(block, "bootloader-interrupt").clone();
             let cmd_node = child(block, "bootloader-commands").clone();
             let prompt = pattern(&method.parameters.bootloader_prompt);
@@ -803,7 +885,8 @@ async fn run_boot(ctx: &mut JobCtx<'_>, block: &Block, boot: &Boot) -> Result<()
             ctx.connect().await?;
             if minimal.reset {
                 let reset = child(block, "reset-device").clone();
-                ctx.reset(&reset).await?;
+                ctx.reset(&reset, block.action.common.namespace.as_deref())
+                    .await?;
             }
             let login_node = child(block, "auto-login-action").clone();
             ctx.login(&minimal.login, Some(&login_node)).await

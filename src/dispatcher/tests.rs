@@ -161,6 +161,10 @@ async fn uboot_job_on_a_fake_board() {
         ("0_smoke", "b", "fail"),
         ("lava", "job", "pass"),
         ("lava", "validate", "pass"),
+        // The dispatcher's own actions that LAVA records: those with result data.
+        ("lava", "bootloader-overlay", "pass"),
+        ("lava", "pdu-reboot", "pass"),
+        ("lava", "power-off", "pass"),
     ] {
         assert!(
             got.iter()
@@ -168,6 +172,26 @@ async fn uboot_job_on_a_fake_board() {
             "{want:?} missing from {got:?}"
         );
     }
+    // LAVA records no case for actions without result data, top-level ones included.
+    assert!(
+        !got.iter()
+            .any(|(_, name, _)| name == "tftp-deploy" || name == "uboot-action"),
+        "{got:?}"
+    );
+    let download = cases
+        .iter()
+        .find(|c| c.suite == "lava" && c.name.ends_with("-download"))
+        .unwrap_or_else(|| panic!("no download case in {got:?}"));
+    let meta: serde_json::Value =
+        serde_norway::from_str(download.metadata.as_deref().unwrap_or_default()).unwrap();
+    assert_eq!(meta["level"], "1.1.1", "{meta}");
+    assert_eq!(meta["extra"]["label"], "kernel", "{meta}");
+    assert_eq!(
+        meta["extra"]["sha256sum"].as_str().map(str::len),
+        Some(64),
+        "{meta}"
+    );
+    assert_eq!(download.units, "seconds");
     assert!(log.contains("tftp 0x40400000"), "{log}");
     assert!(!s.config.tftp_root.join(id.to_string()).exists());
 }
