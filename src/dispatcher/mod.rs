@@ -13,6 +13,7 @@
 
 pub mod connection;
 pub mod deploy;
+pub mod kernel_messages;
 pub mod lava_suite;
 pub mod log;
 mod runner;

@@ -10,6 +10,7 @@ use tokio::time::Instant;
 
 use super::connection::{Connection, WaitError};
 use super::deploy;
+use super::kernel_messages;
 use super::lava_suite::ActionResult;
 use super::log::JobLog;
 use super::{Dispatcher, JobError, JobRun};
@@ -23,6 +24,7 @@ use crate::jobdef::action::test::{LavaSignal, Test, TestDefSource};
 use crate::model::{ErrorType, JobId};
 use crate::pipeline::{Block, Node, Pipeline, Runs};
 use crate::store::NewTestCase;
+use crate::store::joblog::Level;
 use crate::testshell::overlay::{self, DeviceConstants, Overlay, OverlayJob, SkipInstall};
 use crate::testshell::results::{LogLevel, Output, ResultRecord, ResultsMachine};
 use crate::testshell::signal::SignalParser;
@@ -45,6 +47,10 @@ pub(super) struct JobCtx<'a> {
     /// Test block index (in `actions:`) → stage number.
     stages: BTreeMap<usize, usize>,
 }
+
+/// How long a kernel panic's end marker is waited for before the job fails with the panic's
+/// first line: a kernel booted with `panic=N` reboots without printing it.
+const PANIC_END_WAIT: Duration = Duration::from_secs(5);
 
 fn timeout_error(name: &str, d: Duration) -> JobError {
     JobError::new(
@@ -321,31 +327,116 @@ impl<'a> JobCtx<'a> {
         Ok(())
     }
 
-    async fn login(&mut self, login: &Login, node: Option<&Node>) -> Result<(), JobError> {
-        let (name, wait) = node.map_or(("auto-login-action", Duration::from_secs(30)), |n| {
-            ("auto-login-action", n.connection_timeout)
-        });
+    /// Logs in (LAVA's `auto-login-action` and its `login-action`): waits for the login
+    /// prompt, or for a shell prompt when there is no auto-login, watching for kernel
+    /// messages on the way; then sends the credentials and waits for the shell prompt.
+    async fn login(
+        &mut self,
+        login: &Login,
+        node: &Node,
+        namespace: Option<&str>,
+    ) -> Result<(), JobError> {
+        let wait = node.connection_timeout;
+        let err = wait_error("auto-login-action", wait);
+        let first: Vec<Regex> = match &login.auto_login {
+            Some(auto) => vec![pattern(&auto.login_prompt)],
+            None => login.prompts.iter().map(|p| pattern(p)).collect(),
+        };
+        if !first.is_empty() {
+            let level = format!("{}.1", node.level);
+            self.watch_kernel(&first, wait, &level, namespace).await?;
+        }
+        let Some(auto) = &login.auto_login else {
+            return Ok(());
+        };
         let conn = self.conn()?;
-        let err = wait_error(name, wait);
-        if let Some(auto) = &login.auto_login {
-            conn.expect(&[pattern(&auto.login_prompt)], wait)
+        conn.sendline(&auto.username).await.map_err(&err)?;
+        if let Some(pw) = &auto.password {
+            conn.expect(&[pattern(&pw.prompt)], wait)
                 .await
                 .map_err(&err)?;
-            conn.sendline(&auto.username).await.map_err(&err)?;
-            if let Some(pw) = &auto.password {
-                conn.expect(&[pattern(&pw.prompt)], wait)
-                    .await
-                    .map_err(&err)?;
-                conn.sendline(&pw.password).await.map_err(&err)?;
-            }
-            for c in &auto.login_commands {
-                conn.sendline(c).await.map_err(&err)?;
-            }
+            conn.sendline(&pw.password).await.map_err(&err)?;
+        }
+        for c in &auto.login_commands {
+            conn.sendline(c).await.map_err(&err)?;
         }
         if !login.prompts.is_empty() {
             let prompts: Vec<Regex> = login.prompts.iter().map(|p| pattern(p)).collect();
             conn.expect(&prompts, wait).await.map_err(&err)?;
         }
+        Ok(())
+    }
+
+    /// Waits for one of `targets` while noting the kernel messages printed before it, and
+    /// records them as LAVA does (`kernel-messages`, and `login-action` at `level`). A kernel
+    /// panic fails the job at once with the panic's text.
+    async fn watch_kernel(
+        &mut self,
+        targets: &[Regex],
+        wait: Duration,
+        level: &str,
+        namespace: Option<&str>,
+    ) -> Result<(), JobError> {
+        let started = Instant::now();
+        let kinds = &*kernel_messages::KINDS;
+        let mut patterns = kernel_messages::start_patterns();
+        patterns.extend(targets.iter().cloned());
+        let log = self.log.clone();
+        let err = wait_error("auto-login-action", wait);
+        let conn = self.conn()?;
+        let mut found = Vec::new();
+        let mut halt = None;
+        loop {
+            let start = conn.expect(&patterns, wait).await.map_err(&err)?;
+            let Some(kind) = kinds.get(start.index) else {
+                break;
+            };
+            let mut ends = vec![kind.end.clone()];
+            ends.extend(targets.iter().cloned());
+            // A kernel that panics with `panic=N` reboots before printing the end marker.
+            let end_wait = if kind.fatal {
+                wait.min(PANIC_END_WAIT)
+            } else {
+                wait
+            };
+            let (rest, at_target) = match conn.expect(&ends, end_wait).await {
+                Ok(end) if end.index == 0 => (format!("{}{}", end.before, end.text), false),
+                Ok(_) => {
+                    log.line(Level::Warning, "Unable to match end of the kernel message");
+                    (String::new(), true)
+                }
+                Err(WaitError::Timeout) if kind.fatal => (String::new(), false),
+                Err(e) => return Err(err(e)),
+            };
+            let text = kernel_messages::message(&start.before, &start.text, &rest);
+            let what = kernel_messages::classify(start.index, &text);
+            if kind.fatal {
+                log.error(format!("login-action: kernel '{what}'"));
+                halt = Some(text.clone());
+            } else {
+                log.line(Level::Warning, format!("login-action: kernel '{what}'"));
+            }
+            found.push(serde_json::json!({"kind": what, "message": text}));
+            if kind.fatal || at_target {
+                break;
+            }
+        }
+        let mut checked =
+            ActionResult::new(kernel_messages::NAME, level, namespace, started.elapsed())
+                .with("extra", found.clone());
+        checked.passed = halt.is_none();
+        self.record_action(checked).await;
+        if let Some(text) = halt {
+            return Err(JobError::new(ErrorType::Job, text));
+        }
+        let login = ActionResult::new("login-action", level, namespace, started.elapsed());
+        let login = if found.is_empty() {
+            login.with("success", "No kernel warnings or errors detected.")
+        } else {
+            log.line(Level::Warning, "Kernel warnings or errors detected.");
+            login.with("fail", found)
+        };
+        self.record_action(login).await;
         Ok(())
     }
 }
@@ -700,6 +791,7 @@ fn child<'n>(block: &'n Block, name: &str) -> &'n Node {
 }
 
 async fn run_boot(ctx: &mut JobCtx<'_>, block: &Block, boot: &Boot) -> Result<(), JobError> {
+    let namespace = block.action.common.namespace.as_deref();
     match boot {
         Boot::UBoot(uboot) => {
             let Some(method) = ctx.device.actions.boot.uboot.clone() else {
@@ -845,7 +937,7 @@ async fn run_boot(ctx: &mut JobCtx<'_>, block: &Block, boot: &Boot) -> Result<()
                 }
             }
             let login_node = child(block, "auto-login-action").clone();
-            ctx.login(&uboot.login, Some(&login_node)).await
+            ctx.login(&uboot.login, &login_node, namespace).await
         }
         Boot::Qemu(qemu) => {
             let Some(method) = ctx.device.actions.boot.qemu.clone() else {
@@ -879,7 +971,7 @@ async fn run_boot(ctx: &mut JobCtx<'_>, block: &Block, boot: &Boot) -> Result<()
             conn.set_char_delay(ctx.device.character_delays.boot);
             ctx.conn = Some(conn);
             let login_node = child(block, "auto-login-action").clone();
-            ctx.login(&qemu.login, Some(&login_node)).await
+            ctx.login(&qemu.login, &login_node, namespace).await
         }
         Boot::Minimal(minimal) => {
             ctx.connect().await?;
@@ -889,7 +981,7 @@ async fn run_boot(ctx: &mut JobCtx<'_>, block: &Block, boot: &Boot) -> Result<()
                     .await?;
             }
             let login_node = child(block, "auto-login-action").clone();
-            ctx.login(&minimal.login, Some(&login_node)).await
+            ctx.login(&minimal.login, &login_node, namespace).await
         }
         Boot::Other { method, .. } => Err(JobError::new(
             ErrorType::Job,

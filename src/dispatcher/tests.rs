@@ -165,6 +165,8 @@ async fn uboot_job_on_a_fake_board() {
         ("lava", "bootloader-overlay", "pass"),
         ("lava", "pdu-reboot", "pass"),
         ("lava", "power-off", "pass"),
+        ("lava", "kernel-messages", "pass"),
+        ("lava", "login-action", "pass"),
     ] {
         assert!(
             got.iter()
@@ -240,4 +242,94 @@ async fn unsupported_deploy_is_incomplete_job_error() {
     let end = d.run(s.run.clone()).await;
     assert_eq!(end.health, crate::model::JobHealth::Incomplete);
     assert!(matches!(end.error_type, Some(ErrorType::Job)), "{end:?}");
+}
+
+/// Runs the U-Boot job on `console`; returns how it ended, its `lava` cases (name, result,
+/// metadata) and its log.
+async fn run_on(
+    console: impl FnOnce(i64) -> FakeConsole,
+) -> (JobEnd, Vec<(String, String, String)>, String) {
+    let s = setup(text_for).await;
+    let id = s.run.job.id;
+    let console = console(id.0);
+    let d = Dispatcher::new(s.config.clone(), s.store.clone(), Templates::builtin()).with_hardware(
+        Hardware {
+            runner: Arc::new(FakeRunner::default()),
+            console: Some(Arc::new(console)),
+        },
+    );
+    let end = d.run(s.run.clone()).await;
+    let log = std::fs::read_to_string(s.dir.path().join("job.log")).unwrap();
+    let cases = s
+        .store
+        .call(move |st| st.test_cases(id, None, 0, None))
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|c| c.suite == "lava")
+        .map(|c| (c.name, c.result.to_string(), c.metadata.unwrap_or_default()))
+        .collect();
+    (end, cases, log)
+}
+
+fn board_booting_into(kernel_output: &str, job: i64) -> FakeConsole {
+    FakeConsole::new("U-Boot 2023.01\nHit any key to stop autoboot:  3\n")
+        .on("^ ?$", "=> ")
+        .on(
+            "^bootz",
+            format!("Starting kernel ...\n[0.0] Linux version 6.1\n{kernel_output}"),
+        )
+        .on("^(setenv|tftp)", "=> ")
+        .on(
+            "lava-test-runner",
+            format!(
+                "<LAVA_SIGNAL_STARTRUN 0_smoke {job}_3.1_1>\n<LAVA_SIGNAL_ENDRUN 0_smoke {job}_3.1_1>\n<LAVA_TEST_RUNNER EXIT>\nroot@fake# "
+            ),
+        )
+}
+
+#[tokio::test]
+async fn kernel_warnings_on_the_way_to_the_prompt_are_recorded_and_the_job_goes_on() {
+    let warning = "[1.0] ------------[ cut here ]------------\n[1.0] WARNING: CPU: 0 PID: 1 at x.c:1\n\
+                   [1.1] ---[ end trace 0000000000000000 ]---\nroot@fake# ";
+    let (end, cases, log) = run_on(|id| board_booting_into(warning, id)).await;
+    assert_eq!(end, JobEnd::complete(), "{log}");
+    let (_, result, meta) = cases
+        .iter()
+        .find(|(name, ..)| name == "kernel-messages")
+        .unwrap_or_else(|| panic!("{cases:?}"));
+    assert_eq!(result, "pass");
+    assert!(meta.contains("kind: warning"), "{meta}");
+    assert!(meta.contains("end trace 0000000000000000"), "{meta}");
+    let (_, _, login) = cases
+        .iter()
+        .find(|(name, ..)| name == "login-action")
+        .unwrap_or_else(|| panic!("{cases:?}"));
+    assert!(login.contains("fail:"), "warnings are listed: {login}");
+    assert!(log.contains("login-action: kernel 'warning'"), "{log}");
+}
+
+#[tokio::test]
+async fn a_kernel_panic_fails_the_job_at_once_with_its_text() {
+    let panic = "[1.0] Kernel panic - not syncing: No working init found.\n\
+                 [1.0] ---[ end Kernel panic - not syncing: No working init found. ]---\n";
+    let (end, cases, log) = run_on(|id| board_booting_into(panic, id)).await;
+    assert_eq!(end.health, crate::model::JobHealth::Incomplete, "{log}");
+    // A Job error with the panic's text, not the timeout of the prompt wait.
+    assert_eq!(end.error_type, Some(ErrorType::Job), "{end:?}");
+    let comment = end.failure_comment.unwrap_or_default();
+    assert!(
+        comment.contains("Kernel panic - not syncing: No working init found."),
+        "{comment}"
+    );
+    assert!(
+        cases
+            .iter()
+            .any(|(name, result, _)| name == "kernel-messages" && result == "fail"),
+        "{cases:?}"
+    );
+    assert!(
+        !cases.iter().any(|(name, ..)| name == "login-action"),
+        "{cases:?}"
+    );
 }

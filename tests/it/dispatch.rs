@@ -306,6 +306,22 @@ async fn dispatch_jobs_on_virtual_boards() {
     assert_eq!(end.error_type, Some(ErrorType::Job), "{end:?}");
     assert!(end.failure_comment.unwrap_or_default().contains("404"));
 
+    // A kernel that panics on the way to the prompt (its init does not exist) ends the job
+    // at once as a Job error with the panic's text, not at the prompt wait's timeout.
+    let panicking = qemu_job().replace("panic=-1", "rdinit=/nonexistent");
+    let panics = lab.job(&panicking, "qemu-01", "qemu", QEMU_DICT).await;
+    let end = lab.dispatcher.run(panics.clone()).await;
+    assert_eq!(end.health, JobHealth::Incomplete, "{}", log_of(&panics));
+    assert_eq!(end.error_type, Some(ErrorType::Job), "{end:?}");
+    let comment = end.failure_comment.unwrap_or_default();
+    assert!(comment.contains("Kernel panic - not syncing"), "{comment}");
+    let r = lab.results(&panics).await;
+    assert!(
+        has(&r, "lava", "kernel-messages", TestResult::Fail),
+        "{r:?}"
+    );
+    assert_no_process(lab.dir.path()).await;
+
     // (c) a board that never shows the prompt: the boot times out.
     let never = lab
         .job(
