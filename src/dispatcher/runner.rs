@@ -197,8 +197,8 @@ impl<'a> JobCtx<'a> {
     }
 
     /// Downloads `res` (the `label` of the job's deploy) into `dir` and records it in the
-    /// `lava` suite as LAVA does: `http-download` or `file-download` with the size and
-    /// checksums, at the level of the block's `n`-th `download-retry`.
+    /// `lava` suite as LAVA does: `http-download` or `file-download` with the size and the
+    /// checksums it was verified against, at the level of the block's `n`-th `download-retry`.
     async fn fetch(
         &self,
         client: &reqwest::Client,
@@ -224,17 +224,17 @@ impl<'a> JobCtx<'a> {
             .nth(n)
             .and_then(|retry| retry.children.first())
             .map_or_else(|| block.root.level.clone(), |c| c.level.clone());
-        let result = ActionResult::new(
+        let mut result = ActionResult::new(
             action,
             level,
             block.action.common.namespace.as_deref(),
             started.elapsed(),
         )
         .with("label", label)
-        .with("size", fetched.size)
-        .with("md5sum", fetched.md5sum.as_str())
-        .with("sha256sum", fetched.sha256sum.as_str())
-        .with("sha512sum", fetched.sha512sum.as_str());
+        .with("size", fetched.size);
+        for (kind, sum) in &fetched.checksums {
+            result = result.with(kind, sum.as_str());
+        }
         self.record_action(result).await;
         Ok(fetched)
     }
