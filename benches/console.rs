@@ -160,6 +160,10 @@ async fn bench() -> anyhow::Result<()> {
          (utime + stime of this process, all threads, from /proc/self/stat)",
         100.0 * cpu / wall
     );
+    // Killed without a chance to remove its links, so they are removed here.
     let _ = socat.start_kill();
+    for link in [&console, &board] {
+        let _ = std::fs::remove_file(link);
+    }
     Ok(())
 }

@@ -388,18 +388,29 @@ struct SerialLine {
 }
 
 impl SerialLine {
-    /// Starts socat and returns once both links exist (socat reports its transfer loop).
+    /// Starts socat and returns once both links exist under their names (socat reports its
+    /// transfer loop).
+    ///
+    /// socat links a pty before it sets its termios (from a copy read before, speed 38400), so
+    /// a console opened in between, as a re-attaching connection does the moment the link
+    /// appears, would have its line speed reset. It links under staging names, and the links
+    /// are renamed into place (atomically) once socat is done, as a USB adapter's device
+    /// node appears whole.
     async fn plug(name: &str) -> SerialLine {
         let console = PathBuf::from(format!("/dev/lavabox-it-{}-{name}", std::process::id()));
-        let started = tokio::time::timeout(Duration::from_secs(30), socat::start(&console))
+        let staging = PathBuf::from(format!("{}.staging", console.display()));
+        let started = tokio::time::timeout(Duration::from_secs(30), socat::start(&staging))
             .await
             .expect("socat starts")
             .expect("socat links the ptys (installed by scripts/install-deps.sh)");
         // The tests need none of socat's later log.
         drop(started.log);
+        let board = socat::board_path(&console);
+        std::fs::rename(socat::board_path(&staging), &board).expect("board link in place");
+        std::fs::rename(&staging, &console).expect("console link in place");
         SerialLine {
             socat: started.child,
-            board: socat::board_path(&console),
+            board,
             console,
         }
     }
@@ -414,8 +425,8 @@ impl SerialLine {
             .expect("board end of the pty pair")
     }
 
-    /// Unplugs the adapter: socat ends (SIGTERM, so it removes its links) and the console's
-    /// device node is gone.
+    /// Unplugs the adapter: socat ends (SIGTERM), its ptys close, and the device nodes go
+    /// (socat removes only the staging names it made, so the links are removed here).
     async fn unplug(mut self) {
         let pid = self.socat.id().expect("socat runs").to_string();
         let status = Command::new("kill")
@@ -425,11 +436,9 @@ impl SerialLine {
             .unwrap();
         assert!(status.success());
         self.socat.wait().await.expect("socat exits");
-        assert!(
-            !self.console.exists(),
-            "socat removed {}",
-            self.console.display()
-        );
+        for link in [&self.console, &self.board] {
+            std::fs::remove_file(link).expect("link removed");
+        }
     }
 }
 
