@@ -25,6 +25,11 @@ const READ_SIZE: usize = 4096;
 /// buffer is followed at once, so fast consoles never overflow the kernel's buffer; a prompt
 /// is seen at most this much later.
 const READ_PACE: Duration = Duration::from_millis(50);
+/// For this long after something is sent, reads are not paced: the board's echo and reply
+/// (a U-Boot prompt after `setenv`) are awaited, and pacing would add up to [`READ_PACE`] to
+/// every command of a bootloader's command list. The output a command starts (a kernel
+/// booting) is paced again once this has passed.
+const EAGER_AFTER_SEND: Duration = Duration::from_millis(20);
 /// How much unmatched console text is kept for pattern matching.
 const MAX_BUFFER: usize = 256 * 1024;
 /// How many times in a row a closed console is re-opened without receiving anything.
@@ -32,6 +37,13 @@ const MAX_REOPEN: u32 = 20;
 /// How long a send waits for a console that went away to come back; the action's timeout
 /// around it is usually shorter.
 const REATTACH_TO_SEND: Duration = Duration::from_secs(120);
+
+/// When the read after one of `n` bytes at `now` may start: at once after a read that filled
+/// the buffer or within the window after a send, else [`READ_PACE`] later.
+fn next_read(n: usize, now: Instant, eager_until: Option<Instant>) -> Option<Instant> {
+    let eager = eager_until.is_some_and(|until| now < until);
+    (n < READ_SIZE && !eager).then(|| now + READ_PACE)
+}
 
 /// Logs every line `bytes` completes as `target`; keeps the unfinished rest in `partial`.
 fn log_received(partial: &mut Vec<u8>, log: &JobLog, bytes: &[u8]) {
@@ -99,6 +111,8 @@ pub struct Connection {
     read_buf: Box<[u8; READ_SIZE]>,
     /// When the next read may start (see [`READ_PACE`]).
     next_read: Option<Instant>,
+    /// Until when reads are not paced (see [`EAGER_AFTER_SEND`]).
+    eager_until: Option<Instant>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -129,6 +143,7 @@ impl Connection {
             reopens: 0,
             read_buf: Box::new([0; READ_SIZE]),
             next_read: None,
+            eager_until: None,
         })
     }
 
@@ -217,9 +232,7 @@ impl Connection {
                 }
                 Ok(Ok(n)) => {
                     self.reopens = 0;
-                    if n < READ_SIZE {
-                        self.next_read = Some(Instant::now() + READ_PACE);
-                    }
+                    self.next_read = next_read(n, Instant::now(), self.eager_until);
                     log_received(&mut self.partial, &self.log, &self.read_buf[..n]);
                     return Ok(Some(n));
                 }
@@ -312,7 +325,11 @@ impl Connection {
                 }
             }
         }
-        io.flush().await
+        io.flush().await?;
+        // The reply is read as soon as it comes (see `EAGER_AFTER_SEND`).
+        self.next_read = None;
+        self.eager_until = Some(Instant::now() + EAGER_AFTER_SEND);
+        Ok(())
     }
 
     /// Sends `line` and a newline, logging it.
@@ -387,6 +404,35 @@ mod tests {
         assert_eq!(msgs[5], "\"y\u{fffd}\"}");
         assert_eq!(msgs.len(), 6);
         assert!(lines.iter().all(|l| l.text.contains("\"lvl\": \"target\"")));
+    }
+
+    #[tokio::test]
+    async fn a_send_lifts_the_read_pacing_for_the_reply() {
+        let board = FakeConsole::new("=> ").on("^version$", "U-Boot 2023.01\n=> ");
+        let mut c = Connection::open(Arc::new(board), JobLog::discard())
+            .await
+            .unwrap();
+        let prompt = [Regex::new("=> ").unwrap()];
+        c.expect(&prompt, Duration::from_secs(5)).await.unwrap();
+        assert!(c.next_read.is_some(), "a short read paces the next one");
+        c.sendline("version").await.unwrap();
+        assert!(c.next_read.is_none(), "the reply is not paced");
+        assert!(c.eager_until.is_some());
+        let reply = c
+            .expect(&[Regex::new("U-Boot 20").unwrap()], Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert!(reply.before.contains("version"), "{reply:?}");
+    }
+
+    #[test]
+    fn reads_are_paced_after_short_reads_outside_the_window_after_a_send() {
+        let now = Instant::now();
+        let later = Some(now + EAGER_AFTER_SEND);
+        assert_eq!(next_read(10, now, None), Some(now + READ_PACE));
+        assert_eq!(next_read(10, now, Some(now)), Some(now + READ_PACE));
+        assert_eq!(next_read(10, now, later), None, "within the window");
+        assert_eq!(next_read(READ_SIZE, now, None), None, "a full read");
     }
 
     #[tokio::test]
