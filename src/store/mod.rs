@@ -217,6 +217,22 @@ pub(crate) mod testutil {
         let store = Store::open(dir.path().join("lavabox.db")).expect("open store");
         (dir, store)
     }
+
+    /// Two jobs of `owner`: one public, one personal (`job_name: a` and `b`), for the
+    /// visibility rules of queries.
+    pub(crate) fn public_and_personal_jobs(
+        s: &mut Store,
+        owner: &str,
+    ) -> (crate::model::JobId, crate::model::JobId) {
+        let public = s
+            .insert_job(&super::NewJob::new(owner, "job_name: a"))
+            .expect("public job")
+            .id;
+        let mut personal = super::NewJob::new(owner, "job_name: b");
+        personal.visibility = super::Visibility::Personal;
+        let personal = s.insert_job(&personal).expect("personal job").id;
+        (public, personal)
+    }
 }
 
 #[cfg(test)]

@@ -405,7 +405,7 @@ impl Store {
 mod tests {
     use super::*;
     use crate::model::TestResult;
-    use crate::store::{NewJob, NewTestCase, NewUser, Visibility, testutil};
+    use crate::store::{NewTestCase, NewUser, testutil};
 
     fn cond(field: Field, operator: Operator, value: Operand) -> Condition {
         Condition {
@@ -420,13 +420,7 @@ mod tests {
         let (_dir, mut s) = testutil::store();
         let alice = s.create_user(&NewUser::named("alice")).unwrap();
         let bob = s.create_user(&NewUser::named("bob")).unwrap();
-        let public = s
-            .insert_job(&NewJob::new("alice", "job_name: a"))
-            .unwrap()
-            .id;
-        let mut personal = NewJob::new("alice", "job_name: b");
-        personal.visibility = Visibility::Personal;
-        let personal = s.insert_job(&personal).unwrap().id;
+        let (public, personal) = testutil::public_and_personal_jobs(&mut s, "alice");
         for job in [public, personal] {
             s.insert_test_cases(
                 job,

@@ -317,7 +317,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{NewJob, NewUser, Visibility, testutil};
+    use crate::store::{NewUser, testutil};
 
     fn spec(text: &str) -> QuerySpec {
         QuerySpec::parse("testjob", text).expect(text)
@@ -369,13 +369,7 @@ mod tests {
         assert_eq!(names, ["alice/mine", "bob/mine"]);
 
         // Runs with the caller's job visibility, newest first, within the query's limit.
-        let public = s
-            .insert_job(&NewJob::new("alice", "job_name: a"))
-            .unwrap()
-            .id;
-        let mut personal = NewJob::new("alice", "job_name: b");
-        personal.visibility = Visibility::Personal;
-        let personal = s.insert_job(&personal).unwrap().id;
+        let (public, personal) = testutil::public_and_personal_jobs(&mut s, "alice");
         let q = s.saved_query("alice", "mine").unwrap().expect("stored");
         let ids = |rows: QueryRows| match rows {
             QueryRows::Jobs(j) => j.into_iter().map(|j| j.job.id).collect::<Vec<_>>(),
