@@ -105,8 +105,8 @@ impl App {
     pub fn worker_changed(&self, status: &WorkerStatus) {
         self.events.publish_worker(WorkerChange {
             hostname: status.hostname.clone(),
-            state: status.state.as_str().to_owned(),
-            health: status.health.as_str().to_owned(),
+            state: status.state,
+            health: status.health,
         });
         self.wake_scheduler();
     }
@@ -118,7 +118,7 @@ impl App {
         let name = self.config.instance.clone();
         match self
             .store
-            .call(move |s| s.set_worker_running(&name, state, crate::api::rest::LAVA_VERSION))
+            .call(move |s| s.set_worker_running(&name, state, crate::model::LAVA_VERSION))
             .await
         {
             Ok(Some(status)) => self.worker_changed(&status),

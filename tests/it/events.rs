@@ -15,7 +15,10 @@ use lavabox::config::{Config, Overrides, RawConfig};
 use lavabox::events::WorkerChange;
 use lavabox::events::zmq::publisher_address;
 use lavabox::model::{DeviceHealth, JobId};
-use lavabox::store::{Changes, JobChange, JobEnd, NewDevice, NewDeviceType, NewJob, NewUser};
+use lavabox::store::{
+    Changes, JobChange, JobEnd, NewDevice, NewDeviceType, NewJob, NewUser, WorkerHealth,
+    WorkerState,
+};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Command;
@@ -112,8 +115,8 @@ fn python_script(name: &str) -> PathBuf {
 fn worker_probe(app: &App) {
     app.events().publish_worker(WorkerChange {
         hostname: "worker1".into(),
-        state: "Online".into(),
-        health: "Active".into(),
+        state: WorkerState::Online,
+        health: WorkerHealth::Active,
     });
 }
 
