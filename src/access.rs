@@ -99,9 +99,10 @@ pub struct Person<U, G> {
 }
 
 /// Who may see a device and have jobs run on it (`U`: user key, `G`: group key).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum DeviceAccess<U, G> {
     /// Everybody, anonymous callers included.
+    #[default]
     Public,
     /// Only these users and members of these groups (and superusers).
     Restricted {
@@ -110,13 +111,6 @@ pub enum DeviceAccess<U, G> {
         /// Allowed groups.
         groups: BTreeSet<G>,
     },
-}
-
-// By hand: the derive would demand `U: Default` and `G: Default` for a variant holding neither.
-impl<U, G> Default for DeviceAccess<U, G> {
-    fn default() -> Self {
-        DeviceAccess::Public
-    }
 }
 
 impl<U: Ord, G: Ord> DeviceAccess<U, G> {

@@ -289,6 +289,8 @@ mod tests {
 
     #[tokio::test]
     async fn runs_until_shutdown() {
+        // As `lavabox serve` does before it builds the app.
+        crate::tls::install_tls_provider();
         let dir = tempfile::tempdir().unwrap();
         let mut config = Config::from_raw(RawConfig::default(), None).unwrap();
         config.apply(&Overrides {

@@ -36,6 +36,8 @@ actions:
 /// An app on a temporary data directory with one Good `qemu` device on `worker1` and a
 /// user `alice`; `edit` adjusts the configuration first.
 pub(crate) async fn app(edit: impl FnOnce(&mut Config)) -> (tempfile::TempDir, App) {
+    // As `lavabox serve` does: the app's notifier builds an HTTPS client.
+    lavabox::tls::install_tls_provider();
     let dir = tempfile::tempdir().expect("temporary directory");
     let mut config = Config::from_raw(RawConfig::default(), None).expect("default config");
     config.apply(&Overrides {
