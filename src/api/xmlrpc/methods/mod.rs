@@ -78,7 +78,14 @@ fn store_error(e: &store::Error) -> Fault {
 /// LAVA's fault for an unexpected server-side failure. The cause is logged here, once, and
 /// not sent: it is internal detail (database text, file paths) no client can act on.
 fn internal_error(what: &str, cause: &dyn std::error::Error) -> Fault {
-    tracing::error!(error = %cause, "{what}");
+    let mut chain = cause.to_string();
+    let mut source = cause.source();
+    while let Some(inner) = source {
+        chain.push_str(": ");
+        chain.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    tracing::error!(error = %chain, "{what}");
     Fault::new(
         -32603,
         "Internal Server Error (contact server administrator for details)",
@@ -435,6 +442,29 @@ fn yaml_text(v: &serde_json::Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn internal_failures_keep_their_cause_from_the_client() {
+        let corrupt = || store::Error::Corrupt {
+            table: "jobs",
+            detail: "state 99".into(),
+        };
+        let want = Fault::new(
+            -32603,
+            "Internal Server Error (contact server administrator for details)",
+        );
+        assert_eq!(Fault::from(corrupt()), want);
+        assert_eq!(Fault::from(SubmitError::Store(corrupt())), want);
+        assert_eq!(SubmitError::Store(corrupt()).to_string(), want.message);
+        // Errors the caller can act on keep their text.
+        assert_eq!(
+            Fault::from(store::Error::NotFound {
+                kind: "Device",
+                name: "bbb01".into(),
+            }),
+            Fault::new(404, "Device 'bbb01' was not found.")
+        );
+    }
 
     #[test]
     fn methods_are_sorted_and_unique() {
