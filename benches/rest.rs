@@ -57,7 +57,7 @@ fn report(name: &str, clients: usize, mut times: Vec<Duration>, wall: Duration) 
 
 #[tokio::main]
 async fn main() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    lavabox::tls::install_tls_provider();
     let dir = tempfile::tempdir().expect("tempdir");
     let mut config = Config::from_raw(RawConfig::default(), None).expect("config");
     config.apply(&Overrides {

@@ -105,8 +105,8 @@ impl App {
     pub fn worker_changed(&self, status: &WorkerStatus) {
         self.events.publish_worker(WorkerChange {
             hostname: status.hostname.clone(),
-            state: status.state.as_str().to_owned(),
-            health: status.health.as_str().to_owned(),
+            state: status.state,
+            health: status.health,
         });
         self.wake_scheduler();
     }
@@ -118,7 +118,7 @@ impl App {
         let name = self.config.instance.clone();
         match self
             .store
-            .call(move |s| s.set_worker_running(&name, state, crate::api::rest::LAVA_VERSION))
+            .call(move |s| s.set_worker_running(&name, state, crate::model::LAVA_VERSION))
             .await
         {
             Ok(Some(status)) => self.worker_changed(&status),
@@ -289,6 +289,8 @@ mod tests {
 
     #[tokio::test]
     async fn runs_until_shutdown() {
+        // As `lavabox serve` does before it builds the app.
+        crate::tls::install_tls_provider();
         let dir = tempfile::tempdir().unwrap();
         let mut config = Config::from_raw(RawConfig::default(), None).unwrap();
         config.apply(&Overrides {

@@ -2,6 +2,7 @@
 //!
 //! See `ARCHITECTURE.md` at the repository root for the module map and the invariants.
 
+pub mod access;
 pub mod api;
 pub mod app;
 pub mod cli;
@@ -14,8 +15,10 @@ pub mod jobdef;
 pub mod model;
 pub mod notify;
 pub mod pipeline;
+pub mod pyfmt;
 pub mod scheduler;
 pub mod store;
 pub mod submit;
 pub mod testshell;
 pub mod tftp;
+pub mod tls;

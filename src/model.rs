@@ -7,6 +7,10 @@
 use std::fmt;
 use std::str::FromStr;
 
+/// The LAVA release lavabox imitates and reports (REST `system/version`, the worker's
+/// recorded version).
+pub const LAVA_VERSION: &str = "2023.01";
+
 /// Error returned when a state or health name or code is not one LAVA knows.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown {kind} `{value}` (expected one of: {expected})")]

@@ -6,12 +6,12 @@
 //! Errors are a typed [`SubmitError`] whose `Display` is LAVA's fault string and whose
 //! [`SubmitError::code`] is LAVA's fault code / HTTP status.
 
-use crate::api::auth::Caller;
-use crate::api::rest::pyfmt::py_str_repr;
+use crate::access::{self, Caller};
 use crate::app::App;
 use crate::jobdef::notify::{CompareQuery, Recipient};
 use crate::jobdef::{self, JobDefinition};
 use crate::model::{DeviceHealth, JobId, JobState};
+use crate::pyfmt::py_str_repr;
 use crate::store::{self, Changes, Device, Entity, NewJob, QuerySpec, Store, Viewer, Visibility};
 
 /// Why a submission, cancel or resubmit was refused.
@@ -46,8 +46,9 @@ pub enum SubmitError {
     /// The caller may see but not change the job.
     #[error("Permission denied.")]
     PermissionDenied,
-    /// The store failed.
-    #[error("Internal Server Error (contact server administrator for details): {0}")]
+    /// The store failed. The cause is left out of the message, which clients see; the API
+    /// that reports the error logs it.
+    #[error("Internal Server Error (contact server administrator for details)")]
     Store(#[from] store::Error),
 }
 
@@ -110,18 +111,10 @@ fn store_visibility(v: &jobdef::Visibility) -> Visibility {
     }
 }
 
-/// Whether `caller` may submit to `device` (public devices, or owned by them / their group).
+/// Whether `caller` may submit to `device`: the one device-access rule,
+/// [`access::may_use_device`].
 pub fn may_submit_to(caller: &Caller, device: &Device) -> bool {
-    caller.is_superuser()
-        || device.is_public
-        || device
-            .owner_user
-            .as_deref()
-            .is_some_and(|u| Some(u) == caller.username())
-        || device
-            .owner_group
-            .as_deref()
-            .is_some_and(|g| caller.in_group(g))
+    access::may_use_device(caller, device)
 }
 
 /// Server-side checks for one (sub-)job needing `count` devices of `device_type` with `tags`.

@@ -1,5 +1,5 @@
-//! Who is calling: the credentials LAVA's clients send, checked against the store, as the
-//! one [`Caller`] every API uses (XML-RPC, REST, the `/results/` exports and job logs).
+//! Who is calling: the credentials LAVA's clients send, checked against the store, turned
+//! into the one [`Caller`] every API uses (XML-RPC, REST, the `/results/` exports and job logs).
 //!
 //! - XML-RPC: `Authorization: Basic base64(username:token)` ([`basic_caller`]); any other
 //!   scheme is refused there, as LAVA refuses it.
@@ -12,78 +12,19 @@
 //! does not depend on how much of a guess was right, and they are never logged:
 //! [`Credentials`] has a redacting `Debug`, and nothing here formats a secret.
 //!
-//! Who may see what is decided in one place for every API: jobs by
-//! [`crate::submit::can_view`] (the same rule as the store's list filter, [`Caller::viewer`]),
-//! devices by [`may_view_device`].
+//! What an authenticated caller may see and use is not decided here but in
+//! [`crate::access`] (devices, and the job-view restriction [`Caller::viewer`]).
 
 use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
 use base64::Engine as _;
 
+use crate::access::{Caller, CallerUser};
 use crate::app::App;
-use crate::model::UserId;
-use crate::store::{self, Device, Viewer};
+use crate::store;
 
 /// `WWW-Authenticate` value LAVA sends with an XML-RPC 401.
 pub const XMLRPC_REALM: &str = "Basic realm=\"XML-RPC Authentication token\"";
-
-/// An authenticated user.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CallerUser {
-    /// Database id.
-    pub id: UserId,
-    /// Login name.
-    pub username: String,
-    /// Superusers may see and change everything.
-    pub is_superuser: bool,
-    /// Names of the groups the user belongs to.
-    pub groups: Vec<String>,
-}
-
-/// The caller of an API request: anonymous or a user.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Caller {
-    /// `None` for anonymous callers.
-    pub user: Option<CallerUser>,
-}
-
-impl Caller {
-    /// An anonymous caller.
-    pub fn anonymous() -> Caller {
-        Caller { user: None }
-    }
-
-    /// The store's view restriction for this caller.
-    pub fn viewer(&self) -> Viewer {
-        match &self.user {
-            None => Viewer::Anonymous,
-            Some(u) if u.is_superuser => Viewer::Anyone,
-            Some(u) => Viewer::User(u.id),
-        }
-    }
-
-    /// The username, if authenticated.
-    pub fn username(&self) -> Option<&str> {
-        self.user.as_ref().map(|u| u.username.as_str())
-    }
-
-    /// Whether the caller is a superuser.
-    pub fn is_superuser(&self) -> bool {
-        self.user.as_ref().is_some_and(|u| u.is_superuser)
-    }
-
-    /// Whether the caller belongs to `group`.
-    pub fn in_group(&self, group: &str) -> bool {
-        self.user
-            .as_ref()
-            .is_some_and(|u| u.groups.iter().any(|g| g == group))
-    }
-
-    /// The name LAVA uses for the caller in messages (`AnonymousUser` when anonymous).
-    pub fn display_name(&self) -> &str {
-        self.username().unwrap_or("AnonymousUser")
-    }
-}
 
 /// Why credentials were refused.
 #[derive(Debug, thiserror::Error)]
@@ -230,12 +171,6 @@ pub async fn request_caller(
         None => Ok(Caller::anonymous()),
         Some(c) => authenticate(app, c).await,
     }
-}
-
-/// Whether `caller` may see (and submit to) `device`: public devices; restricted ones only
-/// by their owner, members of their owning group, and superusers. Every API uses this.
-pub fn may_view_device(caller: &Caller, device: &Device) -> bool {
-    crate::submit::may_submit_to(caller, device)
 }
 
 #[cfg(test)]

@@ -20,13 +20,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_norway::{Mapping, Value};
 
-use crate::api::auth::{self, AuthError, Caller};
+use crate::access::Caller;
+use crate::api::auth::{self, AuthError};
 use crate::api::rest::ApiError;
-use crate::api::rest::pyfmt::{
-    csv_field, csv_row, py_datetime, py_decimal, py_repr, py_repr_mapping, yaml_dump,
-};
+use crate::api::rest::pyfmt::{csv_field, csv_row, yaml_dump};
 use crate::app::App;
 use crate::model::{JobId, SuiteId, TestCaseId};
+use crate::pyfmt::{py_datetime, py_decimal, py_repr, py_repr_mapping};
 use crate::store::{Job, TestCase};
 use crate::submit::SubmitError;
 

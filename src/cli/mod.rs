@@ -7,6 +7,7 @@
 mod admin;
 mod query;
 pub mod serve;
+mod table;
 mod validate;
 
 use std::net::SocketAddr;

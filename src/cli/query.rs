@@ -108,7 +108,7 @@ pub(super) fn run(
                     ]
                 })
                 .collect();
-            super::admin::table(
+            super::table::table(
                 out,
                 &["OWNER", "NAME", "ENTITY", "FLAGS", "CONDITIONS"],
                 rows,
@@ -150,9 +150,7 @@ fn flags(published: bool, live: bool, archived: bool) -> String {
 
 fn show(out: &mut impl Write, q: &SavedQuery) -> std::io::Result<()> {
     let time = |t: Option<time::OffsetDateTime>| {
-        t.map_or("never".to_owned(), |t| {
-            crate::events::message::python_isoformat(t, ' ')
-        })
+        t.map_or("never".to_owned(), |t| crate::pyfmt::py_isoformat(t, ' '))
     };
     writeln!(out, "owner: {}", q.owner)?;
     writeln!(out, "name: {}", q.name)?;

@@ -7,6 +7,7 @@ use anyhow::Context;
 
 use crate::app::{App, shutdown_signal};
 use crate::config::Config;
+use crate::tls::install_tls_provider;
 
 /// Logs to stdout (journald collects it) with the configured filter; `RUST_LOG` wins.
 fn init_logging(config: &Config) {
@@ -22,6 +23,8 @@ fn init_logging(config: &Config) {
 /// `lavabox serve`: builds the runtime, the app, and runs it until a signal.
 pub fn main(config: Config) -> anyhow::Result<ExitCode> {
     init_logging(&config);
+    // Before the app exists: its services build HTTPS clients (see `crate::tls`).
+    install_tls_provider();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("lavabox")

@@ -4,7 +4,6 @@
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Once;
 
 use futures_util::StreamExt as _;
 use sha2::Digest as _;
@@ -17,17 +16,8 @@ use crate::model::ErrorType;
 use crate::testshell::cpio::{NewcOptions, write_newc};
 use crate::testshell::overlay::Overlay;
 
-/// Installs ring as rustls's provider once per process (idempotent).
-fn install_crypto_provider() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    });
-}
-
 /// An HTTP client for downloads.
 pub fn http_client() -> Result<reqwest::Client, JobError> {
-    install_crypto_provider();
     reqwest::Client::builder()
         .build()
         .map_err(|e| JobError::new(ErrorType::Infrastructure, format!("HTTP client: {e}")))
@@ -306,6 +296,7 @@ mod tests {
         let mut r = resource(&format!("file://{}", src.display()), Some(Compression::Gz));
         r.md5sum = Some(hex(&md5::Md5::digest(&gz)));
         r.sha256sum = Some(hex(&sha2::Sha256::digest(&gz)));
+        crate::tls::install_tls_provider();
         let client = http_client().unwrap();
         let out = dir.path().join("out");
         let got = fetch(&client, &JobLog::discard(), &r, &out, "data")

@@ -11,11 +11,10 @@ use std::fmt::Write as _;
 
 use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
-use time::format_description::FormatItem;
-use time::macros::format_description;
 
 use super::{Event, Published, WorkerChange};
 use crate::model::JobState;
+use crate::pyfmt::{py_isoformat, py_isoformat_tz};
 use crate::store::{CurrentJob, DeviceChange, JobChange};
 
 /// The username LAVA puts on device, worker and event messages.
@@ -71,7 +70,7 @@ impl Renderer {
 
     /// Renders one event.
     pub fn render(&self, published: &Published) -> Message {
-        let datetime = python_isoformat(published.at, 'T');
+        let datetime = py_isoformat(published.at, 'T');
         let uuid = uuid1(published.at);
         let (suffix, username, data) = match &published.event {
             Event::Worker(change) => ("worker", SYSTEM_USER.to_owned(), worker_json(change)),
@@ -101,7 +100,7 @@ fn job_json(change: &JobChange) -> Value {
     m.insert("priority".into(), json!(job.priority.value()));
     m.insert(
         "submit_time".into(),
-        json!(python_isoformat_tz(job.submit_time, 'T')),
+        json!(py_isoformat_tz(job.submit_time, 'T')),
     );
     m.insert("submitter".into(), json!(job.submitter));
     m.insert("health_check".into(), json!(job.health_check));
@@ -123,10 +122,10 @@ fn job_json(change: &JobChange) -> Value {
         JobState::Running | JobState::Canceling | JobState::Finished
     );
     if let Some(t) = job.start_time.filter(|_| started) {
-        m.insert("start_time".into(), json!(python_isoformat_tz(t, 'T')));
+        m.insert("start_time".into(), json!(py_isoformat_tz(t, 'T')));
     }
     if let Some(t) = job.end_time.filter(|_| change.state == JobState::Finished) {
-        m.insert("end_time".into(), json!(python_isoformat_tz(t, 'T')));
+        m.insert("end_time".into(), json!(py_isoformat_tz(t, 'T')));
     }
     Value::Object(m)
 }
@@ -147,7 +146,11 @@ fn device_json(change: &DeviceChange) -> Value {
 
 /// `.worker` data.
 fn worker_json(change: &WorkerChange) -> Value {
-    json!({"hostname": change.hostname, "health": change.health, "state": change.state})
+    json!({
+        "hostname": change.hostname,
+        "health": change.health.as_str(),
+        "state": change.state.as_str(),
+    })
 }
 
 /// LAVA's display id: `"12.1"` for a MultiNode sub-job, else the number.
@@ -156,34 +159,6 @@ fn display_id(job: &CurrentJob) -> Value {
         Some(sub_id) => json!(sub_id),
         None => json!(job.id.0),
     }
-}
-
-const DATE_TIME_T: &[FormatItem<'static>] =
-    format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]");
-const DATE_TIME_SPACE: &[FormatItem<'static>] =
-    format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
-
-/// Python's `datetime.isoformat(sep)` of a naive UTC time: microseconds only when non-zero.
-pub(crate) fn python_isoformat(t: OffsetDateTime, sep: char) -> String {
-    let utc = t.to_offset(time::UtcOffset::UTC);
-    let format = if sep == 'T' {
-        DATE_TIME_T
-    } else {
-        DATE_TIME_SPACE
-    };
-    let base = utc
-        .format(format)
-        .unwrap_or_else(|_| utc.unix_timestamp().to_string());
-    match utc.microsecond() {
-        0 => base,
-        us => format!("{base}.{us:06}"),
-    }
-}
-
-/// Python's `isoformat(sep)` of an aware UTC time (`…+00:00`); with `' '` this is also
-/// `str(datetime)`.
-pub(crate) fn python_isoformat_tz(t: OffsetDateTime, sep: char) -> String {
-    format!("{}+00:00", python_isoformat(t, sep))
 }
 
 /// A version-1 UUID for time `at`: LAVA's consumers only need it unique, but its shape is
@@ -213,22 +188,6 @@ pub fn uuid1(at: OffsetDateTime) -> String {
 mod tests {
     use super::*;
     use time::macros::datetime;
-
-    #[test]
-    fn python_times() {
-        let t = datetime!(2023-01-10 10:00:00.123456 UTC);
-        assert_eq!(python_isoformat(t, 'T'), "2023-01-10T10:00:00.123456");
-        assert_eq!(
-            python_isoformat_tz(t, 'T'),
-            "2023-01-10T10:00:00.123456+00:00"
-        );
-        assert_eq!(
-            python_isoformat_tz(t, ' '),
-            "2023-01-10 10:00:00.123456+00:00"
-        );
-        let whole = datetime!(2023-01-10 10:00:00 UTC);
-        assert_eq!(python_isoformat(whole, 'T'), "2023-01-10T10:00:00");
-    }
 
     #[test]
     fn uuid_shape() {
@@ -287,6 +246,25 @@ mod tests {
                 sub_id: Some("12.1".into()),
             }),
             multinode,
+        );
+    }
+
+    #[test]
+    fn worker_events_use_lava_names() {
+        let m = Renderer::new("org.lavabox").render(&Published {
+            at: datetime!(2023-01-10 10:00:00.5 UTC),
+            event: Event::Worker(WorkerChange {
+                hostname: "worker1".into(),
+                state: crate::store::WorkerState::Offline,
+                health: crate::store::WorkerHealth::Maintenance,
+            }),
+        });
+        assert_eq!(m.topic, "org.lavabox.worker");
+        assert_eq!(m.username, SYSTEM_USER);
+        assert_eq!(m.datetime, "2023-01-10T10:00:00.500000");
+        assert_eq!(
+            serde_json::from_str::<Value>(&m.data).unwrap(),
+            json!({"hostname": "worker1", "health": "Maintenance", "state": "Offline"})
         );
     }
 

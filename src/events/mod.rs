@@ -19,7 +19,7 @@ use std::sync::Arc;
 use time::OffsetDateTime;
 use tokio::sync::broadcast;
 
-use crate::store::{Changes, DeviceChange, JobChange};
+use crate::store::{Changes, DeviceChange, JobChange, WorkerHealth, WorkerState};
 
 /// How many events a slow subscriber may lag behind before it loses the oldest.
 const CAPACITY: usize = 4096;
@@ -35,15 +35,16 @@ pub enum Event {
     Worker(WorkerChange),
 }
 
-/// A worker's new state and health, as LAVA's `.worker` event shows them.
+/// A worker's new state and health, for LAVA's `.worker` event ([`message`] writes them as
+/// LAVA's names).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkerChange {
     /// The worker's hostname.
     pub hostname: String,
-    /// `Online` or `Offline`.
-    pub state: String,
-    /// `Active`, `Maintenance` or `Retired`.
-    pub health: String,
+    /// Online or Offline.
+    pub state: WorkerState,
+    /// Active, Maintenance or Retired.
+    pub health: WorkerHealth,
 }
 
 /// An event with the time it was published.

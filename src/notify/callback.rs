@@ -4,13 +4,13 @@
 use serde_json::{Map, Value, json};
 
 use super::JobData;
-use crate::events::message::python_isoformat_tz;
 use crate::jobdef::notify::{Callback, CallbackMethod, ContentType, Dataset};
 use crate::model::JobHealth;
+use crate::pyfmt::py_isoformat_tz;
 
 /// Python's `str(datetime)` of an optional time, `"None"` when unset.
 fn py_time(t: Option<time::OffsetDateTime>) -> String {
-    t.map_or_else(|| "None".to_owned(), |t| python_isoformat_tz(t, ' '))
+    t.map_or_else(|| "None".to_owned(), |t| py_isoformat_tz(t, ' '))
 }
 
 /// The fields every data set has (`minimal`).
@@ -69,7 +69,7 @@ fn results(data: &JobData) -> Map<String, Value> {
             "measurement": c.measurement.map(|m| m.to_string()),
             "unit": c.units,
             "set": c.test_set,
-            "logged": python_isoformat_tz(c.logged, ' '),
+            "logged": py_isoformat_tz(c.logged, ' '),
             "log_start_line": c.start_log_line,
             "log_end_line": c.end_log_line,
             "metadata": c.metadata,

@@ -212,9 +212,8 @@ impl Notifier {
 
     /// Starts notifying for `app`'s jobs with explicit settings (tests shorten retries).
     pub fn start_with(app: &App, settings: Settings) -> Notifier {
-        // reqwest's rustls needs a process-wide crypto provider for https callbacks; a second
-        // install (by another service) is refused harmlessly.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        // reqwest's rustls needs the process-wide crypto provider (`crate::tls`) for https
+        // callbacks; `lavabox serve` installs it before the app starts.
         let http = reqwest::Client::builder()
             .timeout(settings.retry.timeout)
             .user_agent(concat!("lavabox/", env!("CARGO_PKG_VERSION")))
@@ -561,7 +560,7 @@ fn irc_text(data: &JobData) -> String {
     let job = &data.job;
     let ended = job
         .end_time
-        .map(|t| format!(" at {}", crate::events::message::python_isoformat(t, ' ')))
+        .map(|t| format!(" at {}", crate::pyfmt::py_isoformat(t, ' ')))
         .unwrap_or_default();
     format!(
         "lavabox: job {} ({}) by {} is {}, health {}{ended}. {}",

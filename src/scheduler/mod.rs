@@ -29,45 +29,12 @@ pub mod run;
 pub use plan::plan;
 pub use run::{JobRunner, Scheduler};
 
-/// Who submitted a job, for device access checks.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Submitter {
-    /// The user.
-    pub user: UserId,
-    /// Groups the user belongs to.
-    pub groups: BTreeSet<GroupId>,
-    /// Superusers may use every device.
-    pub is_superuser: bool,
-}
+/// Who submitted a job, for device access checks: [`crate::access::Person`] keyed by ids.
+pub type Submitter = crate::access::Person<UserId, GroupId>;
 
-/// Who may submit jobs to a device.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub enum Access {
-    /// Everybody.
-    #[default]
-    Public,
-    /// Only these users and members of these groups (and superusers).
-    Restricted {
-        /// Allowed users.
-        users: BTreeSet<UserId>,
-        /// Allowed groups.
-        groups: BTreeSet<GroupId>,
-    },
-}
-
-impl Access {
-    /// Whether `submitter` may use a device with this access.
-    pub fn allows(&self, submitter: &Submitter) -> bool {
-        match self {
-            Access::Public => true,
-            Access::Restricted { users, groups } => {
-                submitter.is_superuser
-                    || users.contains(&submitter.user)
-                    || !groups.is_disjoint(&submitter.groups)
-            }
-        }
-    }
-}
+/// Who may submit jobs to a device: [`crate::access::DeviceAccess`] keyed by ids, so the
+/// scheduler applies the same rule ([`Access::allows`]) as the APIs and submission.
+pub type Access = crate::access::DeviceAccess<UserId, GroupId>;
 
 /// MultiNode membership of a queued sub-job.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -234,6 +234,8 @@ async fn dispatch_jobs_on_virtual_boards() {
         work_dir: dir.path().join("work"),
         server_ip: "127.0.0.1".parse().unwrap(),
     };
+    // As `lavabox serve` does: downloads build an HTTPS client.
+    lavabox::tls::install_tls_provider();
     let dispatcher = Dispatcher::new(config.clone(), store.clone(), Templates::builtin());
     let lab = Lab {
         dir,

@@ -15,7 +15,10 @@ use lavabox::config::{Config, Overrides, RawConfig};
 use lavabox::events::WorkerChange;
 use lavabox::events::zmq::publisher_address;
 use lavabox::model::{DeviceHealth, JobId};
-use lavabox::store::{Changes, JobChange, JobEnd, NewDevice, NewDeviceType, NewJob, NewUser};
+use lavabox::store::{
+    Changes, JobChange, JobEnd, NewDevice, NewDeviceType, NewJob, NewUser, WorkerHealth,
+    WorkerState,
+};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Command;
@@ -33,6 +36,8 @@ actions:
 /// An app on a temporary data directory with one Good `qemu` device on `worker1` and a
 /// user `alice`; `edit` adjusts the configuration first.
 pub(crate) async fn app(edit: impl FnOnce(&mut Config)) -> (tempfile::TempDir, App) {
+    // As `lavabox serve` does: the app's notifier builds an HTTPS client.
+    lavabox::tls::install_tls_provider();
     let dir = tempfile::tempdir().expect("temporary directory");
     let mut config = Config::from_raw(RawConfig::default(), None).expect("default config");
     config.apply(&Overrides {
@@ -112,8 +117,8 @@ fn python_script(name: &str) -> PathBuf {
 fn worker_probe(app: &App) {
     app.events().publish_worker(WorkerChange {
         hostname: "worker1".into(),
-        state: "Online".into(),
-        health: "Active".into(),
+        state: WorkerState::Online,
+        health: WorkerHealth::Active,
     });
 }
 

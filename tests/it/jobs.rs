@@ -116,6 +116,8 @@ impl Lab {
             listen: Some("127.0.0.1:0".parse().unwrap()),
         });
         config.events.zmq_port = 0;
+        // As `lavabox serve` does: the app's notifier and downloads build HTTPS clients.
+        lavabox::tls::install_tls_provider();
         let app = App::build(config).await.unwrap();
         let boards: Vec<&'static str> = setup.boards.to_vec();
         let (health_checks, health) = (setup.health_checks, setup.health);

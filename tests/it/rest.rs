@@ -64,7 +64,7 @@ fn metadata(case: &str) -> Option<String> {
 /// The appliance over data directory `data`, with the default configuration.
 pub(crate) async fn build_app(data: &std::path::Path) -> App {
     // reqwest (in the app and the tests) needs the process's TLS provider chosen.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    lavabox::tls::install_tls_provider();
     let mut config = Config::from_raw(RawConfig::default(), None).expect("config");
     config.apply(&Overrides {
         data_dir: Some(data.to_owned()),

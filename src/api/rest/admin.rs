@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use super::objects::{DeviceIds, device_json, device_type_json, tag_json};
 use super::submission::body_fields;
 use super::{ApiError, Caller};
-use crate::api::auth::CallerUser;
+use crate::access::CallerUser;
 use crate::app::App;
 use crate::model::DeviceHealth;
 use crate::store::{

@@ -5,7 +5,8 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 
 use super::ApiError;
-use crate::api::auth::{self, AuthError, Caller, CallerUser};
+use crate::access::{Caller, CallerUser};
+use crate::api::auth::{self, AuthError};
 use crate::app::App;
 
 impl From<AuthError> for ApiError {

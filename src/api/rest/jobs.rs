@@ -14,10 +14,10 @@ use serde_json::{Value, json};
 
 use super::filter::{self, CHOICE, Cond, EXACT, FieldSpec, Kind, NUMBER, Operand, TEXT, TIME, Val};
 use super::page::Params;
-use super::pyfmt::drf_datetime;
 use super::{ApiError, Caller};
 use crate::app::App;
 use crate::model::{JobHealth, JobId, JobState};
+use crate::pyfmt::drf_datetime;
 use crate::store::{
     Case, Cmp, Job, JobCond, JobFilter, JobInt, JobOrder, JobOrderField, JobText, JobTime,
     TextMatch, Visibility,

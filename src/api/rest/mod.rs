@@ -28,16 +28,13 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 
-pub use crate::api::auth::Caller;
+pub use crate::access::Caller;
 pub use error::ApiError;
 
 use crate::app::App;
 
 /// Largest request body accepted (LAVA's web server allows 2.5 MiB submissions).
 pub const BODY_LIMIT: usize = 2_621_440;
-
-/// The LAVA version this API reports and imitates.
-pub const LAVA_VERSION: &str = "2023.01";
 
 /// The routes of one API version, relative to its prefix.
 fn versioned() -> Router<App> {

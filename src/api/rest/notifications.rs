@@ -7,10 +7,10 @@ use axum::extract::{Path, State};
 use serde_json::{Value, json};
 
 use super::page::Params;
-use super::pyfmt::drf_datetime;
 use super::{ApiError, Caller};
 use crate::app::App;
 use crate::model::JobId;
+use crate::pyfmt::drf_datetime;
 use crate::store::{Notification, NotificationStatus};
 
 /// The list.

@@ -11,9 +11,10 @@ use serde_json::{Value, json};
 
 use super::filter::{self, CHOICE, FieldSpec, Filterable, Kind, TEXT, Val};
 use super::page::Params;
-use super::{ApiError, Caller, LAVA_VERSION};
-use crate::api::auth::may_view_device;
+use super::{ApiError, Caller};
+use crate::access::may_use_device as may_view_device;
 use crate::app::App;
+use crate::model::LAVA_VERSION;
 use crate::store::{Device, DeviceType, Store};
 
 const DEVICE_STATES: &[&str] = &["Idle", "Reserved", "Running"];

@@ -1,7 +1,7 @@
-//! Python-compatible text renderings that LAVA's exports expose on the wire: `str()` of a
-//! datetime, `repr()` of a dict, Python's `csv` quoting, and PyYAML 6's default block-style
-//! dump (`yaml.dump(data)`: keys sorted, 80-column folding of plain and single-quoted
-//! scalars, YAML 1.1 implicit types quoted).
+//! The text formats of the results exports that come from Python libraries rather than
+//! from Python's own `str()`/`repr()` (those are in [`crate::pyfmt`]): Python's `csv`
+//! quoting, and PyYAML 6's default block-style dump (`yaml.dump(data)`: keys sorted,
+//! 80-column folding of plain and single-quoted scalars, YAML 1.1 implicit types quoted).
 //!
 //! Only the shapes the exports produce are covered: mappings with string keys, sequences,
 //! strings, numbers, booleans and null.
@@ -11,149 +11,8 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 use serde_norway::Value;
-use time::OffsetDateTime;
 
-/// Python `str(datetime)` for an aware UTC datetime: `2023-01-10 10:00:00.123456+00:00`
-/// (the fraction is left out when it is zero, as Python does).
-pub fn py_datetime(t: OffsetDateTime) -> String {
-    let t = t.to_offset(time::UtcOffset::UTC);
-    let mut out = format!(
-        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    );
-    if t.microsecond() != 0 {
-        let _ = write!(out, ".{:06}", t.microsecond());
-    }
-    out.push_str("+00:00");
-    out
-}
-
-/// Django REST framework's datetime: ISO 8601 with `Z`, e.g. `2023-01-10T10:00:00.123456Z`.
-pub fn drf_datetime(t: OffsetDateTime) -> String {
-    let t = t.to_offset(time::UtcOffset::UTC);
-    let mut out = format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    );
-    if t.microsecond() != 0 {
-        let _ = write!(out, ".{:06}", t.microsecond());
-    }
-    out.push('Z');
-    out
-}
-
-/// Python `repr()` of a float (shortest round-trip digits, exponent outside 1e-4..1e16).
-pub fn py_float(f: f64) -> String {
-    if f.is_nan() {
-        return "nan".into();
-    }
-    if f.is_infinite() {
-        return if f > 0.0 { "inf".into() } else { "-inf".into() };
-    }
-    let a = f.abs();
-    if a != 0.0 && !(1e-4..1e16).contains(&a) {
-        let s = format!("{f:e}");
-        let (mantissa, exp) = s.split_once('e').unwrap_or((&s, "0"));
-        let (sign, digits) = match exp.strip_prefix('-') {
-            Some(d) => ('-', d),
-            None => ('+', exp),
-        };
-        format!("{mantissa}e{sign}{digits:0>2}")
-    } else {
-        let s = format!("{f}");
-        if s.contains('.') { s } else { format!("{s}.0") }
-    }
-}
-
-/// A decimal measurement as Django's `DecimalField(decimal_places=10)` renders it.
-pub fn py_decimal(f: f64) -> String {
-    format!("{f:.10}")
-}
-
-/// Python `repr()` of a string.
-pub fn py_str_repr(s: &str) -> String {
-    let quote = if s.contains('\'') && !s.contains('"') {
-        '"'
-    } else {
-        '\''
-    };
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push(quote);
-    for ch in s.chars() {
-        match ch {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c == quote => {
-                out.push('\\');
-                out.push(c);
-            }
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                let _ = write!(out, "\\x{:02x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push(quote);
-    out
-}
-
-/// Python `repr()` of a loaded YAML value (dicts keep their insertion order).
-pub fn py_repr(value: &Value, out: &mut String) {
-    match value {
-        Value::Null => out.push_str("None"),
-        Value::Bool(true) => out.push_str("True"),
-        Value::Bool(false) => out.push_str("False"),
-        Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
-            (Some(i), _, _) => {
-                let _ = write!(out, "{i}");
-            }
-            (None, Some(u), _) => {
-                let _ = write!(out, "{u}");
-            }
-            (None, None, Some(f)) => out.push_str(&py_float(f)),
-            _ => out.push_str("None"),
-        },
-        Value::String(s) => out.push_str(&py_str_repr(s)),
-        Value::Sequence(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                py_repr(item, out);
-            }
-            out.push(']');
-        }
-        Value::Mapping(map) => py_repr_mapping(map, out),
-        Value::Tagged(tagged) => py_repr(&tagged.value, out),
-    }
-}
-
-/// Python `repr()` of a loaded YAML mapping (a dict, in insertion order).
-pub fn py_repr_mapping(map: &serde_norway::Mapping, out: &mut String) {
-    out.push('{');
-    for (i, (k, v)) in map.iter().enumerate() {
-        if i > 0 {
-            out.push_str(", ");
-        }
-        py_repr(k, out);
-        out.push_str(": ");
-        py_repr(v, out);
-    }
-    out.push('}');
-}
+use crate::pyfmt::py_float;
 
 /// Appends one CSV field as Python's `csv` module writes it: `all` = `QUOTE_ALL`, else
 /// `QUOTE_MINIMAL` (quoted when it holds `,`, `"`, CR or LF).
@@ -649,36 +508,10 @@ mod tests {
     }
 
     #[test]
-    fn python_reprs() {
-        let value: Value = serde_norway::from_str(
-            "{case: x, n: 1, f: 0.00001, l: [a, null], b: false, q: \"it's\"}",
-        )
-        .unwrap();
-        let mut out = String::new();
-        py_repr(&value, &mut out);
-        assert_eq!(
-            out,
-            "{'case': 'x', 'n': 1, 'f': 1e-05, 'l': ['a', None], 'b': False, 'q': \"it's\"}"
-        );
-        assert_eq!(py_decimal(12.5), "12.5000000000");
-        assert_eq!(py_float(2.0), "2.0");
-        assert_eq!(py_float(1e20), "1e+20");
-    }
-
-    #[test]
     fn csv_quoting() {
         let mut out = String::new();
         csv_row(["a", "b,c", "d\"e", ""], false, &mut out);
         csv_row(["a", ""], true, &mut out);
         assert_eq!(out, "a,\"b,c\",\"d\"\"e\",\r\n\"a\",\"\"\r\n");
-    }
-
-    #[test]
-    fn datetimes() {
-        let t = time::macros::datetime!(2023-01-10 10:00:00.123456 UTC);
-        assert_eq!(py_datetime(t), "2023-01-10 10:00:00.123456+00:00");
-        assert_eq!(drf_datetime(t), "2023-01-10T10:00:00.123456Z");
-        let t = time::macros::datetime!(2023-01-10 10:00:00 UTC);
-        assert_eq!(py_datetime(t), "2023-01-10 10:00:00+00:00");
     }
 }

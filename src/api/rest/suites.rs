@@ -16,10 +16,10 @@ use super::ApiError;
 use super::filter::{self, CHOICE, FieldSpec, Filterable, Kind, NUMBER, TEXT, TIME, Val};
 use super::jobs::{VisibleJob, int_param, with_headers};
 use super::page::Params;
-use super::pyfmt::{drf_datetime, py_decimal};
 use crate::api::results::{Format, Selection, stream_cases};
 use crate::app::App;
 use crate::model::{JobId, SuiteId, TestCaseId, TestResult};
+use crate::pyfmt::{drf_datetime, py_decimal};
 use crate::store::{TestCase, TestSuite};
 
 /// The wire form of a suite.

@@ -16,8 +16,8 @@ use super::ApiError;
 use super::admin::{Admin, AdminFields, Fields, create, created, delete, write_error};
 use super::filter::{self, CHOICE, FieldSpec, Filterable, Kind, TEXT, Val};
 use super::page::Params;
-use super::pyfmt::drf_datetime;
 use crate::app::App;
+use crate::pyfmt::drf_datetime;
 use crate::store::{Worker, WorkerFile, WorkerHealth, WorkerUpdate};
 
 /// A filterable field of a worker: text, or one of LAVA's display names (case-sensitive).

@@ -222,10 +222,14 @@ pub(super) async fn call(ctx: &Ctx, name: &str, a: Args<'_>) -> R {
                 let finished = job.state == JobState::Finished;
                 let data = match s.job_log(job.id)? {
                     Some(entry) => store::joblog::read_text(&entry.path, start, end)
-                        .map_err(|e| Fault::new(-32603, format!("Internal Server Error (contact server administrator for details): {e}")))?,
+                        .map_err(|e| internal_error("reading the job log", &e))?,
                     None => String::new(),
                 };
-                let data = if data.is_empty() { "[]".to_owned() } else { data };
+                let data = if data.is_empty() {
+                    "[]".to_owned()
+                } else {
+                    data
+                };
                 Ok(Value::Array(vec![Value::Bool(finished), binary(data)]))
             })
             .await

@@ -8,10 +8,11 @@
 //! surplus positional arguments.
 
 use super::codec::Value;
-use crate::api::auth::Caller;
+use crate::access::{self, Caller};
 use crate::app::App;
 use crate::jobdef;
 use crate::model::{DeviceHealth, DeviceState, JobHealth, JobId, JobState};
+use crate::pyfmt;
 use crate::store::{
     self, Device, DeviceType, DeviceTypeUpdate, DeviceUpdate, HealthDenominator, Job, JobFilter,
     JobOrder, JobOrderField, NewDevice, NewDeviceType, Store, TestCase,
@@ -22,7 +23,6 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use time::OffsetDateTime;
-use time::macros::format_description;
 
 mod admin;
 mod aliases;
@@ -71,16 +71,25 @@ fn store_error(e: &store::Error) -> Fault {
         }
         store::Error::AlreadyExists { .. } => Fault::new(400, format!("Bad request: {e}")),
         store::Error::Invalid { .. } => Fault::new(400, format!("Bad request: {e}")),
-        other => {
-            tracing::error!(error = %other, "store call failed");
-            Fault::new(
-                -32603,
-                format!(
-                    "Internal Server Error (contact server administrator for details): {other}"
-                ),
-            )
-        }
+        other => internal_error("store call failed", other),
     }
+}
+
+/// LAVA's fault for an unexpected server-side failure. The cause is logged here, once, and
+/// not sent: it is internal detail (database text, file paths) no client can act on.
+fn internal_error(what: &str, cause: &dyn std::error::Error) -> Fault {
+    let mut chain = cause.to_string();
+    let mut source = cause.source();
+    while let Some(inner) = source {
+        chain.push_str(": ");
+        chain.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    tracing::error!(error = %chain, "{what}");
+    Fault::new(
+        -32603,
+        "Internal Server Error (contact server administrator for details)",
+    )
 }
 
 impl From<store::Error> for Fault {
@@ -363,17 +372,10 @@ fn job_key(job: &Job) -> Value {
     }
 }
 
-/// `str(datetime)` of an aware UTC datetime, as LAVA's verbose `jobs.list` returns.
+/// `str(datetime)` of an aware UTC datetime, as LAVA's verbose `jobs.list` returns; nil
+/// when unset.
 fn py_str_time(t: Option<OffsetDateTime>) -> Value {
-    let Some(t) = t else { return Value::Nil };
-    let t = t.to_offset(time::UtcOffset::UTC);
-    let base = format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
-    let mut s = t.format(base).unwrap_or_default();
-    if t.microsecond() != 0 {
-        s.push_str(&format!(".{:06}", t.microsecond()));
-    }
-    s.push_str("+00:00");
-    Value::String(s)
+    t.map_or(Value::Nil, |t| Value::String(pyfmt::py_datetime(t)))
 }
 
 fn find_job(s: &Store, caller: &Caller, id: &str) -> Result<Job, Fault> {
@@ -381,7 +383,7 @@ fn find_job(s: &Store, caller: &Caller, id: &str) -> Result<Job, Fault> {
 }
 
 fn may_view_device(caller: &Caller, d: &Device) -> bool {
-    submit::may_submit_to(caller, d)
+    access::may_use_device(caller, d)
 }
 
 fn find_device(s: &Store, caller: &Caller, hostname: &str) -> Result<Device, Fault> {
@@ -440,6 +442,29 @@ fn yaml_text(v: &serde_json::Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn internal_failures_keep_their_cause_from_the_client() {
+        let corrupt = || store::Error::Corrupt {
+            table: "jobs",
+            detail: "state 99".into(),
+        };
+        let want = Fault::new(
+            -32603,
+            "Internal Server Error (contact server administrator for details)",
+        );
+        assert_eq!(Fault::from(corrupt()), want);
+        assert_eq!(Fault::from(SubmitError::Store(corrupt())), want);
+        assert_eq!(SubmitError::Store(corrupt()).to_string(), want.message);
+        // Errors the caller can act on keep their text.
+        assert_eq!(
+            Fault::from(store::Error::NotFound {
+                kind: "Device",
+                name: "bbb01".into(),
+            }),
+            Fault::new(404, "Device 'bbb01' was not found.")
+        );
+    }
 
     #[test]
     fn methods_are_sorted_and_unique() {

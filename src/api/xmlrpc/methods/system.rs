@@ -193,7 +193,7 @@ async fn target_user(ctx: &Ctx, a: &Args<'_>) -> Result<Caller, Fault> {
             .ok_or_else(|| Fault::new(404, format!("Username {other} not found")))?;
         let groups = s.user_groups(&other)?.into_iter().map(|g| g.name).collect();
         Ok(Caller {
-            user: Some(crate::api::auth::CallerUser {
+            user: Some(crate::access::CallerUser {
                 id: user.id,
                 username: user.username,
                 is_superuser: user.is_superuser,
