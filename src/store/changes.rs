@@ -128,7 +128,7 @@ impl Changes {
         }
     }
 
-    pub(crate) fn job(&mut self, change: JobChange) {
+    pub(super) fn job(&mut self, change: JobChange) {
         match self.jobs.iter_mut().find(|j| j.id == change.id) {
             Some(existing) => *existing = change,
             None => self.jobs.push(change),

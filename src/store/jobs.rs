@@ -654,7 +654,10 @@ mod tests {
         // Finished without a health (or health without Finished) is refused by the schema.
         let err = store
             .conn
-            .execute("UPDATE jobs SET state = 5 WHERE id = ?1", [job.id.0])
+            .execute(
+                "UPDATE jobs SET state = ?2 WHERE id = ?1",
+                params![job.id.0, JobState::Finished.code()],
+            )
             .step("forcing a bad state")
             .unwrap_err();
         assert!(matches!(err, Error::Constraint { .. }), "{err:?}");
