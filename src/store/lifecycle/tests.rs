@@ -246,6 +246,8 @@ fn cancel_follows_lava() {
     assert_eq!(changes.jobs[0].health, JobHealth::Canceled);
     let queued = store.job(queued.id).unwrap().unwrap();
     assert!(queued.start_time.is_some() && queued.end_time.is_some());
+    // It never ran: no error class, no failure text (LAVA's `go_state_canceling`).
+    assert_eq!((queued.error_type, queued.failure_comment), (None, None));
 
     // Running → Canceling; the end forces Canceled whatever the report.
     let job = store.insert_job(&qemu_job()).unwrap();
@@ -334,4 +336,50 @@ fn multinode_group_is_atomic_and_moves_together() {
     let changes = store.cancel_job(group[1].id).unwrap();
     assert_eq!(changes.jobs.len(), 2);
     assert!(changes.jobs.iter().all(|j| j.health == JobHealth::Canceled));
+}
+
+#[test]
+fn the_guard_refuses_moves_lava_does_not_make() {
+    let (_dir, mut store) = lab();
+    let job = store.insert_job(&qemu_job()).unwrap();
+    let mut core = core_of(&store, job.id);
+    // A queued job cannot be Canceling (it is finished at once) nor Running.
+    for to in [JobState::Canceling, JobState::Running, JobState::Submitted] {
+        let err = move_job(
+            &store.conn,
+            &mut core,
+            to,
+            SetColumns::new("jobs", "id"),
+            "test",
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, Error::Transition { from: JobState::Submitted, to: t, .. } if t == to),
+            "{err:?}"
+        );
+    }
+    // Nothing was written.
+    assert_eq!(
+        store.job(job.id).unwrap().unwrap().state,
+        JobState::Submitted
+    );
+    store.cancel_job(job.id).unwrap();
+    let mut core = core_of(&store, job.id);
+    assert!(matches!(
+        move_job(
+            &store.conn,
+            &mut core,
+            JobState::Running,
+            SetColumns::new("jobs", "id"),
+            "test"
+        ),
+        Err(Error::Transition {
+            from: JobState::Finished,
+            ..
+        })
+    ));
+}
+
+fn core_of(store: &Store, id: JobId) -> Core {
+    core(&store.conn, id).unwrap()
 }
