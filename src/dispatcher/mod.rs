@@ -28,9 +28,10 @@ use tokio_util::sync::CancellationToken;
 use crate::devicetype::{DeviceConfig, Templates};
 use crate::hw::{CommandRunner, ConsoleFactory, ShellRunner};
 use crate::jobdef::JobDefinition;
-use crate::model::{ErrorType, JobHealth, TestResult};
+use crate::model::lifecycle::JobEnd;
+use crate::model::{ErrorType, TestResult};
 use crate::store::NewTestCase;
-use crate::store::{AsyncStore, Device, Job, JobEnd};
+use crate::store::{AsyncStore, Device, Job};
 
 use self::log::JobLog;
 
@@ -334,12 +335,7 @@ impl Dispatcher {
                     e.error_type
                 ));
                 if e.error_type == ErrorType::Canceled {
-                    JobEnd {
-                        health: JobHealth::Canceled,
-                        error_type: Some(ErrorType::Canceled),
-                        failure_comment: Some(e.message),
-                        cancel_peers: false,
-                    }
+                    JobEnd::canceled(e.message)
                 } else {
                     JobEnd::incomplete(e.error_type, e.message)
                 }

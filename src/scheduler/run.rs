@@ -44,9 +44,10 @@ use crate::devicetype::{Context, Templates, extends};
 use crate::dispatcher::{Dispatcher, JobRun};
 use crate::events::Event;
 use crate::model::UserId;
-use crate::model::{DeviceHealth, DeviceState, ErrorType, GroupId, JobHealth, JobId, JobState};
+use crate::model::lifecycle::JobEnd;
+use crate::model::{DeviceHealth, DeviceState, ErrorType, GroupId, JobId, JobState};
 use crate::store::{
-    self, Changes, HealthDenominator, Job, JobEnd, JobFilter, NewJob, SchedulerSnapshot, Store,
+    self, Changes, HealthDenominator, Job, JobFilter, NewJob, SchedulerSnapshot, Store,
 };
 
 /// The user health-check jobs are submitted as (LAVA's `lava-health`).
@@ -282,7 +283,7 @@ impl JobTask {
             Ok((changes, _)) => {
                 // Canceled between scheduling and start: it never ran.
                 self.app.changed(&changes);
-                canceled("canceled before it started")
+                JobEnd::canceled("canceled before it started")
             }
             Err(err) => JobEnd::incomplete(ErrorType::Bug, format!("starting the job: {err}")),
         };
@@ -321,16 +322,6 @@ impl JobTask {
                 JobEnd::incomplete(ErrorType::Bug, format!("the dispatcher failed: {err}"))
             }
         }
-    }
-}
-
-/// A job end for a job that was canceled.
-fn canceled(comment: &str) -> JobEnd {
-    JobEnd {
-        health: JobHealth::Canceled,
-        error_type: Some(ErrorType::Canceled),
-        failure_comment: Some(comment.to_owned()),
-        cancel_peers: false,
     }
 }
 
@@ -821,7 +812,8 @@ fn reconcile(
         match job.state {
             JobState::Canceling if known.contains(&job.id) => applied.canceling.push(job.id),
             JobState::Canceling => {
-                let changes = s.finish_job(job.id, &canceled("canceled before it started"))?;
+                let changes =
+                    s.finish_job(job.id, &JobEnd::canceled("canceled before it started"))?;
                 push(&mut applied.changes, changes);
             }
             JobState::Scheduled if !known.contains(&job.id) => {
@@ -874,6 +866,7 @@ mod tests {
     use super::*;
     use crate::config::{Overrides, RawConfig};
     use crate::events::Published;
+    use crate::model::JobHealth;
     use crate::store::{NewDevice, NewDeviceType, NewUser};
 
     const QEMU: &str = "{% extends 'qemu.jinja2' %}\n{% set no_kvm = True %}\n";
@@ -901,7 +894,7 @@ mod tests {
                 match script {
                     Script::UntilCanceled => {
                         run.cancel.cancelled().await;
-                        canceled("canceled")
+                        JobEnd::canceled("canceled")
                     }
                     Script::Panic => panic!("fake dispatcher bug"),
                 }

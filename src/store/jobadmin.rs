@@ -101,8 +101,9 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::lifecycle::JobEnd;
     use crate::store::testutil;
-    use crate::store::{JobEnd, NewDevice, NewDeviceType, NewJob, NewUser};
+    use crate::store::{NewDevice, NewDeviceType, NewJob, NewUser};
 
     #[test]
     fn records_change_and_only_idle_jobs_are_deleted() {

@@ -9,12 +9,15 @@
 //! `to_lowercase` through the `lavabox_lower` SQL function the store registers, and a
 //! many-to-many field (tags, viewing groups) matches when any of its values does.
 
+use std::sync::LazyLock;
+
 use rusqlite::Connection;
 use rusqlite::functions::FunctionFlags;
 use rusqlite::types::Value;
 use time::{OffsetDateTime, UtcOffset};
 
 use super::TIMESTAMP;
+use super::jobs::Visibility;
 use crate::model::{JobHealth, JobState};
 
 /// An integer job field.
@@ -170,6 +173,16 @@ fn time_column(field: JobTime) -> &'static str {
     }
 }
 
+/// The start of a viewing-group condition: only group-visible jobs have viewing groups,
+/// whatever rows linger (the visibility code formatted once from `Visibility::GROUP`).
+static VIEWING_GROUP_EXISTS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "j.visibility = {} AND EXISTS (SELECT 1 FROM job_viewing_groups v \
+         JOIN groups g ON g.id = v.group_id WHERE v.job_id = j.id AND ",
+        Visibility::GROUP
+    )
+});
+
 /// The column of a single-valued text field, or the name column plus the membership
 /// subquery a many-to-many field is tested in.
 fn text_column(field: JobText) -> (&'static str, Option<(&'static str, &'static str)>) {
@@ -193,14 +206,7 @@ fn text_column(field: JobText) -> (&'static str, Option<(&'static str, &'static 
             )),
         ),
         // Only group-visible jobs have viewing groups, whatever rows linger.
-        JobText::ViewingGroup => (
-            "g.name",
-            Some((
-                "j.visibility = 2 AND EXISTS (SELECT 1 FROM job_viewing_groups v \
-                 JOIN groups g ON g.id = v.group_id WHERE v.job_id = j.id AND ",
-                ")",
-            )),
-        ),
+        JobText::ViewingGroup => ("g.name", Some((VIEWING_GROUP_EXISTS.as_str(), ")"))),
     }
 }
 

@@ -2,10 +2,12 @@
 //!
 //! [`Store`] owns one rusqlite connection to the database file (WAL journal, `foreign_keys`
 //! on, a busy timeout so the CLI and the daemon can share the file) and offers typed methods:
-//! users, groups and API tokens; device types, aliases, tags and devices; jobs with LAVA's
-//! state machine and its device side effects, each transition in one transaction; test
-//! results and job metadata; and the index of job log files. The job logs themselves are
-//! append-only files written by [`joblog`].
+//! users, groups and API tokens; device types and aliases (`device_types`), tags, and
+//! devices; jobs (`jobs` inserts and reads them, `joblist` lists them, `snapshot` reads the
+//! scheduler's view); LAVA's state machine and its device side effects in `lifecycle`, each
+//! transition in one transaction, applying `model::lifecycle`'s rules and returning the
+//! `changes` it made; test results and job metadata; and the index of job log files. The
+//! job logs themselves are append-only files written by [`joblog`].
 //!
 //! Blocking calls must not run on async runtime workers: async callers use [`AsyncStore`],
 //! which runs each call on tokio's blocking pool.
@@ -13,22 +15,30 @@
 //! Architecture invariant: no other module contains SQL or imports rusqlite.
 
 mod asyncstore;
+mod changes;
 mod condition;
+mod device_types;
 mod devices;
 mod error;
 mod jobadmin;
 mod jobcond;
+mod joblist;
 pub mod joblog;
 mod jobs;
+mod lifecycle;
 mod migrate;
 mod notifications;
 mod query;
 mod results;
 mod saved_query;
+mod snapshot;
+mod tags;
+mod update;
 mod users;
 mod workers;
 
 use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
@@ -36,20 +46,19 @@ use time::OffsetDateTime;
 use time::format_description::FormatItem;
 use time::macros::format_description;
 
+use crate::model::JobState;
+use crate::model::lifecycle::HOLDING_DEVICE;
+
 pub use asyncstore::AsyncStore;
+pub use changes::{Changes, CurrentJob, DeviceChange, JobChange, JobFacts};
 pub use condition::{ConditionError, Problem, QuerySpec};
-pub use devices::{
-    Device, DeviceType, DeviceTypeUpdate, DeviceUpdate, HealthDenominator, NewDevice,
-    NewDeviceType, Tag, TagId,
-};
+pub use device_types::{DeviceType, DeviceTypeUpdate, HealthDenominator, NewDeviceType};
+pub use devices::{Device, DeviceUpdate, NewDevice};
 pub use error::Error;
 pub use jobadmin::JobRecordUpdate;
 pub use jobcond::{Case, Cmp, JobCond, JobInt, JobText, JobTime, TextMatch};
-pub use jobs::Job;
-pub use jobs::{
-    Changes, CurrentJob, DeviceChange, DeviceSlot, JobChange, JobEnd, JobFacts, JobFilter,
-    JobOrder, JobOrderField, NewJob, QueuedJob, SchedulerSnapshot, Viewer, Visibility,
-};
+pub use joblist::{JobFilter, JobOrder, JobOrderField, Viewer};
+pub use jobs::{Job, NewJob, Visibility};
 pub use migrate::SCHEMA_VERSION;
 pub use notifications::{
     NewNotification, Notification, NotificationId, NotificationMethod, NotificationStatus,
@@ -59,6 +68,8 @@ pub use query::{
 };
 pub use results::{JobLogEntry, NewTestCase, TestCase, TestSuite};
 pub use saved_query::{MIN_QUERY_LIMIT, NewSavedQuery, SavedQuery, SavedQueryId};
+pub use snapshot::{DeviceSlot, QueuedJob, SchedulerSnapshot};
+pub use tags::{Tag, TagId};
 pub use users::{Group, NewToken, NewUser, Token, TokenId, User};
 pub use workers::{Worker, WorkerFile, WorkerHealth, WorkerState, WorkerStatus, WorkerUpdate};
 
@@ -192,6 +203,17 @@ pub(crate) fn opt_ts_from_sql(
     text.map(|t| ts_from_sql(table, &t)).transpose()
 }
 
+/// `values`' codes as SQL list items, `1, 2, 3`: for `IN (...)` clauses built once from the
+/// states' codes rather than written as numbers.
+pub(crate) fn code_list<T: Copy>(values: &[T], code: fn(T) -> i64) -> String {
+    let codes: Vec<String> = values.iter().map(|v| code(*v).to_string()).collect();
+    codes.join(", ")
+}
+
+/// The codes of the job states in which a job holds its device, as an SQL list.
+pub(crate) static HOLDING_DEVICE_CODES: LazyLock<String> =
+    LazyLock::new(|| code_list(&HOLDING_DEVICE, JobState::code));
+
 /// Decodes one of LAVA's integer codes read from `table`.
 pub(crate) fn decode<T>(
     table: &'static str,
@@ -210,12 +232,44 @@ pub(crate) mod testutil {
     //! A store in a temporary directory, so WAL behaviour is real.
 
     use super::Store;
+    use crate::model::{DeviceHealth, DeviceState};
 
     /// A fresh store; keep the directory alive as long as the store.
     pub(crate) fn store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().expect("temporary directory");
         let store = Store::open(dir.path().join("lavabox.db")).expect("open store");
         (dir, store)
+    }
+
+    /// A store with user alice, type qemu, and devices q1, q2 (Good).
+    pub(crate) fn lab() -> (tempfile::TempDir, Store) {
+        let (dir, mut store) = store();
+        store
+            .create_user(&super::NewUser::named("alice"))
+            .expect("user alice");
+        store
+            .create_device_type(&super::NewDeviceType::named("qemu"))
+            .expect("device type qemu");
+        for host in ["q1", "q2"] {
+            let mut dev = super::NewDevice::new(host, "qemu");
+            dev.health = DeviceHealth::Good;
+            store.create_device(&dev).expect("device");
+        }
+        (dir, store)
+    }
+
+    /// A job of alice's for a qemu device, named `smoke`.
+    pub(crate) fn qemu_job() -> super::NewJob {
+        let mut job = super::NewJob::new("alice", "device_type: qemu\n");
+        job.requested_device_type = Some("qemu".into());
+        job.description = "smoke".into();
+        job
+    }
+
+    /// The state and health of device `host`.
+    pub(crate) fn device(store: &Store, host: &str) -> (DeviceState, DeviceHealth) {
+        let d = store.device(host).expect("read device").expect("device");
+        (d.state, d.health)
     }
 
     /// Two jobs of `owner`: one public, one personal (`job_name: a` and `b`), for the

@@ -8,7 +8,7 @@ use rusqlite::params_from_iter;
 use rusqlite::types::Value;
 
 use super::error::Step;
-use super::jobs::Viewer;
+use super::joblist::Viewer;
 use super::{Error, Store, ts_from_sql};
 use crate::model::{JobHealth, JobId, JobState};
 use time::OffsetDateTime;
@@ -269,7 +269,7 @@ fn filter_sql(
             sql.push_str(&format!(" AND {cmp}"));
         }
     }
-    super::jobs::viewer_sql(viewer, &mut sql, args);
+    super::joblist::viewer_sql(viewer, &mut sql, args);
     (key, sql)
 }
 

@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 
 use super::condition::QuerySpec;
 use super::error::{Error, Step, unique_or};
-use super::jobs::Viewer;
+use super::joblist::Viewer;
 use super::query::QueryRows;
 use super::users::{group_id, user_id};
 use super::{Store, now, opt_ts_from_sql, ts_from_sql, ts_to_sql};

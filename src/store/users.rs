@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 use super::error::{Error, Step, unique_or};
+use super::update::SetColumns;
 use super::{Store, now, opt_ts_from_sql, ts_from_sql, ts_to_sql};
 use crate::model::{GroupId, UserId};
 
@@ -278,13 +279,9 @@ impl Store {
 
     /// Activates or deactivates a user; inactive users cannot authenticate.
     pub fn set_user_active(&mut self, username: &str, active: bool) -> Result<(), Error> {
-        let n = self
-            .conn
-            .execute(
-                "UPDATE users SET is_active = ?2 WHERE username = ?1",
-                params![username, active],
-            )
-            .step("updating a user")?;
+        let n = SetColumns::new("users", "username")
+            .set("is_active", active)
+            .run(&self.conn, username, "updating a user")?;
         if n == 0 {
             return Err(Error::NotFound {
                 kind: "user",
@@ -525,12 +522,9 @@ impl Store {
         let Some((token, user)) = found else {
             return Ok(None);
         };
-        self.conn
-            .execute(
-                "UPDATE api_tokens SET last_used = ?2 WHERE id = ?1",
-                params![token, ts_to_sql(now())],
-            )
-            .step("recording token use")?;
+        SetColumns::new("api_tokens", "id")
+            .set("last_used", ts_to_sql(now()))
+            .run(&self.conn, token, "recording token use")?;
         user_from_row(user).map(Some)
     }
 }

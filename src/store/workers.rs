@@ -10,6 +10,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use time::OffsetDateTime;
 
 use super::error::{Error, Step, unique_or};
+use super::update::SetColumns;
 use super::{Store, decode, opt_ts_from_sql, ts_to_sql};
 
 /// A worker's connection state (LAVA's codes: Online 0, Offline 1).
@@ -366,16 +367,9 @@ impl Store {
         which: WorkerFile,
         text: Option<&str>,
     ) -> Result<(), Error> {
-        let n = self
-            .conn
-            .execute(
-                &format!(
-                    "UPDATE workers SET {} = ?2 WHERE hostname = ?1",
-                    which.column()
-                ),
-                params![hostname, text],
-            )
-            .step("storing a worker file")?;
+        let n = SetColumns::new("workers", "hostname")
+            .set(which.column(), text.map(str::to_owned))
+            .run(&self.conn, hostname, "storing a worker file")?;
         if n == 0 {
             return Err(not_found(hostname));
         }
@@ -417,9 +411,9 @@ impl Store {
     pub fn workers_not_taking_jobs(&self) -> Result<Vec<String>, Error> {
         let mut stmt = self
             .conn
-            .prepare("SELECT hostname FROM workers WHERE health <> 0 ORDER BY hostname")
+            .prepare("SELECT hostname FROM workers WHERE health <> ?1 ORDER BY hostname")
             .step("listing workers in maintenance")?;
-        stmt.query_map([], |r| r.get(0))
+        stmt.query_map([WorkerHealth::Active.code()], |r| r.get(0))
             .step("listing workers in maintenance")?
             .collect::<Result<Vec<_>, _>>()
             .step("listing workers in maintenance")

@@ -14,10 +14,9 @@ use std::time::{Duration, Instant};
 
 use lavabox::devicetype::Templates;
 use lavabox::dispatcher::{Dispatcher, DispatcherConfig, JobRun};
+use lavabox::model::lifecycle::JobEnd;
 use lavabox::model::{DeviceHealth, ErrorType, JobHealth, TestResult};
-use lavabox::store::{
-    AsyncStore, Device, Job, JobEnd, NewDevice, NewDeviceType, NewJob, NewUser, Store,
-};
+use lavabox::store::{AsyncStore, Device, Job, NewDevice, NewDeviceType, NewJob, NewUser, Store};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 use tokio_util::sync::CancellationToken;

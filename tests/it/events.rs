@@ -14,10 +14,10 @@ use lavabox::app::App;
 use lavabox::config::{Config, Overrides, RawConfig};
 use lavabox::events::WorkerChange;
 use lavabox::events::zmq::publisher_address;
+use lavabox::model::lifecycle::JobEnd;
 use lavabox::model::{DeviceHealth, JobId};
 use lavabox::store::{
-    Changes, JobChange, JobEnd, NewDevice, NewDeviceType, NewJob, NewUser, WorkerHealth,
-    WorkerState,
+    Changes, JobChange, NewDevice, NewDeviceType, NewJob, NewUser, WorkerHealth, WorkerState,
 };
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};

@@ -5,8 +5,9 @@ use std::net::SocketAddr;
 
 use lavabox::app::App;
 use lavabox::config::{Config, Overrides, RawConfig};
+use lavabox::model::lifecycle::JobEnd;
 use lavabox::model::{DeviceHealth, JobId, TestResult};
-use lavabox::store::{JobEnd, NewDevice, NewDeviceType, NewJob, NewTestCase, NewUser, Visibility};
+use lavabox::store::{NewDevice, NewDeviceType, NewJob, NewTestCase, NewUser, Visibility};
 use serde_json::Value;
 
 /// A running appliance with seeded users, a device and jobs.

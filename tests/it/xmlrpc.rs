@@ -11,11 +11,10 @@ use std::process::Command;
 use lavabox::api::xmlrpc::codec::{self, Value};
 use lavabox::app::App;
 use lavabox::config::{Config, Overrides, RawConfig};
+use lavabox::model::lifecycle::JobEnd;
 use lavabox::model::{DeviceHealth, JobId, TestResult};
 use lavabox::store::joblog::{Entry, JobLogWriter, Level};
-use lavabox::store::{
-    JobEnd, NewDevice, NewDeviceType, NewSavedQuery, NewTestCase, NewUser, QuerySpec,
-};
+use lavabox::store::{NewDevice, NewDeviceType, NewSavedQuery, NewTestCase, NewUser, QuerySpec};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;

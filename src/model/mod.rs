@@ -2,7 +2,11 @@
 //! numbered exactly as LAVA 2023.01 names and numbers them (the numbers are part of the
 //! XML-RPC and REST wire formats, and of the database).
 //!
-//! This module is pure: no I/O, no serde. Wire formats convert at the edge.
+//! This module is pure: no I/O, no serde. Wire formats convert at the edge. The rules of
+//! LAVA's life cycle (which state follows which, what a job's end does to its device) are
+//! in [`lifecycle`].
+
+pub mod lifecycle;
 
 use std::fmt;
 use std::str::FromStr;
