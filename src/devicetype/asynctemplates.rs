@@ -31,16 +31,18 @@ impl AsyncTemplates {
         &self.templates
     }
 
-    /// Runs `f` with the templates on the blocking pool.
+    /// Runs `f` with the templates on the blocking pool and returns what it returned; the
+    /// only error is [`Error::Task`] (the task panicked), so callers keep `f`'s own result
+    /// apart from it.
     pub async fn call<F, R>(&self, f: F) -> Result<R, Error>
     where
-        F: FnOnce(&Templates) -> Result<R, Error> + Send + 'static,
+        F: FnOnce(&Templates) -> R + Send + 'static,
         R: Send + 'static,
     {
         let templates = self.templates.clone();
         tokio::task::spawn_blocking(move || f(&templates))
             .await
-            .map_err(Error::Task)?
+            .map_err(Error::Task)
     }
 
     /// The checks of the given device dictionaries (in order), rendering only those whose
@@ -52,7 +54,7 @@ impl AsyncTemplates {
         let checks = Arc::clone(&self.checks);
         self.call(move |templates| {
             let mut checks = checks.lock().unwrap_or_else(PoisonError::into_inner);
-            Ok(checks.check_all(templates, &dictionaries))
+            checks.check_all(templates, &dictionaries)
         })
         .await
     }
@@ -82,6 +84,7 @@ mod tests {
         let source = templates
             .call(|t| t.template_source("qemu"))
             .await
+            .unwrap()
             .unwrap();
         assert!(source.contains("qemu"));
     }

@@ -11,9 +11,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::Templates;
 use super::render::{Context, extends};
 use super::stamp::Stamps;
-use super::Templates;
 
 /// What the scheduler needs to know about one device dictionary.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -161,7 +161,10 @@ mod tests {
         let first = cache.check_all(&templates, &dicts);
         assert_eq!(first[0].config_error, None, "{:?}", first[0]);
         assert_eq!(first[0].template.as_deref(), Some("board"));
-        assert_eq!(first[2].config_error.as_deref(), Some("no device dictionary"));
+        assert_eq!(
+            first[2].config_error.as_deref(),
+            Some("no device dictionary")
+        );
         // Two devices with the same dictionary share one render.
         assert_eq!(cache.renders(), 1);
         let second = cache.check_all(&templates, &dicts);

@@ -33,14 +33,14 @@ mod yaml;
 #[cfg(test)]
 mod tests;
 
+pub use asynctemplates::AsyncTemplates;
+pub use check::{DeviceCheck, DeviceChecks};
 pub use config::{
     Actions, BootActions, CharacterDelays, Commands, Connection, Constants, DeployActions,
     DeployParameters, DeviceConfig, GuestDisk, InfoEntry, KernelType, LoadAddresses, Parameters,
     PosixConstants, QemuMethod, SshParameters, Timeouts, UBootConstants, UBootInterrupt,
     UBootMethod, UBootParameters, UserCommand,
 };
-pub use asynctemplates::AsyncTemplates;
-pub use check::{DeviceCheck, DeviceChecks};
 pub use error::Error;
 pub use render::{Context, RenderedDevice, check_dictionary, extends};
 pub use source::{FileKind, TemplateDir, Templates, builtin_template_names};
