@@ -365,3 +365,47 @@ async fn recover_powers_off_the_boards_of_jobs_a_crash_closed() {
     assert_eq!(recover(&app, &runner).await.unwrap(), 0);
     assert_eq!(runner.powered_off.lock().unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn passes_render_a_device_only_when_its_dictionary_or_templates_change() {
+    let (_dir, app) = app(&["q1", "q2"], |_| {}).await;
+    let (runner, _calls) = FakeRunner::new(Script::UntilCanceled);
+    let scheduler = Scheduler::new(app.clone(), Arc::new(runner), CancellationToken::new());
+    scheduler.pass().await;
+    // q1 and q2 share one dictionary: one render.
+    assert_eq!(app.templates().check_renders(), 1);
+    scheduler.pass().await;
+    assert_eq!(
+        app.templates().check_renders(),
+        1,
+        "a second pass renders nothing"
+    );
+    let other = format!("{QEMU}{{% set memory = 2048 %}}\n");
+    app.store()
+        .call(move |s| s.set_device_dictionary("q2", &other))
+        .await
+        .unwrap();
+    scheduler.pass().await;
+    assert_eq!(
+        app.templates().check_renders(),
+        2,
+        "the changed dictionary only"
+    );
+    app.templates()
+        .call(|t| {
+            t.write(
+                crate::devicetype::FileKind::HealthCheck,
+                "qemu",
+                "job_name: hc\n",
+            )
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    scheduler.pass().await;
+    assert_eq!(
+        app.templates().check_renders(),
+        4,
+        "a written file renders both again"
+    );
+}
