@@ -152,7 +152,7 @@ const RECOVERY_POWER_OFF: Duration = Duration::from_secs(120);
 /// Finishes every job left Scheduling, Scheduled, Running or Canceling by a previous run
 /// (Incomplete, Infrastructure, [`RESTARTED`]; Canceling ones end Canceled) and publishes
 /// the changes. Their devices go Idle, with health Unknown so a health check runs first, and
-/// are powered off through `runner` (concurrently, bounded by [`RECOVERY_POWER_OFF`]): a board
+/// are powered off through `runner` (concurrently, bounded by a timeout of two minutes): a board
 /// a crash left running must not keep running its dead job. Returns how many jobs were
 /// finished.
 pub async fn recover(app: &App, runner: &dyn JobRunner) -> Result<usize, store::Error> {
