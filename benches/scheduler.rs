@@ -152,7 +152,7 @@ async fn bench() -> anyhow::Result<()> {
     let dispatcher = Dispatcher::new(
         app.dispatcher_config(),
         app.store().clone(),
-        app.templates().clone(),
+        app.templates().blocking().clone(),
     )
     .with_hardware(Hardware {
         runner: Arc::new(TimedRunner { issued }),

@@ -13,7 +13,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
 use crate::config::Config;
-use crate::devicetype::Templates;
+use crate::devicetype::{AsyncTemplates, TemplateDir, Templates};
 use crate::dispatcher::{Dispatcher, DispatcherConfig};
 use crate::events::Bus;
 use crate::events::WorkerChange;
@@ -32,8 +32,9 @@ pub struct App {
     config: Arc<Config>,
     /// The database, for async callers.
     store: AsyncStore,
-    /// Device-type templates: the configured directories, then the shipped ones.
-    templates: Templates,
+    /// Device-type templates: the data directory, the configured directories, then the
+    /// compiled-in ones; rendered off the runtime, device checks cached.
+    templates: AsyncTemplates,
     /// Where every state change is published.
     events: Bus,
     /// Wakes the scheduler loop: a submission, a job ending, a device changing.
@@ -47,7 +48,14 @@ impl App {
         let data_dir = config.data_dir.clone();
         let db = config.database_path();
         let instance = config.instance.clone();
-        let store = tokio::task::spawn_blocking(move || -> anyhow::Result<Store> {
+        let template_dirs = config.template_dirs.clone();
+        let (store, template_dirs) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+            // Templates and health checks written through the APIs go to the data directory
+            // (never /etc), which is therefore looked up first.
+            let dirs: Vec<TemplateDir> =
+                std::iter::once(TemplateDir::Admin(data_dir.join("device-types")))
+                    .chain(template_dirs.into_iter().map(template_dir))
+                    .collect();
             std::fs::create_dir_all(&data_dir)
                 .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
             let mut store =
@@ -56,21 +64,15 @@ impl App {
             store
                 .ensure_worker(&instance)
                 .with_context(|| format!("registering the appliance's worker `{instance}`"))?;
-            Ok(store)
+            Ok((store, dirs))
         })
         .await
         .context("opening the database")??;
-        // Templates and health checks written through the APIs go to the data directory
-        // (never /etc), which is therefore looked up first.
-        let templates = Templates::new(
-            std::iter::once(config.data_dir.join("device-types"))
-                .chain(config.template_dirs.iter().cloned()),
-        )
-        .with_builtin();
+        let templates = Templates::from_dirs(template_dirs).with_builtin();
         Ok(App {
             config: Arc::new(config),
             store: AsyncStore::new(store),
-            templates,
+            templates: AsyncTemplates::new(templates),
             events: Bus::new(),
             wake: Arc::new(tokio::sync::Notify::new()),
         })
@@ -92,11 +94,21 @@ impl App {
     }
 
     /// Publishes what a store call changed and wakes the scheduler if anything did. Every
-    /// caller that changes job or device state goes through here.
+    /// caller that changes job or device state goes through here (or through
+    /// [`App::changed_without_wake`]).
     pub fn changed(&self, changes: &Changes) {
         if !changes.is_empty() {
             self.events.publish(changes);
             self.wake_scheduler();
+        }
+    }
+
+    /// Publishes what a store call changed without waking the scheduler: for the scheduler's
+    /// own changes that free nothing (the decisions a pass applied, a job going Running), where
+    /// another pass would only hold the store while the new jobs try to start.
+    pub fn changed_without_wake(&self, changes: &Changes) {
+        if !changes.is_empty() {
+            self.events.publish(changes);
         }
     }
 
@@ -137,8 +149,9 @@ impl App {
         Arc::clone(&self.wake)
     }
 
-    /// The device-type templates.
-    pub fn templates(&self) -> &Templates {
+    /// The device-type templates, for async callers (every read and render on the blocking
+    /// pool).
+    pub fn templates(&self) -> &AsyncTemplates {
         &self.templates
     }
 
@@ -158,7 +171,7 @@ impl App {
         let dispatcher = Dispatcher::new(
             self.dispatcher_config(),
             self.store.clone(),
-            self.templates.clone(),
+            self.templates.blocking().clone(),
         );
         self.run_with(Arc::new(dispatcher), shutdown).await
     }
@@ -256,6 +269,22 @@ impl App {
         drop(self);
         tracing::info!("lavabox stopped");
         Ok(())
+    }
+}
+
+/// How a configured template directory counts: the package's shipped directories provide
+/// templates only, every other one (an admin's) health checks too. Compared by canonical path
+/// so `./device-types` in the source tree is recognised.
+fn template_dir(dir: std::path::PathBuf) -> TemplateDir {
+    let canonical = |p: &std::path::Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_owned());
+    let this = canonical(&dir);
+    if crate::config::shipped_template_dirs()
+        .iter()
+        .any(|shipped| canonical(shipped) == this)
+    {
+        TemplateDir::Shipped(dir)
+    } else {
+        TemplateDir::Admin(dir)
     }
 }
 

@@ -387,19 +387,28 @@ fn parse_addr(text: &str) -> Result<SocketAddr, String> {
         .map_err(|_| format!("`{text}` is not an ADDRESS:PORT such as 0.0.0.0:80"))
 }
 
+/// Where the templates shipped with lavabox may be: next to the binary, in the source tree it
+/// was built from, `/usr/share/lavabox/device-types`. Their `health-checks/` are examples,
+/// never applied (`devicetype::TemplateDir::Shipped`).
+pub fn shipped_template_dirs() -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(Path::to_owned))
+    {
+        dirs.push(dir.join("device-types"));
+    }
+    dirs.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("device-types"));
+    dirs.push(PathBuf::from("/usr/share/lavabox/device-types"));
+    dirs
+}
+
 /// `/etc/lavabox/device-types`, then the templates shipped with lavabox: next to the
 /// binary, in the source tree it was built from, or `/usr/share/lavabox/device-types`.
 /// Only existing directories are kept, unless none exists.
 pub fn default_template_dirs() -> Vec<PathBuf> {
     let mut candidates = vec![PathBuf::from("/etc/lavabox/device-types")];
-    if let Some(dir) = std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.parent().map(Path::to_owned))
-    {
-        candidates.push(dir.join("device-types"));
-    }
-    candidates.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("device-types"));
-    candidates.push(PathBuf::from("/usr/share/lavabox/device-types"));
+    candidates.extend(shipped_template_dirs());
     let existing: Vec<PathBuf> = candidates.iter().filter(|d| d.is_dir()).cloned().collect();
     if existing.is_empty() {
         candidates

@@ -74,6 +74,9 @@ pub enum Error {
     /// No template directory is configured, so nothing can be written.
     #[error("no writable device-type directory is configured")]
     NotWritable,
+    /// The blocking task doing template work panicked or was canceled.
+    #[error("the device-type template task failed: {0}")]
+    Task(#[source] tokio::task::JoinError),
 }
 
 /// `file line N` or just `file`, for error messages.

@@ -6,11 +6,12 @@
 //! `default()`, but not what the dictionary or the device type sets outright).
 
 use std::collections::BTreeMap;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 
 use minijinja::syntax::SyntaxConfig;
 use minijinja::{Environment, ErrorKind, UndefinedBehavior, Value};
 
+use super::stamp::Stamps;
 use super::{DeviceConfig, Error, Templates};
 
 /// The job `context:` mapping (or an empty map), passed to the templates as variables.
@@ -41,13 +42,41 @@ impl Templates {
     /// Renders `dictionary` with `context` to YAML text without reading it further, as LAVA's
     /// `get_dictionary(render=True)` does.
     pub fn render_yaml(&self, dictionary: &str, context: &Context) -> Result<String, Error> {
+        self.render_yaml_recorded(dictionary, context, None)
+    }
+
+    /// [`Templates::render`], recording into `stamps` every file on disk the render looked
+    /// up, so a cached result can be checked later without rendering ([`super::DeviceChecks`]).
+    pub(crate) fn render_stamped(
+        &self,
+        dictionary: &str,
+        context: &Context,
+        stamps: &mut Stamps,
+    ) -> Result<RenderedDevice, Error> {
+        let recorder = Arc::new(Mutex::new(Stamps::default()));
+        let yaml = self.render_yaml_recorded(dictionary, context, Some(Arc::clone(&recorder)));
+        stamps.extend(std::mem::take(
+            &mut *recorder.lock().unwrap_or_else(PoisonError::into_inner),
+        ));
+        let yaml = yaml?;
+        let config = DeviceConfig::from_yaml(&yaml)?;
+        Ok(RenderedDevice { yaml, config })
+    }
+
+    /// [`Templates::render_yaml`], with the loader recording stamps into `recorder` if given.
+    fn render_yaml_recorded(
+        &self,
+        dictionary: &str,
+        context: &Context,
+        recorder: Option<Arc<Mutex<Stamps>>>,
+    ) -> Result<String, Error> {
         // Name a missing device type plainly instead of as an engine error on line 1.
         if let Some(target) = extends_target(dictionary)
-            && self.load(&target)?.is_none()
+            && load_recorded(self, &target, recorder.as_deref())?.is_none()
         {
             return Err(self.not_found(&target));
         }
-        let env = self.environment()?;
+        let env = self.environment(recorder)?;
         let template = env
             .template_from_named_str(DICTIONARY_NAME, dictionary)
             .map_err(template_error)?;
@@ -56,9 +85,13 @@ impl Templates {
             .map_err(template_error)
     }
 
-    /// A fresh engine whose loader reads from these sources. Built per render, so template edits
-    /// apply at once and no state is shared between renders.
-    fn environment(&self) -> Result<Environment<'static>, Error> {
+    /// A fresh engine whose loader reads from these sources (recording what it looked at into
+    /// `recorder`, if given). Built per render, so template edits apply at once and no state
+    /// is shared between renders.
+    fn environment(
+        &self,
+        recorder: Option<Arc<Mutex<Stamps>>>,
+    ) -> Result<Environment<'static>, Error> {
         let mut env = Environment::new();
         let syntax = SyntaxConfig::builder()
             .trim_blocks(true)
@@ -69,11 +102,25 @@ impl Templates {
         super::pycompat::install(&mut env);
         let templates = self.clone();
         env.set_loader(move |name| {
-            templates
-                .load(name)
+            load_recorded(&templates, name, recorder.as_deref())
                 .map_err(|e| minijinja::Error::new(ErrorKind::InvalidOperation, e.to_string()))
         });
         Ok(env)
+    }
+}
+
+/// [`Templates::load`], recording stamps into `recorder` if given.
+fn load_recorded(
+    templates: &Templates,
+    name: &str,
+    recorder: Option<&Mutex<Stamps>>,
+) -> Result<Option<String>, Error> {
+    match recorder {
+        Some(recorder) => templates.load_stamped(
+            name,
+            Some(&mut recorder.lock().unwrap_or_else(PoisonError::into_inner)),
+        ),
+        None => templates.load(name),
     }
 }
 

@@ -7,8 +7,10 @@ use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::Error;
+use super::stamp::Stamps;
 
 /// The templates shipped in the repository's `device-types/` directory, compiled into the binary
 /// so a bare `lavabox` works from any directory.
@@ -54,11 +56,31 @@ pub enum FileKind {
     HealthCheck,
 }
 
+/// A template directory and what it may provide.
+///
+/// LAVA runs a health check only when the admin installed one. The package's own shipped
+/// directory holds example health checks whose assets live where the appliance image puts
+/// them, so it provides templates only: the demo, the lab and the image install the examples
+/// they can run into an admin directory (the data directory's `device-types/`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TemplateDir {
+    /// An admin's directory (the data directory, `/etc/lavabox/device-types`, a configured
+    /// one): templates and health checks.
+    Admin(PathBuf),
+    /// The templates shipped with lavabox: templates only, its `health-checks/` is ignored.
+    Shipped(PathBuf),
+}
+
 /// One place templates are looked up in.
 #[derive(Clone)]
 enum Layer {
     /// A directory on disk, read at every lookup so edits apply to the next render.
-    Dir(PathBuf),
+    Dir {
+        /// The directory.
+        dir: PathBuf,
+        /// Whether its `health-checks/` counts (an admin's directory, not a shipped one).
+        health_checks: bool,
+    },
     /// Files held in memory, keyed by their path relative to a template directory
     /// (`qemu.jinja2`, `health-checks/qemu.yaml`).
     Memory {
@@ -66,6 +88,8 @@ enum Layer {
         label: &'static str,
         /// The files.
         files: BTreeMap<String, String>,
+        /// Whether its `health-checks/` counts (never for the compiled-in templates).
+        health_checks: bool,
     },
 }
 
@@ -73,22 +97,36 @@ impl std::fmt::Debug for Layer {
     /// Names the source without dumping the text of in-memory files.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Layer::Dir(dir) => f.debug_tuple("Dir").field(dir).finish(),
-            Layer::Memory { label, files } => f
+            Layer::Dir { dir, health_checks } => f
+                .debug_struct("Dir")
+                .field("dir", dir)
+                .field("health_checks", health_checks)
+                .finish(),
+            Layer::Memory {
+                label,
+                files,
+                health_checks,
+            } => f
                 .debug_struct("Memory")
                 .field("label", label)
                 .field("files", &files.keys().collect::<Vec<_>>())
+                .field("health_checks", health_checks)
                 .finish(),
         }
     }
 }
 
 impl Layer {
-    /// Reads `relative` (already checked to be a safe relative path) from this layer.
-    fn read(&self, relative: &str) -> Result<Option<String>, Error> {
+    /// Reads `relative` (already checked to be a safe relative path) from this layer. With
+    /// `stamps`, a directory lookup first records the file's stamp (present or not), so a
+    /// cached render can tell later whether this lookup would now read something else.
+    fn read(&self, relative: &str, stamps: Option<&mut Stamps>) -> Result<Option<String>, Error> {
         match self {
-            Layer::Dir(dir) => {
+            Layer::Dir { dir, .. } => {
                 let path = dir.join(relative);
+                if let Some(stamps) = stamps {
+                    stamps.record(&path);
+                }
                 match std::fs::read_to_string(&path) {
                     Ok(text) => Ok(Some(text)),
                     Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
@@ -99,10 +137,19 @@ impl Layer {
         }
     }
 
+    /// Whether health checks are looked up in this layer.
+    fn has_health_checks(&self) -> bool {
+        match self {
+            Layer::Dir { health_checks, .. } | Layer::Memory { health_checks, .. } => {
+                *health_checks
+            }
+        }
+    }
+
     /// Names of the top-level template files of this layer.
     fn template_names(&self) -> Result<Vec<String>, Error> {
         match self {
-            Layer::Dir(dir) => {
+            Layer::Dir { dir, .. } => {
                 let entries = match std::fs::read_dir(dir) {
                     Ok(entries) => entries,
                     // A configured directory that does not exist yet simply holds nothing.
@@ -139,7 +186,7 @@ impl Layer {
     /// How this layer is named in messages.
     fn describe(&self) -> String {
         match self {
-            Layer::Dir(dir) => dir.display().to_string(),
+            Layer::Dir { dir, .. } => dir.display().to_string(),
             Layer::Memory { label, .. } => (*label).to_owned(),
         }
     }
@@ -150,29 +197,47 @@ impl Layer {
 /// `/usr/share/lava-server/device-types`.
 ///
 /// Cheap to clone and safe to share between threads. Files are read at every lookup (no cache),
-/// so a template changed through the API is used by the next render.
+/// so a template changed through the API is used by the next render; callers that cache what
+/// they rendered ([`super::DeviceChecks`]) watch [`Templates::generation`] and the files' stamps.
 #[derive(Debug, Clone)]
 pub struct Templates {
     layers: Arc<Vec<Layer>>,
+    /// Bumped by every [`Templates::write`], shared by all clones.
+    generation: Arc<AtomicU64>,
 }
 
 impl Templates {
-    /// Templates looked up in `dirs`, in order (the first directory holding a file wins).
+    /// Templates looked up in `dirs`, in order (the first directory holding a file wins);
+    /// every directory may hold health checks.
     pub fn new<P: AsRef<Path>>(dirs: impl IntoIterator<Item = P>) -> Self {
-        Templates {
-            layers: Arc::new(
-                dirs.into_iter()
-                    .map(|d| Layer::Dir(d.as_ref().to_path_buf()))
-                    .collect(),
-            ),
-        }
+        Templates::from_dirs(
+            dirs.into_iter()
+                .map(|d| TemplateDir::Admin(d.as_ref().to_path_buf())),
+        )
+    }
+
+    /// Templates looked up in `dirs`, in order; only [`TemplateDir::Admin`] directories
+    /// provide health checks.
+    pub fn from_dirs(dirs: impl IntoIterator<Item = TemplateDir>) -> Self {
+        Templates::from_layers(
+            dirs.into_iter()
+                .map(|d| match d {
+                    TemplateDir::Admin(dir) => Layer::Dir {
+                        dir,
+                        health_checks: true,
+                    },
+                    TemplateDir::Shipped(dir) => Layer::Dir {
+                        dir,
+                        health_checks: false,
+                    },
+                })
+                .collect(),
+        )
     }
 
     /// Only the templates shipped with lavabox (the repository's `device-types/`), compiled in.
     pub fn builtin() -> Self {
-        Templates {
-            layers: Arc::new(vec![builtin_layer()]),
-        }
+        Templates::from_layers(vec![builtin_layer()])
     }
 
     /// These sources, then the compiled-in shipped templates as the last resort.
@@ -182,7 +247,20 @@ impl Templates {
         layers.push(builtin_layer());
         Templates {
             layers: Arc::new(layers),
+            generation: self.generation,
         }
+    }
+
+    fn from_layers(layers: Vec<Layer>) -> Self {
+        Templates {
+            layers: Arc::new(layers),
+            generation: Arc::default(),
+        }
+    }
+
+    /// How many times [`Templates::write`] changed a file through this handle (or a clone).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// Templates held in memory: `files` maps paths relative to a template directory
@@ -190,22 +268,21 @@ impl Templates {
     pub fn from_memory<K: Into<String>, V: Into<String>>(
         files: impl IntoIterator<Item = (K, V)>,
     ) -> Self {
-        Templates {
-            layers: Arc::new(vec![Layer::Memory {
-                label: "in-memory templates",
-                files: files
-                    .into_iter()
-                    .map(|(k, v)| (k.into(), v.into()))
-                    .collect(),
-            }]),
-        }
+        Templates::from_layers(vec![Layer::Memory {
+            label: "in-memory templates",
+            files: files
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+            health_checks: true,
+        }])
     }
 
     /// The first directory source: where LAVA writes templates and health checks it is given
     /// through the API (`<dir>/<name>.jinja2`, `<dir>/health-checks/<name>.yaml`).
     pub fn writable_dir(&self) -> Option<&Path> {
         self.layers.iter().find_map(|layer| match layer {
-            Layer::Dir(dir) => Some(dir.as_path()),
+            Layer::Dir { dir, .. } => Some(dir.as_path()),
             Layer::Memory { .. } => None,
         })
     }
@@ -213,7 +290,7 @@ impl Templates {
     /// Writes `text` as the `kind` file of device type `name` into [`Templates::writable_dir`]
     /// (`<dir>/<name>.jinja2` or `<dir>/health-checks/<name>.yaml`), creating directories as
     /// needed, and returns its path. Lookups read directories at every call, so the next
-    /// render or health check uses it.
+    /// render or health check uses it; the generation is bumped so cached renders are redone.
     pub fn write(&self, kind: FileKind, name: &str, text: &str) -> Result<PathBuf, Error> {
         let dir = self.writable_dir().ok_or(Error::NotWritable)?;
         let path = match kind {
@@ -234,27 +311,39 @@ impl Templates {
             std::fs::write(&partial, text)?;
             std::fs::rename(&partial, path)
         };
-        write(&path).map_err(|source| Error::Write {
+        let written = write(&path).map_err(|source| Error::Write {
             path: path.clone(),
             source,
-        })?;
+        });
+        // Bumped even on failure: a rename may have happened before the error.
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        written?;
         Ok(path)
     }
 
     /// The text of the template file `file_name` (e.g. `qemu.jinja2`) from the first source that
     /// has it, or `None`. Names that are not plain file names are never found.
     pub fn load(&self, file_name: &str) -> Result<Option<String>, Error> {
+        self.load_stamped(file_name, None)
+    }
+
+    /// [`Templates::load`], recording the stamps of the files looked at into `stamps`.
+    pub(crate) fn load_stamped(
+        &self,
+        file_name: &str,
+        stamps: Option<&mut Stamps>,
+    ) -> Result<Option<String>, Error> {
         if !is_plain_file_name(file_name) {
             return Ok(None);
         }
-        self.read_first(file_name)
+        self.read_first(file_name, stamps)
     }
 
     /// The Jinja2 source of a device type, for `devicetypes/<name>/template` and
     /// `scheduler.device_types.get_template`: `name` may be given with or without `.jinja2`.
     pub fn template_source(&self, name: &str) -> Result<String, Error> {
         let file_name = template_file_name(name)?;
-        self.read_first(&file_name)?
+        self.read_first(&file_name, None)?
             .ok_or_else(|| self.not_found(&file_name))
     }
 
@@ -278,14 +367,25 @@ impl Templates {
 
     /// The health-check job definition for devices whose dictionary extends `template_name`
     /// (without `.jinja2`): `health-checks/<template_name>.yaml`, else `.yml`, in the first source
-    /// that has either. `None` means those devices have no health check.
+    /// that has either and may hold health checks (never the shipped or compiled-in
+    /// templates, see [`TemplateDir`]). `None` means those devices have no health check.
     pub fn health_check(&self, template_name: &str) -> Result<Option<String>, Error> {
+        self.health_check_stamped(template_name, None)
+    }
+
+    /// [`Templates::health_check`], recording the stamps of the files looked at into `stamps`.
+    pub(crate) fn health_check_stamped(
+        &self,
+        template_name: &str,
+        mut stamps: Option<&mut Stamps>,
+    ) -> Result<Option<String>, Error> {
         if !is_plain_file_name(template_name) {
             return Err(Error::InvalidName(template_name.to_owned()));
         }
-        for layer in self.layers.iter() {
+        for layer in self.layers.iter().filter(|l| l.has_health_checks()) {
             for ext in ["yaml", "yml"] {
-                if let Some(text) = layer.read(&format!("{HEALTH_CHECKS}/{template_name}.{ext}"))? {
+                let relative = format!("{HEALTH_CHECKS}/{template_name}.{ext}");
+                if let Some(text) = layer.read(&relative, stamps.as_deref_mut())? {
                     return Ok(Some(text));
                 }
             }
@@ -307,9 +407,13 @@ impl Templates {
     }
 
     /// Reads `relative` from the first layer that has it.
-    fn read_first(&self, relative: &str) -> Result<Option<String>, Error> {
+    fn read_first(
+        &self,
+        relative: &str,
+        mut stamps: Option<&mut Stamps>,
+    ) -> Result<Option<String>, Error> {
         for layer in self.layers.iter() {
-            if let Some(text) = layer.read(relative)? {
+            if let Some(text) = layer.read(relative, stamps.as_deref_mut())? {
                 return Ok(Some(text));
             }
         }
@@ -342,6 +446,9 @@ fn builtin_layer() -> Layer {
             .iter()
             .map(|(name, text)| ((*name).to_owned(), (*text).to_owned()))
             .collect(),
+        // The shipped health checks are examples with the appliance's asset paths: an admin
+        // installs them, they are never compiled in.
+        health_checks: false,
     }
 }
 

@@ -16,6 +16,7 @@ pub mod deploy;
 pub mod kernel_messages;
 pub mod lava_suite;
 pub mod log;
+mod recovery;
 mod runner;
 
 use std::net::IpAddr;

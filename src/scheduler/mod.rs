@@ -1,7 +1,9 @@
 //! Scheduling: a pure [`plan()`] over a [`Snapshot`] of queue, devices and workers.
 //!
-//! The loop that loads a snapshot from the store and applies the decisions is [`run`]; the
-//! pure core ([`plan()`] and these types) touches neither the store, the clock nor tokio. The rules follow
+//! The loop that loads a snapshot from the store and applies the decisions is [`run`]; it
+//! reads the store through [`snapshot`], applies decisions in [`apply`] and runs each job in a
+//! [`job_task`]. The pure core ([`plan()`] and these types) touches neither the store, the
+//! clock nor tokio. The rules follow
 //! LAVA 2023.01 (states and device-types references) with one deliberate change: a MultiNode
 //! group is placed all at once or not at all (LAVA reserves devices one sub-job at a time and
 //! can leave a group half-reserved).
@@ -23,11 +25,19 @@ use time::OffsetDateTime;
 
 use crate::model::{DeviceHealth, DeviceState, GroupId, JobId, Priority, UserId};
 
+pub mod apply;
+pub mod job_task;
 pub mod plan;
 pub mod run;
+pub mod snapshot;
 
+#[cfg(test)]
+mod tests;
+
+pub use apply::HEALTH_CHECK_USER;
+pub use job_task::{JobRunner, RESTARTED, recover};
 pub use plan::plan;
-pub use run::{JobRunner, Scheduler};
+pub use run::Scheduler;
 
 /// Who submitted a job, for device access checks: [`crate::access::Person`] keyed by ids.
 pub type Submitter = crate::access::Person<UserId, GroupId>;

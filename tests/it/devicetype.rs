@@ -3,7 +3,9 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use lavabox::devicetype::{Context, Error, Templates, builtin_template_names, check_dictionary};
+use lavabox::devicetype::{
+    Context, Error, TemplateDir, Templates, builtin_template_names, check_dictionary,
+};
 
 /// The repository's shipped `device-types/` directory.
 fn shipped_dir() -> PathBuf {
@@ -119,7 +121,11 @@ fn local_directory_overrides_shipped_templates() {
     )
     .expect("write health check");
 
-    let templates = Templates::new([local.path().to_path_buf(), shipped_dir()]);
+    // As the appliance sees them: the admin's directory, then the shipped one.
+    let templates = Templates::from_dirs([
+        TemplateDir::Admin(local.path().to_path_buf()),
+        TemplateDir::Shipped(shipped_dir()),
+    ]);
     let types = templates.device_types().expect("list");
     assert!(types.contains(&"my-board".to_owned()));
     assert!(types.contains(&"qemu".to_owned()));
@@ -149,7 +155,14 @@ fn local_directory_overrides_shipped_templates() {
         templates.health_check("my-board").ok().flatten().as_deref(),
         Some("job_name: my-board health\n")
     );
-    // The shipped health check for the virtual x86 board is found behind the local dir.
+    // The shipped health check for the virtual x86 board is an example: not applied until
+    // the admin installs it, then found in the local dir.
+    assert_eq!(templates.health_check("qemu").ok().flatten(), None);
+    fs::copy(
+        shipped_dir().join("health-checks/qemu.yaml"),
+        local.path().join("health-checks/qemu.yaml"),
+    )
+    .expect("install the shipped health check");
     assert!(
         templates
             .health_check("qemu")

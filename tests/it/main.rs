@@ -5,6 +5,7 @@ mod common;
 mod devicetype;
 mod dispatch;
 mod events;
+mod health_check;
 mod jobs;
 mod lab;
 mod lavacli;

@@ -356,14 +356,14 @@ async fn render_check(
     app: &App,
     dictionary: String,
 ) -> Result<Result<(), crate::devicetype::Error>, ApiError> {
-    let templates = app.templates().clone();
-    tokio::task::spawn_blocking(move || {
-        templates
-            .render_yaml(&dictionary, &crate::devicetype::Context::new())
-            .map(drop)
-    })
-    .await
-    .map_err(|err| ApiError::Internal(err.to_string()))
+    app.templates()
+        .call(move |templates| {
+            templates
+                .render_yaml(&dictionary, &crate::devicetype::Context::new())
+                .map(drop)
+        })
+        .await
+        .map_err(|err| ApiError::Internal(err.to_string()))
 }
 
 fn device_type_value(s: &store::Store, name: &str) -> Result<Value, store::Error> {

@@ -270,14 +270,14 @@ pub async fn dictionary(
             }
         },
     };
-    let templates = app.templates().clone();
-    let rendered =
-        tokio::task::spawn_blocking(move || templates.render_yaml(&dictionary, &context))
-            .await
-            .map_err(|err| ApiError::Internal(err.to_string()))?
-            .map_err(|err| {
-                ApiError::detail(format!("Unable to render the device dictionary: {err}"))
-            })?;
+    let rendered = app
+        .templates()
+        .call(move |templates| templates.render_yaml(&dictionary, &context))
+        .await
+        .map_err(|err| ApiError::Internal(err.to_string()))?
+        .map_err(|err| {
+            ApiError::detail(format!("Unable to render the device dictionary: {err}"))
+        })?;
     Ok(typed(rendered, "application/yaml"))
 }
 
@@ -417,8 +417,9 @@ pub async fn template(
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
     visible_type(&app, &caller, name.clone()).await?;
-    let templates = app.templates().clone();
-    let source = tokio::task::spawn_blocking(move || templates.template_source(&name))
+    let source = app
+        .templates()
+        .call(move |templates| templates.template_source(&name))
         .await
         .map_err(|err| ApiError::Internal(err.to_string()))?
         .map_err(|_| ApiError::NotFound)?;
@@ -432,8 +433,9 @@ pub async fn health_check(
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
     visible_type(&app, &caller, name.clone()).await?;
-    let templates = app.templates().clone();
-    let source = tokio::task::spawn_blocking(move || templates.health_check(&name))
+    let source = app
+        .templates()
+        .call(move |templates| templates.health_check(&name))
         .await
         .map_err(|err| ApiError::Internal(err.to_string()))?
         .map_err(|err| ApiError::Internal(err.to_string()))?

@@ -51,8 +51,8 @@ async fn write(
     name: String,
     text: String,
 ) -> Result<Response, ApiError> {
-    let templates = app.templates().clone();
-    tokio::task::spawn_blocking(move || templates.write(kind, &name, &text))
+    app.templates()
+        .call(move |templates| templates.write(kind, &name, &text))
         .await
         .map_err(|err| ApiError::Internal(err.to_string()))?
         .map_err(|err| match err {

@@ -164,8 +164,10 @@ pub(super) async fn call(ctx: &Ctx, name: &str, a: Args<'_>) -> R {
                     .collect::<Vec<_>>())
             })
             .await?;
-            let templates = ctx.app.templates().clone();
-            let map = tokio::task::spawn_blocking(move || network_map(&templates, &devices))
+            let map = ctx
+                .app
+                .templates()
+                .call(move |templates| network_map(templates, &devices))
                 .await
                 .map_err(|e| Fault::new(-32603, e.to_string()))?;
             let out = match switch {

@@ -45,8 +45,10 @@ pub(super) async fn call(ctx: &Ctx, name: &str, a: Args<'_>) -> R {
         "scheduler.device_types.list" => {
             a.at_most(1)?;
             let show_all = a.opt_bool(0, "show_all", false)?;
-            let templates = ctx.app.templates().clone();
-            let template_names = tokio::task::spawn_blocking(move || templates.device_types())
+            let template_names = ctx
+                .app
+                .templates()
+                .call(|templates| templates.device_types())
                 .await
                 .map_err(|e| Fault::new(-32603, e.to_string()))?
                 .unwrap_or_default();
@@ -86,12 +88,13 @@ pub(super) async fn call(ctx: &Ctx, name: &str, a: Args<'_>) -> R {
         "scheduler.device_types.show" => {
             a.at_most(1)?;
             let n = a.string(0, "name")?;
-            let templates = ctx.app.templates().clone();
             let tn = n.clone();
-            let has_template =
-                tokio::task::spawn_blocking(move || templates.template_source(&tn).is_ok())
-                    .await
-                    .unwrap_or(false);
+            let has_template = ctx
+                .app
+                .templates()
+                .call(move |templates| templates.template_source(&tn).is_ok())
+                .await
+                .unwrap_or(false);
             db(ctx, move |s| {
                 let dt = find_device_type(s, &caller, &n)?;
                 let aliases: Vec<Value> = s
@@ -199,18 +202,20 @@ pub(super) async fn call(ctx: &Ctx, name: &str, a: Args<'_>) -> R {
             if n.starts_with('.') || n.contains('/') || n.contains('\\') {
                 return Err(Fault::new(400, "Invalid device-type"));
             }
-            let templates = ctx.app.templates().clone();
             let health = name.ends_with("health_check");
-            let found = tokio::task::spawn_blocking(move || {
-                if health {
-                    let stem = n.strip_suffix(".yaml").unwrap_or(&n).to_owned();
-                    templates.health_check(&stem).ok().flatten().ok_or(n)
-                } else {
-                    templates.template_source(&n).map_err(|_| n)
-                }
-            })
-            .await
-            .map_err(|e| Fault::new(-32603, e.to_string()))?;
+            let found = ctx
+                .app
+                .templates()
+                .call(move |templates| {
+                    if health {
+                        let stem = n.strip_suffix(".yaml").unwrap_or(&n).to_owned();
+                        templates.health_check(&stem).ok().flatten().ok_or(n)
+                    } else {
+                        templates.template_source(&n).map_err(|_| n)
+                    }
+                })
+                .await
+                .map_err(|e| Fault::new(-32603, e.to_string()))?;
             match found {
                 Ok(text) => Ok(binary(text)),
                 Err(n) if health => {
@@ -235,8 +240,9 @@ pub(super) async fn call(ctx: &Ctx, name: &str, a: Args<'_>) -> R {
             } else {
                 (FileKind::Template, n)
             };
-            let templates = ctx.app.templates().clone();
-            tokio::task::spawn_blocking(move || templates.write(kind, &n, &config))
+            ctx.app
+                .templates()
+                .call(move |templates| templates.write(kind, &n, &config))
                 .await
                 .map_err(|e| Fault::new(-32603, e.to_string()))?
                 .map_err(|e| {

@@ -44,25 +44,29 @@ pub(super) async fn call(ctx: &Ctx, name: &str, a: Args<'_>) -> R {
                 Ok(chosen)
             })
             .await?;
-            let templates = ctx.app.templates().clone();
-            let text = tokio::task::spawn_blocking(move || {
-                let mut out = serde_json::Map::new();
-                for d in devices {
-                    let verdict = match d.dictionary.as_deref() {
-                        None => json!({"Invalid": "Missing device dictionary"}),
-                        Some(dict) => {
-                            match templates.render_yaml(dict, &crate::devicetype::Context::new()) {
-                                Ok(_) => json!({"Valid": null}),
-                                Err(e) => json!({"Invalid": e.to_string()}),
+            let text = ctx
+                .app
+                .templates()
+                .call(move |templates| {
+                    let mut out = serde_json::Map::new();
+                    for d in devices {
+                        let verdict = match d.dictionary.as_deref() {
+                            None => json!({"Invalid": "Missing device dictionary"}),
+                            Some(dict) => {
+                                match templates
+                                    .render_yaml(dict, &crate::devicetype::Context::new())
+                                {
+                                    Ok(_) => json!({"Valid": null}),
+                                    Err(e) => json!({"Invalid": e.to_string()}),
+                                }
                             }
-                        }
-                    };
-                    out.insert(d.hostname, verdict);
-                }
-                serde_norway::to_string(&serde_json::Value::Object(out)).unwrap_or_default()
-            })
-            .await
-            .map_err(|e| Fault::new(-32603, e.to_string()))?;
+                        };
+                        out.insert(d.hostname, verdict);
+                    }
+                    serde_norway::to_string(&serde_json::Value::Object(out)).unwrap_or_default()
+                })
+                .await
+                .map_err(|e| Fault::new(-32603, e.to_string()))?;
             Ok(binary(text))
         }
         "scheduler.all_devices" => {
@@ -329,17 +333,18 @@ pub(super) async fn call(ctx: &Ctx, name: &str, a: Args<'_>) -> R {
                     }
                 },
             };
-            let templates = ctx.app.templates().clone();
-            let rendered =
-                tokio::task::spawn_blocking(move || templates.render_yaml(&dict, &context))
-                    .await
-                    .map_err(|e| Fault::new(-32603, e.to_string()))?
-                    .map_err(|e| {
-                        Fault::new(
-                            400,
-                            format!("Unable to render the device configuration: {e}"),
-                        )
-                    })?;
+            let rendered = ctx
+                .app
+                .templates()
+                .call(move |templates| templates.render_yaml(&dict, &context))
+                .await
+                .map_err(|e| Fault::new(-32603, e.to_string()))?
+                .map_err(|e| {
+                    Fault::new(
+                        400,
+                        format!("Unable to render the device configuration: {e}"),
+                    )
+                })?;
             Ok(binary(rendered))
         }
         "scheduler.devices.set_dictionary" | "scheduler.import_device_dictionary" => {
