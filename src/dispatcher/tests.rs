@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use super::*;
-use crate::hw::fake::{FakeConsole, FakeRunner};
+use crate::hw::fake::{FakeBoards, FakeConsole, FakeRunner};
 use crate::store::{NewDevice, NewDeviceType, NewJob, NewUser, Store};
 
 /// A user, device type, device and a job scheduled on the device.
@@ -137,11 +137,11 @@ async fn uboot_job_on_a_fake_board() {
     let s = setup(text_for).await;
     let runner = FakeRunner::default();
     let id = s.run.job.id;
-    let d = Dispatcher::new(s.config.clone(), s.store.clone(), Templates::builtin()).with_hardware(
-        Hardware {
-            runner: Arc::new(runner.clone()),
-            console: Some(Arc::new(board(id.0))),
-        },
+    let d = Dispatcher::new(s.config.clone(), s.store.clone(), Templates::builtin()).with_boards(
+        Arc::new(FakeBoards::new(
+            Arc::new(runner.clone()),
+            Arc::new(board(id.0)),
+        )),
     );
     let end = d.run(s.run.clone()).await;
     let log = std::fs::read_to_string(s.dir.path().join("job.log")).unwrap();
@@ -199,11 +199,11 @@ async fn cancel_powers_off_and_ends_canceled() {
     let s = setup(text_for).await;
     let runner = FakeRunner::default();
     // A board that never shows the autoboot prompt.
-    let d = Dispatcher::new(s.config.clone(), s.store.clone(), Templates::builtin()).with_hardware(
-        Hardware {
-            runner: Arc::new(runner.clone()),
-            console: Some(Arc::new(FakeConsole::new("silence\n"))),
-        },
+    let d = Dispatcher::new(s.config.clone(), s.store.clone(), Templates::builtin()).with_boards(
+        Arc::new(FakeBoards::new(
+            Arc::new(runner.clone()),
+            Arc::new(FakeConsole::new("silence\n")),
+        )),
     );
     let cancel = s.run.cancel.clone();
     let task = tokio::spawn({
@@ -229,12 +229,8 @@ async fn cancel_powers_off_and_ends_canceled() {
 #[tokio::test]
 async fn unsupported_deploy_is_incomplete_job_error() {
     let s = setup(|dir| text_for(dir).replace("to: tftp", "to: tmpfs\n    images: {}")).await;
-    let d = Dispatcher::new(s.config.clone(), s.store.clone(), Templates::builtin()).with_hardware(
-        Hardware {
-            runner: Arc::new(FakeRunner::default()),
-            console: None,
-        },
-    );
+    let d = Dispatcher::new(s.config.clone(), s.store.clone(), Templates::builtin())
+        .with_boards(Arc::new(FakeBoards::default()));
     let end = d.run(s.run.clone()).await;
     assert_eq!(end.health, crate::model::JobHealth::Incomplete);
     assert!(matches!(end.error_type, Some(ErrorType::Job)), "{end:?}");
@@ -248,11 +244,11 @@ async fn run_on(
     let s = setup(text_for).await;
     let id = s.run.job.id;
     let console = console(id.0);
-    let d = Dispatcher::new(s.config.clone(), s.store.clone(), Templates::builtin()).with_hardware(
-        Hardware {
-            runner: Arc::new(FakeRunner::default()),
-            console: Some(Arc::new(console)),
-        },
+    let d = Dispatcher::new(s.config.clone(), s.store.clone(), Templates::builtin()).with_boards(
+        Arc::new(FakeBoards::new(
+            Arc::new(FakeRunner::default()),
+            Arc::new(console),
+        )),
     );
     let end = d.run(s.run.clone()).await;
     let log = std::fs::read_to_string(s.dir.path().join("job.log")).unwrap();

@@ -757,12 +757,9 @@ fn typed_actions() {
         panic!("not tmpfs");
     };
     assert_eq!(tmpfs.images.len(), 1);
-    assert!(
-        tmpfs
-            .images
-            .first()
-            .is_some_and(|i| i.qcow2 && i.name == "rootfs")
-    );
+    assert!(tmpfs.images.first().is_some_and(|i| {
+        i.format == Some(crate::jobdef::action::deploy::ImageFormat::Qcow2) && i.name == "rootfs"
+    }));
     let Some(ActionKind::Boot(Boot::UBoot(uboot))) = job.actions.get(2).map(|a| &a.kind) else {
         panic!("not u-boot");
     };

@@ -458,7 +458,8 @@ fn serial_console(line: &SerialLine, baud: u32) -> std::sync::Arc<dyn lavabox::h
         .commands
         .primary_connect()
         .expect("connection command");
-    std::sync::Arc::from(lavabox::hw::console_for(command, None))
+    let spec: lavabox::hw::ConsoleSpec = command.parse().expect("a console spec");
+    std::sync::Arc::from(spec.factory(None))
 }
 
 /// The line speed the console's tty is set to, read with `TCGETS2` as mio-serial sets it
