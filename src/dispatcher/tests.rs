@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use super::*;
-use crate::hw::fake::{FakeBoards, FakeConsole, FakeRunner};
+use crate::hw::PowerState;
+use crate::hw::fake::{FakeBoards, FakeConsole, FakePower, FakeRunner};
 use crate::store::{NewDevice, NewDeviceType, NewJob, NewUser, Store};
 
 /// A user, device type, device and a job scheduled on the device.
@@ -324,4 +325,101 @@ async fn a_kernel_panic_fails_the_job_at_once_with_its_text() {
         !cases.iter().any(|(name, ..)| name == "login-action"),
         "{cases:?}"
     );
+}
+
+#[tokio::test]
+async fn the_job_directory_gets_the_device_configuration_and_the_worker_files() {
+    let mut s = setup(text_for).await;
+    s.store
+        .call(|st| {
+            st.create_worker("w1", None, crate::store::WorkerHealth::Active)?;
+            st.set_worker_file("w1", crate::store::WorkerFile::Env, Some("overrides: {}\n"))
+        })
+        .await
+        .unwrap();
+    s.run.device.worker_name = Some("w1".to_owned());
+    let id = s.run.job.id;
+    let d = Dispatcher::new(s.config.clone(), s.store.clone(), Templates::builtin()).with_boards(
+        Arc::new(FakeBoards::new(
+            Arc::new(FakeRunner::default()),
+            Arc::new(board(id.0)),
+        )),
+    );
+    let end = d.run(s.run.clone()).await;
+    assert_eq!(end, JobEnd::complete());
+    let device = std::fs::read_to_string(s.dir.path().join("device.yaml")).unwrap();
+    let rendered = Templates::builtin()
+        .render(DICT, &serde_json::Map::new())
+        .unwrap();
+    assert_eq!(device, rendered.yaml);
+    let env = std::fs::read_to_string(s.dir.path().join("env.yaml")).unwrap();
+    assert_eq!(env, "overrides: {}\n");
+    // Files the worker does not have stay absent, as in LAVA.
+    assert!(!s.dir.path().join("dispatcher.yaml").exists());
+    assert!(!s.dir.path().join("env-dut.yaml").exists());
+}
+
+#[tokio::test]
+async fn power_goes_through_the_board_in_order() {
+    let s = setup(text_for).await;
+    let power = FakePower::default();
+    let id = s.run.job.id;
+    let boards = FakeBoards {
+        power: Some(Arc::new(power.clone())),
+        ..FakeBoards::new(Arc::new(FakeRunner::default()), Arc::new(board(id.0)))
+    };
+    let d = Dispatcher::new(s.config.clone(), s.store.clone(), Templates::builtin())
+        .with_boards(Arc::new(boards));
+    let end = d.run(s.run.clone()).await;
+    assert_eq!(end, JobEnd::complete());
+    // reset-device as off and on (no hard reset), then the power-off of finalize.
+    assert_eq!(
+        power.transitions(),
+        [PowerState::Off, PowerState::On, PowerState::Off]
+    );
+    let cases = s
+        .store
+        .call(move |st| st.test_cases(id, None, 0, None))
+        .await
+        .unwrap();
+    assert!(
+        !cases.iter().any(|c| c.name == "pdu-reboot"),
+        "an off-on cycle is no pdu-reboot"
+    );
+}
+
+#[tokio::test]
+async fn power_off_device_runs_the_dictionary_power_off() {
+    let s = setup(text_for).await;
+    let runner = FakeRunner::default();
+    let d = Dispatcher::new(s.config.clone(), s.store.clone(), Templates::builtin()).with_boards(
+        Arc::new(FakeBoards {
+            runner: Arc::new(runner.clone()),
+            ..FakeBoards::default()
+        }),
+    );
+    d.power_off_device(&s.run.device).await;
+    assert_eq!(runner.commands(), ["power-off"]);
+}
+
+#[tokio::test]
+async fn an_invalid_prompt_fails_the_job_before_the_board_is_touched() {
+    let s =
+        setup(|dir| text_for(dir).replace("prompts: ['root@fake# ']", "prompts: ['root@(fake# ']"))
+            .await;
+    let runner = FakeRunner::default();
+    let d = Dispatcher::new(s.config.clone(), s.store.clone(), Templates::builtin()).with_boards(
+        Arc::new(FakeBoards::new(
+            Arc::new(runner.clone()),
+            Arc::new(FakeConsole::new("")),
+        )),
+    );
+    let end = d.run(s.run.clone()).await;
+    assert_eq!(end.error_type, Some(ErrorType::Job), "{end:?}");
+    let comment = end.failure_comment.unwrap_or_default();
+    assert!(
+        comment.contains("invalid regular expression in prompts 'root@(fake# '"),
+        "{comment}"
+    );
+    assert!(runner.commands().is_empty(), "{:?}", runner.commands());
 }
