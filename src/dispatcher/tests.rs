@@ -423,3 +423,84 @@ async fn an_invalid_prompt_fails_the_job_before_the_board_is_touched() {
     );
     assert!(runner.commands().is_empty(), "{:?}", runner.commands());
 }
+
+#[tokio::test]
+async fn qemu_job_on_a_fake_emulator() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("vmlinuz"), b"kernel").unwrap();
+    let store = AsyncStore::new(Store::open(dir.path().join("db")).unwrap());
+    let definition = format!(
+        r#"
+job_name: fake-qemu
+device_type: qemu
+visibility: public
+context: {{arch: amd64}}
+timeouts:
+  job: {{minutes: 2}}
+  action: {{seconds: 30}}
+  connection: {{seconds: 10}}
+actions:
+- deploy:
+    to: tmpfs
+    images:
+      kernel:
+        url: 'file://{}'
+        image_arg: '-kernel {{kernel}}'
+- boot:
+    method: qemu
+    media: tmpfs
+    prompts: ['root@fake# ']
+"#,
+        dir.path().join("vmlinuz").display()
+    );
+    let (job, device) = store
+        .call(move |s| {
+            scheduled_job(
+                s,
+                &definition,
+                "qemu-01",
+                "qemu",
+                "{% extends 'qemu.jinja2' %}\n",
+            )
+        })
+        .await
+        .unwrap();
+    let config = DispatcherConfig {
+        tftp_root: dir.path().join("tftp"),
+        work_dir: dir.path().join("work"),
+        server_ip: "127.0.0.1".parse().unwrap(),
+    };
+    let launcher = crate::hw::fake::FakeLauncher {
+        console: Arc::new(FakeConsole::new("[0.0] Linux version 6.1\nroot@fake# ")),
+        launched: Arc::default(),
+    };
+    let boards = FakeBoards {
+        launcher: Some(Arc::new(launcher.clone())),
+        ..FakeBoards::default()
+    };
+    let d = Dispatcher::new(config.clone(), store.clone(), Templates::builtin())
+        .with_boards(Arc::new(boards));
+    let run = JobRun {
+        job,
+        device,
+        log_path: dir.path().join("job.log"),
+        cancel: CancellationToken::new(),
+    };
+    let end = d.run(run).await;
+    let log = std::fs::read_to_string(dir.path().join("job.log")).unwrap();
+    assert_eq!(end, JobEnd::complete(), "{log}");
+    let launched = launcher.launched.lock().unwrap().clone();
+    assert_eq!(launched.len(), 1, "{launched:?}");
+    assert!(
+        launched[0].starts_with("qemu-system-x86_64 "),
+        "{launched:?}"
+    );
+    assert!(
+        launched[0].ends_with(&format!(
+            "-kernel {}",
+            config.work_dir.join("1/tmpfs/vmlinuz").display()
+        )),
+        "{launched:?}"
+    );
+    assert!(log.contains("stopping the emulator"), "{log}");
+}
