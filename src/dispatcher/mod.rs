@@ -129,9 +129,16 @@ impl Dispatcher {
     /// off, logging the outcome. A device without a dictionary or power control is left.
     pub async fn power_off_device(&self, device: &Device) {
         let hostname = device.hostname.clone();
-        let Some(config) = self.render_off_runtime(device).await else {
-            tracing::warn!(device = %hostname, "cannot render the device to power it off");
+        let Some(dictionary) = device.dictionary.as_deref() else {
+            tracing::info!(device = %hostname, "no dictionary: not powered off");
             return;
+        };
+        let config = match self.render(dictionary, serde_json::Map::new()).await {
+            Ok(rendered) => rendered.config,
+            Err(e) => {
+                tracing::warn!(device = %hostname, "cannot render the device to power it off: {e}");
+                return;
+            }
         };
         let board = match self.boards.board(&config) {
             Ok(board) => board,
@@ -155,18 +162,6 @@ impl Dispatcher {
             }
             Err(e) => tracing::warn!(device = %hostname, "power-off failed: {e}"),
         }
-    }
-
-    /// The device's configuration without job context, rendered on the blocking pool.
-    async fn render_off_runtime(&self, device: &Device) -> Option<DeviceConfig> {
-        let dictionary = device.dictionary.clone()?;
-        let templates = self.templates.clone();
-        let rendered = tokio::task::spawn_blocking(move || {
-            templates.render(&dictionary, &serde_json::Map::new())
-        })
-        .await
-        .ok()?;
-        rendered.ok().map(|r| r.config)
     }
 
     /// Runs the job to its end: validates it, builds the pipeline, deploys, boots, runs the
