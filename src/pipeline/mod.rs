@@ -390,17 +390,22 @@ fn deploy_tree(
                 step::download(&root, n - 1, label, resource)
             };
             let work = TftpWork {
-                kernel: next("kernel", &tftp.kernel.resource),
+                kernel: next("kernel", &tftp.kernel.resource)?,
                 kernel_type: tftp.kernel.kind,
-                dtb: tftp.dtb.as_ref().map(|d| next("dtb", d)),
-                ramdisk: tftp.ramdisk.as_ref().map(|d| {
-                    (
-                        next("ramdisk", &d.resource),
+                dtb: tftp.dtb.as_ref().map(|d| next("dtb", d)).transpose()?,
+                ramdisk: match &tftp.ramdisk {
+                    Some(d) => Some((
+                        next("ramdisk", &d.resource)?,
                         d.install_overlay != Some(false),
-                    )
-                }),
-                modules: tftp.modules.as_ref().map(|d| next("modules", d)),
-                tee: tftp.tee.as_ref().map(|d| next("tee", d)),
+                    )),
+                    None => None,
+                },
+                modules: tftp
+                    .modules
+                    .as_ref()
+                    .map(|d| next("modules", d))
+                    .transpose()?,
+                tee: tftp.tee.as_ref().map(|d| next("tee", d)).transpose()?,
             };
             Ok((root, Work::Tftp(Box::new(work))))
         }
@@ -427,16 +432,16 @@ fn deploy_tree(
                         .as_ref()
                         .and_then(|o| o.get("lava"))
                         .is_some_and(|l| l.is_truthy());
-                    ImageWork {
-                        download: step::download(&root, n, &image.name, &image.resource),
+                    Ok(ImageWork {
+                        download: step::download(&root, n, &image.name, &image.resource)?,
                         // LAVA 2023.01's tmpfs schema has no `overlays:`; a cpio initrd (by
                         // its conventional names) gets the overlay so the test shell can run.
                         add_overlay: lava_overlay
                             || matches!(image.name.as_str(), "initrd" | "ramdisk"),
                         image: image.clone(),
-                    }
+                    })
                 })
-                .collect();
+                .collect::<Result<Vec<_>, Error>>()?;
             Ok((root, Work::Tmpfs(images)))
         }
         Deploy::Other { to, .. } => Err(unsupported(&format!("deploy to {}", to.as_str()))),

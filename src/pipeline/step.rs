@@ -261,21 +261,31 @@ pub(super) fn node(root: &Node, name: &str) -> Result<Node, Error> {
     })
 }
 
-/// The `n`-th download of a deploy tree.
-pub(super) fn download(root: &Node, n: usize, label: &str, resource: &Resource) -> Download {
+/// The `n`-th download of a deploy tree, at the level of its `download-retry`'s
+/// `http-download` (the pipeline built the tree, so a missing one is a bug).
+pub(super) fn download(
+    root: &Node,
+    n: usize,
+    label: &str,
+    resource: &Resource,
+) -> Result<Download, Error> {
     let level = root
         .children
         .iter()
         .filter(|c| c.name == "download-retry")
         .nth(n)
         .and_then(|retry| retry.children.first())
-        .map_or_else(|| root.level.clone(), |c| c.level.clone());
-    Download {
+        .map(|c| c.level.clone())
+        .ok_or_else(|| Error {
+            error_type: ErrorType::Bug,
+            message: format!("the {} tree has no download number {}", root.name, n + 1),
+        })?;
+    Ok(Download {
         label: label.to_owned(),
         resource: resource.clone(),
         codec: resource.compression.and_then(Codec::of),
         level,
-    }
+    })
 }
 
 /// The login of a boot block, its prompts compiled.
