@@ -7,6 +7,8 @@
 //! test may hold port 69, and the boards share two cores. The two happy-path jobs (U-Boot ARM
 //! board and QEMU x86) run concurrently on two boards. Each board runs with its own
 //! `LAVABOX_LAB_RUN` directory, so the "no QEMU left" checks only see our processes.
+//! The crash test runs the real `lavabox serve` binary with an ephemeral TFTP port instead
+//! (its QEMU job needs no TFTP), kills it with SIGKILL mid-job and restarts it.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
