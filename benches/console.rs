@@ -102,7 +102,10 @@ async fn bench() -> anyhow::Result<()> {
     // socat keeps logging; drain it so it never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = log.next_line().await {} });
 
-    let factory = lavabox::hw::console_for(&format!("{} 115200", console.display()), None);
+    let spec: lavabox::hw::ConsoleSpec = format!("{} 115200", console.display())
+        .parse()
+        .expect("a serial console spec");
+    let factory = spec.factory(None);
     let (log, log_task) = JobLog::open(dir.path().join("output.yaml"))
         .await
         .map_err(anyhow::Error::msg)?;

@@ -18,9 +18,9 @@ use std::time::{Duration, Instant};
 use futures_util::future::BoxFuture;
 use lavabox::app::App;
 use lavabox::config::{Config, Overrides, RawConfig, RawTftp};
-use lavabox::dispatcher::{Dispatcher, Hardware};
+use lavabox::dispatcher::Dispatcher;
 use lavabox::events::Event;
-use lavabox::hw::fake::FakeConsole;
+use lavabox::hw::fake::{FakeBoards, FakeConsole};
 use lavabox::hw::{CommandOutput, CommandRunner, Error};
 use lavabox::model::{DeviceHealth, DeviceState, JobHealth};
 use lavabox::store::{NewDevice, NewDeviceType, NewJob, NewUser};
@@ -152,12 +152,12 @@ async fn bench() -> anyhow::Result<()> {
     let dispatcher = Dispatcher::new(
         app.dispatcher_config(),
         app.store().clone(),
-        app.templates().blocking().clone(),
+        app.templates().clone(),
     )
-    .with_hardware(Hardware {
-        runner: Arc::new(TimedRunner { issued }),
-        console: Some(Arc::new(board())),
-    });
+    .with_boards(Arc::new(FakeBoards::new(
+        Arc::new(TimedRunner { issued }),
+        Arc::new(board()),
+    )));
     let mut events = app.events().subscribe();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(app.clone().run_with(Arc::new(dispatcher), async {

@@ -171,7 +171,7 @@ impl App {
         let dispatcher = Dispatcher::new(
             self.dispatcher_config(),
             self.store.clone(),
-            self.templates.blocking().clone(),
+            self.templates.clone(),
         );
         self.run_with(Arc::new(dispatcher), shutdown).await
     }

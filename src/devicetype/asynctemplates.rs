@@ -15,6 +15,12 @@ pub struct AsyncTemplates {
     checks: Arc<Mutex<DeviceChecks>>,
 }
 
+impl From<Templates> for AsyncTemplates {
+    fn from(templates: Templates) -> AsyncTemplates {
+        AsyncTemplates::new(templates)
+    }
+}
+
 impl AsyncTemplates {
     /// Wraps `templates`.
     pub fn new(templates: Templates) -> AsyncTemplates {

@@ -4,30 +4,35 @@
 //! [`JobEnd`] after), so every state transition stays in one place.
 //!
 //! Layout: [`log`] (the job log writer), [`connection`] (the expect engine over a console),
-//! [`deploy`] (downloads, checksums, decompression, overlay), `runner` (what each pipeline
-//! block does). The pipeline itself is built by [`crate::pipeline`] (pure).
+//! `job` (the running job's state and the walk over the pipeline's blocks), [`deploy`] (one
+//! file per deploy target, plus downloads, checksums, decompression, overlay), `boot` (one
+//! file per boot method, plus the login), `test_shell`, `job_files` (what the job's directory
+//! holds besides the log). The pipeline itself is built by [`crate::pipeline`] (pure) and
+//! hands each block's typed work; the board comes from a [`BoardFactory`] (only `hw` picks
+//! backends).
 //!
 //! Every job runs in its own task: a panic becomes a `Bug` end and never reaches the caller;
 //! whatever happens, the device is powered off, an emulator started for the job is killed
 //! and waited for, and the job's TFTP and work directories are removed.
 
+mod boot;
 pub mod connection;
 pub mod deploy;
+mod job;
+mod job_files;
 pub mod kernel_messages;
 pub mod lava_suite;
 pub mod log;
-mod recovery;
-mod runner;
+mod test_shell;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::devicetype::{DeviceConfig, Templates};
-use crate::hw::{CommandRunner, ConsoleFactory, ShellRunner};
+use crate::devicetype::{AsyncTemplates, DeviceConfig, RenderedDevice};
+use crate::hw::{BoardFactory, Boards, PowerState};
 use crate::jobdef::JobDefinition;
 use crate::model::lifecycle::JobEnd;
 use crate::model::{ErrorType, TestResult};
@@ -80,45 +85,31 @@ impl JobError {
     }
 }
 
-/// How the dispatcher reaches hardware; the default runs shell commands and console commands.
-#[derive(Debug, Clone)]
-pub struct Hardware {
-    /// Runs power, reset and user commands.
-    pub runner: Arc<dyn CommandRunner>,
-    /// Opens the console from the device's connection command; `None` picks the real backend
-    /// ([`crate::hw::console_for`]).
-    pub console: Option<Arc<dyn ConsoleFactory>>,
-}
-
-impl Default for Hardware {
-    fn default() -> Self {
-        Hardware {
-            runner: Arc::new(ShellRunner::default()),
-            console: None,
-        }
-    }
-}
-
 /// Runs jobs. Cheap to clone; one task per job.
 #[derive(Debug, Clone)]
 pub struct Dispatcher {
     config: DispatcherConfig,
     store: AsyncStore,
-    templates: Templates,
-    hardware: Hardware,
+    templates: AsyncTemplates,
+    boards: Arc<dyn BoardFactory>,
     /// The download client, built on first use and shared by every job: building one loads
     /// and parses the TLS root certificates, tens of milliseconds on a Pi before each deploy.
     http: Arc<std::sync::OnceLock<reqwest::Client>>,
 }
 
 impl Dispatcher {
-    /// A dispatcher writing results to `store` and rendering devices with `templates`.
-    pub fn new(config: DispatcherConfig, store: AsyncStore, templates: Templates) -> Dispatcher {
+    /// A dispatcher writing results to `store` and rendering devices with `templates` (the
+    /// appliance's [`AsyncTemplates`], or plain [`Templates`](crate::devicetype::Templates) for a dispatcher of its own).
+    pub fn new(
+        config: DispatcherConfig,
+        store: AsyncStore,
+        templates: impl Into<AsyncTemplates>,
+    ) -> Dispatcher {
         Dispatcher {
             config,
             store,
-            templates,
-            hardware: Hardware::default(),
+            templates: templates.into(),
+            boards: Arc::new(Boards::default()),
             http: Arc::default(),
         }
     }
@@ -132,10 +123,51 @@ impl Dispatcher {
         Ok(self.http.get_or_init(|| client).clone())
     }
 
-    /// The same dispatcher driving `hardware` (fakes in tests, a dry-run mode).
-    pub fn with_hardware(mut self, hardware: Hardware) -> Dispatcher {
-        self.hardware = hardware;
+    /// The same dispatcher driving the boards `boards` makes (fakes in tests, a dry-run
+    /// mode).
+    pub fn with_boards(mut self, boards: Arc<dyn BoardFactory>) -> Dispatcher {
+        self.boards = boards;
         self
+    }
+
+    /// Powers `device` off (the scheduler's crash recovery, for a board whose job a crash
+    /// ended): renders its dictionary off the async workers, builds its board and switches it
+    /// off, logging the outcome. A device without a dictionary or power control is left.
+    pub async fn power_off_device(&self, device: &Device) {
+        let hostname = device.hostname.clone();
+        let Some(dictionary) = device.dictionary.as_deref() else {
+            tracing::info!(device = %hostname, "no dictionary: not powered off");
+            return;
+        };
+        let config = match self.render(dictionary, serde_json::Map::new()).await {
+            Ok(rendered) => rendered.config,
+            Err(e) => {
+                tracing::warn!(device = %hostname, "cannot render the device to power it off: {e}");
+                return;
+            }
+        };
+        let board = match self.boards.board(&config) {
+            Ok(board) => board,
+            Err(e) => {
+                tracing::warn!(device = %hostname, "cannot power the device off: {e}");
+                return;
+            }
+        };
+        let off = board
+            .power()
+            .set(
+                PowerState::Off,
+                job::POWER_OFF_TIMEOUT,
+                &crate::hw::power::Silent,
+            )
+            .await;
+        match off {
+            Ok(()) => tracing::info!(device = %hostname, "powered off"),
+            Err(crate::hw::Error::NoPowerControl) => {
+                tracing::info!(device = %hostname, "no power control: left as it is");
+            }
+            Err(e) => tracing::warn!(device = %hostname, "power-off failed: {e}"),
+        }
     }
 
     /// Runs the job to its end: validates it, builds the pipeline, deploys, boots, runs the
@@ -157,27 +189,11 @@ impl Dispatcher {
                     format!("the job task ended abnormally: {e}")
                 };
                 tracing::error!(job = %job_id, "{message}");
-                if let Some(config) = self.render(&device, &serde_json::Map::new()) {
-                    for cmd in &config.commands.power_off {
-                        let _ = self.hardware.runner.run(cmd, Duration::from_secs(60)).await;
-                    }
-                }
+                self.power_off_device(&device).await;
                 self.remove_dirs(job_id.0).await;
                 JobEnd::incomplete(ErrorType::Bug, message)
             }
         }
-    }
-
-    fn render(
-        &self,
-        device: &Device,
-        context: &serde_json::Map<String, serde_json::Value>,
-    ) -> Option<DeviceConfig> {
-        let dictionary = device.dictionary.as_deref()?;
-        self.templates
-            .render(dictionary, context)
-            .ok()
-            .map(|r| r.config)
     }
 
     async fn remove_dirs(&self, job_id: i64) {
@@ -225,8 +241,8 @@ impl Dispatcher {
             "lavabox dispatcher: job {job_id} on {}",
             run.device.hostname
         ));
-        let prepared = self.prepare(run, log);
-        let (definition, device, pipeline) = match prepared {
+        let prepared = self.prepare(run, log).await;
+        let (definition, device, pipeline, board) = match prepared {
             Ok(p) => p,
             Err(e) => {
                 log.error(format!("{}: {}", e.error_type, e.message));
@@ -245,10 +261,11 @@ impl Dispatcher {
         )
         .await;
 
-        let mut ctx = runner::JobCtx::new(self, run, log.clone(), definition, device);
+        let mut ctx =
+            job::JobCtx::new(self, run, log.clone(), definition, device, board, &pipeline);
         let outcome = {
             let job_timeout = pipeline.job_timeout;
-            let work = runner::run_pipeline(&mut ctx, &pipeline);
+            let work = job::run_pipeline(&mut ctx, &pipeline);
             tokio::select! {
                 biased;
                 () = run.cancel.cancelled() => Err(JobError::new(ErrorType::Canceled, "Job canceled")),
@@ -267,11 +284,21 @@ impl Dispatcher {
         self.finish(job_id, log, outcome).await
     }
 
-    fn prepare(
+    /// Parses the job, renders the device (on the blocking pool), writes the job's
+    /// configuration files, builds the pipeline and the board.
+    async fn prepare(
         &self,
         run: &JobRun,
         log: &JobLog,
-    ) -> Result<(JobDefinition, DeviceConfig, crate::pipeline::Pipeline), JobError> {
+    ) -> Result<
+        (
+            JobDefinition,
+            DeviceConfig,
+            crate::pipeline::Pipeline,
+            crate::hw::Board,
+        ),
+        JobError,
+    > {
         let definition = crate::jobdef::parse_str(&run.job.definition).map_err(|problems| {
             let text: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
             JobError::new(
@@ -291,14 +318,31 @@ impl Dispatcher {
                 context.insert(key.clone(), v);
             }
         }
-        let rendered = self
-            .templates
-            .render(dictionary, &context)
-            .map_err(|e| JobError::new(ErrorType::Configuration, e.to_string()))?;
+        let rendered = self.render(dictionary, context).await?;
         log.debug(format!("device configuration:\n{}", rendered.yaml));
+        job_files::write(&self.store, run, &rendered.yaml).await;
         let pipeline = crate::pipeline::build(&definition, &rendered.config)
             .map_err(|e| JobError::new(e.error_type, e.message))?;
-        Ok((definition, rendered.config, pipeline))
+        let board = self
+            .boards
+            .board(&rendered.config)
+            .map_err(|e| job::hw_error(&e))?;
+        Ok((definition, rendered.config, pipeline, board))
+    }
+
+    /// Renders `dictionary` with the job's `context` through [`AsyncTemplates`], off the async
+    /// workers (rendering reads template files).
+    async fn render(
+        &self,
+        dictionary: &str,
+        context: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<RenderedDevice, JobError> {
+        let dictionary = dictionary.to_owned();
+        self.templates
+            .call(move |templates| templates.render(&dictionary, &context))
+            .await
+            .map_err(|e| JobError::new(ErrorType::Bug, format!("rendering task: {e}")))?
+            .map_err(|e| JobError::new(ErrorType::Configuration, e.to_string()))
     }
 
     async fn finish(

@@ -3,7 +3,9 @@
 use std::sync::Arc;
 
 use super::*;
-use crate::hw::fake::{FakeConsole, FakeRunner};
+use crate::devicetype::Templates;
+use crate::hw::PowerState;
+use crate::hw::fake::{FakeBoards, FakeConsole, FakePower, FakeRunner};
 use crate::store::{NewDevice, NewDeviceType, NewJob, NewUser, Store};
 
 /// A user, device type, device and a job scheduled on the device.
@@ -137,11 +139,11 @@ async fn uboot_job_on_a_fake_board() {
     let s = setup(text_for).await;
     let runner = FakeRunner::default();
     let id = s.run.job.id;
-    let d = Dispatcher::new(s.config.clone(), s.store.clone(), Templates::builtin()).with_hardware(
-        Hardware {
-            runner: Arc::new(runner.clone()),
-            console: Some(Arc::new(board(id.0))),
-        },
+    let d = Dispatcher::new(s.config.clone(), s.store.clone(), Templates::builtin()).with_boards(
+        Arc::new(FakeBoards::new(
+            Arc::new(runner.clone()),
+            Arc::new(board(id.0)),
+        )),
     );
     let end = d.run(s.run.clone()).await;
     let log = std::fs::read_to_string(s.dir.path().join("job.log")).unwrap();
@@ -199,11 +201,11 @@ async fn cancel_powers_off_and_ends_canceled() {
     let s = setup(text_for).await;
     let runner = FakeRunner::default();
     // A board that never shows the autoboot prompt.
-    let d = Dispatcher::new(s.config.clone(), s.store.clone(), Templates::builtin()).with_hardware(
-        Hardware {
-            runner: Arc::new(runner.clone()),
-            console: Some(Arc::new(FakeConsole::new("silence\n"))),
-        },
+    let d = Dispatcher::new(s.config.clone(), s.store.clone(), Templates::builtin()).with_boards(
+        Arc::new(FakeBoards::new(
+            Arc::new(runner.clone()),
+            Arc::new(FakeConsole::new("silence\n")),
+        )),
     );
     let cancel = s.run.cancel.clone();
     let task = tokio::spawn({
@@ -229,12 +231,8 @@ async fn cancel_powers_off_and_ends_canceled() {
 #[tokio::test]
 async fn unsupported_deploy_is_incomplete_job_error() {
     let s = setup(|dir| text_for(dir).replace("to: tftp", "to: tmpfs\n    images: {}")).await;
-    let d = Dispatcher::new(s.config.clone(), s.store.clone(), Templates::builtin()).with_hardware(
-        Hardware {
-            runner: Arc::new(FakeRunner::default()),
-            console: None,
-        },
-    );
+    let d = Dispatcher::new(s.config.clone(), s.store.clone(), Templates::builtin())
+        .with_boards(Arc::new(FakeBoards::default()));
     let end = d.run(s.run.clone()).await;
     assert_eq!(end.health, crate::model::JobHealth::Incomplete);
     assert!(matches!(end.error_type, Some(ErrorType::Job)), "{end:?}");
@@ -248,11 +246,11 @@ async fn run_on(
     let s = setup(text_for).await;
     let id = s.run.job.id;
     let console = console(id.0);
-    let d = Dispatcher::new(s.config.clone(), s.store.clone(), Templates::builtin()).with_hardware(
-        Hardware {
-            runner: Arc::new(FakeRunner::default()),
-            console: Some(Arc::new(console)),
-        },
+    let d = Dispatcher::new(s.config.clone(), s.store.clone(), Templates::builtin()).with_boards(
+        Arc::new(FakeBoards::new(
+            Arc::new(FakeRunner::default()),
+            Arc::new(console),
+        )),
     );
     let end = d.run(s.run.clone()).await;
     let log = std::fs::read_to_string(s.dir.path().join("job.log")).unwrap();
@@ -328,4 +326,182 @@ async fn a_kernel_panic_fails_the_job_at_once_with_its_text() {
         !cases.iter().any(|(name, ..)| name == "login-action"),
         "{cases:?}"
     );
+}
+
+#[tokio::test]
+async fn the_job_directory_gets_the_device_configuration_and_the_worker_files() {
+    let mut s = setup(text_for).await;
+    s.store
+        .call(|st| {
+            st.create_worker("w1", None, crate::store::WorkerHealth::Active)?;
+            st.set_worker_file("w1", crate::store::WorkerFile::Env, Some("overrides: {}\n"))
+        })
+        .await
+        .unwrap();
+    s.run.device.worker_name = Some("w1".to_owned());
+    let id = s.run.job.id;
+    let d = Dispatcher::new(s.config.clone(), s.store.clone(), Templates::builtin()).with_boards(
+        Arc::new(FakeBoards::new(
+            Arc::new(FakeRunner::default()),
+            Arc::new(board(id.0)),
+        )),
+    );
+    let end = d.run(s.run.clone()).await;
+    assert_eq!(end, JobEnd::complete());
+    let device = std::fs::read_to_string(s.dir.path().join("device.yaml")).unwrap();
+    let rendered = Templates::builtin()
+        .render(DICT, &serde_json::Map::new())
+        .unwrap();
+    assert_eq!(device, rendered.yaml);
+    let env = std::fs::read_to_string(s.dir.path().join("env.yaml")).unwrap();
+    assert_eq!(env, "overrides: {}\n");
+    // Files the worker does not have stay absent, as in LAVA.
+    assert!(!s.dir.path().join("dispatcher.yaml").exists());
+    assert!(!s.dir.path().join("env-dut.yaml").exists());
+}
+
+#[tokio::test]
+async fn power_goes_through_the_board_in_order() {
+    let s = setup(text_for).await;
+    let power = FakePower::default();
+    let id = s.run.job.id;
+    let boards = FakeBoards {
+        power: Some(Arc::new(power.clone())),
+        ..FakeBoards::new(Arc::new(FakeRunner::default()), Arc::new(board(id.0)))
+    };
+    let d = Dispatcher::new(s.config.clone(), s.store.clone(), Templates::builtin())
+        .with_boards(Arc::new(boards));
+    let end = d.run(s.run.clone()).await;
+    assert_eq!(end, JobEnd::complete());
+    // reset-device as off and on (no hard reset), then the power-off of finalize.
+    assert_eq!(
+        power.transitions(),
+        [PowerState::Off, PowerState::On, PowerState::Off]
+    );
+    let cases = s
+        .store
+        .call(move |st| st.test_cases(id, None, 0, None))
+        .await
+        .unwrap();
+    assert!(
+        !cases.iter().any(|c| c.name == "pdu-reboot"),
+        "an off-on cycle is no pdu-reboot"
+    );
+}
+
+#[tokio::test]
+async fn power_off_device_runs_the_dictionary_power_off() {
+    let s = setup(text_for).await;
+    let runner = FakeRunner::default();
+    let d = Dispatcher::new(s.config.clone(), s.store.clone(), Templates::builtin()).with_boards(
+        Arc::new(FakeBoards {
+            runner: Arc::new(runner.clone()),
+            ..FakeBoards::default()
+        }),
+    );
+    d.power_off_device(&s.run.device).await;
+    assert_eq!(runner.commands(), ["power-off"]);
+}
+
+#[tokio::test]
+async fn an_invalid_prompt_fails_the_job_before_the_board_is_touched() {
+    let s =
+        setup(|dir| text_for(dir).replace("prompts: ['root@fake# ']", "prompts: ['root@(fake# ']"))
+            .await;
+    let runner = FakeRunner::default();
+    let d = Dispatcher::new(s.config.clone(), s.store.clone(), Templates::builtin()).with_boards(
+        Arc::new(FakeBoards::new(
+            Arc::new(runner.clone()),
+            Arc::new(FakeConsole::new("")),
+        )),
+    );
+    let end = d.run(s.run.clone()).await;
+    assert_eq!(end.error_type, Some(ErrorType::Job), "{end:?}");
+    let comment = end.failure_comment.unwrap_or_default();
+    assert!(
+        comment.contains("invalid regular expression in prompts 'root@(fake# '"),
+        "{comment}"
+    );
+    assert!(runner.commands().is_empty(), "{:?}", runner.commands());
+}
+
+#[tokio::test]
+async fn qemu_job_on_a_fake_emulator() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("vmlinuz"), b"kernel").unwrap();
+    let store = AsyncStore::new(Store::open(dir.path().join("db")).unwrap());
+    let definition = format!(
+        r#"
+job_name: fake-qemu
+device_type: qemu
+visibility: public
+context: {{arch: amd64}}
+timeouts:
+  job: {{minutes: 2}}
+  action: {{seconds: 30}}
+  connection: {{seconds: 10}}
+actions:
+- deploy:
+    to: tmpfs
+    images:
+      kernel:
+        url: 'file://{}'
+        image_arg: '-kernel {{kernel}}'
+- boot:
+    method: qemu
+    media: tmpfs
+    prompts: ['root@fake# ']
+"#,
+        dir.path().join("vmlinuz").display()
+    );
+    let (job, device) = store
+        .call(move |s| {
+            scheduled_job(
+                s,
+                &definition,
+                "qemu-01",
+                "qemu",
+                "{% extends 'qemu.jinja2' %}\n",
+            )
+        })
+        .await
+        .unwrap();
+    let config = DispatcherConfig {
+        tftp_root: dir.path().join("tftp"),
+        work_dir: dir.path().join("work"),
+        server_ip: "127.0.0.1".parse().unwrap(),
+    };
+    let launcher = crate::hw::fake::FakeLauncher {
+        console: Arc::new(FakeConsole::new("[0.0] Linux version 6.1\nroot@fake# ")),
+        launched: Arc::default(),
+    };
+    let boards = FakeBoards {
+        launcher: Some(Arc::new(launcher.clone())),
+        ..FakeBoards::default()
+    };
+    let d = Dispatcher::new(config.clone(), store.clone(), Templates::builtin())
+        .with_boards(Arc::new(boards));
+    let run = JobRun {
+        job,
+        device,
+        log_path: dir.path().join("job.log"),
+        cancel: CancellationToken::new(),
+    };
+    let end = d.run(run).await;
+    let log = std::fs::read_to_string(dir.path().join("job.log")).unwrap();
+    assert_eq!(end, JobEnd::complete(), "{log}");
+    let launched = launcher.launched.lock().unwrap().clone();
+    assert_eq!(launched.len(), 1, "{launched:?}");
+    assert!(
+        launched[0].starts_with("qemu-system-x86_64 "),
+        "{launched:?}"
+    );
+    assert!(
+        launched[0].ends_with(&format!(
+            "-kernel {}",
+            config.work_dir.join("1/tmpfs/vmlinuz").display()
+        )),
+        "{launched:?}"
+    );
+    assert!(log.contains("stopping the emulator"), "{log}");
 }

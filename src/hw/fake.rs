@@ -1,12 +1,19 @@
-//! Fakes at the hardware boundary, for tests and dry runs.
+//! Fakes at the hardware boundary, for tests and dry runs: a scripted console, a command
+//! runner and a power backend that record what they were asked, an emulator launcher, and a
+//! [`BoardFactory`] assembling boards from them.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use regex::Regex;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::time::Instant;
 
-use super::{BoxFuture, CommandOutput, CommandRunner, ConsoleFactory, ConsoleIo, Error};
+use super::{
+    Board, BoardConsole, BoardFactory, BoxFuture, CommandOutput, CommandRunner, ConsoleFactory,
+    ConsoleIo, Emulator, Error, Launcher, Power, PowerState, ProcessLauncher, Transcript,
+};
+use crate::devicetype::DeviceConfig;
 
 /// A scripted board: prints `banner` when the console is opened, then echoes every line it
 /// receives and answers it with the reply of the first matching rule.
@@ -109,5 +116,151 @@ impl CommandRunner for FakeRunner {
             }
             Ok(CommandOutput::default())
         })
+    }
+}
+
+/// A [`Power`] that records every transition in order, with the (tokio) time it happened.
+#[derive(Debug, Clone, Default)]
+pub struct FakePower {
+    /// Every transition, in order.
+    pub log: Arc<Mutex<Vec<(PowerState, Instant)>>>,
+    /// Minimum off-time of a cycle.
+    pub min_off: Duration,
+}
+
+impl FakePower {
+    /// The transitions so far.
+    pub fn transitions(&self) -> Vec<PowerState> {
+        self.log
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(s, _)| *s)
+            .collect()
+    }
+}
+
+impl Power for FakePower {
+    fn set<'a>(
+        &'a self,
+        state: PowerState,
+        _timeout: Duration,
+        out: &'a dyn Transcript,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(async move {
+            out.command(match state {
+                PowerState::On => "fake power on",
+                PowerState::Off => "fake power off",
+            });
+            self.log
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push((state, Instant::now()));
+            Ok(())
+        })
+    }
+
+    fn min_off_time(&self) -> Duration {
+        self.min_off
+    }
+}
+
+/// A [`Launcher`] whose emulators are `console`; records the command lines it was given.
+#[derive(Debug, Clone)]
+pub struct FakeLauncher {
+    /// The console every emulator gets.
+    pub console: Arc<dyn ConsoleFactory>,
+    /// Every command line launched, in order.
+    pub launched: Arc<Mutex<Vec<String>>>,
+}
+
+impl Launcher for FakeLauncher {
+    fn launch(&self, command: &str) -> Result<Emulator, Error> {
+        self.launched
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(command.to_owned());
+        Ok(Emulator::attached(Arc::clone(&self.console)))
+    }
+}
+
+/// A [`BoardFactory`] of fakes. Each part left `None` is the device's real one: its power
+/// commands through `runner`, its `connection_command` console, emulator processes.
+#[derive(Debug, Clone)]
+pub struct FakeBoards {
+    /// Runs power and user commands.
+    pub runner: Arc<dyn CommandRunner>,
+    /// The console of every board.
+    pub console: Option<Arc<dyn ConsoleFactory>>,
+    /// The power of every board.
+    pub power: Option<Arc<dyn Power>>,
+    /// Starts emulators.
+    pub launcher: Option<Arc<dyn Launcher>>,
+}
+
+impl Default for FakeBoards {
+    fn default() -> Self {
+        FakeBoards {
+            runner: Arc::new(FakeRunner::default()),
+            console: None,
+            power: None,
+            launcher: None,
+        }
+    }
+}
+
+impl FakeBoards {
+    /// Boards whose commands go to `runner` and whose console is `console`.
+    pub fn new(runner: Arc<dyn CommandRunner>, console: Arc<dyn ConsoleFactory>) -> FakeBoards {
+        FakeBoards {
+            runner,
+            console: Some(console),
+            ..FakeBoards::default()
+        }
+    }
+}
+
+impl BoardFactory for FakeBoards {
+    fn board(&self, device: &DeviceConfig) -> Result<Board, Error> {
+        let power = match &self.power {
+            Some(p) => Arc::clone(p),
+            None => Arc::new(super::command_power(device, Arc::clone(&self.runner))),
+        };
+        let console = match &self.console {
+            Some(factory) => Some(BoardConsole {
+                describe: "fake console".to_owned(),
+                factory: Arc::clone(factory),
+            }),
+            None => super::device_console(device)?,
+        };
+        let launcher = match &self.launcher {
+            Some(l) => Arc::clone(l),
+            None => Arc::new(ProcessLauncher),
+        };
+        Ok(Board::new(
+            power,
+            console,
+            Arc::clone(&self.runner),
+            launcher,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hw::power::Silent;
+
+    #[tokio::test]
+    async fn a_cycle_keeps_the_board_off_for_the_minimum_off_time() {
+        let power = FakePower {
+            min_off: Duration::from_millis(30),
+            ..FakePower::default()
+        };
+        let how = power.cycle(Duration::from_secs(10), &Silent).await.unwrap();
+        assert_eq!(how, crate::hw::Cycle::OffOn);
+        assert_eq!(power.transitions(), [PowerState::Off, PowerState::On]);
+        let log = power.log.lock().unwrap().clone();
+        assert!(log[1].1 - log[0].1 >= Duration::from_millis(30), "{log:?}");
     }
 }

@@ -757,12 +757,9 @@ fn typed_actions() {
         panic!("not tmpfs");
     };
     assert_eq!(tmpfs.images.len(), 1);
-    assert!(
-        tmpfs
-            .images
-            .first()
-            .is_some_and(|i| i.qcow2 && i.name == "rootfs")
-    );
+    assert!(tmpfs.images.first().is_some_and(|i| {
+        i.format == Some(crate::jobdef::action::deploy::ImageFormat::Qcow2) && i.name == "rootfs"
+    }));
     let Some(ActionKind::Boot(Boot::UBoot(uboot))) = job.actions.get(2).map(|a| &a.kind) else {
         panic!("not u-boot");
     };
@@ -1309,4 +1306,21 @@ fn test_definition_files_validate_as_lava_checks_them() {
     assert!(super::validate_testdef(bad_steps).is_err());
     assert!(super::validate_testdef("[unclosed").is_err());
     assert!(super::validate_testdef("- a list\n").is_err());
+}
+
+#[test]
+fn skip_install_is_typed() {
+    use super::action::test::SkipInstall;
+    let job = ok(&with_actions(
+        "- test: {definitions: [{from: git, repository: r, path: p, name: n, skip_install: [all, deps]}]}\n",
+    ));
+    let Some(ActionKind::Test(Test::Definitions { definitions, .. })) =
+        job.actions.first().map(|a| &a.kind)
+    else {
+        panic!("not a test shell block");
+    };
+    assert_eq!(
+        definitions.first().map(|d| d.skip_install.clone()),
+        Some(vec![SkipInstall::All, SkipInstall::Deps])
+    );
 }

@@ -5,7 +5,12 @@
 //! ([`Error`] with LAVA's error class), so the dispatcher never starts a job it would abandon
 //! half way. [`Pipeline::describe`] prints the tree for the job log and for snapshot tests.
 //!
+//! Each block carries its typed [`Work`] ([`step`]): the dispatcher matches it and never
+//! looks actions up by name, so refusing what the appliance cannot run happens here only.
+//!
 //! Architecture invariant: no I/O, no tokio, nothing from `hw`, `store` or `dispatcher`.
+
+pub mod step;
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -14,6 +19,11 @@ use crate::devicetype::DeviceConfig;
 use crate::jobdef::action::boot::{Boot, BootCommands};
 use crate::jobdef::action::deploy::Deploy;
 use crate::jobdef::action::test::{Test, TestDefSource};
+
+pub use self::step::Work;
+use self::step::{
+    CommandWork, ImageWork, InlineTest, MinimalWork, QemuWork, TestShellWork, TftpWork,
+};
 use crate::jobdef::action::{ActionKind, Retry};
 use crate::jobdef::timeout::DEFAULT_ACTION_TIMEOUT;
 use crate::jobdef::{Action, JobDefinition};
@@ -97,6 +107,8 @@ pub struct Block {
     pub action: Action,
     /// Its action tree; the root is the block's top-level LAVA action.
     pub root: Node,
+    /// What the dispatcher does for it.
+    pub work: Work,
     /// Retry or repeat policy.
     pub runs: Runs,
     /// `timeout: {skip: true}`: a timeout of this block does not fail the job.
@@ -239,6 +251,7 @@ pub fn build(job: &JobDefinition, device: &DeviceConfig) -> Result<Pipeline, Err
     }
     let job_timeout = job.timeouts.job.duration;
     let mut blocks = Vec::with_capacity(job.actions.len());
+    let mut stages = 0;
     for action in &job.actions {
         let r = Resolver {
             job,
@@ -247,15 +260,29 @@ pub fn build(job: &JobDefinition, device: &DeviceConfig) -> Result<Pipeline, Err
             job_timeout,
         };
         let i = action.index;
-        let (root, is_boot) = match &action.kind {
-            ActionKind::Deploy(deploy) => (deploy_tree(&r, i, deploy, device)?, false),
-            ActionKind::Boot(boot) => (boot_tree(&r, i, boot, device)?, true),
-            ActionKind::Test(test) => (test_tree(&r, i, test)?, false),
+        let (root, work, is_boot) = match &action.kind {
+            ActionKind::Deploy(deploy) => {
+                let (root, work) = deploy_tree(&r, i, deploy, device)?;
+                (root, work, false)
+            }
+            ActionKind::Boot(boot) => {
+                let (root, work) = boot_tree(&r, i, boot, device)?;
+                (root, work, true)
+            }
+            ActionKind::Test(test) => {
+                let (root, work) = test_tree(&r, i, test, stages)?;
+                stages += 1;
+                (root, work, false)
+            }
             ActionKind::Command(cmd) => {
-                if !device.commands.users.contains_key(&cmd.name) {
+                let Some(user) = device.commands.users.get(&cmd.name) else {
                     return Err(Error::job(format!("Unknown user command '{}'", cmd.name)));
-                }
-                (r.tree(i, "user-command", &[]), false)
+                };
+                let work = Work::Command(CommandWork {
+                    name: cmd.name.clone(),
+                    command: user.do_command.clone(),
+                });
+                (r.tree(i, "user-command", &[]), work, false)
             }
         };
         let default_tries = if is_boot {
@@ -284,6 +311,7 @@ pub fn build(job: &JobDefinition, device: &DeviceConfig) -> Result<Pipeline, Err
         blocks.push(Block {
             action: action.clone(),
             root,
+            work,
             runs,
             skip_on_timeout: action.common.timeout.is_some_and(|t| t.skip),
         });
@@ -306,7 +334,7 @@ fn deploy_tree(
     index: usize,
     deploy: &Deploy,
     device: &DeviceConfig,
-) -> Result<Node, Error> {
+) -> Result<(Node, Work), Error> {
     let methods = &device.actions.deploy.methods;
     match deploy {
         Deploy::Tftp(tftp) => {
@@ -354,7 +382,32 @@ fn deploy_tree(
             ));
             children.push(("lxc-create-udev-rule-action", &[]));
             children.push(("deploy-device-env", &[]));
-            Ok(r.tree(index, "tftp-deploy", &children))
+            let root = r.tree(index, "tftp-deploy", &children);
+            // Downloads in the order of the tree's download-retry actions.
+            let mut n = 0;
+            let mut next = |label: &str, resource| {
+                n += 1;
+                step::download(&root, n - 1, label, resource)
+            };
+            let work = TftpWork {
+                kernel: next("kernel", &tftp.kernel.resource)?,
+                kernel_type: tftp.kernel.kind,
+                dtb: tftp.dtb.as_ref().map(|d| next("dtb", d)).transpose()?,
+                ramdisk: match &tftp.ramdisk {
+                    Some(d) => Some((
+                        next("ramdisk", &d.resource)?,
+                        d.install_overlay != Some(false),
+                    )),
+                    None => None,
+                },
+                modules: tftp
+                    .modules
+                    .as_ref()
+                    .map(|d| next("modules", d))
+                    .transpose()?,
+                tee: tftp.tee.as_ref().map(|d| next("tee", d)).transpose()?,
+            };
+            Ok((root, Work::Tftp(Box::new(work))))
         }
         Deploy::Tmpfs(tmpfs) => {
             if tmpfs.images.is_empty() {
@@ -367,7 +420,29 @@ fn deploy_tree(
             let mut children = download_children(&names);
             children.push(("apply-overlay-guest", &[]));
             children.push(("deploy-device-env", &[]));
-            Ok(r.tree(index, "deployimages", &children))
+            let root = r.tree(index, "deployimages", &children);
+            let images = tmpfs
+                .images
+                .iter()
+                .enumerate()
+                .map(|(n, image)| {
+                    let lava_overlay = image
+                        .resource
+                        .overlays
+                        .as_ref()
+                        .and_then(|o| o.get("lava"))
+                        .is_some_and(|l| l.is_truthy());
+                    Ok(ImageWork {
+                        download: step::download(&root, n, &image.name, &image.resource)?,
+                        // LAVA 2023.01's tmpfs schema has no `overlays:`; a cpio initrd (by
+                        // its conventional names) gets the overlay so the test shell can run.
+                        add_overlay: lava_overlay
+                            || matches!(image.name.as_str(), "initrd" | "ramdisk"),
+                        image: image.clone(),
+                    })
+                })
+                .collect::<Result<Vec<_>, Error>>()?;
+            Ok((root, Work::Tmpfs(images)))
         }
         Deploy::Other { to, .. } => Err(unsupported(&format!("deploy to {}", to.as_str()))),
     }
@@ -401,7 +476,7 @@ fn boot_tree(
     index: usize,
     boot: &Boot,
     device: &DeviceConfig,
-) -> Result<Node, Error> {
+) -> Result<(Node, Work), Error> {
     match boot {
         Boot::UBoot(uboot) => {
             login_children(&uboot.login)?;
@@ -423,7 +498,7 @@ fn boot_tree(
             if device.commands.primary_connect().is_none() {
                 return Err(Error::config("the device has no connection_command"));
             }
-            Ok(r.tree(
+            let root = r.tree(
                 index,
                 "uboot-action",
                 &[
@@ -442,19 +517,21 @@ fn boot_tree(
                         ],
                     ),
                 ],
-            ))
+            );
+            let work = step::uboot(&root, uboot, device)?;
+            Ok((root, Work::UBoot(Box::new(work))))
         }
         Boot::Qemu(qemu) => {
             login_children(&qemu.login)?;
             if qemu.docker.is_some() {
                 return Err(unsupported("boot qemu in docker"));
             }
-            if device.actions.boot.qemu.is_none() {
+            let Some(method) = &device.actions.boot.qemu else {
                 return Err(Error::job(
                     "boot method qemu is not supported by this device type",
                 ));
-            }
-            Ok(r.tree(
+            };
+            let root = r.tree(
                 index,
                 "boot-image-retry",
                 &[(
@@ -466,14 +543,22 @@ fn boot_tree(
                         "export-device-env",
                     ],
                 )],
-            ))
+            );
+            let mut command = vec![method.command.clone()];
+            command.extend(method.options.iter().cloned());
+            command.extend(method.extra.iter().cloned());
+            let work = QemuWork {
+                command,
+                login: step::login(&root, &qemu.login)?,
+            };
+            Ok((root, Work::Qemu(Box::new(work))))
         }
         Boot::Minimal(minimal) => {
             login_children(&minimal.login)?;
             if device.commands.primary_connect().is_none() {
                 return Err(Error::config("the device has no connection_command"));
             }
-            Ok(r.tree(
+            let root = r.tree(
                 index,
                 "minimal-boot",
                 &[
@@ -483,13 +568,27 @@ fn boot_tree(
                     ("expect-shell-connection", &[]),
                     ("export-device-env", &[]),
                 ],
-            ))
+            );
+            let work = MinimalWork {
+                reset: if minimal.reset {
+                    Some(step::node(&root, "reset-device")?)
+                } else {
+                    None
+                },
+                login: step::login(&root, &minimal.login)?,
+            };
+            Ok((root, Work::Minimal(Box::new(work))))
         }
         Boot::Other { method, .. } => Err(unsupported(&format!("boot method {}", method.as_str()))),
     }
 }
 
-fn test_tree(r: &Resolver<'_>, index: usize, test: &Test) -> Result<Node, Error> {
+fn test_tree(
+    r: &Resolver<'_>,
+    index: usize,
+    test: &Test,
+    stage: usize,
+) -> Result<(Node, Work), Error> {
     match test {
         Test::Definitions {
             definitions,
@@ -498,15 +597,26 @@ fn test_tree(r: &Resolver<'_>, index: usize, test: &Test) -> Result<Node, Error>
             if docker.is_some() {
                 return Err(unsupported("test in docker"));
             }
+            let mut tests = Vec::with_capacity(definitions.len());
             for d in definitions {
-                if !matches!(d.source, TestDefSource::Inline(_)) {
+                let TestDefSource::Inline(document) = &d.source else {
                     return Err(unsupported(&format!(
                         "test definition '{}' from a repository (only inline definitions)",
                         d.name
                     )));
-                }
+                };
+                tests.push(InlineTest {
+                    definition: d.clone(),
+                    document: document.clone(),
+                });
             }
-            Ok(r.tree(index, "lava-test-retry", &[("lava-test-shell", &[])]))
+            let root = r.tree(index, "lava-test-retry", &[("lava-test-shell", &[])]);
+            let work = TestShellWork {
+                stage,
+                node: step::node(&root, "lava-test-shell")?,
+                tests,
+            };
+            Ok((root, Work::TestShell(Box::new(work))))
         }
         Test::Monitors(_) => Err(unsupported("test monitors")),
         Test::Interactive(_) => Err(unsupported("interactive tests")),

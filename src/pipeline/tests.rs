@@ -122,3 +122,41 @@ fn unknown_command_set_is_a_job_error() {
     let err = build(&job(&text), &device(UBOOT_DICT)).unwrap_err();
     assert_eq!(err.error_type, ErrorType::Job);
 }
+
+#[test]
+fn an_invalid_prompt_regex_is_a_job_error_at_build_time() {
+    let text = UBOOT_JOB.replace(
+        r"prompts: ['root@lavabox:[^\r\n]*# ']",
+        "prompts: ['root@(lavabox# ']",
+    );
+    let err = build(&job(&text), &device(UBOOT_DICT)).unwrap_err();
+    assert_eq!(err.error_type, ErrorType::Job);
+    assert!(
+        err.message
+            .starts_with("invalid regular expression in prompts 'root@(lavabox# ': "),
+        "{}",
+        err.message
+    );
+}
+
+#[test]
+fn blocks_carry_their_typed_work() {
+    let p = build(&job(UBOOT_JOB), &device(UBOOT_DICT)).unwrap();
+    let Work::Tftp(tftp) = &p.blocks[0].work else {
+        panic!("{:?}", p.blocks[0].work);
+    };
+    assert_eq!(tftp.kernel.level, "1.1.1");
+    let (ramdisk, overlay) = tftp.ramdisk.as_ref().unwrap();
+    assert_eq!((ramdisk.level.as_str(), *overlay), ("1.2.1", true));
+    assert_eq!(ramdisk.codec, Some(step::Codec::Gz));
+    let Work::UBoot(uboot) = &p.blocks[1].work else {
+        panic!("{:?}", p.blocks[1].work);
+    };
+    assert_eq!(uboot.reset.name, "reset-device");
+    assert_eq!(uboot.reset.level, "2.4.1");
+    assert_eq!(uboot.login.node.name, "auto-login-action");
+    let Work::TestShell(test) = &p.blocks[2].work else {
+        panic!("{:?}", p.blocks[2].work);
+    };
+    assert_eq!((test.stage, test.node.level.as_str()), (0, "3.1"));
+}

@@ -7,6 +7,8 @@
 //! test may hold port 69, and the boards share two cores. The two happy-path jobs (U-Boot ARM
 //! board and QEMU x86) run concurrently on two boards. Each board runs with its own
 //! `LAVABOX_LAB_RUN` directory, so the "no QEMU left" checks only see our processes.
+//! The crash test runs the real `lavabox serve` binary with an ephemeral TFTP port instead
+//! (its QEMU job needs no TFTP), kills it with SIGKILL mid-job and restarts it.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -459,7 +461,8 @@ fn serial_console(line: &SerialLine, baud: u32) -> std::sync::Arc<dyn lavabox::h
         .commands
         .primary_connect()
         .expect("connection command");
-    std::sync::Arc::from(lavabox::hw::console_for(command, None))
+    let spec: lavabox::hw::ConsoleSpec = command.parse().expect("a console spec");
+    std::sync::Arc::from(spec.factory(None))
 }
 
 /// The line speed the console's tty is set to, read with `TCGETS2` as mio-serial sets it
@@ -571,4 +574,130 @@ async fn serial_console_that_vanishes_on_power_off_is_re_attached() {
         .expect("output after re-attaching");
     assert_eq!(tty_speed(&line.console).await, "115200");
     line.unplug().await;
+}
+
+/// Polls `done` until it holds; the deadline is only a safety net.
+async fn until(what: &str, mut done: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !done().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Whether a QEMU process whose command line mentions `marker` runs.
+async fn qemu_running(marker: &Path) -> bool {
+    let out = Command::new("pgrep")
+        .arg("-af")
+        .arg(marker.as_os_str())
+        .output()
+        .await
+        .expect("pgrep");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .any(|l| l.contains("qemu"))
+}
+
+/// `lavabox serve` on `dir`'s data directory, once it is ready.
+async fn serve(dir: &Path) -> tokio::process::Child {
+    let mut server = Command::new(env!("CARGO_BIN_EXE_lavabox"))
+        .arg("--config")
+        .arg(dir.join("lavabox.toml"))
+        .arg("--data")
+        .arg(dir.join("data"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start lavabox serve");
+    let stdout = server.stdout.take().expect("stdout");
+    let mut log = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+    loop {
+        let line = tokio::time::timeout(Duration::from_secs(60), log.next_line())
+            .await
+            .expect("readiness line in time")
+            .expect("server stdout")
+            .expect("server still running");
+        if line.contains("lavabox ready") {
+            break;
+        }
+    }
+    // Keep draining the log so the server never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = log.next_line().await {} });
+    server
+}
+
+/// Issue 11, item 8: a `kill -9` of lavabox during a QEMU job leaves no QEMU behind (the
+/// emulator gets a parent-death signal), and the restarted lavabox closes the job and frees
+/// the device. The job's directory holds the rendered `device.yaml` from the job's start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_lavabox_leaves_no_qemu_and_recovers_the_job() {
+    ensure_assets().await;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_owned();
+    // An ephemeral TFTP port: the QEMU job needs no TFTP, and port 69 belongs to other tests.
+    std::fs::write(
+        root.join("lavabox.toml"),
+        "instance = \"killtest\"\n[tftp]\nlisten = \"127.0.0.1:0\"\n",
+    )
+    .unwrap();
+    let data = root.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let db = data.join("lavabox.db");
+    let job = {
+        let mut s = Store::open(&db).unwrap();
+        s.create_user(&NewUser::named("tester")).unwrap();
+        let mut dt = NewDeviceType::named("qemu");
+        dt.disable_health_check = true;
+        s.create_device_type(&dt).unwrap();
+        let mut dev = NewDevice::new("qemu-01", "qemu");
+        dev.dictionary = Some(QEMU_DICT.to_owned());
+        dev.health = DeviceHealth::Good;
+        s.create_device(&dev).unwrap();
+        let mut new = NewJob::new("tester", qemu_job());
+        new.requested_device_type = Some("qemu".to_owned());
+        s.insert_job(&new).unwrap().id
+    };
+    let job_dir = data.join("jobs").join(job.to_string());
+
+    let mut server = serve(&root).await;
+    until("the job's QEMU to run", async || {
+        let log = std::fs::read_to_string(job_dir.join("output.yaml")).unwrap_or_default();
+        log.contains("execute-qemu") && qemu_running(&root).await
+    })
+    .await;
+    let device_yaml = std::fs::read_to_string(job_dir.join("device.yaml")).unwrap();
+    assert!(
+        device_yaml.contains("qemu-system-x86_64"),
+        "the rendered device configuration: {device_yaml}"
+    );
+    server.start_kill().unwrap();
+    let status = server.wait().await.unwrap();
+    assert!(!status.success(), "{status}");
+
+    let mut server = serve(&root).await;
+    let pid = i32::try_from(server.id().expect("running")).unwrap();
+    let term = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .await
+        .unwrap();
+    assert!(term.success());
+    let status = tokio::time::timeout(Duration::from_secs(60), server.wait())
+        .await
+        .expect("serve stops on SIGTERM")
+        .unwrap();
+    assert!(status.success(), "{status}");
+
+    let s = Store::open(&db).unwrap();
+    let closed = s.job(job).unwrap().unwrap();
+    assert_eq!(closed.health, JobHealth::Incomplete, "{closed:?}");
+    let device = s.device("qemu-01").unwrap().unwrap();
+    assert_eq!(
+        device.state,
+        lavabox::model::DeviceState::Idle,
+        "{device:?}"
+    );
+    assert_no_process(&root).await;
 }

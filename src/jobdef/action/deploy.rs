@@ -114,6 +114,14 @@ names!(
     }
 );
 
+names!(
+    /// An image's `format:`.
+    ImageFormat {
+        /// A qcow2 disk image.
+        Qcow2 = "qcow2",
+    }
+);
+
 /// A file to download: `{url, compression?, archive?, checksums?, headers?}`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Resource {
@@ -228,8 +236,8 @@ pub struct TmpfsImage {
     pub resource: Resource,
     /// QEMU argument template, e.g. `-drive format=qcow2,file={rootfs}`.
     pub image_arg: Option<String>,
-    /// `format: qcow2`.
-    pub qcow2: bool,
+    /// `format:` (LAVA 2023.01's tmpfs schema knows only `qcow2`).
+    pub format: Option<ImageFormat>,
 }
 
 /// `deploy: {to: tmpfs}` (QEMU).
@@ -323,7 +331,10 @@ impl Deploy {
                         name: k.as_str()?.to_owned(),
                         resource: Resource::from_node(v)?,
                         image_arg: string(v, "image_arg"),
-                        qcow2: v.get("format").and_then(Node::as_str) == Some("qcow2"),
+                        format: v
+                            .get("format")
+                            .and_then(Node::as_str)
+                            .and_then(ImageFormat::from_name),
                     });
                 }
                 if images.is_empty() {

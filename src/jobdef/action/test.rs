@@ -40,6 +40,22 @@ names!(
     }
 );
 
+names!(
+    /// A part of a test definition's `install:` that the job skips.
+    SkipInstall {
+        /// `keys`.
+        Keys = "keys",
+        /// `sources`.
+        Sources = "sources",
+        /// `deps`.
+        Deps = "deps",
+        /// `steps`.
+        Steps = "steps",
+        /// `all`.
+        All = "all",
+    }
+);
+
 /// One entry of `definitions:`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TestDefinition {
@@ -51,8 +67,8 @@ pub struct TestDefinition {
     pub source: TestDefSource,
     /// `parameters:` (or legacy `params:`), exported as shell variables.
     pub parameters: Vec<(String, Node)>,
-    /// `skip_install` steps.
-    pub skip_install: Vec<String>,
+    /// `skip_install` steps (values the schema does not know are refused before this).
+    pub skip_install: Vec<SkipInstall>,
     /// Signal channel.
     pub lava_signal: Option<LavaSignal>,
 }
@@ -95,7 +111,10 @@ impl TestDefinition {
             path: string(node, "path")?,
             source,
             parameters,
-            skip_install: strings(node, "skip_install"),
+            skip_install: strings(node, "skip_install")
+                .iter()
+                .filter_map(|s| SkipInstall::from_name(s))
+                .collect(),
             lava_signal: node
                 .get("lava-signal")
                 .and_then(Node::as_str)

@@ -1,6 +1,9 @@
-//! Downloads (HTTP(S), file://), decompression, checksums and the overlay appended to a
-//! ramdisk. Files are written with tokio I/O; hashing and decompression run on the blocking
-//! pool.
+//! Deploys: downloads (HTTP(S), file://), decompression, checksums and the overlay appended
+//! to a ramdisk, shared by the deploy targets, one file each ([`tftp`], [`tmpfs`]). Files are
+//! written with tokio I/O; hashing and decompression run on the blocking pool.
+
+pub mod tftp;
+pub mod tmpfs;
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -10,9 +13,12 @@ use sha2::Digest as _;
 use tokio::io::AsyncWriteExt as _;
 
 use super::JobError;
+use super::job::JobCtx;
+use super::lava_suite::ActionResult;
 use super::log::JobLog;
-use crate::jobdef::action::deploy::{Compression, Resource};
+use crate::jobdef::action::deploy::Resource;
 use crate::model::ErrorType;
+use crate::pipeline::step::{Codec, Download};
 use crate::testshell::cpio::{NewcOptions, write_newc};
 use crate::testshell::overlay::Overlay;
 
@@ -65,11 +71,12 @@ pub struct Fetched {
     pub checksums: Vec<(&'static str, String)>,
 }
 
-/// Downloads `resource` into `dir/name`, checks its checksums, decompresses it.
+/// Downloads `resource` into `dir/name`, checks its checksums, decompresses it with `codec`.
 pub async fn fetch(
     client: &reqwest::Client,
     log: &JobLog,
     resource: &Resource,
+    codec: Option<Codec>,
     dir: &Path,
     name: &str,
 ) -> Result<Fetched, JobError> {
@@ -117,9 +124,10 @@ pub async fn fetch(
     let dest = dir.join(name);
     let r = resource.clone();
     let (raw2, dest2) = (raw.clone(), dest.clone());
-    let fetched = tokio::task::spawn_blocking(move || check_and_decompress(&r, &raw2, dest2))
-        .await
-        .map_err(|e| JobError::new(ErrorType::Bug, format!("decompression task: {e}")))??;
+    let fetched =
+        tokio::task::spawn_blocking(move || check_and_decompress(&r, codec, &raw2, dest2))
+            .await
+            .map_err(|e| JobError::new(ErrorType::Bug, format!("decompression task: {e}")))??;
     let _ = tokio::fs::remove_file(&raw).await;
     log.info(format!(
         "{url}: {} bytes in {:.2} seconds",
@@ -129,6 +137,38 @@ pub async fn fetch(
     Ok(fetched)
 }
 
+impl JobCtx<'_> {
+    /// Downloads `download` into `dir` and records it in the `lava` suite as LAVA does:
+    /// `http-download` or `file-download` with the size and the checksums it was verified
+    /// against, at its `http-download` level.
+    pub(super) async fn download(
+        &self,
+        client: &reqwest::Client,
+        download: &Download,
+        dir: &Path,
+        namespace: Option<&str>,
+    ) -> Result<Fetched, JobError> {
+        let started = tokio::time::Instant::now();
+        let name = file_name(&download.resource, &download.label);
+        let res = &download.resource;
+        let fetched = fetch(client, &self.log, res, download.codec, dir, &name).await?;
+        let action = if res.url.starts_with("file://") {
+            "file-download"
+        } else {
+            "http-download"
+        };
+        let mut result =
+            ActionResult::new(action, download.level.clone(), namespace, started.elapsed())
+                .with("label", download.label.as_str())
+                .with("size", fetched.size);
+        for (kind, sum) in &fetched.checksums {
+            result = result.with(kind, sum.as_str());
+        }
+        self.record_action(result).await;
+        Ok(fetched)
+    }
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -136,6 +176,7 @@ fn hex(bytes: &[u8]) -> String {
 /// Checksums `raw`, verifies the ones the job gave, and writes it, decompressed, to `dest`.
 fn check_and_decompress(
     resource: &Resource,
+    codec: Option<Codec>,
     raw: &Path,
     dest: PathBuf,
 ) -> Result<Fetched, JobError> {
@@ -188,24 +229,21 @@ fn check_and_decompress(
     let out = std::fs::File::create(&dest)
         .map_err(|e| infra(format!("creating {}: {e}", dest.display())))?;
     let mut out = std::io::BufWriter::new(out);
-    let mut reader: Box<dyn Read> = match resource.compression {
+    let mut reader: Box<dyn Read> = match codec {
         None => Box::new(input),
-        Some(Compression::Gz) => Box::new(flate2::read::MultiGzDecoder::new(input)),
-        Some(Compression::Xz) => Box::new(liblzma::read::XzDecoder::new_multi_decoder(input)),
-        Some(Compression::Bz2) => Box::new(bzip2::read::MultiBzDecoder::new(input)),
-        Some(Compression::Zstd) => Box::new(
+        Some(Codec::Gz) => Box::new(flate2::read::MultiGzDecoder::new(input)),
+        Some(Codec::Xz) => Box::new(liblzma::read::XzDecoder::new_multi_decoder(input)),
+        Some(Codec::Bz2) => Box::new(bzip2::read::MultiBzDecoder::new(input)),
+        Some(Codec::Zstd) => Box::new(
             zstd::stream::read::Decoder::new(input)
                 .map_err(|e| job(format!("zstd decompression of '{}': {e}", resource.url)))?,
         ),
-        Some(Compression::Zip) => {
-            return Err(job("compression: zip is not supported on this appliance"));
-        }
     };
     std::io::copy(&mut reader, &mut out).map_err(|e| {
         job(format!(
             "Unable to decompress '{}' ({}): {e}",
             resource.url,
-            resource.compression.map_or("none", |c| c.as_str())
+            codec.map_or("none", Codec::as_str)
         ))
     })?;
     out.flush()
@@ -264,6 +302,7 @@ pub async fn add_overlay(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::jobdef::action::deploy::Compression;
 
     fn resource(url: &str, compression: Option<Compression>) -> Resource {
         Resource {
@@ -299,9 +338,16 @@ mod tests {
         crate::tls::install_tls_provider();
         let client = http_client().unwrap();
         let out = dir.path().join("out");
-        let got = fetch(&client, &JobLog::discard(), &r, &out, "data")
-            .await
-            .unwrap();
+        let got = fetch(
+            &client,
+            &JobLog::discard(),
+            &r,
+            Some(Codec::Gz),
+            &out,
+            "data",
+        )
+        .await
+        .unwrap();
         assert_eq!(std::fs::read(&got.path).unwrap(), b"hello");
         assert_eq!(
             got.size,
@@ -317,9 +363,16 @@ mod tests {
             "the checksums the job gave, and only those"
         );
         r.md5sum = Some("00".into());
-        let err = fetch(&client, &JobLog::discard(), &r, &out, "data")
-            .await
-            .unwrap_err();
+        let err = fetch(
+            &client,
+            &JobLog::discard(),
+            &r,
+            Some(Codec::Gz),
+            &out,
+            "data",
+        )
+        .await
+        .unwrap_err();
         assert_eq!(err.error_type, ErrorType::Job);
         assert!(err.message.contains("md5sum mismatch"), "{}", err.message);
     }
