@@ -42,6 +42,7 @@ mod retry;
 
 use std::collections::HashSet;
 use std::net::IpAddr;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{Semaphore, broadcast};
@@ -195,6 +196,8 @@ pub struct Notifier {
 #[derive(Debug)]
 struct Shared {
     store: AsyncStore,
+    /// Where the job logs are (`store::joblog::log_path`).
+    data_dir: PathBuf,
     settings: Settings,
     http: reqwest::Client,
     outcomes: broadcast::Sender<Arc<Outcome>>,
@@ -226,6 +229,7 @@ impl Notifier {
         let (outcomes, _) = broadcast::channel(1024);
         let shared = Arc::new(Shared {
             store: app.store().clone(),
+            data_dir: app.config().data_dir.clone(),
             settings,
             http,
             outcomes: outcomes.clone(),
@@ -333,7 +337,7 @@ async fn fire(shared: Arc<Shared>, change: JobChange) {
                 tracing::warn!(job = id.0, "{}", outcome.describe());
             }
             if state == JobState::Finished {
-                record_in_log(&shared.store, id, outcome.describe()).await;
+                record_in_log(&shared.data_dir, id, outcome.describe()).await;
             }
             let _ = shared.outcomes.send(Arc::new(outcome));
         }
@@ -345,7 +349,7 @@ async fn fire(shared: Arc<Shared>, change: JobChange) {
         )
     });
     if needs_log {
-        loaded.data.log = read_log(&shared.store, id).await;
+        loaded.data.log = read_log(&shared.data_dir, id).await;
     }
     let comparison = loaded.compare_with.take().map(|cases| {
         let cases = cases?;
@@ -809,21 +813,26 @@ fn compare_job(
         }))
 }
 
-async fn read_log(store: &AsyncStore, id: JobId) -> Option<String> {
-    let entry = store.call(move |s| s.job_log(id)).await.ok()??;
-    tokio::task::spawn_blocking(move || joblog::read_text(&entry.path, 0, None).ok())
+/// The whole log of job `id`, at the path rule (`store::joblog::log_path`), read on the
+/// blocking pool; `None` when it cannot be read.
+async fn read_log(data_dir: &Path, id: JobId) -> Option<String> {
+    joblog::read_text_blocking(joblog::log_path(data_dir, id), 0, None)
         .await
-        .ok()?
+        .ok()
 }
 
-/// Appends an `info` line to a Finished job's log, if it has one.
-async fn record_in_log(store: &AsyncStore, id: JobId, text: String) {
-    let Ok(Some(entry)) = store.call(move |s| s.job_log(id)).await else {
-        return;
-    };
+/// Appends an `info` line to a Finished job's log, if it has one (a job that never started
+/// has no file, and none is created for it).
+async fn record_in_log(data_dir: &Path, id: JobId, text: String) {
+    let path = joblog::log_path(data_dir, id);
     let written = tokio::task::spawn_blocking(move || {
-        let mut writer = joblog::JobLogWriter::open(&entry.path)?;
-        writer.append(&joblog::Entry::now(joblog::Level::Info, text))
+        if !path.is_file() {
+            return Ok(None);
+        }
+        let mut writer = joblog::JobLogWriter::open(&path)?;
+        writer
+            .append(&joblog::Entry::now(joblog::Level::Info, text))
+            .map(Some)
     })
     .await;
     if !matches!(written, Ok(Ok(_))) {

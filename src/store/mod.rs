@@ -57,7 +57,7 @@ pub use notifications::{
 pub use query::{
     Condition, Entity, Field, Operand, Operator, QueryCase, QueryJob, QueryRows, QuerySuite,
 };
-pub use results::{JobLogEntry, NewTestCase, TestCase, TestSuite};
+pub use results::{NewTestCase, TestCase, TestSuite};
 pub use saved_query::{MIN_QUERY_LIMIT, NewSavedQuery, SavedQuery, SavedQueryId};
 pub use users::{Group, NewToken, NewUser, Token, TokenId, User};
 pub use workers::{Worker, WorkerFile, WorkerHealth, WorkerState, WorkerStatus, WorkerUpdate};
