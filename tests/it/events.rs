@@ -152,6 +152,7 @@ fn lavabox(dir: &std::path::Path, args: &[&str]) -> String {
 /// end event" Python client watches it through pyzmq on the socket the server advertises.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pyzmq_subscriber_sees_a_job_life_cycle() {
+    lab_or_skip!();
     let dir = tempfile::tempdir().expect("temporary directory");
     let path = dir.path();
     let zmq_port = free_port();

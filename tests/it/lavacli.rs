@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::process::Output;
 
-use crate::xmlrpc::{MULTINODE_JOB, QEMU_JOB, TestServer};
+use crate::xmlrpc::{MULTINODE_JOB, QEMU_JOB, TestServer, with_finished_job};
 
 struct Cli {
     config_home: PathBuf,
@@ -15,8 +15,8 @@ struct Cli {
 
 impl Cli {
     fn new(srv: &TestServer) -> Cli {
-        let config_home = srv.dir.path().join("xdg");
-        let files = srv.dir.path().join("files");
+        let config_home = srv.dir().join("xdg");
+        let files = srv.dir().join("files");
         std::fs::create_dir_all(&config_home).expect("xdg dir");
         std::fs::create_dir_all(&files).expect("files dir");
         let config = format!(
@@ -85,7 +85,9 @@ fn assert_has(out: &str, needles: &[&str]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lavacli_drives_lavabox() {
-    let srv = TestServer::start().await;
+    lab_or_skip!();
+    // `finished` ran through the whole appliance (scheduler, dispatcher, a scripted board).
+    let (srv, finished) = with_finished_job().await;
     let cli = Cli::new(&srv);
 
     // system
@@ -320,7 +322,7 @@ async fn lavacli_drives_lavabox() {
     );
 
     // a finished job: logs, wait, results
-    srv.finish_job(id_num).await;
+    let id = finished.to_string();
     let logs = cli.ok(&["jobs", "logs", "--raw", &id]).await;
     assert_has(&logs, &["Linux version 6.1", "job done"]);
     let pretty = cli.ok(&["jobs", "logs", "--no-follow", &id]).await;

@@ -5,7 +5,7 @@
 //! outcome stream, with timeouts only as safety nets; readiness of a freshly started peer is
 //! a connect retried until it succeeds.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,15 +17,15 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::routing::any;
 use lavabox::app::App;
 use lavabox::config::SmtpConfig;
-use lavabox::model::{ErrorType, JobId, TestResult};
+use lavabox::model::{DeviceHealth, ErrorType, JobId, TestResult};
 use lavabox::notify::{Channel, Notifier, Outcome, Retry, Settings};
-use lavabox::store::joblog::{Entry, JobLogWriter, Level};
-use lavabox::store::{JobEnd, NewTestCase};
+use lavabox::store::{JobEnd, NewDevice, NewDeviceType, NewTestCase};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::{broadcast, mpsc};
 
 use super::events::{JOB, app, finish, run, submit};
+use crate::common::server::{Options, Server, scripted_job};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -176,21 +176,43 @@ async fn add_results(app: &App, id: JobId, cases: &[(&str, &str, TestResult)]) {
         .expect("results");
 }
 
-/// Registers a job log file for `id` with one line, as the dispatcher would.
-async fn job_log(app: &App, dir: &Path, id: JobId) -> PathBuf {
-    let path = dir.join(format!("job-{}.yaml", id.0));
-    let mut w = JobLogWriter::open(&path).expect("log");
-    w.append(&Entry::now(Level::Info, "start")).expect("line");
-    let p = path.clone();
-    app.store()
-        .call(move |s| s.register_job_log(id, &p))
-        .await
-        .expect("register");
-    path
+/// The whole appliance (`common::server`) with a scripted board `qemu-01` and `settings`:
+/// jobs submitted to it are run by the real scheduler and dispatcher, so their logs, results
+/// and ends come from the job path.
+async fn scripted_server(settings: Settings) -> Server {
+    let mut options = Options::scripted().seed(|s| {
+        let mut qemu = NewDeviceType::named("qemu");
+        qemu.disable_health_check = true;
+        s.create_device_type(&qemu)?;
+        let mut device = NewDevice::new("qemu-01", "qemu");
+        device.dictionary = Some("{% extends 'qemu.jinja2' %}\n".into());
+        device.health = DeviceHealth::Good;
+        s.create_device(&device)?;
+        Ok(())
+    });
+    options.notify = Some(settings);
+    Server::start(options).await
+}
+
+/// Submits the scripted job with `notify` (a `notify:` block) as alice through XML-RPC.
+async fn submit_scripted(srv: &Server, notify: &str) -> JobId {
+    let definition = format!("{}{notify}", scripted_job("qemu", "notify test"));
+    match crate::xmlrpc::rpc(
+        srv.addr,
+        Some(("alice", &srv.alice_token)),
+        "scheduler.jobs.submit",
+        &[lavabox::api::xmlrpc::codec::Value::str(definition)],
+    )
+    .await
+    {
+        Ok(lavabox::api::xmlrpc::codec::Value::Int(id)) => JobId(id),
+        other => panic!("submit: {other:?}"),
+    }
 }
 
 #[tokio::test]
 async fn email_reaches_smtp_sink_with_status_and_results() {
+    lab_or_skip!();
     let maildir = tempfile::tempdir().expect("maildir");
     let (_sink, port) = smtp_sink(maildir.path()).await;
     let (_dir, app) = app(|_| {}).await;
@@ -274,20 +296,17 @@ async fn email_reaches_smtp_sink_with_status_and_results() {
 #[tokio::test]
 async fn dead_smtp_relay_is_retried_and_recorded() {
     let dead = free_port();
-    let (dir, app) = app(|_| {}).await;
-    let notifier = Notifier::start_with(&app, settings(Some(dead)));
-    let mut rx = notifier.outcomes();
-    let def = format!(
-        "{JOB}notify:\n  criteria: {{status: complete}}\n  recipients:\n  - to: {{method: email, email: bob@example.com}}\n"
-    );
-    let id = submit(&app, &def).await;
-    let log = job_log(&app, dir.path(), id).await;
-    run(&app, id).await;
-    finish(&app, id, JobEnd::complete()).await;
-    let got = outcomes(&mut rx, 1, |o| o.job == id).await;
+    let mut srv = scripted_server(settings(Some(dead))).await;
+    let id = submit_scripted(
+        &srv,
+        "notify:\n  criteria: {status: complete}\n  recipients:\n  - to: {method: email, email: bob@example.com}\n",
+    )
+    .await;
+    let got = outcomes(&mut srv.outcomes, 1, |o| o.job == id).await;
     let failed = got[0].result.as_ref().expect_err("relay is dead");
     assert_eq!(failed.attempts, 3);
-    let text = std::fs::read_to_string(&log).expect("log");
+    // The log the dispatcher wrote, at the one path rule, with the outcome appended.
+    let text = std::fs::read_to_string(srv.app.config().job_log_path(id)).expect("log");
     assert!(
         text.contains("\"lvl\": \"info\"")
             && text.contains("e-mail to bob@example.com failed after 3 attempt(s)"),
@@ -323,6 +342,7 @@ async fn irc_listener(port: u16, nick: &'static str, ready: mpsc::Sender<()>) ->
 
 #[tokio::test]
 async fn irc_message_reaches_ngircd() {
+    lab_or_skip!();
     let conf_dir = tempfile::tempdir().expect("conf dir");
     let port = free_port();
     let conf = conf_dir.path().join("ngircd.conf");
@@ -429,12 +449,10 @@ fn form_field(body: &[u8], key: &str) -> Option<String> {
 #[tokio::test]
 async fn callbacks_deliver_every_dataset_and_failures_do_not_delay_others() {
     let (base, mut hits) = hook_server().await;
-    let (dir, app) = app(|_| {}).await;
-    let notifier = Notifier::start_with(&app, settings(None));
-    let mut rx = notifier.outcomes();
+    let mut srv = scripted_server(settings(None)).await;
 
-    let def = format!(
-        "{JOB}notify:\n  criteria: {{status: finished}}\n  callbacks:\n\
+    let notify = format!(
+        "notify:\n  criteria: {{status: finished}}\n  callbacks:\n\
            \x20\x20- {{url: \"{base}/get/{{ID}}/{{STATUS_STRING}}\", token: s3cret}}\n\
            \x20\x20- {{url: \"{base}/minimal/{{ID}}\", method: POST, token: s3cret, header: X-Token}}\n\
            \x20\x20- {{url: \"{base}/results/x\", method: POST, dataset: results, content-type: json, token: s3cret}}\n\
@@ -443,15 +461,14 @@ async fn callbacks_deliver_every_dataset_and_failures_do_not_delay_others() {
            \x20\x20- {{url: \"{base}/fail/x\", method: POST}}\n\
            \x20\x20- {{url: \"{base}/hang/x\"}}\n"
     );
+    let def = format!("{}{notify}", scripted_job("qemu", "notify test"));
     let parsed = lavabox::jobdef::parse_str(&def)
         .map_err(|p| format!("{p:?}"))
         .expect("valid job");
     assert_eq!(parsed.notify.map(|n| n.callbacks.len()), Some(7));
-    let id = submit(&app, &def).await;
-    job_log(&app, dir.path(), id).await;
-    run(&app, id).await;
-    add_results(&app, id, &[("0_smoke", "boot", TestResult::Pass)]).await;
-    finish(&app, id, JobEnd::complete()).await;
+    // The scripted board runs it: its log, its `0_smoke`/`ls` case and its end come from the
+    // job path.
+    let id = submit_scripted(&srv, &notify).await;
 
     // The five good callbacks arrive (plus the first attempts at the bad ones).
     let mut seen: Vec<Hit> = Vec::new();
@@ -518,7 +535,7 @@ async fn callbacks_deliver_every_dataset_and_failures_do_not_delay_others() {
     assert!(
         json["results"]["0_smoke"]
             .as_str()
-            .is_some_and(|y| y.contains("name: boot") && y.contains("result: pass")),
+            .is_some_and(|y| y.contains("name: ls") && y.contains("result: fail")),
         "{json}"
     );
     assert!(json.get("log").is_none());
@@ -536,15 +553,13 @@ async fn callbacks_deliver_every_dataset_and_failures_do_not_delay_others() {
     assert!(form_field(&all.body, "results").is_some_and(|r| r.contains("0_smoke")));
 
     // While job 1's bad callbacks are still being retried, job 2's is delivered.
-    let def2 = format!(
-        "{JOB}notify:\n  criteria: {{status: finished}}\n  callback: {{url: \"{base}/second/{{ID}}\"}}\n"
+    let notify2 = format!(
+        "notify:\n  criteria: {{status: finished}}\n  callback: {{url: \"{base}/second/{{ID}}\"}}\n"
     );
-    let id2 = submit(&app, &def2).await;
-    run(&app, id2).await;
-    finish(&app, id2, JobEnd::complete()).await;
+    let id2 = submit_scripted(&srv, &notify2).await;
 
     let mut order = Vec::new();
-    let done = outcomes(&mut rx, 8, |o| {
+    let done = outcomes(&mut srv.outcomes, 8, |o| {
         if !matches!(o.channel, Channel::Callback(_)) {
             return false;
         }
@@ -578,13 +593,14 @@ async fn callbacks_deliver_every_dataset_and_failures_do_not_delay_others() {
             .count()
     };
     assert_eq!(attempts_at_fail, 3);
-    let log = std::fs::read_to_string(dir.path().join(format!("job-{}.yaml", id.0))).expect("log");
+    let log = std::fs::read_to_string(srv.app.config().job_log_path(id)).expect("log");
     assert!(log.contains("/hang/x failed after 3 attempt(s)"), "{log}");
     assert!(log.contains("/minimal/{ID} sent"), "{log}");
 }
 
 #[tokio::test]
 async fn compare_reports_a_new_failure() {
+    lab_or_skip!();
     let maildir = tempfile::tempdir().expect("maildir");
     let (_sink, port) = smtp_sink(maildir.path()).await;
     let (_dir, app) = app(|_| {}).await;
@@ -989,6 +1005,7 @@ async fn completed(
 /// newest Complete job it matches, not merely the previous job.
 #[tokio::test]
 async fn named_compare_query_saved_with_the_cli_picks_the_job() {
+    lab_or_skip!();
     let maildir = tempfile::tempdir().expect("maildir");
     let (_sink, port) = smtp_sink(maildir.path()).await;
     let (dir, app) = app(|_| {}).await;
