@@ -440,7 +440,9 @@ mod tests {
         let mut stream = tokio::net::TcpStream::connect(http).await.unwrap();
         use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
         stream
-            .write_all(b"GET /api/v0.2/system/version/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .write_all(
+                b"GET /api/v0.2/system/version/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            )
             .await
             .unwrap();
         let mut reply = String::new();

@@ -90,7 +90,11 @@ pub fn log_path(data_dir: &Path, job: JobId) -> PathBuf {
 
 /// [`read_text`] on the blocking pool, for async callers (the file may be large, and a log
 /// is never read on an async worker nor inside a store call).
-pub async fn read_text_blocking(path: PathBuf, start: u64, end: Option<u64>) -> Result<String, Error> {
+pub async fn read_text_blocking(
+    path: PathBuf,
+    start: u64,
+    end: Option<u64>,
+) -> Result<String, Error> {
     let at = path.clone();
     tokio::task::spawn_blocking(move || read_text(&path, start, end))
         .await

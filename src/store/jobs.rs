@@ -2158,7 +2158,6 @@ mod tests {
                 ("source".to_string(), "b".to_string())
             ]
         );
-
     }
 
     #[test]

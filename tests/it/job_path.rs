@@ -121,7 +121,10 @@ async fn a_job_the_scheduler_ran_is_readable_through_every_interface() {
     lab_or_skip!();
     let (hook, mut bodies) = webhook().await;
     let mut srv = Server::start(Options::lab(&["qemu-01"])).await;
-    assert!(srv.zmq.is_some(), "the whole appliance runs, its publisher too");
+    assert!(
+        srv.zmq.is_some(),
+        "the whole appliance runs, its publisher too"
+    );
 
     // Before it runs: LAVA's answers for a job without a log.
     let id = match rpc(
@@ -159,7 +162,10 @@ async fn a_job_the_scheduler_ran_is_readable_through_every_interface() {
 
     let written = std::fs::read_to_string(srv.app.config().job_log_path(id)).expect("output.yaml");
     let lines: Vec<&str> = written.lines().collect();
-    assert!(lines.len() > 20, "a real boot logs more than this:\n{written}");
+    assert!(
+        lines.len() > 20,
+        "a real boot logs more than this:\n{written}"
+    );
     assert!(written.contains("Linux version"), "{written}");
 
     // The webhook (`dataset: all`): the log as it was at Finished, and the results.
@@ -175,7 +181,13 @@ async fn a_job_the_scheduler_ran_is_readable_through_every_interface() {
     // REST /jobs/<id>/logs/, whole and sliced.
     let logs = format!("/api/v0.2/jobs/{id}/logs/");
     assert_eq!(get(&srv, &logs).await, (200, written.clone()));
-    for (start, end) in [(0, Some(1)), (3, Some(10)), (5, None), (7, Some(7)), (2, Some(1))] {
+    for (start, end) in [
+        (0, Some(1)),
+        (3, Some(10)),
+        (5, None),
+        (7, Some(7)),
+        (2, Some(1)),
+    ] {
         let query = match end {
             Some(e) => format!("{logs}?start={start}&end={e}"),
             None => format!("{logs}?start={start}"),
@@ -249,11 +261,9 @@ async fn a_job_the_scheduler_ran_is_readable_through_every_interface() {
     assert_eq!(status, 200, "{yaml}");
     let cases: Vec<serde_norway::Value> = serde_norway::from_str(&yaml).expect("YAML results");
     assert!(
-        cases
-            .iter()
-            .any(|c| c["suite"].as_str() == Some("0_health")
-                && c["name"].as_str() == Some("uname")
-                && c["result"].as_str() == Some("pass")),
+        cases.iter().any(|c| c["suite"].as_str() == Some("0_health")
+            && c["name"].as_str() == Some("uname")
+            && c["result"].as_str() == Some("pass")),
         "{yaml}"
     );
     match rpc(

@@ -185,7 +185,7 @@ async fn scripted_server(settings: Settings) -> Server {
         qemu.disable_health_check = true;
         s.create_device_type(&qemu)?;
         let mut device = NewDevice::new("qemu-01", "qemu");
-        device.dictionary = Some("{% extends 'qemu.jinja2' %}\n".into());
+        device.dictionary = Some(crate::common::server::scripted_dictionary("qemu.jinja2"));
         device.health = DeviceHealth::Good;
         s.create_device(&device)?;
         Ok(())
@@ -302,6 +302,7 @@ async fn dead_smtp_relay_is_retried_and_recorded() {
         "notify:\n  criteria: {status: complete}\n  recipients:\n  - to: {method: email, email: bob@example.com}\n",
     )
     .await;
+    srv.finished(id, lavabox::model::JobHealth::Complete).await;
     let got = outcomes(&mut srv.outcomes, 1, |o| o.job == id).await;
     let failed = got[0].result.as_ref().expect_err("relay is dead");
     assert_eq!(failed.attempts, 3);

@@ -97,17 +97,18 @@ fn personal_job() -> String {
 }
 
 pub(crate) async fn start() -> Lab {
-    let mut srv = Server::start(Options::scripted().seed(|s| {
+    let mut options = Options::scripted().seed(|s| {
         let mut qemu = NewDeviceType::named("qemu");
         qemu.disable_health_check = true;
         s.create_device_type(&qemu)?;
         let mut device = NewDevice::new("qemu01", "qemu");
-        device.dictionary = Some("{% extends 'qemu.jinja2' %}\n".into());
+        device.dictionary = Some(crate::common::server::scripted_dictionary("qemu.jinja2"));
         device.health = DeviceHealth::Good;
         s.create_device(&device)?;
         Ok(())
-    }))
-    .await;
+    });
+    options.instance = "lavabox";
+    let mut srv = Server::start(options).await;
     let private = match crate::xmlrpc::rpc(
         srv.addr,
         Some(("alice", &srv.alice_token)),
@@ -121,34 +122,34 @@ pub(crate) async fn start() -> Lab {
     };
     srv.finished(private, JobHealth::Complete).await;
     let (tx, rx) = tokio::sync::oneshot::channel();
-    let srv = srv
-        .restart(Options::api_only().seed(move |s| {
-            let mut public = Vec::new();
-            for i in 0..7 {
-                let mut job = NewJob::new(if i % 2 == 0 { "alice" } else { "bob" }, "job: x");
-                job.description = format!("job {i}");
-                job.requested_device_type = Some("qemu".into());
-                public.push(s.insert_job(&job)?.id);
-            }
-            let results = public[0];
-            let mut first = NewTestCase::new("0_smoke", "boot-ok", TestResult::Pass);
-            first.metadata = metadata("boot-ok");
-            first.start_log_line = Some(118);
-            first.end_log_line = Some(120);
-            let mut second = NewTestCase::new("0_smoke", "ping", TestResult::Fail);
-            second.measurement = Some(12.5);
-            second.units = "ms".into();
-            second.metadata = Some("case: ping\nlevel: 1.4.3.1\nnote: 'a, \"b\"'\n".into());
-            let third = NewTestCase::new("1_more", "skipped", TestResult::Skip);
-            s.insert_test_cases(results, &[first, second, third])?;
-            // One finished job for the state/health filters.
-            s.schedule_job(public[1], "qemu01")?;
-            s.start_job(public[1])?;
-            s.finish_job(public[1], &JobEnd::complete())?;
-            let _ = tx.send((public, results));
-            Ok(())
-        }))
-        .await;
+    let mut options = Options::api_only().seed(move |s| {
+        let mut public = Vec::new();
+        for i in 0..7 {
+            let mut job = NewJob::new(if i % 2 == 0 { "alice" } else { "bob" }, "job: x");
+            job.description = format!("job {i}");
+            job.requested_device_type = Some("qemu".into());
+            public.push(s.insert_job(&job)?.id);
+        }
+        let results = public[0];
+        let mut first = NewTestCase::new("0_smoke", "boot-ok", TestResult::Pass);
+        first.metadata = metadata("boot-ok");
+        first.start_log_line = Some(118);
+        first.end_log_line = Some(120);
+        let mut second = NewTestCase::new("0_smoke", "ping", TestResult::Fail);
+        second.measurement = Some(12.5);
+        second.units = "ms".into();
+        second.metadata = Some("case: ping\nlevel: 1.4.3.1\nnote: 'a, \"b\"'\n".into());
+        let third = NewTestCase::new("1_more", "skipped", TestResult::Skip);
+        s.insert_test_cases(results, &[first, second, third])?;
+        // One finished job for the state/health filters.
+        s.schedule_job(public[1], "qemu01")?;
+        s.start_job(public[1])?;
+        s.finish_job(public[1], &JobEnd::complete())?;
+        let _ = tx.send((public, results));
+        Ok(())
+    });
+    options.instance = "lavabox";
+    let srv = srv.restart(options).await;
     let (public, results) = rx.await.expect("seeded");
     Lab {
         addr: srv.addr,
@@ -735,7 +736,7 @@ async fn private_job_refused_everywhere() {
         )
         .await;
     assert_eq!(status, 200);
-    assert!(body.contains(",hidden,"), "{body}");
+    assert!(body.contains(",ls,"), "{body}");
     let resp = tokio::process::Command::new("curl")
         .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
         .arg(lab.url(&format!("/results/{job}/csv")))
@@ -873,8 +874,8 @@ async fn devices_types_workers_system() {
     assert_eq!(types["results"][0]["health_denominator"], "hours");
     let (_, workers) = lab.json("/api/v0.2/workers/", None).await;
     assert_eq!(workers["count"], 1);
-    // The store's worker row: this lab serves the API without `App::run`, which is what
-    // marks the appliance's worker Online.
+    // The store's worker row: the appliance that ran the private job marked it Offline when
+    // it stopped, and this lab serves the API alone.
     assert_eq!(workers["results"][0]["hostname"], "lavabox");
     assert_eq!(workers["results"][0]["state"], "Offline");
     assert_eq!(

@@ -174,7 +174,10 @@ pub type TestServer = Server;
 /// `qemu01` (or `qemu02`): a `qemu` device of the appliance's worker, Good.
 fn qemu_device(s: &mut Store, hostname: &str) -> Result<(), lavabox::store::Error> {
     let mut d = NewDevice::new(hostname, "qemu");
-    d.dictionary = Some("{% extends 'qemu.jinja2' %}\n{% set arch = 'amd64' %}\n".into());
+    d.dictionary = Some(format!(
+        "{}{{% set arch = 'amd64' %}}\n",
+        crate::common::server::scripted_dictionary("qemu.jinja2")
+    ));
     d.worker_name = Some("lavabox-test".into());
     d.health = DeviceHealth::Good;
     s.create_device(&d)?;
@@ -204,6 +207,8 @@ fn seed_the_rest(s: &mut Store, with_job: bool) -> Result<(), lavabox::store::Er
         s.create_device_type(&NewDeviceType::named("qemu"))?;
         qemu_device(s, "qemu01")?;
     }
+    s.create_group("lab")?;
+    s.add_group_member("lab", "alice")?;
     s.create_device_type(&NewDeviceType::named("bbb"))?;
     s.add_alias("qemu-alias", "qemu")?;
     s.create_tag("fast", Some("a fast board"))?;
@@ -334,9 +339,26 @@ async fn python_client_suite() {
         })
         .await
         .expect("saved queries");
+    // What the job path wrote for the finished job, for the counts the suite checks.
+    let log = std::fs::read_to_string(srv.app.config().job_log_path(JobId(id))).expect("log");
+    let (cases, lava_cases) = srv
+        .app
+        .store()
+        .call(move |s| {
+            Ok((
+                s.count_test_cases(JobId(id), None)?,
+                s.count_test_cases(JobId(id), Some("lava"))?,
+            ))
+        })
+        .await
+        .expect("case counts");
+    assert!(cases >= 2 && lava_cases >= 1, "{cases} {lava_cases}");
     let out = python(
         &repo().join("tests/python/xmlrpc_api.py"),
         &[
+            ("FINISHED_LOG_LINES", log.lines().count().to_string()),
+            ("FINISHED_CASES", cases.to_string()),
+            ("FINISHED_LAVA_CASES", lava_cases.to_string()),
             ("LAVABOX_ADDR", srv.addr.to_string()),
             ("ADMIN_TOKEN", srv.admin_token.clone()),
             ("ALICE_TOKEN", srv.alice_token.clone()),

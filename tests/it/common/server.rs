@@ -47,11 +47,22 @@ pub fn scripted_board() -> FakeConsole {
         "[    0.000000] Linux version 6.1.0-scripted (lavabox tests)\n{SCRIPTED_PROMPT}"
     ))
     .on("^ ?$", SCRIPTED_PROMPT)
-    .on("lava-test-runner", format!("{SCRIPTED_RUN}{SCRIPTED_PROMPT}"))
+    .on(
+        "lava-test-runner",
+        format!("{SCRIPTED_RUN}{SCRIPTED_PROMPT}"),
+    )
 }
 
-/// A job for the scripted board: `minimal` boot on its prompt, then one inline test
-/// definition named `smoke` (the board answers its run).
+/// The device dictionary of a scripted board of `device type` template `template`
+/// (`qemu.jinja2`…): the connection command is never run (the fake console answers instead),
+/// but the dispatcher, as LAVA's, wants one for a `minimal` boot.
+pub fn scripted_dictionary(template: &str) -> String {
+    format!("{{% extends '{template}' %}}\n{{% set connection_command = 'scripted-board' %}}\n")
+}
+
+/// A job for the scripted board: `minimal` boot on its prompt (no reset: the board is on
+/// when its console opens), then one inline test definition named `smoke` (the board
+/// answers its run).
 pub fn scripted_job(device_type: &str, job_name: &str) -> String {
     format!(
         "device_type: {device_type}
@@ -67,6 +78,7 @@ timeouts:
 actions:
 - boot:
     method: minimal
+    reset: false
     prompts: ['root@scripted:~# ']
 - test:
     definitions:
@@ -102,6 +114,8 @@ pub struct Options {
     pub lab_boards: Vec<&'static str>,
     /// Bind TFTP on 127.0.0.1:69 (the U-Boot lab board needs it); else an ephemeral port.
     pub tftp_port_69: bool,
+    /// The instance name (the appliance's own worker).
+    pub instance: &'static str,
     /// Notification settings (tests shorten retries); `None`: from the configuration.
     pub notify: Option<lavabox::notify::Settings>,
     /// More seeding (device types, devices, tags…) after the users, before serving.
@@ -115,6 +129,7 @@ impl Options {
             board: Board::Scripted(scripted_board()),
             lab_boards: Vec::new(),
             tftp_port_69: false,
+            instance: "lavabox-test",
             notify: None,
             seed: Box::new(|_| Ok(())),
         }
@@ -236,7 +251,7 @@ impl Server {
             "127.0.0.1:0"
         };
         let raw = RawConfig {
-            instance: Some("lavabox-test".into()),
+            instance: Some(options.instance.into()),
             template_dirs: Some(vec![templates, repo().join("device-types")]),
             tftp: Some(lavabox::config::RawTftp {
                 root: None,
@@ -269,8 +284,6 @@ impl Server {
                 alice.email = ALICE_EMAIL.into();
                 s.create_user(&alice)?;
                 s.create_user(&NewUser::named("bob"))?;
-                s.create_group("lab")?;
-                s.add_group_member("lab", "alice")?;
                 let tokens = (
                     s.create_token("admin", "test")?.secret,
                     s.create_token("alice", "test")?.secret,
@@ -404,14 +417,20 @@ impl Server {
             let log =
                 std::fs::read_to_string(self.app.config().job_log_path(id)).unwrap_or_default();
             let job = self.app.store().call(move |s| s.job(id)).await;
-            panic!("job {id} ended {:?}, not {health:?} ({job:?}); log:\n{log}", end.health);
+            panic!(
+                "job {id} ended {:?}, not {health:?} ({job:?}); log:\n{log}",
+                end.health
+            );
         }
         end
     }
 
     /// The temporary directory (data, templates, client configuration).
     pub fn dir(&self) -> &std::path::Path {
-        self.dir.as_ref().expect("running server has its directory").path()
+        self.dir
+            .as_ref()
+            .expect("running server has its directory")
+            .path()
     }
 
     /// Stops the app (canceling what still runs), checks it stopped cleanly, and hands back

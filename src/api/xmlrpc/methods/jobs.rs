@@ -231,7 +231,11 @@ pub(super) async fn call(ctx: &Ctx, name: &str, a: Args<'_>) -> R {
                         ),
                     )
                 })?;
-            let data = if data.is_empty() { "[]".to_owned() } else { data };
+            let data = if data.is_empty() {
+                "[]".to_owned()
+            } else {
+                data
+            };
             Ok(Value::Array(vec![Value::Bool(finished), binary(data)]))
         }
         "scheduler.job_output" => {
