@@ -324,7 +324,7 @@ async fn lavacli_drives_lavabox() {
     // a finished job: logs, wait, results
     let id = finished.to_string();
     let logs = cli.ok(&["jobs", "logs", "--raw", &id]).await;
-    assert_has(&logs, &["Linux version 6.1", "job done"]);
+    assert_has(&logs, &["Linux version 6.1", "Job finished correctly"]);
     let pretty = cli.ok(&["jobs", "logs", "--no-follow", &id]).await;
     assert_has(&pretty, &["Linux version 6.1"]);
     cli.ok(&["jobs", "wait", &id]).await;
