@@ -106,6 +106,9 @@ pub enum Board {
     Scripted(FakeConsole),
 }
 
+/// Seeding through real store calls.
+pub type Seed = Box<dyn FnOnce(&mut Store) -> Result<(), lavabox::store::Error> + Send>;
+
 /// How to start a [`Server`].
 pub struct Options {
     /// The board behind the dispatcher.
@@ -119,7 +122,7 @@ pub struct Options {
     /// Notification settings (tests shorten retries); `None`: from the configuration.
     pub notify: Option<lavabox::notify::Settings>,
     /// More seeding (device types, devices, tags…) after the users, before serving.
-    pub seed: Box<dyn FnOnce(&mut Store) -> Result<(), lavabox::store::Error> + Send>,
+    pub seed: Seed,
 }
 
 impl Options {
