@@ -198,6 +198,9 @@ struct Shared {
     store: AsyncStore,
     /// Where the job logs are (`store::joblog::log_path`).
     data_dir: PathBuf,
+    /// Held while an outcome is appended to a job log: outcomes end concurrently, and a
+    /// writer opening the file must not see another's line half-written.
+    log_appends: tokio::sync::Mutex<()>,
     settings: Settings,
     http: reqwest::Client,
     outcomes: broadcast::Sender<Arc<Outcome>>,
@@ -230,6 +233,7 @@ impl Notifier {
         let shared = Arc::new(Shared {
             store: app.store().clone(),
             data_dir: app.config().data_dir.clone(),
+            log_appends: tokio::sync::Mutex::new(()),
             settings,
             http,
             outcomes: outcomes.clone(),
@@ -337,7 +341,7 @@ async fn fire(shared: Arc<Shared>, change: JobChange) {
                 tracing::warn!(job = id.0, "{}", outcome.describe());
             }
             if state == JobState::Finished {
-                record_in_log(&shared.data_dir, id, outcome.describe()).await;
+                record_in_log(&shared, id, outcome.describe()).await;
             }
             let _ = shared.outcomes.send(Arc::new(outcome));
         }
@@ -823,8 +827,9 @@ async fn read_log(data_dir: &Path, id: JobId) -> Option<String> {
 
 /// Appends an `info` line to a Finished job's log, if it has one (a job that never started
 /// has no file, and none is created for it).
-async fn record_in_log(data_dir: &Path, id: JobId, text: String) {
-    let path = joblog::log_path(data_dir, id);
+async fn record_in_log(shared: &Shared, id: JobId, text: String) {
+    let path = joblog::log_path(&shared.data_dir, id);
+    let _one_writer = shared.log_appends.lock().await;
     let written = tokio::task::spawn_blocking(move || {
         if !path.is_file() {
             return Ok(None);

@@ -160,8 +160,9 @@ async fn lavacli_drives_lavabox() {
         .await;
     assert_has(&denied, &["403"]);
 
-    // workers: the appliance's own (Offline: this test serves the API without `App::run`)
-    // and one added, updated and configured through lavacli.
+    // workers: the appliance's own (Offline: the appliance that ran the finished job stopped,
+    // and this test serves the API alone) and one added, updated and configured through
+    // lavacli.
     assert_has(&cli.ok(&["workers", "list"]).await, &[&srv.worker]);
     assert_has(
         &cli.ok(&["workers", "show", &srv.worker]).await,
@@ -171,8 +172,8 @@ async fn lavacli_drives_lavabox() {
             "health      : Active",
             "devices     : qemu01, qemu02",
             "job limit   : 0",
-            // No dispatcher has reported a version: `App::run` never ran here.
-            "version     : None",
+            // The version the appliance recorded while it ran the finished job.
+            "version     : 2023.01",
         ],
     );
     cli.ok(&["workers", "add", "bench-pi", "--description", "bench Pi"])
