@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 
 use crate::common::health_check;
 use crate::common::server::{Options, SAFETY_NET, Server};
-use crate::xmlrpc::{http, rpc};
+use crate::xmlrpc::rpc;
 
 /// A receiver for webhook callbacks: its URL and every body posted to it.
 async fn webhook() -> (String, mpsc::UnboundedReceiver<Bytes>) {
@@ -51,12 +51,14 @@ fn smoke_job(hook: &str) -> String {
 
 /// `GET path` on the API with alice's token; (status, body).
 async fn get(srv: &Server, path: &str) -> (u16, String) {
-    let head = format!(
-        "GET {path} HTTP/1.1\r\nAuthorization: Token {}",
-        srv.alice_token
-    );
-    let (status, _, body) = http(srv.addr, &head, b"").await;
-    (status, String::from_utf8_lossy(&body).into_owned())
+    let resp = reqwest::Client::new()
+        .get(format!("http://{}{path}", srv.addr))
+        .header("Authorization", format!("Token {}", srv.alice_token))
+        .send()
+        .await
+        .expect("request");
+    let status = resp.status().as_u16();
+    (status, resp.text().await.expect("body"))
 }
 
 /// `scheduler.jobs.logs(id, start, end)` → (finished, text).
