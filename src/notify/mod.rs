@@ -818,11 +818,12 @@ fn compare_job(
 }
 
 /// The whole log of job `id`, at the path rule (`store::joblog::log_path`), read on the
-/// blocking pool; `None` when it cannot be read.
+/// blocking pool; `None` when there is none (the job never started) or it cannot be read.
 async fn read_log(data_dir: &Path, id: JobId) -> Option<String> {
     joblog::read_text_blocking(joblog::log_path(data_dir, id), 0, None)
         .await
         .ok()
+        .filter(|text| !text.is_empty())
 }
 
 /// Appends an `info` line to a Finished job's log, if it has one (a job that never started

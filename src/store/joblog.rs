@@ -609,6 +609,35 @@ mod tests {
     use super::*;
     use time::macros::datetime;
 
+    #[test]
+    fn the_path_rule_is_lavas_layout() {
+        let data = Path::new("/var/lib/lavabox");
+        assert_eq!(
+            job_dir(data, JobId(12)),
+            Path::new("/var/lib/lavabox/jobs/12")
+        );
+        assert_eq!(
+            log_path(data, JobId(12)),
+            Path::new("/var/lib/lavabox/jobs/12/output.yaml")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_missing_log_reads_empty_off_the_runtime() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = log_path(dir.path(), JobId(1));
+        assert_eq!(read_text_blocking(path.clone(), 0, None).await.unwrap(), "");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let mut w = JobLogWriter::open(&path).unwrap();
+        w.append(&Entry::now(Level::Info, "one")).unwrap();
+        w.append(&Entry::now(Level::Info, "two")).unwrap();
+        let text = read_text_blocking(path, 1, None).await.unwrap();
+        assert!(
+            text.contains("\"msg\": \"two\"") && !text.contains("one"),
+            "{text}"
+        );
+    }
+
     fn entry(msg: &str) -> Entry {
         Entry {
             dt: datetime!(2023-01-12 10:00:00.123456 UTC),
