@@ -12,15 +12,17 @@ pub fn lab_enabled() -> bool {
 }
 
 /// First statement of a lab test: without `LAVABOX_LAB=1` the test returns at once and says
-/// so on stderr (visible with `--nocapture` and in the test's output), never silently.
+/// so on stderr — written to the process's stderr itself, which the test harness does not
+/// capture, so the line shows in every `cargo test` run, never silently.
 macro_rules! lab_or_skip {
     () => {
         if !$crate::common::lab_enabled() {
-            eprintln!(
-                "SKIPPED {}:{}: a lab test (QEMU boards, port 69, lab tools); set LAVABOX_LAB=1 to run it",
+            let line = format!(
+                "SKIPPED {}:{}: a lab test (QEMU boards, port 69, lab tools); set LAVABOX_LAB=1 to run it\n",
                 module_path!(),
                 line!()
             );
+            let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), line.as_bytes());
             return;
         }
     };
