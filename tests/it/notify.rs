@@ -704,15 +704,18 @@ fn row<'a>(rows: &'a [serde_json::Value], target: &str) -> &'a serde_json::Value
 async fn outcomes_are_recorded_and_served_with_the_job() {
     let (base, mut hits) = hook_server().await;
     let dead_smtp = free_port();
-    let (dir, app) = app(|_| {}).await;
+    // The whole appliance: the jobs below are run by the scheduler and dispatcher on a
+    // scripted board.
+    let mut srv = scripted_server(settings(Some(dead_smtp))).await;
+    let dir = srv.dir().to_owned();
     // The submitter stores the secret with the CLI, on the database the server uses.
-    std::fs::write(dir.path().join("lavabox.toml"), "instance = \"test\"\n").expect("config");
+    std::fs::write(dir.as_path().join("lavabox.toml"), "instance = \"test\"\n").expect("config");
     let cli = |args: &[&str]| {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_lavabox"));
         cmd.arg("--config")
-            .arg(dir.path().join("lavabox.toml"))
+            .arg(dir.as_path().join("lavabox.toml"))
             .arg("--data")
-            .arg(dir.path().join("data"))
+            .arg(dir.as_path().join("data"))
             .args(args)
             .env_remove("RUST_LOG")
             .stdin(std::process::Stdio::piped())
@@ -748,46 +751,30 @@ async fn outcomes_are_recorded_and_served_with_the_job() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let (alice, bob) = app
-        .store()
-        .call(|s| {
-            s.create_user(&lavabox::store::NewUser::named("bob"))?;
-            Ok((
-                s.create_token("alice", "rest")?.secret,
-                s.create_token("bob", "rest")?.secret,
-            ))
-        })
-        .await
-        .expect("users");
-    let api = serve_api(&app).await;
-    let notifier = Notifier::start_with(&app, settings(Some(dead_smtp)));
-    let mut rx = notifier.outcomes();
+    let (alice, bob) = (srv.alice_token.clone(), srv.bob_token.clone());
+    let api = format!("http://{}/api/v0.2", srv.addr);
 
-    let def = format!(
-        "{JOB}notify:\n  criteria: {{status: finished}}\n  recipients:\n\
+    let notify = format!(
+        "notify:\n  criteria: {{status: finished}}\n  recipients:\n\
            \x20\x20- to: {{method: email, email: bob@example.com}}\n  callbacks:\n\
            \x20\x20- {{url: \"{base}/named/{{ID}}\", token: ci-hook}}\n\
            \x20\x20- {{url: \"{base}/literal/{{ID}}\", token: not-a-name}}\n\
            \x20\x20- {{url: \"{base}/fail/x\", method: POST}}\n\
            \x20\x20- {{url: \"{base}/hang/x\"}}\n"
+    );
+    let def = format!("{}{notify}", scripted_job("qemu", "personal"))
+        .replace("visibility: public", "visibility: personal");
+    let id = match crate::xmlrpc::rpc(
+        srv.addr,
+        Some(("alice", &alice)),
+        "scheduler.jobs.submit",
+        &[lavabox::api::xmlrpc::codec::Value::str(def)],
     )
-    .replace("visibility: public", "visibility: personal");
-    let mut new = lavabox::store::NewJob::new("alice", def);
-    new.description = "personal".into();
-    new.requested_device_type = Some("qemu".into());
-    new.visibility = lavabox::store::Visibility::Personal;
-    let job = app
-        .store()
-        .call(move |s| s.insert_job(&new))
-        .await
-        .expect("insert");
-    let id = job.id;
-    app.changed(&lavabox::store::Changes {
-        jobs: vec![lavabox::store::JobChange::of(&job)],
-        devices: vec![],
-    });
-    run(&app, id).await;
-    finish(&app, id, JobEnd::complete()).await;
+    .await
+    {
+        Ok(lavabox::api::xmlrpc::codec::Value::Int(id)) => JobId(id),
+        other => panic!("submit: {other:?}"),
+    };
 
     // The good callbacks are delivered, with the named secret or the literal token.
     let mut all = Vec::new();
@@ -796,7 +783,7 @@ async fn outcomes_are_recorded_and_served_with_the_job() {
             .filter(|o| o.job == job && o.result.is_ok() == ok)
             .count()
     };
-    until(&mut rx, &mut all, |all| count(all, id, true) == 2).await;
+    until(&mut srv.outcomes, &mut all, |all| count(all, id, true) == 2).await;
     let mut seen = Vec::new();
     while let Ok(h) = hits.try_recv() {
         seen.push(h);
@@ -827,13 +814,14 @@ async fn outcomes_are_recorded_and_served_with_the_job() {
     assert_eq!(row(&rows, "/hang/")["status"], "pending");
 
     // Meanwhile the next job's notification goes out and is recorded as sent.
-    let def2 = format!(
-        "{JOB}notify:\n  criteria: {{status: finished}}\n  callback: {{url: \"{base}/second/{{ID}}\"}}\n"
+    let notify2 = format!(
+        "notify:\n  criteria: {{status: finished}}\n  callback: {{url: \"{base}/second/{{ID}}\"}}\n"
     );
-    let id2 = submit(&app, &def2).await;
-    run(&app, id2).await;
-    finish(&app, id2, JobEnd::complete()).await;
-    until(&mut rx, &mut all, |all| count(all, id2, true) == 1).await;
+    let id2 = submit_scripted(&srv, &notify2).await;
+    until(&mut srv.outcomes, &mut all, |all| {
+        count(all, id2, true) == 1
+    })
+    .await;
     let second = notifications(&api, id2, &alice).await;
     assert_eq!(second.len(), 1);
     assert_eq!(second[0]["status"], "sent");
@@ -843,7 +831,10 @@ async fn outcomes_are_recorded_and_served_with_the_job() {
     );
 
     // Then the dead relay and the bad callbacks end recorded as failed after their retries.
-    until(&mut rx, &mut all, |all| count(all, id, false) == 3).await;
+    until(&mut srv.outcomes, &mut all, |all| {
+        count(all, id, false) == 3
+    })
+    .await;
     let rows = notifications(&api, id, &alice).await;
     for (target, error) in [
         ("bob@example.com", ""),
