@@ -180,12 +180,21 @@ async fn add_results(app: &App, id: JobId, cases: &[(&str, &str, TestResult)]) {
 /// jobs submitted to it are run by the real scheduler and dispatcher, so their logs, results
 /// and ends come from the job path.
 async fn scripted_server(settings: Settings) -> Server {
-    let mut options = Options::scripted().seed(|s| {
+    scripted_server_with(settings, Options::scripted()).await
+}
+
+/// [`scripted_server`] from `options` (another board, failing power commands).
+async fn scripted_server_with(settings: Settings, options: Options) -> Server {
+    let mut options = options.seed(|s| {
         let mut qemu = NewDeviceType::named("qemu");
         qemu.disable_health_check = true;
         s.create_device_type(&qemu)?;
         let mut device = NewDevice::new("qemu-01", "qemu");
-        device.dictionary = Some(crate::common::server::scripted_dictionary("qemu.jinja2"));
+        // A reset command, which only jobs asking for a reset run.
+        device.dictionary = Some(format!(
+            "{}{{% set hard_reset_command = 'scripted-reset' %}}\n",
+            crate::common::server::scripted_dictionary("qemu.jinja2")
+        ));
         device.health = DeviceHealth::Good;
         s.create_device(&device)?;
         Ok(())
@@ -215,33 +224,33 @@ async fn email_reaches_smtp_sink_with_status_and_results() {
     lab_or_skip!();
     let maildir = tempfile::tempdir().expect("maildir");
     let (_sink, port) = smtp_sink(maildir.path()).await;
-    let (_dir, app) = app(|_| {}).await;
-    let notifier = Notifier::start_with(&app, settings(Some(port)));
-    let mut rx = notifier.outcomes();
+    // Job 1's test run passes `boot` and fails `net`; a job asking for a reset finds the
+    // board's reset command failing (an Infrastructure error).
+    let board = crate::common::server::scripted_board_with(&[(
+        1,
+        "<LAVA_SIGNAL_STARTRUN 0_smoke 1_smoke>\n\
+         <LAVA_SIGNAL_TESTCASE TEST_CASE_ID=boot RESULT=pass>\n\
+         <LAVA_SIGNAL_TESTCASE TEST_CASE_ID=net RESULT=fail>\n\
+         <LAVA_SIGNAL_ENDRUN 0_smoke 1_smoke>\n<LAVA_TEST_RUNNER EXIT>\n",
+    )]);
+    let mut options = Options::scripted();
+    options.board = crate::common::server::Board::Scripted(board);
+    options.failing_commands = vec!["scripted-reset".into()];
+    let mut srv = scripted_server_with(settings(Some(port)), options).await;
 
     let verbose = format!(
-        "{JOB}notify:\n  criteria: {{status: finished}}\n  verbosity: verbose\n  recipients:\n  \
+        "notify:\n  criteria: {{status: finished}}\n  verbosity: verbose\n  recipients:\n  \
          - to: {{method: email, email: bob@example.com}}\n  - to: {{method: email, user: alice}}\n"
     );
-    let id = submit(&app, &verbose).await;
-    run(&app, id).await;
-    add_results(
-        &app,
-        id,
-        &[
-            ("0_smoke", "boot", TestResult::Pass),
-            ("0_smoke", "net", TestResult::Fail),
-        ],
-    )
-    .await;
-    finish(&app, id, JobEnd::complete()).await;
-    let got = outcomes(&mut rx, 2, |o| o.job == id).await;
+    let id = submit_scripted(&srv, &verbose).await;
+    assert_eq!(id, JobId(1), "the board's script is job 1's");
+    let got = outcomes(&mut srv.outcomes, 2, |o| o.job == id).await;
     for o in &got {
         assert!(matches!(o.channel, Channel::Email(_)), "{o:?}");
         assert_eq!(o.result, Ok(1), "{o:?}");
     }
     let subject = format!(
-        "Subject: LAVA notification for Test Job {} events test",
+        "Subject: LAVA notification for Test Job {} notify test",
         id.0
     );
     let sent = mails(maildir.path(), &subject);
@@ -270,24 +279,45 @@ async fn email_reaches_smtp_sink_with_status_and_results() {
 
     // status-only: the status lines, no device or results.
     let quiet = format!(
-        "{JOB}notify:\n  criteria: {{status: incomplete}}\n  verbosity: status-only\n  recipients:\n  \
+        "notify:\n  criteria: {{status: incomplete}}\n  verbosity: status-only\n  recipients:\n  \
          - to: {{method: email, email: carol@example.com}}\n"
     );
-    let id = submit(&app, &quiet).await;
-    run(&app, id).await;
-    finish(
-        &app,
-        id,
-        JobEnd::incomplete(ErrorType::Infrastructure, "power failed"),
+    let definition = format!("{}{quiet}", scripted_job("qemu", "notify test"))
+        .replace("reset: false", "reset: true");
+    let id = match crate::xmlrpc::rpc(
+        srv.addr,
+        Some(("alice", &srv.alice_token)),
+        "scheduler.jobs.submit",
+        &[lavabox::api::xmlrpc::codec::Value::str(definition)],
     )
-    .await;
-    outcomes(&mut rx, 1, |o| o.job == id && o.result.is_ok()).await;
+    .await
+    {
+        Ok(lavabox::api::xmlrpc::codec::Value::Int(id)) => JobId(id),
+        other => panic!("submit: {other:?}"),
+    };
+    srv.finished(id, lavabox::model::JobHealth::Incomplete)
+        .await;
+    let failed = srv
+        .app
+        .store()
+        .call(move |s| s.job(id))
+        .await
+        .expect("job")
+        .expect("stored");
+    assert_eq!(
+        failed.error_type,
+        Some(ErrorType::Infrastructure),
+        "{failed:?}"
+    );
+    let comment = failed.failure_comment.unwrap_or_default();
+    assert!(!comment.is_empty());
+    outcomes(&mut srv.outcomes, 1, |o| o.job == id && o.result.is_ok()).await;
     let subject = format!("Subject: LAVA notification for Test Job {} ", id.0);
     let sent = mails(maildir.path(), &subject);
     assert_eq!(sent.len(), 1);
     assert!(sent[0].contains("health Incomplete"), "{}", sent[0]);
     assert!(
-        !sent[0].contains("qemu-01") && !sent[0].contains("power failed"),
+        !sent[0].contains("qemu-01") && !sent[0].contains(&comment),
         "{}",
         sent[0]
     );

@@ -43,11 +43,24 @@ const SCRIPTED_RUN: &str = "<LAVA_SIGNAL_STARTRUN 0_smoke 1_smoke>\n\
 /// console opens (a `minimal` boot logs in there), answers an empty line with the prompt,
 /// and answers the test shell's runner command with [`SCRIPTED_RUN`].
 pub fn scripted_board() -> FakeConsole {
-    FakeConsole::new(format!(
+    scripted_board_with(&[])
+}
+
+/// [`scripted_board`] with other test runs for some jobs: `(job id, signal lines)`, the
+/// lines played when that job's runner command (`/lava-<id>/bin/lava-test-runner`) arrives.
+pub fn scripted_board_with(runs: &[(i64, &str)]) -> FakeConsole {
+    let mut board = FakeConsole::new(format!(
         "[    0.000000] Linux version 6.1.0-scripted (lavabox tests)\n{SCRIPTED_PROMPT}"
     ))
-    .on("^ ?$", SCRIPTED_PROMPT)
-    .on(
+    .on("^ ?$", SCRIPTED_PROMPT);
+    // First match wins: the jobs' own runs before the default one.
+    for (job, run) in runs {
+        board = board.on(
+            &format!("/lava-{job}/bin/lava-test-runner"),
+            format!("{run}{SCRIPTED_PROMPT}"),
+        );
+    }
+    board.on(
         "lava-test-runner",
         format!("{SCRIPTED_RUN}{SCRIPTED_PROMPT}"),
     )
@@ -102,7 +115,8 @@ pub enum Board {
     /// The real dispatcher on the virtual lab's boards (QEMU); registers `lab/devices/`
     /// boards through [`Options::lab_boards`].
     Lab,
-    /// The real dispatcher driving this console and recorded power commands.
+    /// The real dispatcher driving this console and recorded power commands (those
+    /// containing one of [`Options::failing_commands`] fail).
     Scripted(FakeConsole),
 }
 
@@ -117,6 +131,8 @@ pub struct Options {
     pub lab_boards: Vec<&'static str>,
     /// Bind TFTP on 127.0.0.1:69 (the U-Boot lab board needs it); else an ephemeral port.
     pub tftp_port_69: bool,
+    /// Substrings of the scripted board's power commands that fail (`hw::fake::FakeRunner`).
+    pub failing_commands: Vec<String>,
     /// The instance name (the appliance's own worker).
     pub instance: &'static str,
     /// Notification settings (tests shorten retries); `None`: from the configuration.
@@ -132,6 +148,7 @@ impl Options {
             board: Board::Scripted(scripted_board()),
             lab_boards: Vec::new(),
             tftp_port_69: false,
+            failing_commands: Vec::new(),
             instance: "lavabox-test",
             notify: None,
             seed: Box::new(|_| Ok(())),
@@ -355,7 +372,10 @@ impl Server {
                     app.templates().clone(),
                 )
                 .with_hardware(Hardware {
-                    runner: Arc::new(FakeRunner::default()),
+                    runner: Arc::new(FakeRunner {
+                        failing: options.failing_commands,
+                        ..FakeRunner::default()
+                    }),
                     console: Some(Arc::new(console)),
                 });
                 app.clone().bind_with(Arc::new(dispatcher)).await
