@@ -238,11 +238,9 @@ async fn email_reaches_smtp_sink_with_status_and_results() {
     options.failing_commands = vec!["scripted-reset".into()];
     let mut srv = scripted_server_with(settings(Some(port)), options).await;
 
-    let verbose = format!(
-        "notify:\n  criteria: {{status: finished}}\n  verbosity: verbose\n  recipients:\n  \
-         - to: {{method: email, email: bob@example.com}}\n  - to: {{method: email, user: alice}}\n"
-    );
-    let id = submit_scripted(&srv, &verbose).await;
+    let verbose = "notify:\n  criteria: {status: finished}\n  verbosity: verbose\n  recipients:\n  \
+         - to: {method: email, email: bob@example.com}\n  - to: {method: email, user: alice}\n";
+    let id = submit_scripted(&srv, verbose).await;
     assert_eq!(id, JobId(1), "the board's script is job 1's");
     let got = outcomes(&mut srv.outcomes, 2, |o| o.job == id).await;
     for o in &got {
@@ -278,10 +276,8 @@ async fn email_reaches_smtp_sink_with_status_and_results() {
     assert!(alice.contains("Dear alice,"), "{alice}");
 
     // status-only: the status lines, no device or results.
-    let quiet = format!(
-        "notify:\n  criteria: {{status: incomplete}}\n  verbosity: status-only\n  recipients:\n  \
-         - to: {{method: email, email: carol@example.com}}\n"
-    );
+    let quiet = "notify:\n  criteria: {status: incomplete}\n  verbosity: status-only\n  recipients:\n  \
+         - to: {method: email, email: carol@example.com}\n";
     let definition = format!("{}{quiet}", scripted_job("qemu", "notify test"))
         .replace("reset: false", "reset: true");
     let id = match crate::xmlrpc::rpc(
