@@ -183,6 +183,18 @@ async fn scripted_server(settings: Settings) -> Server {
     scripted_server_with(settings, Options::scripted()).await
 }
 
+/// The signal lines of a test run of definition `0_smoke` with these `(case, result)`s.
+fn smoke_run(cases: &[(&str, &str)]) -> String {
+    let mut run = "<LAVA_SIGNAL_STARTRUN 0_smoke 1_smoke>\n".to_owned();
+    for (case, result) in cases {
+        run.push_str(&format!(
+            "<LAVA_SIGNAL_TESTCASE TEST_CASE_ID={case} RESULT={result}>\n"
+        ));
+    }
+    run.push_str("<LAVA_SIGNAL_ENDRUN 0_smoke 1_smoke>\n<LAVA_TEST_RUNNER EXIT>\n");
+    run
+}
+
 /// [`scripted_server`] from `options` (another board, failing power commands).
 async fn scripted_server_with(settings: Settings, options: Options) -> Server {
     let mut options = options.seed(|s| {
@@ -205,7 +217,12 @@ async fn scripted_server_with(settings: Settings, options: Options) -> Server {
 
 /// Submits the scripted job with `notify` (a `notify:` block) as alice through XML-RPC.
 async fn submit_scripted(srv: &Server, notify: &str) -> JobId {
-    let definition = format!("{}{notify}", scripted_job("qemu", "notify test"));
+    submit_named(srv, "notify test", notify).await
+}
+
+/// [`submit_scripted`] with the job named `job_name`.
+async fn submit_named(srv: &Server, job_name: &str, notify: &str) -> JobId {
+    let definition = format!("{}{notify}", scripted_job("qemu", job_name));
     match crate::xmlrpc::rpc(
         srv.addr,
         Some(("alice", &srv.alice_token)),
@@ -630,36 +647,26 @@ async fn compare_reports_a_new_failure() {
     lab_or_skip!();
     let maildir = tempfile::tempdir().expect("maildir");
     let (_sink, port) = smtp_sink(maildir.path()).await;
-    let (_dir, app) = app(|_| {}).await;
-    let notifier = Notifier::start_with(&app, settings(Some(port)));
-    let mut rx = notifier.outcomes();
-    let def = format!(
-        "{JOB}notify:\n  criteria: {{status: finished}}\n  recipients:\n  - to: {{method: email, email: qa@example.com}}\n  \
-         compare:\n    blacklist: [lava]\n    query: {{entity: testjob, conditions: {{description: events test}}}}\n"
+    // Job 1 passes `a` and fails `b`, job 2 the other way round: the board plays each run.
+    let (first_run, second_run) = (
+        smoke_run(&[("a", "pass"), ("b", "fail")]),
+        smoke_run(&[("a", "fail"), ("b", "pass")]),
     );
-    // Submits, runs and completes one job of `def` with these results.
-    let complete = async |cases: &[(&str, &str, TestResult)]| {
-        let id = submit(&app, &def).await;
-        run(&app, id).await;
-        add_results(&app, id, cases).await;
-        finish(&app, id, JobEnd::complete()).await;
-        id
-    };
-    let first = complete(&[
-        ("smoke", "a", TestResult::Pass),
-        ("smoke", "b", TestResult::Fail),
-        ("lava", "job", TestResult::Pass),
-    ])
-    .await;
-    outcomes(&mut rx, 1, |o| o.job == first).await;
+    let mut options = Options::scripted();
+    options.board =
+        crate::common::server::Board::Scripted(crate::common::server::scripted_board_with(&[
+            (1, &first_run),
+            (2, &second_run),
+        ]));
+    let mut srv = scripted_server_with(settings(Some(port)), options).await;
+    let notify = "notify:\n  criteria: {status: finished}\n  recipients:\n  - to: {method: email, email: qa@example.com}\n  \
+         compare:\n    blacklist: [lava]\n    query: {entity: testjob, conditions: {description: events test}}\n";
+    let first = submit_named(&srv, "events test", notify).await;
+    assert_eq!(first, JobId(1), "the board's scripts are jobs 1 and 2's");
+    outcomes(&mut srv.outcomes, 1, |o| o.job == first).await;
 
-    let second = complete(&[
-        ("smoke", "a", TestResult::Fail),
-        ("smoke", "b", TestResult::Pass),
-        ("lava", "job", TestResult::Fail),
-    ])
-    .await;
-    let got = outcomes(&mut rx, 1, |o| o.job == second).await;
+    let second = submit_named(&srv, "events test", notify).await;
+    let got = outcomes(&mut srv.outcomes, 1, |o| o.job == second).await;
     assert_eq!(got[0].result, Ok(1));
     let sent = mails(
         maildir.path(),
@@ -671,8 +678,8 @@ async fn compare_reports_a_new_failure() {
         mail.contains(&format!("Compared with job {}", first.0)),
         "{mail}"
     );
-    assert!(mail.contains("newly failing: smoke/a"), "{mail}");
-    assert!(mail.contains("fixed: smoke/b"), "{mail}");
+    assert!(mail.contains("newly failing: 0_smoke/a"), "{mail}");
+    assert!(mail.contains("fixed: 0_smoke/b"), "{mail}");
     assert!(!mail.contains("lava/job"), "{mail}");
 }
 
