@@ -17,9 +17,9 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::routing::any;
 use lavabox::app::App;
 use lavabox::config::SmtpConfig;
-use lavabox::model::{DeviceHealth, ErrorType, JobId, TestResult};
+use lavabox::model::{DeviceHealth, ErrorType, JobId};
 use lavabox::notify::{Channel, Notifier, Outcome, Retry, Settings};
-use lavabox::store::{JobEnd, NewDevice, NewDeviceType, NewTestCase};
+use lavabox::store::{JobEnd, NewDevice, NewDeviceType};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::{broadcast, mpsc};
@@ -163,17 +163,6 @@ async fn outcomes(
     .await
     .expect("outcomes in time");
     got
-}
-
-async fn add_results(app: &App, id: JobId, cases: &[(&str, &str, TestResult)]) {
-    let cases: Vec<NewTestCase> = cases
-        .iter()
-        .map(|(s, n, r)| NewTestCase::new(*s, *n, *r))
-        .collect();
-    app.store()
-        .call(move |s| s.insert_test_cases(id, &cases))
-        .await
-        .expect("results");
 }
 
 /// The whole appliance (`common::server`) with a scripted board `qemu-01` and `settings`:
@@ -1001,31 +990,6 @@ async fn dependency_query_holds_the_callback_until_every_matched_job_is_complete
     );
 }
 
-/// Inserts a Complete job for `alice` with `description` and these results.
-async fn completed(
-    app: &App,
-    def: &str,
-    description: &str,
-    cases: &[(&str, &str, TestResult)],
-) -> JobId {
-    let mut new = lavabox::store::NewJob::new("alice", def);
-    new.description = description.into();
-    new.requested_device_type = Some("qemu".into());
-    let job = app
-        .store()
-        .call(move |s| s.insert_job(&new))
-        .await
-        .expect("insert");
-    app.changed(&lavabox::store::Changes {
-        jobs: vec![lavabox::store::JobChange::of(&job)],
-        devices: vec![],
-    });
-    run(app, job.id).await;
-    add_results(app, job.id, cases).await;
-    finish(app, job.id, JobEnd::complete()).await;
-    job.id
-}
-
 /// A named compare query (saved with `lavabox query add`) picks the job compared with: the
 /// newest Complete job it matches, not merely the previous job.
 #[tokio::test]
@@ -1033,9 +997,20 @@ async fn named_compare_query_saved_with_the_cli_picks_the_job() {
     lab_or_skip!();
     let maildir = tempfile::tempdir().expect("maildir");
     let (_sink, port) = smtp_sink(maildir.path()).await;
-    let (dir, app) = app(|_| {}).await;
+    // The baseline (job 1) passes `0_smoke/a`; every later job fails it.
+    let (pass, fail) = (smoke_run(&[("a", "pass")]), smoke_run(&[("a", "fail")]));
+    let mut options = Options::scripted();
+    options.board =
+        crate::common::server::Board::Scripted(crate::common::server::scripted_board_with(&[
+            (1, &pass),
+            (2, &fail),
+            (3, &fail),
+            (4, &fail),
+        ]));
+    let mut srv = scripted_server_with(settings(Some(port)), options).await;
+    let dir = srv.dir().to_owned();
     let add = lavabox_cli(
-        dir.path(),
+        &dir,
         &[
             "query",
             "add",
@@ -1058,7 +1033,7 @@ async fn named_compare_query_saved_with_the_cli_picks_the_job() {
     );
     // A bad condition string is refused with where and why.
     let bad = lavabox_cli(
-        dir.path(),
+        &dir,
         &[
             "query",
             "add",
@@ -1075,29 +1050,20 @@ async fn named_compare_query_saved_with_the_cli_picks_the_job() {
          `testjob__nope__exact__1`: testjob has no field `nope` a query may test\n"
     );
 
-    let notifier = Notifier::start_with(&app, settings(Some(port)));
-    let mut rx = notifier.outcomes();
-    let baseline = completed(&app, JOB, "baseline", &[("smoke", "a", TestResult::Pass)]).await;
-    // The previous job, which a "same name" rule would pick, also fails smoke/a.
-    completed(
-        &app,
-        JOB,
-        "events test",
-        &[("smoke", "a", TestResult::Fail)],
-    )
-    .await;
-    let def = format!(
-        "{JOB}notify:\n  criteria: {{status: finished}}\n  recipients:\n  - to: {{method: email, email: qa@example.com}}\n  \
+    let baseline = submit_named(&srv, "baseline", "").await;
+    assert_eq!(baseline, JobId(1), "the board's scripts are jobs 1 to 4's");
+    srv.finished(baseline, lavabox::model::JobHealth::Complete)
+        .await;
+    // The previous job, which a "same name" rule would pick, also fails 0_smoke/a.
+    let previous = submit_named(&srv, "events test", "").await;
+    srv.finished(previous, lavabox::model::JobHealth::Complete)
+        .await;
+    let notify = format!(
+        "notify:\n  criteria: {{status: finished}}\n  recipients:\n  - to: {{method: email, email: qa@example.com}}\n  \
          compare:\n    query: {{username: alice, name: baselines}}\n"
     );
-    let current = completed(
-        &app,
-        &def,
-        "events test",
-        &[("smoke", "a", TestResult::Fail)],
-    )
-    .await;
-    let got = outcomes(&mut rx, 1, |o| o.job == current).await;
+    let current = submit_named(&srv, "events test", &notify).await;
+    let got = outcomes(&mut srv.outcomes, 1, |o| o.job == current).await;
     assert_eq!(got[0].result, Ok(1), "{:?}", got[0]);
     let sent = mails(
         maildir.path(),
@@ -1109,23 +1075,38 @@ async fn named_compare_query_saved_with_the_cli_picks_the_job() {
         "{}",
         sent[0]
     );
-    assert!(sent[0].contains("newly failing: smoke/a"), "{}", sent[0]);
+    assert!(sent[0].contains("newly failing: 0_smoke/a"), "{}", sent[0]);
 
-    // Removing the query leaves the next notification without a comparison, saying why.
-    let removed = lavabox_cli(dir.path(), &["query", "remove", "alice", "baselines"]);
+    // Removing the query after submission leaves the notification without a comparison,
+    // saying why (submission itself refuses a query that does not exist, as LAVA's). The
+    // board is in maintenance meanwhile, so the job waits in the queue.
+    let admin = |method: &'static str| {
+        let token = srv.admin_token.clone();
+        let addr = srv.addr;
+        async move {
+            crate::xmlrpc::rpc(
+                addr,
+                Some(("admin", &token)),
+                method,
+                &[
+                    lavabox::api::xmlrpc::codec::Value::str("qemu-01"),
+                    lavabox::api::xmlrpc::codec::Value::str("holding the queue"),
+                ],
+            )
+            .await
+            .unwrap_or_else(|f| panic!("{method}: {f:?}"))
+        }
+    };
+    admin("scheduler.put_into_maintenance_mode").await;
+    let later = submit_named(&srv, "events test", &notify).await;
+    let removed = lavabox_cli(&dir, &["query", "remove", "alice", "baselines"]);
     assert!(
         removed.status.success(),
         "{}",
         String::from_utf8_lossy(&removed.stderr)
     );
-    let later = completed(
-        &app,
-        &def,
-        "events test",
-        &[("smoke", "a", TestResult::Fail)],
-    )
-    .await;
-    outcomes(&mut rx, 1, |o| o.job == later).await;
+    admin("scheduler.put_into_online_mode").await;
+    outcomes(&mut srv.outcomes, 1, |o| o.job == later).await;
     let sent = mails(maildir.path(), &format!("Test Job {} events test", later.0));
     assert_eq!(sent.len(), 1);
     assert!(
