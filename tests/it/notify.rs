@@ -1058,11 +1058,9 @@ async fn named_compare_query_saved_with_the_cli_picks_the_job() {
     let previous = submit_named(&srv, "events test", "").await;
     srv.finished(previous, lavabox::model::JobHealth::Complete)
         .await;
-    let notify = format!(
-        "notify:\n  criteria: {{status: finished}}\n  recipients:\n  - to: {{method: email, email: qa@example.com}}\n  \
-         compare:\n    query: {{username: alice, name: baselines}}\n"
-    );
-    let current = submit_named(&srv, "events test", &notify).await;
+    let notify = "notify:\n  criteria: {status: finished}\n  recipients:\n  - to: {method: email, email: qa@example.com}\n  \
+         compare:\n    query: {username: alice, name: baselines}\n";
+    let current = submit_named(&srv, "events test", notify).await;
     let got = outcomes(&mut srv.outcomes, 1, |o| o.job == current).await;
     assert_eq!(got[0].result, Ok(1), "{:?}", got[0]);
     let sent = mails(
@@ -1098,7 +1096,7 @@ async fn named_compare_query_saved_with_the_cli_picks_the_job() {
         }
     };
     admin("scheduler.put_into_maintenance_mode").await;
-    let later = submit_named(&srv, "events test", &notify).await;
+    let later = submit_named(&srv, "events test", notify).await;
     let removed = lavabox_cli(&dir, &["query", "remove", "alice", "baselines"]);
     assert!(
         removed.status.success(),
