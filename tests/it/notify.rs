@@ -398,16 +398,12 @@ async fn irc_message_reaches_ngircd() {
         .await
         .expect("listener registered");
 
-    let (_dir, app) = app(|_| {}).await;
-    let notifier = Notifier::start_with(&app, settings(None));
-    let mut rx = notifier.outcomes();
-    let def = format!(
-        "{JOB}notify:\n  criteria: {{status: finished}}\n  recipients:\n  \
+    let mut srv = scripted_server(settings(None)).await;
+    let notify = format!(
+        "notify:\n  criteria: {{status: finished}}\n  recipients:\n  \
          - to: {{method: irc, handle: alice, server: \"127.0.0.1:{port}\"}}\n"
     );
-    let id = submit(&app, &def).await;
-    run(&app, id).await;
-    finish(&app, id, JobEnd::complete()).await;
+    let id = submit_named(&srv, "events test", &notify).await;
     let line = tokio::time::timeout(WAIT, listener)
         .await
         .expect("message in time")
@@ -420,7 +416,7 @@ async fn irc_message_reaches_ngircd() {
         )),
         "{line}"
     );
-    let got = outcomes(&mut rx, 1, |o| o.job == id).await;
+    let got = outcomes(&mut srv.outcomes, 1, |o| o.job == id).await;
     assert_eq!(got[0].result, Ok(1));
 }
 
