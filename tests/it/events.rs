@@ -15,7 +15,7 @@ use lavabox::config::{Config, Overrides, RawConfig};
 use lavabox::events::WorkerChange;
 use lavabox::events::zmq::publisher_address;
 use lavabox::model::{DeviceHealth, JobId};
-use lavabox::store::{Changes, JobChange, JobEnd, NewDevice, NewDeviceType, NewJob, NewUser};
+use lavabox::store::{Changes, JobChange, NewDevice, NewDeviceType, NewJob, NewUser};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Command;
@@ -75,32 +75,6 @@ pub(crate) async fn submit(app: &App, definition: &str) -> JobId {
         devices: vec![],
     });
     job.id
-}
-
-/// Schedules `id` on qemu-01 and starts it, publishing each change.
-pub(crate) async fn run(app: &App, id: JobId) {
-    let changes = app
-        .store()
-        .call(move |s| s.schedule_job(id, "qemu-01"))
-        .await
-        .expect("schedule");
-    app.changed(&changes);
-    let changes = app
-        .store()
-        .call(move |s| s.start_job(id))
-        .await
-        .expect("start");
-    app.changed(&changes);
-}
-
-/// Finishes `id` with `end`, publishing the change.
-pub(crate) async fn finish(app: &App, id: JobId, end: JobEnd) {
-    let changes = app
-        .store()
-        .call(move |s| s.finish_job(id, &end))
-        .await
-        .expect("finish");
-    app.changed(&changes);
 }
 
 fn python_script(name: &str) -> PathBuf {

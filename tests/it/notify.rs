@@ -15,16 +15,14 @@ use axum::body::Bytes;
 use axum::extract::{Path as UrlPath, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::routing::any;
-use lavabox::app::App;
 use lavabox::config::SmtpConfig;
 use lavabox::model::{DeviceHealth, ErrorType, JobId};
-use lavabox::notify::{Channel, Notifier, Outcome, Retry, Settings};
-use lavabox::store::{JobEnd, NewDevice, NewDeviceType};
+use lavabox::notify::{Channel, Outcome, Retry, Settings};
+use lavabox::store::{NewDevice, NewDeviceType};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::{broadcast, mpsc};
 
-use super::events::{JOB, app, finish, run, submit};
 use crate::common::server::{Options, Server, scripted_job};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -899,46 +897,57 @@ fn lavabox_cli(dir: &Path, args: &[&str]) -> std::process::Output {
         .expect("run lavabox")
 }
 
-/// Serves the REST API of `app` on a free port; returns its `/api/v0.2` base URL.
-async fn serve_api(app: &App) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind api");
-    let api = format!("http://{}/api/v0.2", listener.local_addr().expect("addr"));
-    tokio::spawn(lavabox::api::serve(
-        listener,
-        app.clone(),
-        std::future::pending(),
-    ));
-    api
-}
-
 /// `dependency_query` (LAVA: a testjob condition string): the callback of a job whose
 /// criteria holds fires only once every other matched job is there too; before that each
 /// target is recorded as not sent, with the job still missing, and REST serves the reason.
 #[tokio::test]
 async fn dependency_query_holds_the_callback_until_every_matched_job_is_complete() {
     let (base, mut hits) = hook_server().await;
-    let (_dir, app) = app(|_| {}).await;
-    let api = serve_api(&app).await;
-    let token = app
+    let mut srv = scripted_server(settings(None)).await;
+    let api = format!("http://{}/api/v0.2", srv.addr);
+    let token = srv.alice_token.clone();
+    // The second job's type has one board, in maintenance: the job waits in the queue until
+    // the board is put online.
+    srv.app
         .store()
-        .call(|s| Ok(s.create_token("alice", "rest")?.secret))
+        .call(|s| {
+            let mut qemu2 = NewDeviceType::named("qemu2");
+            qemu2.disable_health_check = true;
+            s.create_device_type(&qemu2)?;
+            let mut device = NewDevice::new("qemu-02", "qemu2");
+            device.dictionary = Some(crate::common::server::scripted_dictionary("qemu.jinja2"));
+            device.health = DeviceHealth::Maintenance;
+            s.create_device(&device)?;
+            Ok(())
+        })
         .await
-        .expect("token");
-    let notifier = Notifier::start_with(&app, settings(None));
-    let mut rx = notifier.outcomes();
-    let def = format!(
-        "{JOB}notify:\n  criteria: {{status: complete, dependency_query: \"testjob__description__exact__events test\"}}\n  \
+        .expect("second board");
+    let notify = format!(
+        "notify:\n  criteria: {{status: complete, dependency_query: \"testjob__description__exact__events test\"}}\n  \
          callback: {{url: \"{base}/dep/{{ID}}\"}}\n"
     );
-    let first = submit(&app, &def).await;
-    let second = submit(&app, &def).await;
+    let submit_to = |device_type: &'static str, notify: String| {
+        let (addr, token) = (srv.addr, srv.alice_token.clone());
+        async move {
+            let definition = format!("{}{notify}", scripted_job(device_type, "events test"));
+            match crate::xmlrpc::rpc(
+                addr,
+                Some(("alice", &token)),
+                "scheduler.jobs.submit",
+                &[lavabox::api::xmlrpc::codec::Value::str(definition)],
+            )
+            .await
+            {
+                Ok(lavabox::api::xmlrpc::codec::Value::Int(id)) => JobId(id),
+                other => panic!("submit: {other:?}"),
+            }
+        }
+    };
+    let second = submit_to("qemu2", notify.clone()).await;
+    let first = submit_to("qemu", notify.clone()).await;
 
     // The first completes while the second still waits in the queue: nothing is sent.
-    run(&app, first).await;
-    finish(&app, first, JobEnd::complete()).await;
-    let held = outcomes(&mut rx, 1, |o| o.job == first).await;
+    let held = outcomes(&mut srv.outcomes, 1, |o| o.job == first).await;
     assert_eq!(
         held[0].channel,
         Channel::Callback(format!("{base}/dep/{{ID}}"))
@@ -957,9 +966,18 @@ async fn dependency_query_holds_the_callback_until_every_matched_job_is_complete
     assert_eq!(rows[0]["last_error"], reason.as_str());
 
     // The second completes after the first: the dependency holds and its callback is sent.
-    run(&app, second).await;
-    finish(&app, second, JobEnd::complete()).await;
-    let sent = outcomes(&mut rx, 1, |o| o.job == second).await;
+    crate::xmlrpc::rpc(
+        srv.addr,
+        Some(("admin", &srv.admin_token)),
+        "scheduler.put_into_online_mode",
+        &[
+            lavabox::api::xmlrpc::codec::Value::str("qemu-02"),
+            lavabox::api::xmlrpc::codec::Value::str("the queue may go on"),
+        ],
+    )
+    .await
+    .expect("online");
+    let sent = outcomes(&mut srv.outcomes, 1, |o| o.job == second).await;
     assert_eq!(sent[0].result, Ok(1), "{:?}", sent[0]);
     let rows = notifications(&api, second, &token).await;
     assert_eq!(rows[0]["status"], "sent", "{rows:#?}");
@@ -972,13 +990,11 @@ async fn dependency_query_holds_the_callback_until_every_matched_job_is_complete
 
     // A condition string LAVA cannot run holds the callback back too, saying why.
     let bad = format!(
-        "{JOB}notify:\n  criteria: {{status: complete, dependency_query: \"testjob__health__is__Complete\"}}\n  \
+        "notify:\n  criteria: {{status: complete, dependency_query: \"testjob__health__is__Complete\"}}\n  \
          callback: {{url: \"{base}/bad/{{ID}}\"}}\n"
     );
-    let third = submit(&app, &bad).await;
-    run(&app, third).await;
-    finish(&app, third, JobEnd::complete()).await;
-    let held = outcomes(&mut rx, 1, |o| o.job == third).await;
+    let third = submit_to("qemu", bad).await;
+    let held = outcomes(&mut srv.outcomes, 1, |o| o.job == third).await;
     let error = held[0].result.clone().expect_err("held back").error;
     assert!(
         error.contains("condition 1 `testjob__health__is__Complete`: operator `is`"),
