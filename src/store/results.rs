@@ -1,4 +1,5 @@
-//! Test results (suites, sets, cases), job metadata and the job log index.
+//! Test results (suites, sets, cases) and job metadata. The job log has no row here: its one
+//! owner is `store::joblog` (path rule, writer, reader).
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use time::OffsetDateTime;
