@@ -1,9 +1,12 @@
 //! Wiring: [`App::build`] opens what the appliance's services share (store, device-type
-//! templates), and [`App::run`] runs the services until the `shutdown` future it is given
-//! completes, so tests can stop it without signals (mini-redis style). `cli::serve` wires
-//! the real signals (SIGTERM from systemd, SIGINT from Ctrl-C).
+//! templates); [`App::bind`] binds its listeners (HTTP, TFTP, ZMQ) and reports their
+//! addresses in a [`Bound`], so a test runs the whole appliance on ephemeral ports; and
+//! [`Bound::run`] (or [`App::run`], both at once) runs the services until the `shutdown`
+//! future it is given completes, so tests can stop it without signals (mini-redis style).
+//! `cli::serve` wires the real signals (SIGTERM from systemd, SIGINT from Ctrl-C).
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -168,12 +171,7 @@ impl App {
     /// Serves until `shutdown` completes, then stops cleanly: running jobs are canceled
     /// (their boards powered off) and every task is awaited.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-        let dispatcher = Dispatcher::new(
-            self.dispatcher_config(),
-            self.store.clone(),
-            self.templates.clone(),
-        );
-        self.run_with(Arc::new(dispatcher), shutdown).await
+        self.bind().await?.run(shutdown).await
     }
 
     /// [`App::run`] with another job runner (benchmarks and tests put a fake at the
@@ -183,41 +181,51 @@ impl App {
         runner: Arc<dyn JobRunner>,
         shutdown: impl Future<Output = ()>,
     ) -> anyhow::Result<()> {
-        let version = self.store.call(|s| s.schema_version()).await?;
-        let stop = CancellationToken::new();
-        let tracker = TaskTracker::new();
+        self.bind_with(runner).await?.run(shutdown).await
+    }
 
+    /// Binds every listener the appliance serves on (HTTP, TFTP, ZMQ) with the real
+    /// dispatcher, without serving yet: [`Bound`] says which addresses were bound (port 0 in
+    /// the configuration: any free port), and [`Bound::run`] serves.
+    pub async fn bind(self) -> anyhow::Result<Bound> {
+        let dispatcher = Dispatcher::new(
+            self.dispatcher_config(),
+            self.store.clone(),
+            self.templates.clone(),
+        );
+        self.bind_with(Arc::new(dispatcher)).await
+    }
+
+    /// [`App::bind`] with another job runner.
+    pub async fn bind_with(self, runner: Arc<dyn JobRunner>) -> anyhow::Result<Bound> {
         // TFTP: boards fetch kernels from here.
         let tftp_root = self.config.tftp.root.clone();
         tokio::fs::create_dir_all(&tftp_root)
             .await
             .with_context(|| format!("creating the TFTP root {}", tftp_root.display()))?;
         let tftp_listen = self.config.tftp.listen;
-        match tftp::Server::bind(tftp_listen, &tftp_root).await {
+        let tftp = match tftp::Server::bind(tftp_listen, &tftp_root).await {
             Ok(server) => {
-                tracing::info!(listen = %tftp_listen, root = %tftp_root.display(), "TFTP server listening");
-                let stop = stop.clone();
-                tracker.spawn(async move {
-                    if let Err(err) = server.run(stop.cancelled_owned()).await {
-                        tracing::error!(error = %err, "the TFTP server stopped");
-                    }
-                });
+                let addr = server
+                    .local_addr()
+                    .context("reading the TFTP server's address")?;
+                tracing::info!(listen = %addr, root = %tftp_root.display(), "TFTP server listening");
+                Some((server, addr))
             }
-            Err(err) if !self.config.tftp.listen_explicit => tracing::warn!(
-                listen = %tftp_listen,
-                error = %err,
-                "TFTP server disabled: cannot bind the default address (port 69 needs root or \
-                 CAP_NET_BIND_SERVICE); U-Boot boards cannot network-boot"
-            ),
+            Err(err) if !self.config.tftp.listen_explicit => {
+                tracing::warn!(
+                    listen = %tftp_listen,
+                    error = %err,
+                    "TFTP server disabled: cannot bind the default address (port 69 needs root or \
+                     CAP_NET_BIND_SERVICE); U-Boot boards cannot network-boot"
+                );
+                None
+            }
             Err(err) => {
                 return Err(err)
                     .with_context(|| format!("binding the TFTP server to {tftp_listen}"));
             }
-        }
-
-        // The scheduler loop and its job tasks (which run the dispatcher).
-        let scheduler = Scheduler::new(self.clone(), runner, stop.clone());
-        tracker.spawn(scheduler.run().instrument(tracing::info_span!("scheduler")));
+        };
 
         // HTTP API: XML-RPC, REST, results exports and the /ws/ event stream on one listener,
         // bound before READY so clients can connect as soon as it is logged.
@@ -227,8 +235,115 @@ impl App {
         let http_addr = listener
             .local_addr()
             .context("reading the HTTP listener's address")?;
+
+        // Events out of the box: the lava-publisher-compatible ZMQ socket. It may not stop
+        // the appliance: a taken port is a warning.
+        let publisher = match crate::events::zmq::Publisher::start(&self) {
+            Ok(publisher) => Some(publisher),
+            Err(err) => {
+                tracing::warn!(error = %err, "ZMQ event publisher disabled");
+                None
+            }
+        };
+        // The job notifications (off the job's path), listening from now on.
+        let notifier = crate::notify::Notifier::start(&self);
+        Ok(Bound {
+            app: self,
+            runner,
+            listener,
+            http_addr,
+            tftp,
+            publisher,
+            notifier,
+        })
+    }
+}
+
+/// An [`App`] whose listeners are bound but not yet served ([`App::bind`]): tests learn the
+/// addresses of a whole appliance on ephemeral ports, then [`Bound::run`] it.
+pub struct Bound {
+    app: App,
+    runner: Arc<dyn JobRunner>,
+    listener: tokio::net::TcpListener,
+    http_addr: SocketAddr,
+    tftp: Option<(tftp::Server, SocketAddr)>,
+    publisher: Option<crate::events::zmq::Publisher>,
+    notifier: crate::notify::Notifier,
+}
+
+impl std::fmt::Debug for Bound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bound")
+            .field("http_addr", &self.http_addr)
+            .field("zmq_addr", &self.zmq_addr())
+            .field("tftp_addr", &self.tftp_addr())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Bound {
+    /// The application the services share.
+    pub fn app(&self) -> &App {
+        &self.app
+    }
+
+    /// Where the HTTP API (XML-RPC, REST, results, `/ws/`) listens.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// Where the ZMQ event publisher listens, if it could bind.
+    pub fn zmq_addr(&self) -> Option<SocketAddr> {
+        let port = self.publisher.as_ref()?.port()?;
+        Some(SocketAddr::from(([127, 0, 0, 1], port)))
+    }
+
+    /// Where the TFTP server listens, if it could bind.
+    pub fn tftp_addr(&self) -> Option<SocketAddr> {
+        self.tftp.as_ref().map(|(_, addr)| *addr)
+    }
+
+    /// Replaces the notifier's settings (tests shorten the callback retries).
+    pub fn notify_with(&mut self, settings: crate::notify::Settings) {
+        self.notifier = crate::notify::Notifier::start_with(&self.app, settings);
+    }
+
+    /// Every notification delivery outcome from now on.
+    pub fn notify_outcomes(&self) -> tokio::sync::broadcast::Receiver<Arc<crate::notify::Outcome>> {
+        self.notifier.outcomes()
+    }
+
+    /// Serves until `shutdown` completes, then stops cleanly: running jobs are canceled
+    /// (their boards powered off) and every task is awaited.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let Bound {
+            app,
+            runner,
+            listener,
+            http_addr,
+            tftp,
+            publisher,
+            notifier,
+        } = self;
+        let version = app.store.call(|s| s.schema_version()).await?;
+        let stop = CancellationToken::new();
+        let tracker = TaskTracker::new();
+
+        if let Some((server, _)) = tftp {
+            let stop = stop.clone();
+            tracker.spawn(async move {
+                if let Err(err) = server.run(stop.cancelled_owned()).await {
+                    tracing::error!(error = %err, "the TFTP server stopped");
+                }
+            });
+        }
+
+        // The scheduler loop and its job tasks (which run the dispatcher).
+        let scheduler = Scheduler::new(app.clone(), runner, stop.clone());
+        tracker.spawn(scheduler.run().instrument(tracing::info_span!("scheduler")));
+
         {
-            let app = self.clone();
+            let app = app.clone();
             let stop = stop.clone();
             tracker.spawn(async move {
                 if let Err(err) = crate::api::serve(listener, app, stop.cancelled_owned()).await {
@@ -237,24 +352,14 @@ impl App {
             });
         }
 
-        // Events out of the box: the lava-publisher-compatible ZMQ socket and the job
-        // notifications. Neither may stop the appliance: a taken port is a warning.
-        let publisher = match crate::events::zmq::Publisher::start(&self) {
-            Ok(publisher) => Some(publisher),
-            Err(err) => {
-                tracing::warn!(error = %err, "ZMQ event publisher disabled");
-                None
-            }
-        };
-        let notifier = crate::notify::Notifier::start(&self);
         // After the publisher, so the Online `.worker` event reaches its subscribers.
-        self.set_own_worker(WorkerState::Online).await;
+        app.set_own_worker(WorkerState::Online).await;
 
         tracker.close();
         tracing::info!(
-            instance = %self.config.instance,
+            instance = %app.config.instance,
             listen = %http_addr,
-            data_dir = %self.config.data_dir.display(),
+            data_dir = %app.config.data_dir.display(),
             schema_version = version,
             "{READY}"
         );
@@ -262,11 +367,11 @@ impl App {
         tracing::info!("shutting down");
         stop.cancel();
         tracker.wait().await;
-        self.set_own_worker(WorkerState::Offline).await;
+        app.set_own_worker(WorkerState::Offline).await;
         drop(notifier);
         drop(publisher);
         // Dropping the last handle closes the connection, which checkpoints the WAL.
-        drop(self);
+        drop(app);
         tracing::info!("lavabox stopped");
         Ok(())
     }
@@ -340,5 +445,41 @@ mod tests {
         tx.send(()).unwrap();
         task.await.unwrap().unwrap();
         assert!(dir.path().join("data/lavabox.db").is_file());
+    }
+
+    #[tokio::test]
+    async fn bind_reports_the_ephemeral_addresses_it_serves_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::from_raw(RawConfig::default(), None).unwrap();
+        config.apply(&Overrides {
+            data_dir: Some(dir.path().join("data")),
+            listen: Some("127.0.0.1:0".parse().unwrap()),
+        });
+        config.events.zmq_port = 0;
+        config.tftp.listen = "127.0.0.1:0".parse().unwrap();
+        config.tftp.listen_explicit = true;
+        let bound = App::build(config).await.unwrap().bind().await.unwrap();
+        let http = bound.http_addr();
+        assert_ne!(http.port(), 0);
+        assert_ne!(bound.zmq_addr().unwrap().port(), 0);
+        assert_ne!(bound.tftp_addr().unwrap().port(), 0);
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(bound.run(async {
+            let _ = rx.await;
+        }));
+        // The listener was bound before `run`: a client connects at once.
+        let mut stream = tokio::net::TcpStream::connect(http).await.unwrap();
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        stream
+            .write_all(
+                b"GET /api/v0.2/system/version/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            )
+            .await
+            .unwrap();
+        let mut reply = String::new();
+        stream.read_to_string(&mut reply).await.unwrap();
+        assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+        tx.send(()).unwrap();
+        task.await.unwrap().unwrap();
     }
 }

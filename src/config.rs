@@ -351,19 +351,14 @@ impl Config {
         self.data_dir.join("lavabox.db")
     }
 
-    /// The directory holding one sub-directory of files per job (logs included).
-    pub fn jobs_dir(&self) -> PathBuf {
-        self.data_dir.join("jobs")
-    }
-
     /// The directory of one job's files.
     pub fn job_dir(&self, job: crate::model::JobId) -> PathBuf {
-        self.jobs_dir().join(job.to_string())
+        crate::store::joblog::job_dir(&self.data_dir, job)
     }
 
-    /// One job's log file, named as in LAVA.
+    /// One job's log file, by `store::joblog`'s path rule (the only one).
     pub fn job_log_path(&self, job: crate::model::JobId) -> PathBuf {
-        self.job_dir(job).join("output.yaml")
+        crate::store::joblog::log_path(&self.data_dir, job)
     }
 
     /// The template directories as the device-type checker takes them.

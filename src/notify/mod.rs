@@ -42,6 +42,7 @@ mod retry;
 
 use std::collections::HashSet;
 use std::net::IpAddr;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{Semaphore, broadcast};
@@ -195,6 +196,11 @@ pub struct Notifier {
 #[derive(Debug)]
 struct Shared {
     store: AsyncStore,
+    /// Where the job logs are (`store::joblog::log_path`).
+    data_dir: PathBuf,
+    /// Held while an outcome is appended to a job log: outcomes end concurrently, and a
+    /// writer opening the file must not see another's line half-written.
+    log_appends: tokio::sync::Mutex<()>,
     settings: Settings,
     http: reqwest::Client,
     outcomes: broadcast::Sender<Arc<Outcome>>,
@@ -225,6 +231,8 @@ impl Notifier {
         let (outcomes, _) = broadcast::channel(1024);
         let shared = Arc::new(Shared {
             store: app.store().clone(),
+            data_dir: app.config().data_dir.clone(),
+            log_appends: tokio::sync::Mutex::new(()),
             settings,
             http,
             outcomes: outcomes.clone(),
@@ -332,7 +340,7 @@ async fn fire(shared: Arc<Shared>, change: JobChange) {
                 tracing::warn!(job = id.0, "{}", outcome.describe());
             }
             if state == JobState::Finished {
-                record_in_log(&shared.store, id, outcome.describe()).await;
+                record_in_log(&shared, id, outcome.describe()).await;
             }
             let _ = shared.outcomes.send(Arc::new(outcome));
         }
@@ -344,7 +352,7 @@ async fn fire(shared: Arc<Shared>, change: JobChange) {
         )
     });
     if needs_log {
-        loaded.data.log = read_log(&shared.store, id).await;
+        loaded.data.log = read_log(&shared.data_dir, id).await;
     }
     let comparison = loaded.compare_with.take().map(|cases| {
         let cases = cases?;
@@ -808,21 +816,28 @@ fn compare_job(
         }))
 }
 
-async fn read_log(store: &AsyncStore, id: JobId) -> Option<String> {
-    let entry = store.call(move |s| s.job_log(id)).await.ok()??;
-    tokio::task::spawn_blocking(move || joblog::read_text(&entry.path, 0, None).ok())
+/// The whole log of job `id`, at the path rule (`store::joblog::log_path`), read on the
+/// blocking pool; `None` when there is none (the job never started) or it cannot be read.
+async fn read_log(data_dir: &Path, id: JobId) -> Option<String> {
+    joblog::read_text_blocking(joblog::log_path(data_dir, id), 0, None)
         .await
-        .ok()?
+        .ok()
+        .filter(|text| !text.is_empty())
 }
 
-/// Appends an `info` line to a Finished job's log, if it has one.
-async fn record_in_log(store: &AsyncStore, id: JobId, text: String) {
-    let Ok(Some(entry)) = store.call(move |s| s.job_log(id)).await else {
-        return;
-    };
+/// Appends an `info` line to a Finished job's log, if it has one (a job that never started
+/// has no file, and none is created for it).
+async fn record_in_log(shared: &Shared, id: JobId, text: String) {
+    let path = joblog::log_path(&shared.data_dir, id);
+    let _one_writer = shared.log_appends.lock().await;
     let written = tokio::task::spawn_blocking(move || {
-        let mut writer = joblog::JobLogWriter::open(&entry.path)?;
-        writer.append(&joblog::Entry::now(joblog::Level::Info, text))
+        if !path.is_file() {
+            return Ok(None);
+        }
+        let mut writer = joblog::JobLogWriter::open(&path)?;
+        writer
+            .append(&joblog::Entry::now(joblog::Level::Info, text))
+            .map(Some)
     })
     .await;
     if !matches!(written, Ok(Ok(_))) {

@@ -2,8 +2,6 @@
 //! fields that do not take part in the job's life cycle, and deleting a job that holds no
 //! device.
 
-use std::path::PathBuf;
-
 use rusqlite::{OptionalExtension, params};
 
 use super::Store;
@@ -53,11 +51,11 @@ impl Store {
         Ok(())
     }
 
-    /// Deletes job `id` with its results, metadata and notifications, and returns the path of
-    /// its log file (for the caller to remove). A job that may hold a device (scheduled,
+    /// Deletes job `id` with its results, metadata and notifications; its files (the log at
+    /// `joblog::log_path`) are the caller's to remove, by the same path rule. A job that may hold a device (scheduled,
     /// running or canceling) is refused, so no device is ever left without its job; so is a
     /// queued MultiNode sub-job, whose group would never start without it.
-    pub fn delete_job(&mut self, id: JobId) -> Result<Option<PathBuf>, Error> {
+    pub fn delete_job(&mut self, id: JobId) -> Result<(), Error> {
         let step = "deleting a job";
         let tx = self.write_tx(step)?;
         let (state, sub_id): (i64, Option<String>) = tx
@@ -85,16 +83,10 @@ impl Store {
                 reason: format!("job {id} cannot be deleted: {reason}"),
             });
         }
-        let log: Option<String> = tx
-            .query_row("SELECT path FROM job_logs WHERE job_id = ?1", [id.0], |r| {
-                r.get(0)
-            })
-            .optional()
-            .step(step)?;
         tx.execute("DELETE FROM jobs WHERE id = ?1", [id.0])
             .step(step)?;
         tx.commit().step(step)?;
-        Ok(log.map(PathBuf::from))
+        Ok(())
     }
 }
 
@@ -141,9 +133,9 @@ mod tests {
         assert!(matches!(s.delete_job(running), Err(Error::Invalid { .. })));
         s.start_job(running).unwrap();
         s.finish_job(running, &JobEnd::complete()).unwrap();
-        assert_eq!(s.delete_job(running).unwrap(), None);
+        s.delete_job(running).unwrap();
         assert_eq!(s.job(running).unwrap(), None);
-        assert_eq!(s.delete_job(queued).unwrap(), None);
+        s.delete_job(queued).unwrap();
         assert!(matches!(s.delete_job(queued), Err(Error::NotFound { .. })));
     }
 }

@@ -1,4 +1,8 @@
-//! Job logs: one append-only file per job in LAVA's `output.yaml` line format.
+//! Job logs: one append-only file per job in LAVA's `output.yaml` line format, and the one
+//! rule for where it is ([`log_path`]: `<data_dir>/jobs/<id>/output.yaml`).
+//!
+//! The log has no database row: every writer and reader derives its path from the job id
+//! with [`log_path`], and whether more lines may come is the job's state (Finished or not).
 //!
 //! Each line is a one-entry YAML list in flow style, exactly as lava-dispatcher writes it:
 //!
@@ -23,6 +27,8 @@ use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use time::OffsetDateTime;
+
+use crate::model::JobId;
 use time::format_description::FormatItem;
 use time::macros::format_description;
 
@@ -68,6 +74,34 @@ pub enum Error {
     /// A pre-formatted line contained a newline (it would become two lines).
     #[error("a job log line must not contain a newline")]
     Newline,
+}
+
+/// The directory of one job's files under `data_dir`: `<data_dir>/jobs/<id>` (the log, and
+/// the configuration files `scheduler.jobs.configuration` serves).
+pub fn job_dir(data_dir: &Path, job: JobId) -> PathBuf {
+    data_dir.join("jobs").join(job.to_string())
+}
+
+/// Where the log of `job` is: `<data_dir>/jobs/<id>/output.yaml`, named as in LAVA. The
+/// one path rule for the job log: the dispatcher writes there, every API reads there.
+pub fn log_path(data_dir: &Path, job: JobId) -> PathBuf {
+    job_dir(data_dir, job).join("output.yaml")
+}
+
+/// [`read_text`] on the blocking pool, for async callers (the file may be large, and a log
+/// is never read on an async worker nor inside a store call).
+pub async fn read_text_blocking(
+    path: PathBuf,
+    start: u64,
+    end: Option<u64>,
+) -> Result<String, Error> {
+    let at = path.clone();
+    tokio::task::spawn_blocking(move || read_text(&path, start, end))
+        .await
+        .map_err(|err| Error::Read {
+            path: at,
+            source: std::io::Error::other(err),
+        })?
 }
 
 /// LAVA's log levels (`lvl`).
@@ -574,6 +608,35 @@ pub fn line_count(path: &Path) -> Result<u64, Error> {
 mod tests {
     use super::*;
     use time::macros::datetime;
+
+    #[test]
+    fn the_path_rule_is_lavas_layout() {
+        let data = Path::new("/var/lib/lavabox");
+        assert_eq!(
+            job_dir(data, JobId(12)),
+            Path::new("/var/lib/lavabox/jobs/12")
+        );
+        assert_eq!(
+            log_path(data, JobId(12)),
+            Path::new("/var/lib/lavabox/jobs/12/output.yaml")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_missing_log_reads_empty_off_the_runtime() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = log_path(dir.path(), JobId(1));
+        assert_eq!(read_text_blocking(path.clone(), 0, None).await.unwrap(), "");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let mut w = JobLogWriter::open(&path).unwrap();
+        w.append(&Entry::now(Level::Info, "one")).unwrap();
+        w.append(&Entry::now(Level::Info, "two")).unwrap();
+        let text = read_text_blocking(path, 1, None).await.unwrap();
+        assert!(
+            text.contains("\"msg\": \"two\"") && !text.contains("one"),
+            "{text}"
+        );
+    }
 
     fn entry(msg: &str) -> Entry {
         Entry {

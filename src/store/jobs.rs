@@ -635,16 +635,6 @@ mod tests {
                 ("source".to_string(), "b".to_string())
             ]
         );
-
-        assert_eq!(store.job_log(job.id).unwrap(), None);
-        let entry = store
-            .register_job_log(job.id, std::path::Path::new("jobs/1/output.yaml"))
-            .unwrap();
-        assert!(!entry.finished);
-        store.finish_job_log(job.id).unwrap();
-        let entry = store.job_log(job.id).unwrap().unwrap();
-        assert!(entry.finished);
-        assert_eq!(entry.path, std::path::Path::new("jobs/1/output.yaml"));
     }
 
     #[test]

@@ -66,7 +66,7 @@ pub use notifications::{
 pub use query::{
     Condition, Entity, Field, Operand, Operator, QueryCase, QueryJob, QueryRows, QuerySuite,
 };
-pub use results::{JobLogEntry, NewTestCase, TestCase, TestSuite};
+pub use results::{NewTestCase, TestCase, TestSuite};
 pub use saved_query::{MIN_QUERY_LIMIT, NewSavedQuery, SavedQuery, SavedQueryId};
 pub use snapshot::{DeviceSlot, QueuedJob, SchedulerSnapshot};
 pub use tags::{Tag, TagId};

@@ -1,6 +1,5 @@
-//! Test results (suites, sets, cases), job metadata and the job log index.
-
-use std::path::{Path, PathBuf};
+//! Test results (suites, sets, cases) and job metadata. The job log has no row here: its one
+//! owner is `store::joblog` (path rule, writer, reader).
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use time::OffsetDateTime;
@@ -91,19 +90,6 @@ pub struct TestCase {
     pub end_log_line: Option<u64>,
     /// When it was recorded.
     pub logged: OffsetDateTime,
-}
-
-/// Where a job's log file is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JobLogEntry {
-    /// The job.
-    pub job: JobId,
-    /// The log file path as registered (relative to the data directory, usually).
-    pub path: PathBuf,
-    /// When it was registered.
-    pub created: OffsetDateTime,
-    /// Whether the writer closed it for good.
-    pub finished: bool,
 }
 
 const CASE_SELECT: &str = "SELECT c.id, s.job_id, s.id, s.name, ts.name, c.name, c.result, \
@@ -372,71 +358,6 @@ impl Store {
             .step("reading job metadata")?
             .collect::<Result<Vec<_>, _>>()
             .step("reading job metadata")
-    }
-
-    /// Records where the log file of `job` is (replacing an earlier entry).
-    pub fn register_job_log(&mut self, job: JobId, path: &Path) -> Result<JobLogEntry, Error> {
-        let text = path.to_str().ok_or_else(|| Error::Invalid {
-            what: "job log path",
-            reason: format!("{} is not UTF-8", path.display()),
-        })?;
-        let created = now();
-        let tx = self.write_tx("registering a job log")?;
-        ensure_job(&tx, job)?;
-        tx.execute(
-            "INSERT INTO job_logs (job_id, path, created, finished) VALUES (?1, ?2, ?3, 0) \
-             ON CONFLICT (job_id) DO UPDATE SET path = excluded.path, \
-             created = excluded.created, finished = 0",
-            params![job.0, text, ts_to_sql(created)],
-        )
-        .step("registering a job log")?;
-        tx.commit().step("registering a job log")?;
-        Ok(JobLogEntry {
-            job,
-            path: path.to_owned(),
-            created,
-            finished: false,
-        })
-    }
-
-    /// Marks the log of `job` complete: readers can tell no more lines will come.
-    pub fn finish_job_log(&mut self, job: JobId) -> Result<(), Error> {
-        let n = self
-            .conn
-            .execute(
-                "UPDATE job_logs SET finished = 1 WHERE job_id = ?1",
-                [job.0],
-            )
-            .step("finishing a job log")?;
-        if n == 0 {
-            return Err(Error::NotFound {
-                kind: "job log",
-                name: job.to_string(),
-            });
-        }
-        Ok(())
-    }
-
-    /// Where the log of `job` is, if one was registered.
-    pub fn job_log(&self, job: JobId) -> Result<Option<JobLogEntry>, Error> {
-        let raw: Option<(String, String, bool)> = self
-            .conn
-            .query_row(
-                "SELECT path, created, finished FROM job_logs WHERE job_id = ?1",
-                [job.0],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .optional()
-            .step("reading a job log entry")?;
-        raw.map(|(path, created, finished)| {
-            Ok(JobLogEntry {
-                job,
-                path: PathBuf::from(path),
-                created: ts_from_sql("job_logs", &created)?,
-                finished,
-            })
-        })
-        .transpose()
     }
 }
 

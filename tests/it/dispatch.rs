@@ -218,6 +218,7 @@ async fn http_404() -> SocketAddr {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dispatch_jobs_on_virtual_boards() {
+    lab_or_skip!();
     let started = Instant::now();
     ensure_assets().await;
     let dir = tempfile::tempdir().unwrap();
@@ -505,6 +506,7 @@ fn re(pattern: &str) -> regex::Regex {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serial_console_runs_at_the_dictionary_baud_under_the_expect_engine() {
+    lab_or_skip!();
     use lavabox::dispatcher::connection::Connection;
     use lavabox::dispatcher::log::JobLog;
     let line = SerialLine::plug("serial").await;
@@ -541,6 +543,7 @@ async fn serial_console_runs_at_the_dictionary_baud_under_the_expect_engine() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serial_console_that_vanishes_on_power_off_is_re_attached() {
+    lab_or_skip!();
     use lavabox::dispatcher::connection::{Connection, WaitError};
     use lavabox::dispatcher::log::JobLog;
     let line = SerialLine::plug("vanish").await;
@@ -633,6 +636,7 @@ async fn serve(dir: &Path) -> tokio::process::Child {
 /// the device. The job's directory holds the rendered `device.yaml` from the job's start.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_lavabox_leaves_no_qemu_and_recovers_the_job() {
+    lab_or_skip!();
     ensure_assets().await;
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().to_owned();

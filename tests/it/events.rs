@@ -14,7 +14,6 @@ use lavabox::app::App;
 use lavabox::config::{Config, Overrides, RawConfig};
 use lavabox::events::WorkerChange;
 use lavabox::events::zmq::publisher_address;
-use lavabox::model::lifecycle::JobEnd;
 use lavabox::model::{DeviceHealth, JobId};
 use lavabox::store::{
     Changes, JobChange, NewDevice, NewDeviceType, NewJob, NewUser, WorkerHealth, WorkerState,
@@ -82,32 +81,6 @@ pub(crate) async fn submit(app: &App, definition: &str) -> JobId {
     job.id
 }
 
-/// Schedules `id` on qemu-01 and starts it, publishing each change.
-pub(crate) async fn run(app: &App, id: JobId) {
-    let changes = app
-        .store()
-        .call(move |s| s.schedule_job(id, "qemu-01"))
-        .await
-        .expect("schedule");
-    app.changed(&changes);
-    let changes = app
-        .store()
-        .call(move |s| s.start_job(id))
-        .await
-        .expect("start");
-    app.changed(&changes);
-}
-
-/// Finishes `id` with `end`, publishing the change.
-pub(crate) async fn finish(app: &App, id: JobId, end: JobEnd) {
-    let changes = app
-        .store()
-        .call(move |s| s.finish_job(id, &end))
-        .await
-        .expect("finish");
-    app.changed(&changes);
-}
-
 fn python_script(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/python")
@@ -157,6 +130,7 @@ fn lavabox(dir: &std::path::Path, args: &[&str]) -> String {
 /// end event" Python client watches it through pyzmq on the socket the server advertises.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pyzmq_subscriber_sees_a_job_life_cycle() {
+    lab_or_skip!();
     let dir = tempfile::tempdir().expect("temporary directory");
     let path = dir.path();
     let zmq_port = free_port();

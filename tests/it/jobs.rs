@@ -312,6 +312,7 @@ fn finished_health(change: &JobChange) -> JobHealth {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn job_runs_on_the_right_board_and_frees_it() {
+    lab_or_skip!();
     let setup = Setup::new(&["qemu-01", "uboot-arm-01"]);
     let mut lab = Lab::start(setup, |_| {}).await;
     let id = lab.submit(job_for("qemu", definition("qemu"), 50)).await;
@@ -338,6 +339,7 @@ async fn job_runs_on_the_right_board_and_frees_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queue_runs_in_priority_order() {
+    lab_or_skip!();
     let setup = Setup::new(&["uboot-arm-01"]);
     // Queued before the app starts, so the first pass sees all three.
     let mut lab = Lab::start(setup, |s| {
@@ -361,6 +363,7 @@ async fn queue_runs_in_priority_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_finishes_jobs_left_running() {
+    lab_or_skip!();
     let setup = Setup::new(&["uboot-arm-01"]);
     // A power cut while job 1 ran: the database says Running, the device Running.
     let mut lab = Lab::start(setup, |s| {
@@ -383,6 +386,7 @@ async fn restart_finishes_jobs_left_running() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_of_a_running_job() {
+    lab_or_skip!();
     let setup = Setup::new(&["uboot-arm-01"]);
     let mut lab = Lab::start(setup, |_| {}).await;
     let id = lab
@@ -416,6 +420,7 @@ async fn cancel_of_a_running_job() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_of_a_scheduled_job_frees_the_device() {
+    lab_or_skip!();
     let setup = Setup::new(&["uboot-arm-01"]);
     // Scheduled, then canceled before any dispatcher started it.
     let mut lab = Lab::start(setup, |s| {
@@ -436,6 +441,7 @@ async fn cancel_of_a_scheduled_job_frees_the_device() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_boards_take_two_jobs_at_once() {
+    lab_or_skip!();
     let setup = Setup::new(&["qemu-01", "qemu-02"]);
     let mut lab = Lab::start(setup, |s| {
         for _ in 0..2 {
@@ -483,6 +489,7 @@ async fn two_boards_take_two_jobs_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_check_runs_on_the_board_before_user_jobs_and_makes_it_good() {
+    lab_or_skip!();
     let setup = Setup {
         health_checks: &["qemu"],
         health: DeviceHealth::Unknown,
@@ -517,6 +524,7 @@ async fn health_check_runs_on_the_board_before_user_jobs_and_makes_it_good() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_health_check_makes_the_board_bad_and_takes_no_user_jobs() {
+    lab_or_skip!();
     let setup = Setup {
         health_checks: &["qemu"],
         health: DeviceHealth::Unknown,
@@ -562,6 +570,7 @@ async fn failed_health_check_makes_the_board_bad_and_takes_no_user_jobs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn infrastructure_error_puts_the_board_back_to_unknown() {
+    lab_or_skip!();
     let mut lab = Lab::start(Setup::new(&["qemu-01"]), |_| {}).await;
     // A download server that is down: a port nothing listens on any more.
     let closed = std::net::TcpListener::bind("127.0.0.1:0")

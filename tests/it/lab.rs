@@ -254,6 +254,7 @@ const AUTOBOOT: &str = "Hit any key to stop autoboot";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn uboot_arm_board_network_boots_to_a_shell() {
+    lab_or_skip!();
     let _lab = LAB.lock().await;
     ensure_assets().await;
     let (root, kernel_size, ramdisk_size) = stage_tftp_root().await;
@@ -363,6 +364,7 @@ async fn uboot_arm_board_network_boots_to_a_shell() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn x86_board_boots_to_a_shell() {
+    lab_or_skip!();
     let _lab = LAB.lock().await;
     ensure_assets().await;
     let board = Board::new("qemu-01");
@@ -395,6 +397,7 @@ async fn x86_board_boots_to_a_shell() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn board_script_rejects_unknown_boards_and_powers_off_idempotently() {
+    lab_or_skip!();
     let board = Board::new("uboot-arm-idle");
     // Off already: power-off succeeds and does nothing.
     board.run("power-off").await;
@@ -410,6 +413,7 @@ async fn board_script_rejects_unknown_boards_and_powers_off_idempotently() {
 /// Debian's tftp-hpa client (installed by lab/install-deps.sh) against the server.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tftp_hpa_client_downloads_from_the_server() {
+    lab_or_skip!();
     let root = tempfile::tempdir().expect("tftp root");
     let data: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
     tokio::fs::create_dir_all(root.path().join(JOB))

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::process::Output;
 
-use crate::xmlrpc::{MULTINODE_JOB, QEMU_JOB, TestServer};
+use crate::xmlrpc::{MULTINODE_JOB, QEMU_JOB, TestServer, with_finished_job};
 
 struct Cli {
     config_home: PathBuf,
@@ -15,8 +15,8 @@ struct Cli {
 
 impl Cli {
     fn new(srv: &TestServer) -> Cli {
-        let config_home = srv.dir.path().join("xdg");
-        let files = srv.dir.path().join("files");
+        let config_home = srv.dir().join("xdg");
+        let files = srv.dir().join("files");
         std::fs::create_dir_all(&config_home).expect("xdg dir");
         std::fs::create_dir_all(&files).expect("files dir");
         let config = format!(
@@ -85,7 +85,9 @@ fn assert_has(out: &str, needles: &[&str]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lavacli_drives_lavabox() {
-    let srv = TestServer::start().await;
+    lab_or_skip!();
+    // `finished` ran through the whole appliance (scheduler, dispatcher, a scripted board).
+    let (srv, finished) = with_finished_job().await;
     let cli = Cli::new(&srv);
 
     // system
@@ -158,8 +160,9 @@ async fn lavacli_drives_lavabox() {
         .await;
     assert_has(&denied, &["403"]);
 
-    // workers: the appliance's own (Offline: this test serves the API without `App::run`)
-    // and one added, updated and configured through lavacli.
+    // workers: the appliance's own (Offline: the appliance that ran the finished job stopped,
+    // and this test serves the API alone) and one added, updated and configured through
+    // lavacli.
     assert_has(&cli.ok(&["workers", "list"]).await, &[&srv.worker]);
     assert_has(
         &cli.ok(&["workers", "show", &srv.worker]).await,
@@ -169,8 +172,8 @@ async fn lavacli_drives_lavabox() {
             "health      : Active",
             "devices     : qemu01, qemu02",
             "job limit   : 0",
-            // No dispatcher has reported a version: `App::run` never ran here.
-            "version     : None",
+            // The version the appliance recorded while it ran the finished job.
+            "version     : 2023.01",
         ],
     );
     cli.ok(&["workers", "add", "bench-pi", "--description", "bench Pi"])
@@ -320,9 +323,9 @@ async fn lavacli_drives_lavabox() {
     );
 
     // a finished job: logs, wait, results
-    srv.finish_job(id_num).await;
+    let id = finished.to_string();
     let logs = cli.ok(&["jobs", "logs", "--raw", &id]).await;
-    assert_has(&logs, &["Linux version 6.1", "job done"]);
+    assert_has(&logs, &["Linux version 6.1", "Job finished correctly"]);
     let pretty = cli.ok(&["jobs", "logs", "--no-follow", &id]).await;
     assert_has(&pretty, &["Linux version 6.1"]);
     cli.ok(&["jobs", "wait", &id]).await;

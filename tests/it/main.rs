@@ -1,11 +1,13 @@
 //! Integration tests: one binary, one module per interface.
 
-mod cli;
+#[macro_use]
 mod common;
+mod cli;
 mod devicetype;
 mod dispatch;
 mod events;
 mod health_check;
+mod job_path;
 mod jobs;
 mod lab;
 mod lavacli;

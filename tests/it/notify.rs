@@ -5,7 +5,7 @@
 //! outcome stream, with timeouts only as safety nets; readiness of a freshly started peer is
 //! a connect retried until it succeeds.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,18 +15,15 @@ use axum::body::Bytes;
 use axum::extract::{Path as UrlPath, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::routing::any;
-use lavabox::app::App;
 use lavabox::config::SmtpConfig;
-use lavabox::model::lifecycle::JobEnd;
-use lavabox::model::{ErrorType, JobId, TestResult};
-use lavabox::notify::{Channel, Notifier, Outcome, Retry, Settings};
-use lavabox::store::NewTestCase;
-use lavabox::store::joblog::{Entry, JobLogWriter, Level};
+use lavabox::model::{DeviceHealth, ErrorType, JobId};
+use lavabox::notify::{Channel, Outcome, Retry, Settings};
+use lavabox::store::{NewDevice, NewDeviceType};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::{broadcast, mpsc};
 
-use super::events::{JOB, app, finish, run, submit};
+use crate::common::server::{Options, Server, scripted_job};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -166,61 +163,96 @@ async fn outcomes(
     got
 }
 
-async fn add_results(app: &App, id: JobId, cases: &[(&str, &str, TestResult)]) {
-    let cases: Vec<NewTestCase> = cases
-        .iter()
-        .map(|(s, n, r)| NewTestCase::new(*s, *n, *r))
-        .collect();
-    app.store()
-        .call(move |s| s.insert_test_cases(id, &cases))
-        .await
-        .expect("results");
+/// The whole appliance (`common::server`) with a scripted board `qemu-01` and `settings`:
+/// jobs submitted to it are run by the real scheduler and dispatcher, so their logs, results
+/// and ends come from the job path.
+async fn scripted_server(settings: Settings) -> Server {
+    scripted_server_with(settings, Options::scripted()).await
 }
 
-/// Registers a job log file for `id` with one line, as the dispatcher would.
-async fn job_log(app: &App, dir: &Path, id: JobId) -> PathBuf {
-    let path = dir.join(format!("job-{}.yaml", id.0));
-    let mut w = JobLogWriter::open(&path).expect("log");
-    w.append(&Entry::now(Level::Info, "start")).expect("line");
-    let p = path.clone();
-    app.store()
-        .call(move |s| s.register_job_log(id, &p))
-        .await
-        .expect("register");
-    path
+/// The signal lines of a test run of definition `0_smoke` with these `(case, result)`s.
+fn smoke_run(cases: &[(&str, &str)]) -> String {
+    let mut run = "<LAVA_SIGNAL_STARTRUN 0_smoke 1_smoke>\n".to_owned();
+    for (case, result) in cases {
+        run.push_str(&format!(
+            "<LAVA_SIGNAL_TESTCASE TEST_CASE_ID={case} RESULT={result}>\n"
+        ));
+    }
+    run.push_str("<LAVA_SIGNAL_ENDRUN 0_smoke 1_smoke>\n<LAVA_TEST_RUNNER EXIT>\n");
+    run
+}
+
+/// [`scripted_server`] from `options` (another board, failing power commands).
+async fn scripted_server_with(settings: Settings, options: Options) -> Server {
+    let mut options = options.seed(|s| {
+        let mut qemu = NewDeviceType::named("qemu");
+        qemu.disable_health_check = true;
+        s.create_device_type(&qemu)?;
+        let mut device = NewDevice::new("qemu-01", "qemu");
+        // A reset command, which only jobs asking for a reset run.
+        device.dictionary = Some(format!(
+            "{}{{% set hard_reset_command = 'scripted-reset' %}}\n",
+            crate::common::server::scripted_dictionary("qemu.jinja2")
+        ));
+        device.health = DeviceHealth::Good;
+        s.create_device(&device)?;
+        Ok(())
+    });
+    options.notify = Some(settings);
+    Server::start(options).await
+}
+
+/// Submits the scripted job with `notify` (a `notify:` block) as alice through XML-RPC.
+async fn submit_scripted(srv: &Server, notify: &str) -> JobId {
+    submit_named(srv, "notify test", notify).await
+}
+
+/// [`submit_scripted`] with the job named `job_name`.
+async fn submit_named(srv: &Server, job_name: &str, notify: &str) -> JobId {
+    let definition = format!("{}{notify}", scripted_job("qemu", job_name));
+    match crate::xmlrpc::rpc(
+        srv.addr,
+        Some(("alice", &srv.alice_token)),
+        "scheduler.jobs.submit",
+        &[lavabox::api::xmlrpc::codec::Value::str(definition)],
+    )
+    .await
+    {
+        Ok(lavabox::api::xmlrpc::codec::Value::Int(id)) => JobId(id),
+        other => panic!("submit: {other:?}"),
+    }
 }
 
 #[tokio::test]
 async fn email_reaches_smtp_sink_with_status_and_results() {
+    lab_or_skip!();
     let maildir = tempfile::tempdir().expect("maildir");
     let (_sink, port) = smtp_sink(maildir.path()).await;
-    let (_dir, app) = app(|_| {}).await;
-    let notifier = Notifier::start_with(&app, settings(Some(port)));
-    let mut rx = notifier.outcomes();
+    // Job 1's test run passes `boot` and fails `net`; a job asking for a reset finds the
+    // board's reset command failing (an Infrastructure error).
+    let board = crate::common::server::scripted_board_with(&[(
+        1,
+        "<LAVA_SIGNAL_STARTRUN 0_smoke 1_smoke>\n\
+         <LAVA_SIGNAL_TESTCASE TEST_CASE_ID=boot RESULT=pass>\n\
+         <LAVA_SIGNAL_TESTCASE TEST_CASE_ID=net RESULT=fail>\n\
+         <LAVA_SIGNAL_ENDRUN 0_smoke 1_smoke>\n<LAVA_TEST_RUNNER EXIT>\n",
+    )]);
+    let mut options = Options::scripted();
+    options.board = crate::common::server::Board::Scripted(board);
+    options.failing_commands = vec!["scripted-reset".into()];
+    let mut srv = scripted_server_with(settings(Some(port)), options).await;
 
-    let verbose = format!(
-        "{JOB}notify:\n  criteria: {{status: finished}}\n  verbosity: verbose\n  recipients:\n  \
-         - to: {{method: email, email: bob@example.com}}\n  - to: {{method: email, user: alice}}\n"
-    );
-    let id = submit(&app, &verbose).await;
-    run(&app, id).await;
-    add_results(
-        &app,
-        id,
-        &[
-            ("0_smoke", "boot", TestResult::Pass),
-            ("0_smoke", "net", TestResult::Fail),
-        ],
-    )
-    .await;
-    finish(&app, id, JobEnd::complete()).await;
-    let got = outcomes(&mut rx, 2, |o| o.job == id).await;
+    let verbose = "notify:\n  criteria: {status: finished}\n  verbosity: verbose\n  recipients:\n  \
+         - to: {method: email, email: bob@example.com}\n  - to: {method: email, user: alice}\n";
+    let id = submit_scripted(&srv, verbose).await;
+    assert_eq!(id, JobId(1), "the board's script is job 1's");
+    let got = outcomes(&mut srv.outcomes, 2, |o| o.job == id).await;
     for o in &got {
         assert!(matches!(o.channel, Channel::Email(_)), "{o:?}");
         assert_eq!(o.result, Ok(1), "{o:?}");
     }
     let subject = format!(
-        "Subject: LAVA notification for Test Job {} events test",
+        "Subject: LAVA notification for Test Job {} notify test",
         id.0
     );
     let sent = mails(maildir.path(), &subject);
@@ -248,25 +280,44 @@ async fn email_reaches_smtp_sink_with_status_and_results() {
     assert!(alice.contains("Dear alice,"), "{alice}");
 
     // status-only: the status lines, no device or results.
-    let quiet = format!(
-        "{JOB}notify:\n  criteria: {{status: incomplete}}\n  verbosity: status-only\n  recipients:\n  \
-         - to: {{method: email, email: carol@example.com}}\n"
-    );
-    let id = submit(&app, &quiet).await;
-    run(&app, id).await;
-    finish(
-        &app,
-        id,
-        JobEnd::incomplete(ErrorType::Infrastructure, "power failed"),
+    let quiet = "notify:\n  criteria: {status: incomplete}\n  verbosity: status-only\n  recipients:\n  \
+         - to: {method: email, email: carol@example.com}\n";
+    let definition = format!("{}{quiet}", scripted_job("qemu", "notify test"))
+        .replace("reset: false", "reset: true");
+    let id = match crate::xmlrpc::rpc(
+        srv.addr,
+        Some(("alice", &srv.alice_token)),
+        "scheduler.jobs.submit",
+        &[lavabox::api::xmlrpc::codec::Value::str(definition)],
     )
-    .await;
-    outcomes(&mut rx, 1, |o| o.job == id && o.result.is_ok()).await;
+    .await
+    {
+        Ok(lavabox::api::xmlrpc::codec::Value::Int(id)) => JobId(id),
+        other => panic!("submit: {other:?}"),
+    };
+    srv.finished(id, lavabox::model::JobHealth::Incomplete)
+        .await;
+    let failed = srv
+        .app
+        .store()
+        .call(move |s| s.job(id))
+        .await
+        .expect("job")
+        .expect("stored");
+    assert_eq!(
+        failed.error_type,
+        Some(ErrorType::Infrastructure),
+        "{failed:?}"
+    );
+    let comment = failed.failure_comment.unwrap_or_default();
+    assert!(!comment.is_empty());
+    outcomes(&mut srv.outcomes, 1, |o| o.job == id && o.result.is_ok()).await;
     let subject = format!("Subject: LAVA notification for Test Job {} ", id.0);
     let sent = mails(maildir.path(), &subject);
     assert_eq!(sent.len(), 1);
     assert!(sent[0].contains("health Incomplete"), "{}", sent[0]);
     assert!(
-        !sent[0].contains("qemu-01") && !sent[0].contains("power failed"),
+        !sent[0].contains("qemu-01") && !sent[0].contains(&comment),
         "{}",
         sent[0]
     );
@@ -275,20 +326,18 @@ async fn email_reaches_smtp_sink_with_status_and_results() {
 #[tokio::test]
 async fn dead_smtp_relay_is_retried_and_recorded() {
     let dead = free_port();
-    let (dir, app) = app(|_| {}).await;
-    let notifier = Notifier::start_with(&app, settings(Some(dead)));
-    let mut rx = notifier.outcomes();
-    let def = format!(
-        "{JOB}notify:\n  criteria: {{status: complete}}\n  recipients:\n  - to: {{method: email, email: bob@example.com}}\n"
-    );
-    let id = submit(&app, &def).await;
-    let log = job_log(&app, dir.path(), id).await;
-    run(&app, id).await;
-    finish(&app, id, JobEnd::complete()).await;
-    let got = outcomes(&mut rx, 1, |o| o.job == id).await;
+    let mut srv = scripted_server(settings(Some(dead))).await;
+    let id = submit_scripted(
+        &srv,
+        "notify:\n  criteria: {status: complete}\n  recipients:\n  - to: {method: email, email: bob@example.com}\n",
+    )
+    .await;
+    srv.finished(id, lavabox::model::JobHealth::Complete).await;
+    let got = outcomes(&mut srv.outcomes, 1, |o| o.job == id).await;
     let failed = got[0].result.as_ref().expect_err("relay is dead");
     assert_eq!(failed.attempts, 3);
-    let text = std::fs::read_to_string(&log).expect("log");
+    // The log the dispatcher wrote, at the one path rule, with the outcome appended.
+    let text = std::fs::read_to_string(srv.app.config().job_log_path(id)).expect("log");
     assert!(
         text.contains("\"lvl\": \"info\"")
             && text.contains("e-mail to bob@example.com failed after 3 attempt(s)"),
@@ -324,6 +373,7 @@ async fn irc_listener(port: u16, nick: &'static str, ready: mpsc::Sender<()>) ->
 
 #[tokio::test]
 async fn irc_message_reaches_ngircd() {
+    lab_or_skip!();
     let conf_dir = tempfile::tempdir().expect("conf dir");
     let port = free_port();
     let conf = conf_dir.path().join("ngircd.conf");
@@ -346,16 +396,12 @@ async fn irc_message_reaches_ngircd() {
         .await
         .expect("listener registered");
 
-    let (_dir, app) = app(|_| {}).await;
-    let notifier = Notifier::start_with(&app, settings(None));
-    let mut rx = notifier.outcomes();
-    let def = format!(
-        "{JOB}notify:\n  criteria: {{status: finished}}\n  recipients:\n  \
+    let mut srv = scripted_server(settings(None)).await;
+    let notify = format!(
+        "notify:\n  criteria: {{status: finished}}\n  recipients:\n  \
          - to: {{method: irc, handle: alice, server: \"127.0.0.1:{port}\"}}\n"
     );
-    let id = submit(&app, &def).await;
-    run(&app, id).await;
-    finish(&app, id, JobEnd::complete()).await;
+    let id = submit_named(&srv, "events test", &notify).await;
     let line = tokio::time::timeout(WAIT, listener)
         .await
         .expect("message in time")
@@ -368,7 +414,7 @@ async fn irc_message_reaches_ngircd() {
         )),
         "{line}"
     );
-    let got = outcomes(&mut rx, 1, |o| o.job == id).await;
+    let got = outcomes(&mut srv.outcomes, 1, |o| o.job == id).await;
     assert_eq!(got[0].result, Ok(1));
 }
 
@@ -430,12 +476,10 @@ fn form_field(body: &[u8], key: &str) -> Option<String> {
 #[tokio::test]
 async fn callbacks_deliver_every_dataset_and_failures_do_not_delay_others() {
     let (base, mut hits) = hook_server().await;
-    let (dir, app) = app(|_| {}).await;
-    let notifier = Notifier::start_with(&app, settings(None));
-    let mut rx = notifier.outcomes();
+    let mut srv = scripted_server(settings(None)).await;
 
-    let def = format!(
-        "{JOB}notify:\n  criteria: {{status: finished}}\n  callbacks:\n\
+    let notify = format!(
+        "notify:\n  criteria: {{status: finished}}\n  callbacks:\n\
            \x20\x20- {{url: \"{base}/get/{{ID}}/{{STATUS_STRING}}\", token: s3cret}}\n\
            \x20\x20- {{url: \"{base}/minimal/{{ID}}\", method: POST, token: s3cret, header: X-Token}}\n\
            \x20\x20- {{url: \"{base}/results/x\", method: POST, dataset: results, content-type: json, token: s3cret}}\n\
@@ -444,15 +488,14 @@ async fn callbacks_deliver_every_dataset_and_failures_do_not_delay_others() {
            \x20\x20- {{url: \"{base}/fail/x\", method: POST}}\n\
            \x20\x20- {{url: \"{base}/hang/x\"}}\n"
     );
+    let def = format!("{}{notify}", scripted_job("qemu", "notify test"));
     let parsed = lavabox::jobdef::parse_str(&def)
         .map_err(|p| format!("{p:?}"))
         .expect("valid job");
     assert_eq!(parsed.notify.map(|n| n.callbacks.len()), Some(7));
-    let id = submit(&app, &def).await;
-    job_log(&app, dir.path(), id).await;
-    run(&app, id).await;
-    add_results(&app, id, &[("0_smoke", "boot", TestResult::Pass)]).await;
-    finish(&app, id, JobEnd::complete()).await;
+    // The scripted board runs it: its log, its `0_smoke`/`ls` case and its end come from the
+    // job path.
+    let id = submit_scripted(&srv, &notify).await;
 
     // The five good callbacks arrive (plus the first attempts at the bad ones).
     let mut seen: Vec<Hit> = Vec::new();
@@ -519,7 +562,7 @@ async fn callbacks_deliver_every_dataset_and_failures_do_not_delay_others() {
     assert!(
         json["results"]["0_smoke"]
             .as_str()
-            .is_some_and(|y| y.contains("name: boot") && y.contains("result: pass")),
+            .is_some_and(|y| y.contains("name: ls") && y.contains("result: fail")),
         "{json}"
     );
     assert!(json.get("log").is_none());
@@ -537,15 +580,13 @@ async fn callbacks_deliver_every_dataset_and_failures_do_not_delay_others() {
     assert!(form_field(&all.body, "results").is_some_and(|r| r.contains("0_smoke")));
 
     // While job 1's bad callbacks are still being retried, job 2's is delivered.
-    let def2 = format!(
-        "{JOB}notify:\n  criteria: {{status: finished}}\n  callback: {{url: \"{base}/second/{{ID}}\"}}\n"
+    let notify2 = format!(
+        "notify:\n  criteria: {{status: finished}}\n  callback: {{url: \"{base}/second/{{ID}}\"}}\n"
     );
-    let id2 = submit(&app, &def2).await;
-    run(&app, id2).await;
-    finish(&app, id2, JobEnd::complete()).await;
+    let id2 = submit_scripted(&srv, &notify2).await;
 
     let mut order = Vec::new();
-    let done = outcomes(&mut rx, 8, |o| {
+    let done = outcomes(&mut srv.outcomes, 8, |o| {
         if !matches!(o.channel, Channel::Callback(_)) {
             return false;
         }
@@ -579,45 +620,36 @@ async fn callbacks_deliver_every_dataset_and_failures_do_not_delay_others() {
             .count()
     };
     assert_eq!(attempts_at_fail, 3);
-    let log = std::fs::read_to_string(dir.path().join(format!("job-{}.yaml", id.0))).expect("log");
+    let log = std::fs::read_to_string(srv.app.config().job_log_path(id)).expect("log");
     assert!(log.contains("/hang/x failed after 3 attempt(s)"), "{log}");
     assert!(log.contains("/minimal/{ID} sent"), "{log}");
 }
 
 #[tokio::test]
 async fn compare_reports_a_new_failure() {
+    lab_or_skip!();
     let maildir = tempfile::tempdir().expect("maildir");
     let (_sink, port) = smtp_sink(maildir.path()).await;
-    let (_dir, app) = app(|_| {}).await;
-    let notifier = Notifier::start_with(&app, settings(Some(port)));
-    let mut rx = notifier.outcomes();
-    let def = format!(
-        "{JOB}notify:\n  criteria: {{status: finished}}\n  recipients:\n  - to: {{method: email, email: qa@example.com}}\n  \
-         compare:\n    blacklist: [lava]\n    query: {{entity: testjob, conditions: {{description: events test}}}}\n"
+    // Job 1 passes `a` and fails `b`, job 2 the other way round: the board plays each run.
+    let (first_run, second_run) = (
+        smoke_run(&[("a", "pass"), ("b", "fail")]),
+        smoke_run(&[("a", "fail"), ("b", "pass")]),
     );
-    // Submits, runs and completes one job of `def` with these results.
-    let complete = async |cases: &[(&str, &str, TestResult)]| {
-        let id = submit(&app, &def).await;
-        run(&app, id).await;
-        add_results(&app, id, cases).await;
-        finish(&app, id, JobEnd::complete()).await;
-        id
-    };
-    let first = complete(&[
-        ("smoke", "a", TestResult::Pass),
-        ("smoke", "b", TestResult::Fail),
-        ("lava", "job", TestResult::Pass),
-    ])
-    .await;
-    outcomes(&mut rx, 1, |o| o.job == first).await;
+    let mut options = Options::scripted();
+    options.board =
+        crate::common::server::Board::Scripted(crate::common::server::scripted_board_with(&[
+            (1, &first_run),
+            (2, &second_run),
+        ]));
+    let mut srv = scripted_server_with(settings(Some(port)), options).await;
+    let notify = "notify:\n  criteria: {status: finished}\n  recipients:\n  - to: {method: email, email: qa@example.com}\n  \
+         compare:\n    blacklist: [lava]\n    query: {entity: testjob, conditions: {description: events test}}\n";
+    let first = submit_named(&srv, "events test", notify).await;
+    assert_eq!(first, JobId(1), "the board's scripts are jobs 1 and 2's");
+    outcomes(&mut srv.outcomes, 1, |o| o.job == first).await;
 
-    let second = complete(&[
-        ("smoke", "a", TestResult::Fail),
-        ("smoke", "b", TestResult::Pass),
-        ("lava", "job", TestResult::Fail),
-    ])
-    .await;
-    let got = outcomes(&mut rx, 1, |o| o.job == second).await;
+    let second = submit_named(&srv, "events test", notify).await;
+    let got = outcomes(&mut srv.outcomes, 1, |o| o.job == second).await;
     assert_eq!(got[0].result, Ok(1));
     let sent = mails(
         maildir.path(),
@@ -629,8 +661,8 @@ async fn compare_reports_a_new_failure() {
         mail.contains(&format!("Compared with job {}", first.0)),
         "{mail}"
     );
-    assert!(mail.contains("newly failing: smoke/a"), "{mail}");
-    assert!(mail.contains("fixed: smoke/b"), "{mail}");
+    assert!(mail.contains("newly failing: 0_smoke/a"), "{mail}");
+    assert!(mail.contains("fixed: 0_smoke/b"), "{mail}");
     assert!(!mail.contains("lava/job"), "{mail}");
 }
 
@@ -688,15 +720,18 @@ fn row<'a>(rows: &'a [serde_json::Value], target: &str) -> &'a serde_json::Value
 async fn outcomes_are_recorded_and_served_with_the_job() {
     let (base, mut hits) = hook_server().await;
     let dead_smtp = free_port();
-    let (dir, app) = app(|_| {}).await;
+    // The whole appliance: the jobs below are run by the scheduler and dispatcher on a
+    // scripted board.
+    let mut srv = scripted_server(settings(Some(dead_smtp))).await;
+    let dir = srv.dir().to_owned();
     // The submitter stores the secret with the CLI, on the database the server uses.
-    std::fs::write(dir.path().join("lavabox.toml"), "instance = \"test\"\n").expect("config");
+    std::fs::write(dir.as_path().join("lavabox.toml"), "instance = \"test\"\n").expect("config");
     let cli = |args: &[&str]| {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_lavabox"));
         cmd.arg("--config")
-            .arg(dir.path().join("lavabox.toml"))
+            .arg(dir.as_path().join("lavabox.toml"))
             .arg("--data")
-            .arg(dir.path().join("data"))
+            .arg(dir.as_path().join("data"))
             .args(args)
             .env_remove("RUST_LOG")
             .stdin(std::process::Stdio::piped())
@@ -732,46 +767,30 @@ async fn outcomes_are_recorded_and_served_with_the_job() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let (alice, bob) = app
-        .store()
-        .call(|s| {
-            s.create_user(&lavabox::store::NewUser::named("bob"))?;
-            Ok((
-                s.create_token("alice", "rest")?.secret,
-                s.create_token("bob", "rest")?.secret,
-            ))
-        })
-        .await
-        .expect("users");
-    let api = serve_api(&app).await;
-    let notifier = Notifier::start_with(&app, settings(Some(dead_smtp)));
-    let mut rx = notifier.outcomes();
+    let (alice, bob) = (srv.alice_token.clone(), srv.bob_token.clone());
+    let api = format!("http://{}/api/v0.2", srv.addr);
 
-    let def = format!(
-        "{JOB}notify:\n  criteria: {{status: finished}}\n  recipients:\n\
+    let notify = format!(
+        "notify:\n  criteria: {{status: finished}}\n  recipients:\n\
            \x20\x20- to: {{method: email, email: bob@example.com}}\n  callbacks:\n\
            \x20\x20- {{url: \"{base}/named/{{ID}}\", token: ci-hook}}\n\
            \x20\x20- {{url: \"{base}/literal/{{ID}}\", token: not-a-name}}\n\
            \x20\x20- {{url: \"{base}/fail/x\", method: POST}}\n\
            \x20\x20- {{url: \"{base}/hang/x\"}}\n"
+    );
+    let def = format!("{}{notify}", scripted_job("qemu", "personal"))
+        .replace("visibility: public", "visibility: personal");
+    let id = match crate::xmlrpc::rpc(
+        srv.addr,
+        Some(("alice", &alice)),
+        "scheduler.jobs.submit",
+        &[lavabox::api::xmlrpc::codec::Value::str(def)],
     )
-    .replace("visibility: public", "visibility: personal");
-    let mut new = lavabox::store::NewJob::new("alice", def);
-    new.description = "personal".into();
-    new.requested_device_type = Some("qemu".into());
-    new.visibility = lavabox::store::Visibility::Personal;
-    let job = app
-        .store()
-        .call(move |s| s.insert_job(&new))
-        .await
-        .expect("insert");
-    let id = job.id;
-    app.changed(&lavabox::store::Changes {
-        jobs: vec![lavabox::store::JobChange::of(&job)],
-        devices: vec![],
-    });
-    run(&app, id).await;
-    finish(&app, id, JobEnd::complete()).await;
+    .await
+    {
+        Ok(lavabox::api::xmlrpc::codec::Value::Int(id)) => JobId(id),
+        other => panic!("submit: {other:?}"),
+    };
 
     // The good callbacks are delivered, with the named secret or the literal token.
     let mut all = Vec::new();
@@ -780,7 +799,7 @@ async fn outcomes_are_recorded_and_served_with_the_job() {
             .filter(|o| o.job == job && o.result.is_ok() == ok)
             .count()
     };
-    until(&mut rx, &mut all, |all| count(all, id, true) == 2).await;
+    until(&mut srv.outcomes, &mut all, |all| count(all, id, true) == 2).await;
     let mut seen = Vec::new();
     while let Ok(h) = hits.try_recv() {
         seen.push(h);
@@ -811,13 +830,14 @@ async fn outcomes_are_recorded_and_served_with_the_job() {
     assert_eq!(row(&rows, "/hang/")["status"], "pending");
 
     // Meanwhile the next job's notification goes out and is recorded as sent.
-    let def2 = format!(
-        "{JOB}notify:\n  criteria: {{status: finished}}\n  callback: {{url: \"{base}/second/{{ID}}\"}}\n"
+    let notify2 = format!(
+        "notify:\n  criteria: {{status: finished}}\n  callback: {{url: \"{base}/second/{{ID}}\"}}\n"
     );
-    let id2 = submit(&app, &def2).await;
-    run(&app, id2).await;
-    finish(&app, id2, JobEnd::complete()).await;
-    until(&mut rx, &mut all, |all| count(all, id2, true) == 1).await;
+    let id2 = submit_scripted(&srv, &notify2).await;
+    until(&mut srv.outcomes, &mut all, |all| {
+        count(all, id2, true) == 1
+    })
+    .await;
     let second = notifications(&api, id2, &alice).await;
     assert_eq!(second.len(), 1);
     assert_eq!(second[0]["status"], "sent");
@@ -827,7 +847,10 @@ async fn outcomes_are_recorded_and_served_with_the_job() {
     );
 
     // Then the dead relay and the bad callbacks end recorded as failed after their retries.
-    until(&mut rx, &mut all, |all| count(all, id, false) == 3).await;
+    until(&mut srv.outcomes, &mut all, |all| {
+        count(all, id, false) == 3
+    })
+    .await;
     let rows = notifications(&api, id, &alice).await;
     for (target, error) in [
         ("bob@example.com", ""),
@@ -874,46 +897,57 @@ fn lavabox_cli(dir: &Path, args: &[&str]) -> std::process::Output {
         .expect("run lavabox")
 }
 
-/// Serves the REST API of `app` on a free port; returns its `/api/v0.2` base URL.
-async fn serve_api(app: &App) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind api");
-    let api = format!("http://{}/api/v0.2", listener.local_addr().expect("addr"));
-    tokio::spawn(lavabox::api::serve(
-        listener,
-        app.clone(),
-        std::future::pending(),
-    ));
-    api
-}
-
 /// `dependency_query` (LAVA: a testjob condition string): the callback of a job whose
 /// criteria holds fires only once every other matched job is there too; before that each
 /// target is recorded as not sent, with the job still missing, and REST serves the reason.
 #[tokio::test]
 async fn dependency_query_holds_the_callback_until_every_matched_job_is_complete() {
     let (base, mut hits) = hook_server().await;
-    let (_dir, app) = app(|_| {}).await;
-    let api = serve_api(&app).await;
-    let token = app
+    let mut srv = scripted_server(settings(None)).await;
+    let api = format!("http://{}/api/v0.2", srv.addr);
+    let token = srv.alice_token.clone();
+    // The second job's type has one board, in maintenance: the job waits in the queue until
+    // the board is put online.
+    srv.app
         .store()
-        .call(|s| Ok(s.create_token("alice", "rest")?.secret))
+        .call(|s| {
+            let mut qemu2 = NewDeviceType::named("qemu2");
+            qemu2.disable_health_check = true;
+            s.create_device_type(&qemu2)?;
+            let mut device = NewDevice::new("qemu-02", "qemu2");
+            device.dictionary = Some(crate::common::server::scripted_dictionary("qemu.jinja2"));
+            device.health = DeviceHealth::Maintenance;
+            s.create_device(&device)?;
+            Ok(())
+        })
         .await
-        .expect("token");
-    let notifier = Notifier::start_with(&app, settings(None));
-    let mut rx = notifier.outcomes();
-    let def = format!(
-        "{JOB}notify:\n  criteria: {{status: complete, dependency_query: \"testjob__description__exact__events test\"}}\n  \
+        .expect("second board");
+    let notify = format!(
+        "notify:\n  criteria: {{status: complete, dependency_query: \"testjob__description__exact__events test\"}}\n  \
          callback: {{url: \"{base}/dep/{{ID}}\"}}\n"
     );
-    let first = submit(&app, &def).await;
-    let second = submit(&app, &def).await;
+    let submit_to = |device_type: &'static str, notify: String| {
+        let (addr, token) = (srv.addr, srv.alice_token.clone());
+        async move {
+            let definition = format!("{}{notify}", scripted_job(device_type, "events test"));
+            match crate::xmlrpc::rpc(
+                addr,
+                Some(("alice", &token)),
+                "scheduler.jobs.submit",
+                &[lavabox::api::xmlrpc::codec::Value::str(definition)],
+            )
+            .await
+            {
+                Ok(lavabox::api::xmlrpc::codec::Value::Int(id)) => JobId(id),
+                other => panic!("submit: {other:?}"),
+            }
+        }
+    };
+    let second = submit_to("qemu2", notify.clone()).await;
+    let first = submit_to("qemu", notify.clone()).await;
 
     // The first completes while the second still waits in the queue: nothing is sent.
-    run(&app, first).await;
-    finish(&app, first, JobEnd::complete()).await;
-    let held = outcomes(&mut rx, 1, |o| o.job == first).await;
+    let held = outcomes(&mut srv.outcomes, 1, |o| o.job == first).await;
     assert_eq!(
         held[0].channel,
         Channel::Callback(format!("{base}/dep/{{ID}}"))
@@ -932,9 +966,18 @@ async fn dependency_query_holds_the_callback_until_every_matched_job_is_complete
     assert_eq!(rows[0]["last_error"], reason.as_str());
 
     // The second completes after the first: the dependency holds and its callback is sent.
-    run(&app, second).await;
-    finish(&app, second, JobEnd::complete()).await;
-    let sent = outcomes(&mut rx, 1, |o| o.job == second).await;
+    crate::xmlrpc::rpc(
+        srv.addr,
+        Some(("admin", &srv.admin_token)),
+        "scheduler.put_into_online_mode",
+        &[
+            lavabox::api::xmlrpc::codec::Value::str("qemu-02"),
+            lavabox::api::xmlrpc::codec::Value::str("the queue may go on"),
+        ],
+    )
+    .await
+    .expect("online");
+    let sent = outcomes(&mut srv.outcomes, 1, |o| o.job == second).await;
     assert_eq!(sent[0].result, Ok(1), "{:?}", sent[0]);
     let rows = notifications(&api, second, &token).await;
     assert_eq!(rows[0]["status"], "sent", "{rows:#?}");
@@ -947,13 +990,11 @@ async fn dependency_query_holds_the_callback_until_every_matched_job_is_complete
 
     // A condition string LAVA cannot run holds the callback back too, saying why.
     let bad = format!(
-        "{JOB}notify:\n  criteria: {{status: complete, dependency_query: \"testjob__health__is__Complete\"}}\n  \
+        "notify:\n  criteria: {{status: complete, dependency_query: \"testjob__health__is__Complete\"}}\n  \
          callback: {{url: \"{base}/bad/{{ID}}\"}}\n"
     );
-    let third = submit(&app, &bad).await;
-    run(&app, third).await;
-    finish(&app, third, JobEnd::complete()).await;
-    let held = outcomes(&mut rx, 1, |o| o.job == third).await;
+    let third = submit_to("qemu", bad).await;
+    let held = outcomes(&mut srv.outcomes, 1, |o| o.job == third).await;
     let error = held[0].result.clone().expect_err("held back").error;
     assert!(
         error.contains("condition 1 `testjob__health__is__Complete`: operator `is`"),
@@ -961,40 +1002,27 @@ async fn dependency_query_holds_the_callback_until_every_matched_job_is_complete
     );
 }
 
-/// Inserts a Complete job for `alice` with `description` and these results.
-async fn completed(
-    app: &App,
-    def: &str,
-    description: &str,
-    cases: &[(&str, &str, TestResult)],
-) -> JobId {
-    let mut new = lavabox::store::NewJob::new("alice", def);
-    new.description = description.into();
-    new.requested_device_type = Some("qemu".into());
-    let job = app
-        .store()
-        .call(move |s| s.insert_job(&new))
-        .await
-        .expect("insert");
-    app.changed(&lavabox::store::Changes {
-        jobs: vec![lavabox::store::JobChange::of(&job)],
-        devices: vec![],
-    });
-    run(app, job.id).await;
-    add_results(app, job.id, cases).await;
-    finish(app, job.id, JobEnd::complete()).await;
-    job.id
-}
-
 /// A named compare query (saved with `lavabox query add`) picks the job compared with: the
 /// newest Complete job it matches, not merely the previous job.
 #[tokio::test]
 async fn named_compare_query_saved_with_the_cli_picks_the_job() {
+    lab_or_skip!();
     let maildir = tempfile::tempdir().expect("maildir");
     let (_sink, port) = smtp_sink(maildir.path()).await;
-    let (dir, app) = app(|_| {}).await;
+    // The baseline (job 1) passes `0_smoke/a`; every later job fails it.
+    let (pass, fail) = (smoke_run(&[("a", "pass")]), smoke_run(&[("a", "fail")]));
+    let mut options = Options::scripted();
+    options.board =
+        crate::common::server::Board::Scripted(crate::common::server::scripted_board_with(&[
+            (1, &pass),
+            (2, &fail),
+            (3, &fail),
+            (4, &fail),
+        ]));
+    let mut srv = scripted_server_with(settings(Some(port)), options).await;
+    let dir = srv.dir().to_owned();
     let add = lavabox_cli(
-        dir.path(),
+        &dir,
         &[
             "query",
             "add",
@@ -1017,7 +1045,7 @@ async fn named_compare_query_saved_with_the_cli_picks_the_job() {
     );
     // A bad condition string is refused with where and why.
     let bad = lavabox_cli(
-        dir.path(),
+        &dir,
         &[
             "query",
             "add",
@@ -1034,29 +1062,18 @@ async fn named_compare_query_saved_with_the_cli_picks_the_job() {
          `testjob__nope__exact__1`: testjob has no field `nope` a query may test\n"
     );
 
-    let notifier = Notifier::start_with(&app, settings(Some(port)));
-    let mut rx = notifier.outcomes();
-    let baseline = completed(&app, JOB, "baseline", &[("smoke", "a", TestResult::Pass)]).await;
-    // The previous job, which a "same name" rule would pick, also fails smoke/a.
-    completed(
-        &app,
-        JOB,
-        "events test",
-        &[("smoke", "a", TestResult::Fail)],
-    )
-    .await;
-    let def = format!(
-        "{JOB}notify:\n  criteria: {{status: finished}}\n  recipients:\n  - to: {{method: email, email: qa@example.com}}\n  \
-         compare:\n    query: {{username: alice, name: baselines}}\n"
-    );
-    let current = completed(
-        &app,
-        &def,
-        "events test",
-        &[("smoke", "a", TestResult::Fail)],
-    )
-    .await;
-    let got = outcomes(&mut rx, 1, |o| o.job == current).await;
+    let baseline = submit_named(&srv, "baseline", "").await;
+    assert_eq!(baseline, JobId(1), "the board's scripts are jobs 1 to 4's");
+    srv.finished(baseline, lavabox::model::JobHealth::Complete)
+        .await;
+    // The previous job, which a "same name" rule would pick, also fails 0_smoke/a.
+    let previous = submit_named(&srv, "events test", "").await;
+    srv.finished(previous, lavabox::model::JobHealth::Complete)
+        .await;
+    let notify = "notify:\n  criteria: {status: finished}\n  recipients:\n  - to: {method: email, email: qa@example.com}\n  \
+         compare:\n    query: {username: alice, name: baselines}\n";
+    let current = submit_named(&srv, "events test", notify).await;
+    let got = outcomes(&mut srv.outcomes, 1, |o| o.job == current).await;
     assert_eq!(got[0].result, Ok(1), "{:?}", got[0]);
     let sent = mails(
         maildir.path(),
@@ -1068,23 +1085,38 @@ async fn named_compare_query_saved_with_the_cli_picks_the_job() {
         "{}",
         sent[0]
     );
-    assert!(sent[0].contains("newly failing: smoke/a"), "{}", sent[0]);
+    assert!(sent[0].contains("newly failing: 0_smoke/a"), "{}", sent[0]);
 
-    // Removing the query leaves the next notification without a comparison, saying why.
-    let removed = lavabox_cli(dir.path(), &["query", "remove", "alice", "baselines"]);
+    // Removing the query after submission leaves the notification without a comparison,
+    // saying why (submission itself refuses a query that does not exist, as LAVA's). The
+    // board is in maintenance meanwhile, so the job waits in the queue.
+    let admin = |method: &'static str| {
+        let token = srv.admin_token.clone();
+        let addr = srv.addr;
+        async move {
+            crate::xmlrpc::rpc(
+                addr,
+                Some(("admin", &token)),
+                method,
+                &[
+                    lavabox::api::xmlrpc::codec::Value::str("qemu-01"),
+                    lavabox::api::xmlrpc::codec::Value::str("holding the queue"),
+                ],
+            )
+            .await
+            .unwrap_or_else(|f| panic!("{method}: {f:?}"))
+        }
+    };
+    admin("scheduler.put_into_maintenance_mode").await;
+    let later = submit_named(&srv, "events test", notify).await;
+    let removed = lavabox_cli(&dir, &["query", "remove", "alice", "baselines"]);
     assert!(
         removed.status.success(),
         "{}",
         String::from_utf8_lossy(&removed.stderr)
     );
-    let later = completed(
-        &app,
-        &def,
-        "events test",
-        &[("smoke", "a", TestResult::Fail)],
-    )
-    .await;
-    outcomes(&mut rx, 1, |o| o.job == later).await;
+    admin("scheduler.put_into_online_mode").await;
+    outcomes(&mut srv.outcomes, 1, |o| o.job == later).await;
     let sent = mails(maildir.path(), &format!("Test Job {} events test", later.0));
     assert_eq!(sent.len(), 1);
     assert!(

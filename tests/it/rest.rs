@@ -6,13 +6,15 @@ use std::net::SocketAddr;
 use lavabox::app::App;
 use lavabox::config::{Config, Overrides, RawConfig};
 use lavabox::model::lifecycle::JobEnd;
-use lavabox::model::{DeviceHealth, JobId, TestResult};
-use lavabox::store::{NewDevice, NewDeviceType, NewJob, NewTestCase, NewUser, Visibility};
+use lavabox::model::{DeviceHealth, JobHealth, JobId, TestResult};
+use lavabox::store::{NewDevice, NewDeviceType, NewJob, NewTestCase};
 use serde_json::Value;
+
+use crate::common::server::{Options, Server, scripted_job};
 
 /// A running appliance with seeded users, a device and jobs.
 pub(crate) struct Lab {
-    pub(crate) dir: tempfile::TempDir,
+    srv: Server,
     addr: SocketAddr,
     client: reqwest::Client,
     pub(crate) alice: String,
@@ -27,6 +29,11 @@ pub(crate) struct Lab {
 }
 
 impl Lab {
+    /// The temporary directory (`data/` inside).
+    pub(crate) fn dir(&self) -> &std::path::Path {
+        self.srv.dir()
+    }
+
     pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
@@ -84,76 +91,77 @@ pub(crate) async fn serve(app: App) -> SocketAddr {
     addr
 }
 
+/// Alice's personal job, run by the whole appliance on a scripted board (its log, its case
+/// `0_smoke`/`ls` and its end come from the job path).
+fn personal_job() -> String {
+    scripted_job("qemu", "secret job").replace("visibility: public", "visibility: personal")
+}
+
 pub(crate) async fn start() -> Lab {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let app = build_app(&dir.path().join("data")).await;
-    let (alice, bob, admin, public, private, results) = app
-        .store()
-        .call(|s| {
-            s.create_user(&NewUser::named("alice"))?;
-            s.create_user(&NewUser::named("bob"))?;
-            let mut root = NewUser::named("admin");
-            root.is_superuser = true;
-            s.create_user(&root)?;
-            let alice = s.create_token("alice", "test")?.secret;
-            let bob = s.create_token("bob", "test")?.secret;
-            let admin = s.create_token("admin", "test")?.secret;
-            s.create_device_type(&NewDeviceType::named("qemu"))?;
-            let mut device = NewDevice::new("qemu01", "qemu");
-            device.health = DeviceHealth::Good;
-            s.create_device(&device)?;
-            let mut public = Vec::new();
-            for i in 0..7 {
-                let mut job = NewJob::new(if i % 2 == 0 { "alice" } else { "bob" }, "job: x");
-                job.description = format!("job {i}");
-                job.requested_device_type = Some("qemu".into());
-                public.push(s.insert_job(&job)?.id);
-            }
-            let mut personal = NewJob::new("alice", "secret job");
-            personal.visibility = Visibility::Personal;
-            personal.requested_device_type = Some("qemu".into());
-            let private = s.insert_job(&personal)?.id;
-            let log = s.path().with_file_name("private-output.yaml");
-            std::fs::write(
-                &log,
-                "- {\"dt\": \"2023-01-10T10:00:00.000000\", \"lvl\": \"info\", \"msg\": \"secret\"}\n",
-            )
-            .expect("writing a job log");
-            s.register_job_log(private, &log)?;
-            s.insert_test_cases(
-                private,
-                &[NewTestCase::new("0_smoke", "hidden", TestResult::Pass)],
-            )?;
-            let results = public[0];
-            let mut first = NewTestCase::new("0_smoke", "boot-ok", TestResult::Pass);
-            first.metadata = metadata("boot-ok");
-            first.start_log_line = Some(118);
-            first.end_log_line = Some(120);
-            let mut second = NewTestCase::new("0_smoke", "ping", TestResult::Fail);
-            second.measurement = Some(12.5);
-            second.units = "ms".into();
-            second.metadata = Some("case: ping\nlevel: 1.4.3.1\nnote: 'a, \"b\"'\n".into());
-            let third = NewTestCase::new("1_more", "skipped", TestResult::Skip);
-            s.insert_test_cases(results, &[first, second, third])?;
-            // One finished job for the state/health filters.
-            s.schedule_job(public[1], "qemu01")?;
-            s.start_job(public[1])?;
-            s.finish_job(public[1], &JobEnd::complete())?;
-            Ok((alice, bob, admin, public, private, results))
-        })
-        .await
-        .expect("seed");
-    let addr = serve(app).await;
+    let mut options = Options::scripted().seed(|s| {
+        let mut qemu = NewDeviceType::named("qemu");
+        qemu.disable_health_check = true;
+        s.create_device_type(&qemu)?;
+        let mut device = NewDevice::new("qemu01", "qemu");
+        device.dictionary = Some(crate::common::server::scripted_dictionary("qemu.jinja2"));
+        device.health = DeviceHealth::Good;
+        s.create_device(&device)?;
+        Ok(())
+    });
+    options.instance = "lavabox";
+    let mut srv = Server::start(options).await;
+    let private = match crate::xmlrpc::rpc(
+        srv.addr,
+        Some(("alice", &srv.alice_token)),
+        "scheduler.jobs.submit",
+        &[lavabox::api::xmlrpc::codec::Value::str(personal_job())],
+    )
+    .await
+    {
+        Ok(lavabox::api::xmlrpc::codec::Value::Int(id)) => JobId(id),
+        other => panic!("submit: {other:?}"),
+    };
+    srv.finished(private, JobHealth::Complete).await;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let mut options = Options::api_only().seed(move |s| {
+        let mut public = Vec::new();
+        for i in 0..7 {
+            let mut job = NewJob::new(if i % 2 == 0 { "alice" } else { "bob" }, "job: x");
+            job.description = format!("job {i}");
+            job.requested_device_type = Some("qemu".into());
+            public.push(s.insert_job(&job)?.id);
+        }
+        let results = public[0];
+        let mut first = NewTestCase::new("0_smoke", "boot-ok", TestResult::Pass);
+        first.metadata = metadata("boot-ok");
+        first.start_log_line = Some(118);
+        first.end_log_line = Some(120);
+        let mut second = NewTestCase::new("0_smoke", "ping", TestResult::Fail);
+        second.measurement = Some(12.5);
+        second.units = "ms".into();
+        second.metadata = Some("case: ping\nlevel: 1.4.3.1\nnote: 'a, \"b\"'\n".into());
+        let third = NewTestCase::new("1_more", "skipped", TestResult::Skip);
+        s.insert_test_cases(results, &[first, second, third])?;
+        // One finished job for the state/health filters.
+        s.schedule_job(public[1], "qemu01")?;
+        s.start_job(public[1])?;
+        s.finish_job(public[1], &JobEnd::complete())?;
+        let _ = tx.send((public, results));
+        Ok(())
+    });
+    options.instance = "lavabox";
+    let srv = srv.restart(options).await;
+    let (public, results) = rx.await.expect("seeded");
     Lab {
-        dir,
-        addr,
+        addr: srv.addr,
         client: reqwest::Client::new(),
-        alice,
-        bob,
-        admin,
+        alice: srv.alice_token.clone(),
+        bob: srv.bob_token.clone(),
+        admin: srv.admin_token.clone(),
         public,
         private,
         results,
+        srv,
     }
 }
 
@@ -717,7 +725,7 @@ async fn private_job_refused_everywhere() {
         .json(&format!("/api/v0.2/jobs/{job}/"), Some(&lab.alice))
         .await;
     assert_eq!(status, 200);
-    assert_eq!(body["definition"], "secret job");
+    assert_eq!(body["definition"], personal_job());
     let (status, _) = lab
         .text(&format!("/results/{job}/csv"), Some(&lab.admin))
         .await;
@@ -729,7 +737,7 @@ async fn private_job_refused_everywhere() {
         )
         .await;
     assert_eq!(status, 200);
-    assert!(body.contains(",hidden,"), "{body}");
+    assert!(body.contains(",ls,"), "{body}");
     let resp = tokio::process::Command::new("curl")
         .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
         .arg(lab.url(&format!("/results/{job}/csv")))
@@ -867,8 +875,8 @@ async fn devices_types_workers_system() {
     assert_eq!(types["results"][0]["health_denominator"], "hours");
     let (_, workers) = lab.json("/api/v0.2/workers/", None).await;
     assert_eq!(workers["count"], 1);
-    // The store's worker row: this lab serves the API without `App::run`, which is what
-    // marks the appliance's worker Online.
+    // The store's worker row: the appliance that ran the private job marked it Offline when
+    // it stopped, and this lab serves the API alone.
     assert_eq!(workers["results"][0]["hostname"], "lavabox");
     assert_eq!(workers["results"][0]["state"], "Offline");
     assert_eq!(

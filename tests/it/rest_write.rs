@@ -217,7 +217,7 @@ async fn set_health_and_device_type_files_take_effect() {
     assert_eq!((status, body.as_str()), (204, ""));
     let (_, after) = lab.text(render, Some(&lab.admin)).await;
     assert!(after.contains("qemu-system-edited-x86_64"), "{after}");
-    let data = lab.dir.path().join("data/device-types");
+    let data = lab.dir().join("data/device-types");
     assert_eq!(
         std::fs::read_to_string(data.join("qemu.jinja2")).expect("written template"),
         edited
@@ -249,7 +249,7 @@ async fn set_health_and_device_type_files_take_effect() {
     );
 
     // Both survive a restart: a new appliance over the same data directory serves them.
-    let addr = serve(build_app(&lab.dir.path().join("data")).await).await;
+    let addr = serve(build_app(&lab.dir().join("data")).await).await;
     for (path, want) in [
         ("/api/v0.2/devicetypes/qemu/template/", edited.as_str()),
         ("/api/v0.2/devicetypes/qemu/health_check/", check),
@@ -438,7 +438,7 @@ async fn tags_aliases_permissions_and_token() {
 async fn create_group(lab: &Lab, name: &str) {
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_lavabox"))
         .arg("--data")
-        .arg(lab.dir.path().join("data"))
+        .arg(lab.dir().join("data"))
         .args(["group", "add", name])
         .output()
         .await

@@ -6,8 +6,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use crate::xmlrpc::TestServer;
-
 fn fixtures(kind: &str) -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/jobs")
@@ -127,7 +125,7 @@ fn strict_invalid_fixtures_pass_lenient_cli_validation() {
 /// fixture: each directory says what LAVA answers in each mode.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn xmlrpc_validate_in_both_modes() {
-    let srv = TestServer::start().await;
+    let srv = crate::xmlrpc::start().await;
     let script = r#"
 import sys, xmlrpc.client
 proxy = xmlrpc.client.ServerProxy("http://%s/RPC2" % sys.argv[1])

@@ -1,23 +1,23 @@
 //! Integration tests: XML-RPC.
 //!
-//! The real router on 127.0.0.1:0 with a temporary data directory, driven by raw HTTP (wire
-//! errors, limits, auth), by Python's `xmlrpc.client` (`tests/python/xmlrpc_api.py`, return
-//! shapes and types of every method) and, in `lavacli.rs`, by Debian's `lavacli`.
+//! The one server fixture (`common::server`) on ephemeral ports with a temporary data
+//! directory, driven by raw HTTP (wire errors, limits, auth), by Python's `xmlrpc.client`
+//! (`tests/python/xmlrpc_api.py`, return shapes and types of every method) and, in
+//! `lavacli.rs`, by Debian's `lavacli`. The finished job the suites read was run by the
+//! whole appliance ([`with_finished_job`]), never written by the fixture.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use lavabox::api::xmlrpc::codec::{self, Value};
-use lavabox::app::App;
-use lavabox::config::{Config, Overrides, RawConfig};
-use lavabox::model::lifecycle::JobEnd;
-use lavabox::model::{DeviceHealth, JobId, TestResult};
-use lavabox::store::joblog::{Entry, JobLogWriter, Level};
-use lavabox::store::{NewDevice, NewDeviceType, NewSavedQuery, NewTestCase, NewUser, QuerySpec};
+use lavabox::model::{DeviceHealth, JobHealth, JobId};
+use lavabox::store::{DeviceTypeUpdate, NewDevice, NewDeviceType, NewSavedQuery, QuerySpec, Store};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::oneshot;
+
+pub use crate::common::server::ALICE_EMAIL;
+use crate::common::server::{Options, Server, scripted_job};
 
 /// A single-node job the seeded `qemu` device can take.
 pub const QEMU_JOB: &str = "device_type: qemu
@@ -56,9 +56,6 @@ protocols:
 actions:
 - boot: {role: [server, client], method: qemu, media: tmpfs, connection: serial, prompts: ['# ']}
 ";
-
-/// Alice's e-mail address (LAVA's `set_user_groups` finds users by e-mail).
-pub const ALICE_EMAIL: &str = "alice@example.com";
 
 /// LAVA 2023.01's `system.listMethods`: every public routine of the API classes that
 /// `lava_server/urls.py` registers (read from Debian's lava-server 2023.01-2).
@@ -169,145 +166,84 @@ pub const LAVA_2023_01_METHODS: &[&str] = &[
     "system.whoami",
 ];
 
-/// A running lavabox API with seeded users, device types and devices.
-pub struct TestServer {
-    /// Where it listens.
-    pub addr: SocketAddr,
-    /// The application (for direct store access in tests).
-    pub app: App,
-    /// Superuser `admin`'s token.
-    pub admin_token: String,
-    /// Plain user `alice`'s token.
-    pub alice_token: String,
-    /// Plain user `bob`'s token.
-    pub bob_token: String,
-    /// The worker (instance) name.
-    pub worker: String,
-    /// Temporary directory (data, templates, client config).
-    pub dir: tempfile::TempDir,
-    stop: Option<oneshot::Sender<()>>,
+/// The XML-RPC suites' appliance: the one server fixture ([`Server`]) with users, tokens,
+/// device types `qemu` and `bbb`, alias `qemu-alias`, tag `fast` and devices `qemu01`
+/// (tagged) and `qemu02`.
+pub type TestServer = Server;
+
+/// `qemu01` (or `qemu02`): a `qemu` device of the appliance's worker, Good.
+fn qemu_device(s: &mut Store, hostname: &str) -> Result<(), lavabox::store::Error> {
+    let mut d = NewDevice::new(hostname, "qemu");
+    d.dictionary = Some(format!(
+        "{}{{% set arch = 'amd64' %}}\n",
+        crate::common::server::scripted_dictionary("qemu.jinja2")
+    ));
+    d.worker_name = Some("lavabox-test".into());
+    d.health = DeviceHealth::Good;
+    s.create_device(&d)?;
+    Ok(())
 }
 
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
+/// What the whole appliance runs the finished job on: the `qemu` type (its health check off,
+/// so the job is the device's first) and `qemu01` alone.
+fn seed_for_the_job(s: &mut Store) -> Result<(), lavabox::store::Error> {
+    let mut qemu = NewDeviceType::named("qemu");
+    qemu.disable_health_check = true;
+    s.create_device_type(&qemu)?;
+    qemu_device(s, "qemu01")
 }
 
-impl TestServer {
-    /// Builds the app in a temp dir, seeds it and serves on 127.0.0.1:0.
-    pub async fn start() -> TestServer {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let templates = dir.path().join("templates");
-        std::fs::create_dir_all(&templates).expect("templates dir");
-        let raw = RawConfig {
-            instance: Some("lavabox-test".into()),
-            template_dirs: Some(vec![templates]),
-            ..RawConfig::default()
-        };
-        let mut config = Config::from_raw(raw, None).expect("config");
-        config.apply(&Overrides {
-            data_dir: Some(dir.path().join("data")),
-            listen: None,
-        });
-        let worker = config.instance.clone();
-        let app = App::build(config).await.expect("app");
-        let w = worker.clone();
-        let (admin_token, alice_token, bob_token) = app
-            .store()
-            .call(move |s| {
-                let mut admin = NewUser::named("admin");
-                admin.is_superuser = true;
-                s.create_user(&admin)?;
-                let mut alice = NewUser::named("alice");
-                alice.email = ALICE_EMAIL.into();
-                s.create_user(&alice)?;
-                s.create_user(&NewUser::named("bob"))?;
-                s.create_group("lab")?;
-                s.add_group_member("lab", "alice")?;
-                let tokens = (
-                    s.create_token("admin", "test")?.secret,
-                    s.create_token("alice", "test")?.secret,
-                    s.create_token("bob", "test")?.secret,
-                );
-                s.create_device_type(&NewDeviceType::named("qemu"))?;
-                s.create_device_type(&NewDeviceType::named("bbb"))?;
-                s.add_alias("qemu-alias", "qemu")?;
-                s.create_tag("fast", Some("a fast board"))?;
-                for h in ["qemu01", "qemu02"] {
-                    let mut d = NewDevice::new(h, "qemu");
-                    d.dictionary =
-                        Some("{% extends 'qemu.jinja2' %}\n{% set arch = 'amd64' %}\n".into());
-                    d.worker_name = Some(w.clone());
-                    d.health = DeviceHealth::Good;
-                    s.create_device(&d)?;
-                }
-                s.add_device_tag("qemu01", "fast")?;
-                Ok(tokens)
-            })
-            .await
-            .expect("seed");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let (stop, stopped) = oneshot::channel::<()>();
-        let served = app.clone();
-        tokio::spawn(async move {
-            let _ = lavabox::api::serve(listener, served, async move {
-                let _ = stopped.await;
-            })
-            .await;
-        });
-        TestServer {
-            addr,
-            app,
-            admin_token,
-            alice_token,
-            bob_token,
-            worker,
-            dir,
-            stop: Some(stop),
-        }
+/// The rest of the seed, for the API suites.
+fn seed_the_rest(s: &mut Store, with_job: bool) -> Result<(), lavabox::store::Error> {
+    if with_job {
+        s.update_device_type(
+            "qemu",
+            &DeviceTypeUpdate {
+                disable_health_check: Some(false),
+                ..DeviceTypeUpdate::default()
+            },
+        )?;
+    } else {
+        s.create_device_type(&NewDeviceType::named("qemu"))?;
+        qemu_device(s, "qemu01")?;
     }
+    s.create_group("lab")?;
+    s.add_group_member("lab", "alice")?;
+    s.create_device_type(&NewDeviceType::named("bbb"))?;
+    s.add_alias("qemu-alias", "qemu")?;
+    s.create_tag("fast", Some("a fast board"))?;
+    qemu_device(s, "qemu02")?;
+    s.add_device_tag("qemu01", "fast")?;
+    Ok(())
+}
 
-    /// Drives job `id` to Finished/Complete with a log and two test cases.
-    pub async fn finish_job(&self, id: i64) {
-        let log = self.app.config().job_log_path(JobId(id));
-        self.app
-            .store()
-            .call(move |s| {
-                let id = JobId(id);
-                let mut changes = s.schedule_job(id, "qemu01")?;
-                changes.jobs.extend(s.start_job(id)?.jobs);
-                if let Some(parent) = log.parent() {
-                    std::fs::create_dir_all(parent).expect("job dir");
-                }
-                let mut w = JobLogWriter::open(log.clone()).expect("log");
-                w.append(&Entry::now(Level::Info, "start: 0 validate"))
-                    .expect("append");
-                w.append(&Entry::now(Level::Target, "Linux version 6.1"))
-                    .expect("append");
-                w.append(&Entry::now(Level::Info, "job done"))
-                    .expect("append");
-                drop(w);
-                s.register_job_log(id, &log)?;
-                s.insert_test_cases(
-                    id,
-                    &[
-                        NewTestCase::new("lava", "job", TestResult::Pass),
-                        NewTestCase::new("0_smoke", "ls", TestResult::Fail),
-                    ],
-                )?;
-                s.finish_job(id, &JobEnd::complete())?;
-                s.finish_job_log(id)?;
-                Ok(())
-            })
-            .await
-            .expect("finish job");
-    }
+/// The seeded API, without a finished job.
+pub async fn start() -> Server {
+    Server::start(Options::api_only().seed(|s| seed_the_rest(s, false))).await
+}
+
+/// The seeded API with one finished job: the whole appliance runs it first (submitted by
+/// alice through XML-RPC, run by the real scheduler and dispatcher on `qemu01`, a scripted
+/// board answering its test run with one failing case `0_smoke`/`ls`), then the same data
+/// directory is served by the API alone, so the jobs the suites queue stay queued.
+pub async fn with_finished_job() -> (Server, i64) {
+    let mut srv = Server::start(Options::scripted().seed(seed_for_the_job)).await;
+    let id = match rpc(
+        srv.addr,
+        Some(("alice", &srv.alice_token)),
+        "scheduler.jobs.submit",
+        &[Value::str(scripted_job("qemu", "xmlrpc test job"))],
+    )
+    .await
+    {
+        Ok(Value::Int(id)) => id,
+        other => panic!("submit: {other:?}"),
+    };
+    srv.finished(JobId(id), JobHealth::Complete).await;
+    let srv = srv
+        .restart(Options::api_only().seed(|s| seed_the_rest(s, true)))
+        .await;
+    (srv, id)
 }
 
 /// One raw HTTP/1.1 request; returns (status, headers text, body).
@@ -376,20 +312,9 @@ fn python(script: &Path, env: &[(&str, String)]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_client_suite() {
-    let srv = TestServer::start().await;
-    // A finished job with a log and results, submitted through the API.
-    let id = match rpc(
-        srv.addr,
-        Some(("alice", &srv.alice_token)),
-        "scheduler.jobs.submit",
-        &[Value::str(QEMU_JOB)],
-    )
-    .await
-    {
-        Ok(Value::Int(id)) => id,
-        other => panic!("submit: {other:?}"),
-    };
-    srv.finish_job(id).await;
+    // A finished job with a log and results, submitted through the API and run by the job
+    // path.
+    let (srv, id) = with_finished_job().await;
     // Saved queries, as `lavabox query add` makes them: alice's own (limit 20), a live one,
     // bob's shared with group `lab` (alice is a member) and bob's private one.
     srv.app
@@ -414,9 +339,26 @@ async fn python_client_suite() {
         })
         .await
         .expect("saved queries");
+    // What the job path wrote for the finished job, for the counts the suite checks.
+    let log = std::fs::read_to_string(srv.app.config().job_log_path(JobId(id))).expect("log");
+    let (cases, lava_cases) = srv
+        .app
+        .store()
+        .call(move |s| {
+            Ok((
+                s.count_test_cases(JobId(id), None)?,
+                s.count_test_cases(JobId(id), Some("lava"))?,
+            ))
+        })
+        .await
+        .expect("case counts");
+    assert!(cases >= 2 && lava_cases >= 1, "{cases} {lava_cases}");
     let out = python(
         &repo().join("tests/python/xmlrpc_api.py"),
         &[
+            ("FINISHED_LOG_LINES", log.lines().count().to_string()),
+            ("FINISHED_CASES", cases.to_string()),
+            ("FINISHED_LAVA_CASES", lava_cases.to_string()),
             ("LAVABOX_ADDR", srv.addr.to_string()),
             ("ADMIN_TOKEN", srv.admin_token.clone()),
             ("ALICE_TOKEN", srv.alice_token.clone()),
@@ -456,7 +398,7 @@ async fn python_client_suite() {
 
 #[tokio::test]
 async fn wire_errors_are_faults_or_4xx() {
-    let srv = TestServer::start().await;
+    let srv = start().await;
     let post = "POST /RPC2 HTTP/1.1\r\nContent-Type: text/xml";
     // Malformed XML → fault, HTTP 200.
     for body in [
@@ -605,7 +547,7 @@ async fn wire_errors_are_faults_or_4xx() {
 
 #[tokio::test]
 async fn private_jobs_are_refused_to_others() {
-    let srv = TestServer::start().await;
+    let srv = start().await;
     let alice = Some(("alice", srv.alice_token.as_str()));
     let bob = Some(("bob", srv.bob_token.as_str()));
     let admin = Some(("admin", srv.admin_token.as_str()));

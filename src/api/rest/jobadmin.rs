@@ -93,17 +93,18 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = find(&app, &id).await?.id;
-    let log = app
-        .store()
+    app.store()
         .call(move |s| Ok(s.delete_job(id)))
         .await?
         .map_err(job_error)?;
-    if let Some(path) = log
-        && let Err(err) = tokio::fs::remove_file(&path).await
+    // The job's directory (its log, the configuration it ran with) by the one path rule;
+    // removed after the record, on the blocking pool (tokio::fs).
+    let dir = app.config().job_dir(id);
+    if let Err(err) = tokio::fs::remove_dir_all(&dir).await
         && err.kind() != std::io::ErrorKind::NotFound
     {
-        // The record is gone; a leftover file only costs disk space.
-        tracing::warn!(path = %path.display(), error = %err, "removing a deleted job's log");
+        // The record is gone; leftover files only cost disk space.
+        tracing::warn!(path = %dir.display(), error = %err, "removing a deleted job's files");
     }
     Ok(StatusCode::NO_CONTENT.into_response())
 }

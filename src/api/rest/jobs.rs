@@ -490,25 +490,13 @@ pub async fn logs(
 ) -> Result<Response, ApiError> {
     let start = int_param(&params, "start").unwrap_or(0);
     let end = int_param(&params, "end");
-    let data_dir = app.config().data_dir.clone();
-    let job_id = job.id;
-    let text = app
-        .store()
-        .call(move |s| {
-            let Some(entry) = s.job_log(job_id)? else {
-                return Ok(None);
-            };
-            let path = if entry.path.is_absolute() {
-                entry.path
-            } else {
-                data_dir.join(entry.path)
-            };
-            Ok(Some(crate::store::joblog::read_text(&path, start, end)))
-        })
-        .await?
-        .transpose()?
-        .filter(|t| !t.is_empty())
-        .ok_or(ApiError::NotFound)?;
+    // The path rule, not a row: the file the dispatcher writes. Read on the blocking pool
+    // (never inside a store call); a job that has not started has no file, hence a 404.
+    let path = app.config().job_log_path(job.id);
+    let text = crate::store::joblog::read_text_blocking(path, start, end).await?;
+    if text.is_empty() {
+        return Err(ApiError::NotFound);
+    }
     Ok(with_headers(
         text.into_response(),
         "application/yaml",

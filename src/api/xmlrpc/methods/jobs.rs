@@ -180,18 +180,17 @@ pub(super) async fn call(ctx: &Ctx, name: &str, a: Args<'_>) -> R {
                             format!("Job '{}' has not started yet", job.id.0),
                         ));
                     }
+                    // Written into the job's directory by the job path at job start; read
+                    // with tokio::fs, on the blocking pool.
                     let dir = ctx.app.config().job_dir(job.id);
-                    let read = |f: &str| match std::fs::read(dir.join(f)) {
-                        Ok(b) => Value::Base64(b),
-                        Err(_) => Value::Nil,
-                    };
-                    Value::Array(vec![
-                        Value::Base64(job.definition.clone().into_bytes()),
-                        read("device.yaml"),
-                        read("dispatcher.yaml"),
-                        read("env.yaml"),
-                        read("env-dut.yaml"),
-                    ])
+                    let mut files = vec![Value::Base64(job.definition.clone().into_bytes())];
+                    for f in ["device.yaml", "dispatcher.yaml", "env.yaml", "env-dut.yaml"] {
+                        files.push(match tokio::fs::read(dir.join(f)).await {
+                            Ok(b) => Value::Base64(b),
+                            Err(_) => Value::Nil,
+                        });
+                    }
+                    Value::Array(files)
                 }
                 _ => {
                     let (k, v) = if name == "scheduler.job_health" {
@@ -217,42 +216,36 @@ pub(super) async fn call(ctx: &Ctx, name: &str, a: Args<'_>) -> R {
             let end = a
                 .opt_int(2, "end")?
                 .map(|e| u64::try_from(e.max(0)).unwrap_or(0));
-            db(ctx, move |s| {
-                let job = find_job(s, &caller, &id)?;
-                let finished = job.state == JobState::Finished;
-                let data = match s.job_log(job.id)? {
-                    Some(entry) => store::joblog::read_text(&entry.path, start, end)
-                        .map_err(|e| internal_error("reading the job log", &e))?,
-                    None => String::new(),
-                };
-                let data = if data.is_empty() {
-                    "[]".to_owned()
-                } else {
-                    data
-                };
-                Ok(Value::Array(vec![Value::Bool(finished), binary(data)]))
-            })
-            .await
+            let job = db(ctx, move |s| find_job(s, &caller, &id)).await?;
+            // "Finished" is the job's state; the text is the file at the path rule, read
+            // after the store call, on the blocking pool.
+            let finished = job.state == JobState::Finished;
+            let path = ctx.app.config().job_log_path(job.id);
+            let data = store::joblog::read_text_blocking(path, start, end)
+                .await
+                .map_err(|e| internal_error("reading the job log", &e))?;
+            let data = if data.is_empty() {
+                "[]".to_owned()
+            } else {
+                data
+            };
+            Ok(Value::Array(vec![Value::Bool(finished), binary(data)]))
         }
         "scheduler.job_output" => {
             a.at_most(2)?;
             let id = a.job_id(0)?;
             let offset = u64::try_from(a.opt_int(1, "offset")?.unwrap_or(0).max(0)).unwrap_or(0);
-            db(ctx, move |s| {
-                let job = find_job(s, &caller, &id)?;
-                let entry = s
-                    .job_log(job.id)?
-                    .ok_or_else(|| Fault::new(404, "Job output not found."))?;
-                let bytes = std::fs::read(&entry.path)
-                    .map_err(|_| Fault::new(404, "Job output not found."))?;
-                let from = usize::try_from(offset)
-                    .unwrap_or(usize::MAX)
-                    .min(bytes.len());
-                Ok(Value::Base64(
-                    bytes.get(from..).unwrap_or_default().to_vec(),
-                ))
-            })
-            .await
+            let job = db(ctx, move |s| find_job(s, &caller, &id)).await?;
+            let path = ctx.app.config().job_log_path(job.id);
+            let bytes = tokio::fs::read(&path)
+                .await
+                .map_err(|_| Fault::new(404, "Job output not found."))?;
+            let from = usize::try_from(offset)
+                .unwrap_or(usize::MAX)
+                .min(bytes.len());
+            Ok(Value::Base64(
+                bytes.get(from..).unwrap_or_default().to_vec(),
+            ))
         }
         "scheduler.all_jobs" => {
             let filter = JobFilter {

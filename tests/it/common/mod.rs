@@ -1,5 +1,32 @@
 //! What several integration-test modules share: where the checkout and the virtual lab's
-//! assets are, building the assets once, and taking the TFTP port the U-Boot board needs.
+//! assets are, building the assets once, taking the TFTP port the U-Boot board needs, the
+//! lab switch ([`lab_or_skip!`]) and the one server fixture ([`server`]).
+
+pub mod server;
+
+/// The one switch for the lab tests (QEMU boards, port 69, socat, lavacli, ngircd, aiosmtpd,
+/// busybox…): they run only with `LAVABOX_LAB=1` (`scripts/test` and CI set it), so
+/// `cargo test` needs no root and no QEMU.
+pub fn lab_enabled() -> bool {
+    std::env::var("LAVABOX_LAB").is_ok_and(|v| v == "1")
+}
+
+/// First statement of a lab test: without `LAVABOX_LAB=1` the test returns at once and says
+/// so on stderr — written to the process's stderr itself, which the test harness does not
+/// capture, so the line shows in every `cargo test` run, never silently.
+macro_rules! lab_or_skip {
+    () => {
+        if !$crate::common::lab_enabled() {
+            let line = format!(
+                "SKIPPED {}:{}: a lab test (QEMU boards, port 69, lab tools); set LAVABOX_LAB=1 to run it\n",
+                module_path!(),
+                line!()
+            );
+            let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), line.as_bytes());
+            return;
+        }
+    };
+}
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -62,7 +89,7 @@ pub fn health_check(device_type: &str) -> String {
 
 /// Port 69 exists once per machine: the tests of this binary that need it take turns here,
 /// each holding its turn for as long as its server lives.
-static PORT_69: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+pub(crate) static PORT_69: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Binds a TFTP server on 127.0.0.1:69 — QEMU's user network sends the U-Boot board's
 /// requests there — once the previous holder in this test binary let go of the port.
