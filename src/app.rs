@@ -46,8 +46,10 @@ pub struct App {
 
 impl App {
     /// Creates the data directory and opens (migrating) the database, off the runtime
-    /// threads.
+    /// threads. Installs the process's TLS provider first ([`crate::tls`]): the services
+    /// built on this `App` make HTTPS clients.
     pub async fn build(config: Config) -> anyhow::Result<App> {
+        crate::tls::install_tls_provider();
         let data_dir = config.data_dir.clone();
         let db = config.database_path();
         let instance = config.instance.clone();
@@ -421,17 +423,23 @@ mod tests {
     use super::*;
     use crate::config::{Overrides, RawConfig};
 
-    #[tokio::test]
-    async fn runs_until_shutdown() {
-        // As `lavabox serve` does before it builds the app.
-        crate::tls::install_tls_provider();
-        let dir = tempfile::tempdir().unwrap();
+    /// The default configuration in `dir`, every listener on an ephemeral port.
+    fn ephemeral(dir: &tempfile::TempDir) -> Config {
         let mut config = Config::from_raw(RawConfig::default(), None).unwrap();
         config.apply(&Overrides {
             data_dir: Some(dir.path().join("data")),
             listen: Some("127.0.0.1:0".parse().unwrap()),
         });
         config.events.zmq_port = 0;
+        config.tftp.listen = "127.0.0.1:0".parse().unwrap();
+        config.tftp.listen_explicit = true;
+        config
+    }
+
+    #[tokio::test]
+    async fn runs_until_shutdown() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = ephemeral(&dir);
         let app = App::build(config).await.unwrap();
         let store = app.store().clone();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -450,14 +458,7 @@ mod tests {
     #[tokio::test]
     async fn bind_reports_the_ephemeral_addresses_it_serves_on() {
         let dir = tempfile::tempdir().unwrap();
-        let mut config = Config::from_raw(RawConfig::default(), None).unwrap();
-        config.apply(&Overrides {
-            data_dir: Some(dir.path().join("data")),
-            listen: Some("127.0.0.1:0".parse().unwrap()),
-        });
-        config.events.zmq_port = 0;
-        config.tftp.listen = "127.0.0.1:0".parse().unwrap();
-        config.tftp.listen_explicit = true;
+        let config = ephemeral(&dir);
         let bound = App::build(config).await.unwrap().bind().await.unwrap();
         let http = bound.http_addr();
         assert_ne!(http.port(), 0);

@@ -3,8 +3,9 @@
 //!
 //! rustls is built without a default provider, and reqwest panics when it builds a client
 //! before one is chosen, so the provider is installed once per process, before anything
-//! builds a client: by `lavabox serve` ([`crate::cli::serve`]) at start-up, and by tests that
-//! build the app or a client themselves. Nothing else installs it.
+//! builds a client: by `lavabox serve` ([`crate::cli::serve`]) at start-up and by
+//! [`crate::app::App::build`] (so an embedded or test `App` needs no set-up of its own), and by
+//! tests that build a client without an `App`. Nothing else installs it.
 
 use std::sync::Once;
 

@@ -209,7 +209,11 @@ async fn submit_scripted(srv: &Server, notify: &str) -> JobId {
 
 /// [`submit_scripted`] with the job named `job_name`.
 async fn submit_named(srv: &Server, job_name: &str, notify: &str) -> JobId {
-    let definition = format!("{}{notify}", scripted_job("qemu", job_name));
+    submit_definition(srv, format!("{}{notify}", scripted_job("qemu", job_name))).await
+}
+
+/// Submits `definition` as alice through XML-RPC.
+async fn submit_definition(srv: &Server, definition: String) -> JobId {
     match crate::xmlrpc::rpc(
         srv.addr,
         Some(("alice", &srv.alice_token)),
@@ -284,17 +288,7 @@ async fn email_reaches_smtp_sink_with_status_and_results() {
          - to: {method: email, email: carol@example.com}\n";
     let definition = format!("{}{quiet}", scripted_job("qemu", "notify test"))
         .replace("reset: false", "reset: true");
-    let id = match crate::xmlrpc::rpc(
-        srv.addr,
-        Some(("alice", &srv.alice_token)),
-        "scheduler.jobs.submit",
-        &[lavabox::api::xmlrpc::codec::Value::str(definition)],
-    )
-    .await
-    {
-        Ok(lavabox::api::xmlrpc::codec::Value::Int(id)) => JobId(id),
-        other => panic!("submit: {other:?}"),
-    };
+    let id = submit_definition(&srv, definition).await;
     srv.finished(id, lavabox::model::JobHealth::Incomplete)
         .await;
     let failed = srv

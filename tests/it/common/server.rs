@@ -336,7 +336,7 @@ impl Server {
         let stopped = async move {
             let _ = stopped.await;
         };
-        if let Board::ApiOnly = options.board {
+        let (addr, zmq, outcomes, task) = if let Board::ApiOnly = options.board {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
                 .await
                 .expect("bind");
@@ -346,49 +346,34 @@ impl Server {
                 lavabox::api::serve(listener, served, stopped).await?;
                 Ok(())
             });
-            let (_, outcomes) = broadcast::channel(1);
-            return Server {
-                addr,
-                zmq: None,
-                app,
-                admin_token,
-                alice_token,
-                bob_token,
-                worker,
-                events,
-                outcomes,
-                dir: Some(dir),
-                stop: Some(stop),
-                task: Some(task),
-                _tftp_turn: tftp_turn,
-            };
-        }
-        let mut bound = match options.board {
-            Board::ApiOnly | Board::Lab => app.clone().bind().await,
-            Board::Scripted(console) => {
-                let dispatcher = Dispatcher::new(
-                    app.dispatcher_config(),
-                    app.store().clone(),
-                    app.templates().clone(),
-                )
-                .with_boards(Arc::new(FakeBoards::new(
-                    Arc::new(FakeRunner {
-                        failing: options.failing_commands,
-                        ..FakeRunner::default()
-                    }),
-                    Arc::new(console),
-                )));
-                app.clone().bind_with(Arc::new(dispatcher)).await
+            (addr, None, broadcast::channel(1).1, task)
+        } else {
+            let mut bound = match options.board {
+                Board::Scripted(console) => {
+                    let dispatcher = Dispatcher::new(
+                        app.dispatcher_config(),
+                        app.store().clone(),
+                        app.templates().clone(),
+                    )
+                    .with_boards(Arc::new(FakeBoards::new(
+                        Arc::new(FakeRunner {
+                            failing: options.failing_commands,
+                            ..FakeRunner::default()
+                        }),
+                        Arc::new(console),
+                    )));
+                    app.clone().bind_with(Arc::new(dispatcher)).await
+                }
+                Board::ApiOnly | Board::Lab => app.clone().bind().await,
             }
-        }
-        .expect("bind");
-        if let Some(settings) = options.notify {
-            bound.notify_with(settings);
-        }
-        let outcomes = bound.notify_outcomes();
-        let addr = bound.http_addr();
-        let zmq = bound.zmq_addr();
-        let task = tokio::spawn(bound.run(stopped));
+            .expect("bind");
+            if let Some(settings) = options.notify {
+                bound.notify_with(settings);
+            }
+            let outcomes = bound.notify_outcomes();
+            let (addr, zmq) = (bound.http_addr(), bound.zmq_addr());
+            (addr, zmq, outcomes, tokio::spawn(bound.run(stopped)))
+        };
         Server {
             addr,
             zmq,
