@@ -194,7 +194,8 @@ impl App {
             self.dispatcher_config(),
             self.store.clone(),
             self.templates.clone(),
-        );
+        )
+        .with_boards(Arc::new(crate::hw::Boards::from_config(&self.config.hw)));
         self.bind_with(Arc::new(dispatcher)).await
     }
 

@@ -28,6 +28,9 @@
 //! [smtp]
 //! relay = "mail.example.com:25"
 //! from = "lavabox@example.com"
+//!
+//! [hw]
+//! min_off_seconds = 3
 //! ```
 
 use std::net::SocketAddr;
@@ -92,6 +95,16 @@ pub struct RawConfig {
     pub events: Option<RawEvents>,
     /// E-mail notification section.
     pub smtp: Option<RawSmtp>,
+    /// Hardware section: how boards are driven.
+    pub hw: Option<RawHw>,
+}
+
+/// `[hw]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHw {
+    /// Seconds a board stays off when it is power-cycled by switching it off and on.
+    pub min_off_seconds: Option<f64>,
 }
 
 /// `[tftp]` as written.
@@ -147,6 +160,18 @@ pub struct Config {
     pub events: EventsConfig,
     /// E-mail notifications, if configured.
     pub smtp: Option<SmtpConfig>,
+    /// How boards are driven.
+    pub hw: HwConfig,
+}
+
+/// How `hw` drives boards (what the dictionaries do not say).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HwConfig {
+    /// How long a board stays off when a power cycle switches it off and on (not when the
+    /// dictionary has a `hard_reset_command`, which does the whole cycle itself). Default 0,
+    /// as LAVA runs `power_off_command` and `power_on_command` back to back; a relay-switched
+    /// board whose supply holds charge wants a few seconds.
+    pub min_off: std::time::Duration,
 }
 
 /// TFTP settings.
@@ -201,6 +226,9 @@ pub const DEFAULT_TFTP_LISTEN: &str = "127.0.0.1:69";
 pub const DEFAULT_ZMQ_PORT: u16 = 5500;
 /// Default event topic.
 pub const DEFAULT_TOPIC: &str = "org.lavabox";
+/// The longest `[hw] min_off_seconds`: longer is a typo, and would hold every job's power
+/// cycle hostage.
+pub const MAX_MIN_OFF: std::time::Duration = std::time::Duration::from_secs(300);
 
 impl Config {
     /// Reads `explicit` (which must exist), else [`SYSTEM_CONFIG`] if it exists, else uses
@@ -320,6 +348,24 @@ impl Config {
                 Some(SmtpConfig { relay, from })
             }
         };
+        let hw = raw.hw.unwrap_or_default();
+        let hw = HwConfig {
+            min_off: match hw.min_off_seconds {
+                None => std::time::Duration::ZERO,
+                Some(secs) => std::time::Duration::try_from_secs_f64(secs)
+                    .ok()
+                    .filter(|d| *d <= MAX_MIN_OFF)
+                    .ok_or_else(|| {
+                        invalid(
+                            "hw.min_off_seconds",
+                            format!(
+                                "`{secs}` is not a number of seconds from 0 to {}",
+                                MAX_MIN_OFF.as_secs()
+                            ),
+                        )
+                    })?,
+            },
+        };
         Ok(Config {
             source: path.map(Path::to_owned),
             instance,
@@ -330,6 +376,7 @@ impl Config {
             tftp,
             events,
             smtp,
+            hw,
         })
     }
 
@@ -429,6 +476,7 @@ mod tests {
         assert_eq!(config.events.topic, "org.lavabox");
         assert_eq!(config.tftp.root, PathBuf::from("lavabox-data/tftp"));
         assert!(config.smtp.is_none());
+        assert_eq!(config.hw.min_off, std::time::Duration::ZERO);
         assert!(!config.template_dirs.is_empty());
         assert_eq!(
             config.database_path(),
@@ -460,6 +508,9 @@ topic = "org.example"
 [smtp]
 relay = "mail:25"
 from = "lab@example.com"
+
+[hw]
+min_off_seconds = 2.5
 "#,
         )
         .unwrap();
@@ -476,6 +527,7 @@ from = "lab@example.com"
         assert_eq!(config.tftp.root, PathBuf::from("/srv/tftp"));
         assert_eq!(config.events.zmq_port, 5600);
         assert_eq!(config.smtp.unwrap().relay, "mail:25");
+        assert_eq!(config.hw.min_off, std::time::Duration::from_millis(2500));
     }
 
     #[test]
@@ -497,6 +549,14 @@ from = "lab@example.com"
         assert!(parse("[smtp]\nfrom = \"a@b\"\n").is_err());
         assert!(parse("[events]\ntopic = \"\"\n").is_err());
         assert!(parse("log = \"info,[\"\n").is_err());
+        for bad in ["-1", "301", "nan"] {
+            let err = parse(&format!("[hw]\nmin_off_seconds = {bad}\n")).unwrap_err();
+            assert!(
+                err.to_string()
+                    .starts_with("/etc/lavabox/lavabox.toml: `hw.min_off_seconds`: `"),
+                "{err}"
+            );
+        }
         let err = Config::load(
             Some(Path::new("/nonexistent/lavabox.toml")),
             &Overrides::default(),

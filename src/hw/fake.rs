@@ -224,7 +224,11 @@ impl BoardFactory for FakeBoards {
     fn board(&self, device: &DeviceConfig) -> Result<Board, Error> {
         let power = match &self.power {
             Some(p) => Arc::clone(p),
-            None => Arc::new(super::command_power(device, Arc::clone(&self.runner))),
+            None => Arc::new(super::command_power(
+                device,
+                Arc::clone(&self.runner),
+                Duration::ZERO,
+            )),
         };
         let console = match &self.console {
             Some(factory) => Some(BoardConsole {

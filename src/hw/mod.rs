@@ -128,17 +128,19 @@ pub trait BoardFactory: Send + Sync + std::fmt::Debug {
     fn board(&self, device: &DeviceConfig) -> Result<Board, Error>;
 }
 
-/// LAVA's power backend for `device`: its command lists, run by `runner`.
+/// LAVA's power backend for `device`: its command lists, run by `runner`, the board kept off
+/// at least `min_off` in a cycle that switches it off and on.
 pub fn command_power(
     device: &DeviceConfig,
     runner: Arc<dyn CommandRunner>,
+    min_off: Duration,
 ) -> power::command::CommandPower {
     power::command::CommandPower {
         runner,
         on: device.commands.power_on.clone(),
         off: device.commands.power_off.clone(),
         hard_reset: device.commands.hard_reset.clone(),
-        min_off: Duration::ZERO,
+        min_off,
     }
 }
 
@@ -157,18 +159,31 @@ pub fn device_console(device: &DeviceConfig) -> Result<Option<BoardConsole>, Err
 }
 
 /// The real [`BoardFactory`]: dictionary commands through `sh`, consoles from the
-/// `connection_command`, emulators as child processes.
+/// `connection_command`, emulators as child processes; what the dictionaries do not say comes
+/// from the appliance's `[hw]` configuration ([`Boards::from_config`]).
 #[derive(Debug, Clone, Default)]
 pub struct Boards {
     /// Runs power and user commands.
     pub runner: ShellRunner,
+    /// The shortest time a board stays off in a power cycle (`[hw] min_off_seconds`).
+    pub min_off: Duration,
+}
+
+impl Boards {
+    /// The boards the appliance's configuration describes.
+    pub fn from_config(config: &crate::config::HwConfig) -> Boards {
+        Boards {
+            runner: ShellRunner::default(),
+            min_off: config.min_off,
+        }
+    }
 }
 
 impl BoardFactory for Boards {
     fn board(&self, device: &DeviceConfig) -> Result<Board, Error> {
         let runner: Arc<dyn CommandRunner> = Arc::new(self.runner.clone());
         Ok(Board::new(
-            Arc::new(command_power(device, Arc::clone(&runner))),
+            Arc::new(command_power(device, Arc::clone(&runner), self.min_off)),
             device_console(device)?,
             runner,
             Arc::new(ProcessLauncher),
@@ -186,6 +201,20 @@ mod tests {
             .render(dictionary, &serde_json::Map::new())
             .unwrap()
             .config
+    }
+
+    #[test]
+    fn the_appliance_configuration_sets_the_minimum_off_time() {
+        let dev = device(
+            "{% extends 'qemu-uboot-arm.jinja2' %}\n{% set power_on_command = 'on' %}\n{% set power_off_command = 'off' %}\n",
+        );
+        let hw = crate::config::HwConfig {
+            min_off: Duration::from_secs(3),
+        };
+        let board = Boards::from_config(&hw).board(&dev).unwrap();
+        assert_eq!(board.power().min_off_time(), Duration::from_secs(3));
+        let board = Boards::default().board(&dev).unwrap();
+        assert_eq!(board.power().min_off_time(), Duration::ZERO);
     }
 
     #[test]
