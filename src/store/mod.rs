@@ -124,9 +124,7 @@ impl Store {
             });
         }
         // Pragmas outside any transaction: SQLite ignores journal_mode inside one.
-        let mode: String = conn
-            .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
-            .map_err(pragma("journal_mode"))?;
+        let mode = wal_mode(&conn).map_err(pragma("journal_mode"))?;
         if !mode.eq_ignore_ascii_case("wal") {
             tracing::warn!(path = %path.display(), mode, "database is not in WAL mode");
         }
@@ -164,6 +162,26 @@ impl Store {
         self.conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .step(step)
+    }
+}
+
+/// Switches the connection to WAL and returns the journal mode it ended in. Switching needs
+/// the file to itself, and SQLite answers "database is locked" at once, without the busy
+/// handler, when another connection opening the same fresh file holds it for a moment (the
+/// CLI and the daemon starting together): retried, bounded by [`BUSY_TIMEOUT`].
+fn wal_mode(conn: &Connection) -> rusqlite::Result<String> {
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    loop {
+        match conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0)) {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy
+                    && std::time::Instant::now() < deadline =>
+            {
+                // No notification exists for another connection's lock going away.
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            other => return other,
+        }
     }
 }
 
