@@ -17,7 +17,7 @@ use lavabox::events::Event;
 use lavabox::model::lifecycle::JobEnd;
 use lavabox::model::{DeviceHealth, JobId, JobState};
 use lavabox::scheduler::{HEALTH_CHECK_USER, JobRunner};
-use lavabox::store::{self, JobFilter, NewJob};
+use lavabox::store::{self, JobFilter};
 use tokio::sync::{broadcast, mpsc};
 
 /// A LAVA device dictionary for a qemu device, as LAVA's documentation writes one.
@@ -25,6 +25,15 @@ const STOCK_QEMU: &str = "{% extends 'qemu.jinja2' %}\n\
 {% set mac_addr = '52:54:00:12:34:59' %}\n\
 {% set memory = '1024' %}\n\
 {% set netdevice = 'user' %}\n";
+
+/// A user's job for the device (the runner below ends every job at once).
+const SMOKE: &str = "device_type: qemu
+job_name: smoke
+visibility: public
+timeouts:
+  job: {minutes: 1}
+actions: []
+";
 
 /// Only the safety net for a scheduler that never acts.
 const SAFETY_NET: Duration = Duration::from_secs(30);
@@ -132,15 +141,7 @@ async fn shipped_health_checks_are_not_applied_to_a_users_type() {
     }));
 
     // A submitted job is scheduled on the device and runs.
-    let mut new = NewJob::new("alice", "job_name: smoke\n");
-    new.requested_device_type = Some("qemu".into());
-    let job = app
-        .store()
-        .call(move |s| s.insert_job(&new))
-        .await
-        .expect("insert job")
-        .id;
-    app.wake_scheduler();
+    let job = crate::common::submit_as(&app, "alice", SMOKE).await;
     let (ran, submitter) = tokio::time::timeout(SAFETY_NET, runs.recv())
         .await
         .expect("the job was never run")
