@@ -601,8 +601,9 @@ async fn qemu_running(marker: &Path) -> bool {
         .any(|l| l.contains("qemu"))
 }
 
-/// `lavabox serve` on `dir`'s data directory, once it is ready.
-async fn serve(dir: &Path) -> tokio::process::Child {
+/// `lavabox serve` on `dir`'s data directory, once it is ready, and the address its HTTP API
+/// listens on (from its readiness line).
+async fn serve(dir: &Path) -> (tokio::process::Child, SocketAddr) {
     let mut server = Command::new(env!("CARGO_BIN_EXE_lavabox"))
         .arg("--config")
         .arg(dir.join("lavabox.toml"))
@@ -616,19 +617,27 @@ async fn serve(dir: &Path) -> tokio::process::Child {
         .expect("start lavabox serve");
     let stdout = server.stdout.take().expect("stdout");
     let mut log = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
-    loop {
+    let addr = loop {
         let line = tokio::time::timeout(Duration::from_secs(60), log.next_line())
             .await
             .expect("readiness line in time")
             .expect("server stdout")
             .expect("server still running");
-        if line.contains("lavabox ready") {
-            break;
+        if line.contains(lavabox::app::READY) {
+            // `… lavabox ready listen=127.0.0.1:<port> data_dir=…`
+            let at = line
+                .find("127.0.0.1:")
+                .expect("listen address in the readiness line");
+            let addr: String = line[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+                .collect();
+            break addr.parse().expect("listen address");
         }
-    }
+    };
     // Keep draining the log so the server never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = log.next_line().await {} });
-    server
+    (server, addr)
 }
 
 /// Issue 11, item 8: a `kill -9` of lavabox during a QEMU job leaves no QEMU behind (the
@@ -649,7 +658,7 @@ async fn killed_lavabox_leaves_no_qemu_and_recovers_the_job() {
     let data = root.join("data");
     std::fs::create_dir_all(&data).unwrap();
     let db = data.join("lavabox.db");
-    let job = {
+    let token = {
         let mut s = Store::open(&db).unwrap();
         s.create_user(&NewUser::named("tester")).unwrap();
         let mut dt = NewDeviceType::named("qemu");
@@ -659,13 +668,22 @@ async fn killed_lavabox_leaves_no_qemu_and_recovers_the_job() {
         dev.dictionary = Some(QEMU_DICT.to_owned());
         dev.health = DeviceHealth::Good;
         s.create_device(&dev).unwrap();
-        let mut new = NewJob::new("tester", qemu_job());
-        new.requested_device_type = Some("qemu".to_owned());
-        s.insert_job(&new).unwrap().id
+        s.create_token("tester", "test").unwrap().secret
+    };
+
+    let (mut server, addr) = serve(&root).await;
+    let job = match crate::xmlrpc::rpc(
+        addr,
+        Some(("tester", &token)),
+        "scheduler.jobs.submit",
+        &[lavabox::api::xmlrpc::codec::Value::str(qemu_job())],
+    )
+    .await
+    {
+        Ok(lavabox::api::xmlrpc::codec::Value::Int(id)) => lavabox::model::JobId(id),
+        other => panic!("submit: {other:?}"),
     };
     let job_dir = data.join("jobs").join(job.to_string());
-
-    let mut server = serve(&root).await;
     until("the job's QEMU to run", async || {
         let log = std::fs::read_to_string(job_dir.join("output.yaml")).unwrap_or_default();
         log.contains("execute-qemu") && qemu_running(&root).await
@@ -680,7 +698,7 @@ async fn killed_lavabox_leaves_no_qemu_and_recovers_the_job() {
     let status = server.wait().await.unwrap();
     assert!(!status.success(), "{status}");
 
-    let mut server = serve(&root).await;
+    let (mut server, _) = serve(&root).await;
     let pid = i32::try_from(server.id().expect("running")).unwrap();
     let term = Command::new("kill")
         .args(["-TERM", &pid.to_string()])
@@ -697,11 +715,23 @@ async fn killed_lavabox_leaves_no_qemu_and_recovers_the_job() {
     let s = Store::open(&db).unwrap();
     let closed = s.job(job).unwrap().unwrap();
     assert_eq!(closed.health, JobHealth::Incomplete, "{closed:?}");
+    assert_eq!(
+        closed.failure_comment.as_deref(),
+        Some("lavabox restarted"),
+        "{closed:?}"
+    );
+    assert_eq!(
+        closed.error_type,
+        Some(ErrorType::Infrastructure),
+        "{closed:?}"
+    );
     let device = s.device("qemu-01").unwrap().unwrap();
     assert_eq!(
         device.state,
         lavabox::model::DeviceState::Idle,
         "{device:?}"
     );
+    // A health check (when the type has one) runs before the next job.
+    assert_eq!(device.health, DeviceHealth::Unknown, "{device:?}");
     assert_no_process(&root).await;
 }
