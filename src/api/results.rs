@@ -649,6 +649,59 @@ mod tests {
         );
     }
 
+    /// A measured case whose metadata has a level and a value with a comma and quotes.
+    fn ping() -> TestCase {
+        let mut c = case();
+        c.id = TestCaseId(312);
+        c.name = "ping".into();
+        c.result = TestResult::Fail;
+        c.measurement = Some(12.5);
+        c.units = "ms".into();
+        c.metadata = Some("case: ping\nlevel: 1.4.3.1\nnote: 'a, \"b\"'\n".into());
+        c.start_log_line = None;
+        c.end_log_line = None;
+        c
+    }
+
+    #[test]
+    fn csv_quotes_metadata_with_commas_and_quotes_and_takes_the_level_from_it() {
+        let (mut minimal, mut all) = (String::new(), String::new());
+        ExportCase::new(&ping()).csv(false, &mut minimal);
+        ExportCase::new(&ping()).csv(true, &mut all);
+        assert_eq!(
+            minimal,
+            "42,0_smoke,fail,12.5000000000,ms,,,2023-01-10 10:00:00.123456+00:00,1.4.3.1,\
+             \"{'case': 'ping', 'level': '1.4.3.1', 'note': 'a, \"\"b\"\"'}\",\
+             /results/testcase/312,ping,312,,\r\n"
+        );
+        assert_eq!(
+            all,
+            "\"42\",\"0_smoke\",\"fail\",\"12.5000000000\",\"ms\",\"\",\"\",\
+             \"2023-01-10 10:00:00.123456+00:00\",\"1.4.3.1\",\
+             \"{'case': 'ping', 'level': '1.4.3.1', 'note': 'a, \"\"b\"\"'}\",\
+             \"/results/testcase/312\",\"ping\",\"312\",\"\",\"\"\r\n"
+        );
+    }
+
+    #[test]
+    fn yaml_dumps_metadata_with_commas_and_quotes_as_pyyaml_does() {
+        let mut out = String::new();
+        yaml_cases(&[case(), ping()], &mut out);
+        assert_eq!(
+            out,
+            "- id: '311'\n  job: '42'\n  level: ''\n  log_end_line: '120'\n  \
+             log_start_line: '118'\n  logged: '2023-01-10 10:00:00.123456+00:00'\n  \
+             measurement: None\n  metadata:\n    case: boot-ok\n    definition: 0_smoke\n    \
+             result: pass\n  name: boot-ok\n  result: pass\n  suite: 0_smoke\n  unit: ''\n  \
+             url: /results/testcase/311\n\
+             - id: '312'\n  job: '42'\n  level: 1.4.3.1\n  log_end_line: ''\n  \
+             log_start_line: ''\n  logged: '2023-01-10 10:00:00.123456+00:00'\n  \
+             measurement: '12.5000000000'\n  metadata:\n    case: ping\n    level: 1.4.3.1\n    \
+             note: a, \"b\"\n  name: ping\n  result: fail\n  suite: 0_smoke\n  unit: ms\n  \
+             url: /results/testcase/312\n"
+        );
+    }
+
     #[test]
     fn json_metadata_renders_as_yaml_metadata_does() {
         let from_yaml = case();

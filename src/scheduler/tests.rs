@@ -264,6 +264,11 @@ async fn a_job_canceled_before_it_starts_never_runs() {
         (j.state, j.health),
         (JobState::Finished, JobHealth::Canceled)
     );
+    // It never started: no start time, or the end's.
+    assert!(
+        j.start_time.is_none() || j.start_time == j.end_time,
+        "{j:?}"
+    );
     assert!(f.calls.try_recv().is_err());
     f.stop().await;
 }

@@ -3,9 +3,11 @@
 //! has no `overlays:` key, which the job parser enforces).
 //!
 //! Needs root (TFTP on 127.0.0.1:69), the packages of `lab/install-deps.sh` and the assets of
-//! `lab/build-assets.sh` (built on demand). Everything runs in one test function: only one
-//! test may hold port 69, and the boards share two cores. The two happy-path jobs (U-Boot ARM
-//! board and QEMU x86) run concurrently on two boards. Each board runs with its own
+//! `lab/build-assets.sh` (built on demand). The jobs are submitted over XML-RPC to the whole
+//! appliance (the server fixture), whose scheduler hands them to the dispatcher; results,
+//! errors and ends are read back from what the job path stored. Everything runs in one test
+//! function: only one test may hold port 69, and the boards share two cores. The two
+//! happy-path jobs (U-Boot ARM board and QEMU x86) run concurrently on two boards. Each board runs with its own
 //! `LAVABOX_LAB_RUN` directory, so the "no QEMU left" checks only see our processes.
 //! The crash test runs the real `lavabox serve` binary with an ephemeral TFTP port instead
 //! (its QEMU job needs no TFTP), kills it with SIGKILL mid-job and restarts it.
@@ -14,16 +16,15 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use lavabox::api::xmlrpc::codec::Value as Rpc;
 use lavabox::devicetype::Templates;
-use lavabox::dispatcher::{Dispatcher, DispatcherConfig, JobRun};
-use lavabox::model::lifecycle::JobEnd;
-use lavabox::model::{DeviceHealth, ErrorType, JobHealth, TestResult};
-use lavabox::store::{AsyncStore, Device, Job, NewDevice, NewDeviceType, NewJob, NewUser, Store};
+use lavabox::model::{DeviceHealth, ErrorType, JobHealth, JobId, JobState, TestResult};
+use lavabox::store::{Job, JobChange, NewDevice, NewDeviceType, NewUser, Store};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
-use tokio_util::sync::CancellationToken;
 
-use crate::common::{cache, ensure_assets, repo, tftp_server};
+use crate::common::server::{Options, Server};
+use crate::common::{cache, ensure_assets, repo};
 
 const PROMPT: &str = r"root@lavabox:[^\r\n]*# ";
 
@@ -117,61 +118,56 @@ actions:
     )
 }
 
-struct Lab {
-    dir: tempfile::TempDir,
-    store: AsyncStore,
-    dispatcher: Dispatcher,
-    config: DispatcherConfig,
+/// Submits `definition` as alice over XML-RPC.
+async fn submit(srv: &Server, definition: &str) -> JobId {
+    match crate::xmlrpc::rpc(
+        srv.addr,
+        Some(("alice", &srv.alice_token)),
+        "scheduler.jobs.submit",
+        &[Rpc::str(definition)],
+    )
+    .await
+    {
+        Ok(Rpc::Int(id)) => JobId(id),
+        other => panic!("submit: {other:?}"),
+    }
 }
 
-impl Lab {
-    async fn job(&self, definition: &str, hostname: &str, dtype: &str, dict: &str) -> JobRun {
-        let (definition, hostname, dtype, dict) = (
-            definition.to_owned(),
-            hostname.to_owned(),
-            dtype.to_owned(),
-            dict.to_owned(),
-        );
-        let (job, device): (Job, Device) = self
-            .store
-            .call(move |s| {
-                if s.user("tester")?.is_none() {
-                    s.create_user(&NewUser::named("tester"))?;
-                }
-                if s.device_type(&dtype)?.is_none() {
-                    s.create_device_type(&NewDeviceType::named(&dtype))?;
-                }
-                let device = match s.device(&hostname)? {
-                    Some(d) => d,
-                    None => {
-                        let mut dev = NewDevice::new(&hostname, &dtype);
-                        dev.dictionary = Some(dict);
-                        dev.health = DeviceHealth::Good;
-                        s.create_device(&dev)?
-                    }
-                };
-                let mut new = NewJob::new("tester", definition);
-                new.requested_device_type = Some(dtype);
-                let job = s.insert_job(&new)?;
-                Ok((job, device))
+/// The job log of `id`, as the job path wrote it.
+fn log_of(srv: &Server, id: JobId) -> String {
+    std::fs::read_to_string(srv.app.config().job_log_path(id)).unwrap_or_default()
+}
+
+/// The stored job `id`.
+async fn stored(srv: &Server, id: JobId) -> Job {
+    srv.app
+        .store()
+        .call(move |s| s.job(id))
+        .await
+        .expect("reading the job")
+        .expect("the job exists")
+}
+
+/// Waits until every job of `ids` is Finished (in any order); returns their ends in the
+/// order of `ids`.
+async fn ends(srv: &mut Server, ids: &[JobId]) -> Vec<JobChange> {
+    let mut ends: Vec<Option<JobChange>> = vec![None; ids.len()];
+    while ends.iter().any(Option::is_none) {
+        let open: Vec<JobId> = ids
+            .iter()
+            .zip(&ends)
+            .filter(|(_, e)| e.is_none())
+            .map(|(id, _)| *id)
+            .collect();
+        let end = srv
+            .until_job(&format!("jobs {open:?} Finished"), |j| {
+                open.contains(&j.id) && j.state == JobState::Finished
             })
-            .await
-            .expect("creating the job");
-        JobRun {
-            log_path: self.dir.path().join(format!("job-{}.log", job.id)),
-            job,
-            device,
-            cancel: CancellationToken::new(),
-        }
+            .await;
+        let at = ids.iter().position(|id| *id == end.id).expect("one of ids");
+        ends[at] = Some(end);
     }
-
-    async fn results(&self, run: &JobRun) -> Vec<(String, String, TestResult)> {
-        crate::common::test_cases(&self.store, run.job.id).await
-    }
-}
-
-fn log_of(run: &JobRun) -> String {
-    std::fs::read_to_string(&run.log_path).unwrap_or_default()
+    ends.into_iter().flatten().collect()
 }
 
 /// No process whose command line mentions `marker` is left.
@@ -221,65 +217,59 @@ async fn dispatch_jobs_on_virtual_boards() {
     lab_or_skip!();
     let started = Instant::now();
     ensure_assets().await;
-    let dir = tempfile::tempdir().unwrap();
-    let tftp_root = dir.path().join("tftp");
-    std::fs::create_dir_all(&tftp_root).unwrap();
-    let (server, _port_69) = tftp_server(&tftp_root).await;
-    let stop = CancellationToken::new();
-    let server_task = tokio::spawn({
-        let stop = stop.clone();
-        async move { server.run(stop.cancelled_owned()).await }
-    });
-    let store = AsyncStore::new(Store::open(dir.path().join("db")).unwrap());
-    let config = DispatcherConfig {
-        tftp_root: tftp_root.clone(),
-        work_dir: dir.path().join("work"),
-        server_ip: "127.0.0.1".parse().unwrap(),
-    };
-    // As `lavabox serve` does: downloads build an HTTPS client.
-    lavabox::tls::install_tls_provider();
-    let dispatcher = Dispatcher::new(config.clone(), store.clone(), Templates::builtin());
-    let lab = Lab {
-        dir,
-        store,
-        dispatcher,
-        config,
-    };
-    let run_dir = lab.dir.path().join("lab-run");
-    std::fs::create_dir_all(&run_dir).unwrap();
+    // The U-Boot board's run directory (its QEMU and its files), named in its dictionary.
+    let run = tempfile::tempdir().unwrap();
+    let run_dir = run.path().to_owned();
     let dict = uboot_dict(&run_dir);
+    let mut options = Options::lab(&[]).seed(move |s| {
+        for (host, ty, dictionary) in [
+            ("uboot-arm-01", "qemu-uboot-arm", dict),
+            ("qemu-01", "qemu", QEMU_DICT.to_owned()),
+        ] {
+            let mut dt = NewDeviceType::named(ty);
+            dt.disable_health_check = true;
+            s.create_device_type(&dt)?;
+            let mut dev = NewDevice::new(host, ty);
+            dev.dictionary = Some(dictionary);
+            dev.health = DeviceHealth::Good;
+            s.create_device(&dev)?;
+        }
+        Ok(())
+    });
+    // QEMU's user network sends the U-Boot board's TFTP requests to port 69.
+    options.tftp_port_69 = true;
+    let mut srv = Server::start(options).await;
+    let tftp_root = srv.app.dispatcher_config().tftp_root;
     let zimage = format!("file://{}", cache().join("armhf/zImage").display());
 
     // (a) + (b) + (d): a U-Boot job and a QEMU job on two boards at once.
-    let uboot = lab
-        .job(
-            &uboot_job(&zimage, PROMPT, "{minutes: 4}"),
-            "uboot-arm-01",
-            "qemu-uboot-arm",
-            &dict,
-        )
-        .await;
-    let qemu = lab.job(&qemu_job(), "qemu-01", "qemu", QEMU_DICT).await;
+    let uboot = submit(&srv, &uboot_job(&zimage, PROMPT, "{minutes: 4}")).await;
+    let qemu = submit(&srv, &qemu_job()).await;
     let t = Instant::now();
-    let (end_u, end_q) = tokio::join!(
-        lab.dispatcher.run(uboot.clone()),
-        lab.dispatcher.run(qemu.clone())
-    );
+    let both = ends(&mut srv, &[uboot, qemu]).await;
     eprintln!("u-boot + qemu jobs concurrently: {:?}", t.elapsed());
+    for (end, what) in both.iter().zip(["u-boot", "qemu"]) {
+        assert_eq!(
+            end.health,
+            JobHealth::Complete,
+            "{what} job: {:?}; log:\n{}",
+            stored(&srv, end.id).await,
+            log_of(&srv, end.id)
+        );
+    }
+    let (a, b) = (stored(&srv, uboot).await, stored(&srv, qemu).await);
     assert_eq!(
-        end_u,
-        JobEnd::complete(),
-        "u-boot job log:\n{}",
-        log_of(&uboot)
+        (a.actual_device.as_deref(), b.actual_device.as_deref()),
+        (Some("uboot-arm-01"), Some("qemu-01"))
     );
-    assert_eq!(
-        end_q,
-        JobEnd::complete(),
-        "qemu job log:\n{}",
-        log_of(&qemu)
+    let span = |j: &Job| (j.start_time.unwrap(), j.end_time.unwrap());
+    let ((a_start, a_end), (b_start, b_end)) = (span(&a), span(&b));
+    assert!(
+        a_start < b_end && b_start < a_end,
+        "they ran at once: {a_start}..{a_end}, {b_start}..{b_end}"
     );
-    for run in [&uboot, &qemu] {
-        let r = lab.results(run).await;
+    for id in [uboot, qemu] {
+        let r = crate::common::test_cases(srv.app.store(), id).await;
         assert!(has(&r, "0_smoke", "pass-case", TestResult::Pass), "{r:?}");
         assert!(has(&r, "0_smoke", "fail-case", TestResult::Fail), "{r:?}");
         assert!(has(&r, "0_smoke", "measured", TestResult::Pass), "{r:?}");
@@ -290,92 +280,77 @@ async fn dispatch_jobs_on_virtual_boards() {
             3,
             "{r:?}"
         );
-        assert!(!lab.config.tftp_root.join(run.job.id.to_string()).exists());
+        assert!(!tftp_root.join(id.to_string()).exists());
     }
     assert_no_process(&run_dir).await;
-    assert_no_process(lab.dir.path()).await;
+    assert_no_process(srv.dir()).await;
 
     // (c) a download 404: Incomplete, Job error, nothing left running.
     let addr = http_404().await;
-    let missing = lab
-        .job(
-            &uboot_job(&format!("http://{addr}/zImage"), PROMPT, "{minutes: 4}"),
-            "uboot-arm-01",
-            "qemu-uboot-arm",
-            &dict,
-        )
-        .await;
-    let end = lab.dispatcher.run(missing.clone()).await;
-    assert_eq!(end.health, JobHealth::Incomplete, "{}", log_of(&missing));
-    assert_eq!(end.error_type, Some(ErrorType::Job), "{end:?}");
-    assert!(end.failure_comment.unwrap_or_default().contains("404"));
+    let missing = submit(
+        &srv,
+        &uboot_job(&format!("http://{addr}/zImage"), PROMPT, "{minutes: 4}"),
+    )
+    .await;
+    let end = srv.finished(missing, JobHealth::Incomplete).await;
+    let job = stored(&srv, end.id).await;
+    assert_eq!(job.error_type, Some(ErrorType::Job), "{job:?}");
+    assert!(job.failure_comment.unwrap_or_default().contains("404"));
 
     // A kernel that panics on the way to the prompt (its init does not exist) ends the job
     // at once as a Job error with the panic's text, not at the prompt wait's timeout.
     let panicking = qemu_job().replace("panic=-1", "rdinit=/nonexistent");
-    let panics = lab.job(&panicking, "qemu-01", "qemu", QEMU_DICT).await;
-    let end = lab.dispatcher.run(panics.clone()).await;
-    assert_eq!(end.health, JobHealth::Incomplete, "{}", log_of(&panics));
-    assert_eq!(end.error_type, Some(ErrorType::Job), "{end:?}");
-    let comment = end.failure_comment.unwrap_or_default();
+    let panics = submit(&srv, &panicking).await;
+    srv.finished(panics, JobHealth::Incomplete).await;
+    let job = stored(&srv, panics).await;
+    assert_eq!(job.error_type, Some(ErrorType::Job), "{job:?}");
+    let comment = job.failure_comment.unwrap_or_default();
     assert!(comment.contains("Kernel panic - not syncing"), "{comment}");
-    let r = lab.results(&panics).await;
+    let r = crate::common::test_cases(srv.app.store(), panics).await;
     assert!(
         has(&r, "lava", "kernel-messages", TestResult::Fail),
         "{r:?}"
     );
-    assert_no_process(lab.dir.path()).await;
+    assert_no_process(srv.dir()).await;
 
     // (c) a board that never shows the prompt: the boot times out.
-    let never = lab
-        .job(
-            &uboot_job(&zimage, "no-such-prompt", "{seconds: 45}"),
-            "uboot-arm-01",
-            "qemu-uboot-arm",
-            &dict,
-        )
-        .await;
     let t = Instant::now();
-    let end = lab.dispatcher.run(never.clone()).await;
+    let never = submit(&srv, &uboot_job(&zimage, "no-such-prompt", "{seconds: 45}")).await;
+    srv.finished(never, JobHealth::Incomplete).await;
     eprintln!("boot timeout job: {:?}", t.elapsed());
-    assert_eq!(end.health, JobHealth::Incomplete, "{}", log_of(&never));
-    assert_eq!(end.error_type, Some(ErrorType::LavaTimeout), "{end:?}");
+    let job = stored(&srv, never).await;
+    assert_eq!(job.error_type, Some(ErrorType::LavaTimeout), "{job:?}");
     assert_no_process(&run_dir).await;
 
     // (c) cancel during boot: once U-Boot is interrupted.
-    let canceled = lab
-        .job(
-            &uboot_job(&zimage, PROMPT, "{minutes: 4}"),
-            "uboot-arm-01",
-            "qemu-uboot-arm",
-            &dict,
-        )
-        .await;
-    let task = tokio::spawn({
-        let d = lab.dispatcher.clone();
-        let run = canceled.clone();
-        async move { d.run(run).await }
-    });
+    let canceled = submit(&srv, &uboot_job(&zimage, PROMPT, "{minutes: 4}")).await;
     let deadline = Instant::now() + Duration::from_secs(120);
     // Safety-net polling of the job log for the bootloader's first command.
-    while !log_of(&canceled).contains("setenv") {
+    while !log_of(&srv, canceled).contains("setenv") {
         assert!(
             Instant::now() < deadline,
             "the board never reached U-Boot:\n{}",
-            log_of(&canceled)
+            log_of(&srv, canceled)
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    canceled.cancel.cancel();
-    let end = tokio::time::timeout(Duration::from_secs(60), task)
-        .await
-        .expect("cancel took too long")
-        .unwrap();
-    assert_eq!(end.health, JobHealth::Canceled, "{}", log_of(&canceled));
+    let answer = crate::xmlrpc::rpc(
+        srv.addr,
+        Some(("alice", &srv.alice_token)),
+        "scheduler.jobs.cancel",
+        &[Rpc::Int(canceled.0)],
+    )
+    .await;
+    assert_eq!(answer, Ok(Rpc::Bool(true)));
+    let t = Instant::now();
+    srv.finished(canceled, JobHealth::Canceled).await;
+    assert!(
+        t.elapsed() < Duration::from_secs(60),
+        "cancel took too long"
+    );
     assert_no_process(&run_dir).await;
 
-    stop.cancel();
-    let _ = server_task.await;
+    srv.stop().await;
     eprintln!("whole dispatch test: {:?}", started.elapsed());
 }
 
@@ -601,8 +576,9 @@ async fn qemu_running(marker: &Path) -> bool {
         .any(|l| l.contains("qemu"))
 }
 
-/// `lavabox serve` on `dir`'s data directory, once it is ready.
-async fn serve(dir: &Path) -> tokio::process::Child {
+/// `lavabox serve` on `dir`'s data directory, once it is ready, and the address its HTTP API
+/// listens on (from its readiness line).
+async fn serve(dir: &Path) -> (tokio::process::Child, SocketAddr) {
     let mut server = Command::new(env!("CARGO_BIN_EXE_lavabox"))
         .arg("--config")
         .arg(dir.join("lavabox.toml"))
@@ -616,19 +592,27 @@ async fn serve(dir: &Path) -> tokio::process::Child {
         .expect("start lavabox serve");
     let stdout = server.stdout.take().expect("stdout");
     let mut log = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
-    loop {
+    let addr = loop {
         let line = tokio::time::timeout(Duration::from_secs(60), log.next_line())
             .await
             .expect("readiness line in time")
             .expect("server stdout")
             .expect("server still running");
-        if line.contains("lavabox ready") {
-            break;
+        if line.contains(lavabox::app::READY) {
+            // `… lavabox ready listen=127.0.0.1:<port> data_dir=…`
+            let at = line
+                .find("127.0.0.1:")
+                .expect("listen address in the readiness line");
+            let addr: String = line[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+                .collect();
+            break addr.parse().expect("listen address");
         }
-    }
+    };
     // Keep draining the log so the server never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = log.next_line().await {} });
-    server
+    (server, addr)
 }
 
 /// Issue 11, item 8: a `kill -9` of lavabox during a QEMU job leaves no QEMU behind (the
@@ -649,7 +633,7 @@ async fn killed_lavabox_leaves_no_qemu_and_recovers_the_job() {
     let data = root.join("data");
     std::fs::create_dir_all(&data).unwrap();
     let db = data.join("lavabox.db");
-    let job = {
+    let token = {
         let mut s = Store::open(&db).unwrap();
         s.create_user(&NewUser::named("tester")).unwrap();
         let mut dt = NewDeviceType::named("qemu");
@@ -659,13 +643,22 @@ async fn killed_lavabox_leaves_no_qemu_and_recovers_the_job() {
         dev.dictionary = Some(QEMU_DICT.to_owned());
         dev.health = DeviceHealth::Good;
         s.create_device(&dev).unwrap();
-        let mut new = NewJob::new("tester", qemu_job());
-        new.requested_device_type = Some("qemu".to_owned());
-        s.insert_job(&new).unwrap().id
+        s.create_token("tester", "test").unwrap().secret
+    };
+
+    let (mut server, addr) = serve(&root).await;
+    let job = match crate::xmlrpc::rpc(
+        addr,
+        Some(("tester", &token)),
+        "scheduler.jobs.submit",
+        &[lavabox::api::xmlrpc::codec::Value::str(qemu_job())],
+    )
+    .await
+    {
+        Ok(lavabox::api::xmlrpc::codec::Value::Int(id)) => lavabox::model::JobId(id),
+        other => panic!("submit: {other:?}"),
     };
     let job_dir = data.join("jobs").join(job.to_string());
-
-    let mut server = serve(&root).await;
     until("the job's QEMU to run", async || {
         let log = std::fs::read_to_string(job_dir.join("output.yaml")).unwrap_or_default();
         log.contains("execute-qemu") && qemu_running(&root).await
@@ -680,7 +673,7 @@ async fn killed_lavabox_leaves_no_qemu_and_recovers_the_job() {
     let status = server.wait().await.unwrap();
     assert!(!status.success(), "{status}");
 
-    let mut server = serve(&root).await;
+    let (mut server, _) = serve(&root).await;
     let pid = i32::try_from(server.id().expect("running")).unwrap();
     let term = Command::new("kill")
         .args(["-TERM", &pid.to_string()])
@@ -697,11 +690,23 @@ async fn killed_lavabox_leaves_no_qemu_and_recovers_the_job() {
     let s = Store::open(&db).unwrap();
     let closed = s.job(job).unwrap().unwrap();
     assert_eq!(closed.health, JobHealth::Incomplete, "{closed:?}");
+    assert_eq!(
+        closed.failure_comment.as_deref(),
+        Some("lavabox restarted"),
+        "{closed:?}"
+    );
+    assert_eq!(
+        closed.error_type,
+        Some(ErrorType::Infrastructure),
+        "{closed:?}"
+    );
     let device = s.device("qemu-01").unwrap().unwrap();
     assert_eq!(
         device.state,
         lavabox::model::DeviceState::Idle,
         "{device:?}"
     );
+    // A health check (when the type has one) runs before the next job.
+    assert_eq!(device.health, DeviceHealth::Unknown, "{device:?}");
     assert_no_process(&root).await;
 }

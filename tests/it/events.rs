@@ -15,9 +15,7 @@ use lavabox::config::{Config, Overrides, RawConfig};
 use lavabox::events::WorkerChange;
 use lavabox::events::zmq::publisher_address;
 use lavabox::model::{DeviceHealth, JobId};
-use lavabox::store::{
-    Changes, JobChange, NewDevice, NewDeviceType, NewJob, NewUser, WorkerHealth, WorkerState,
-};
+use lavabox::store::{NewDevice, NewDeviceType, NewUser, WorkerHealth, WorkerState};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Command;
@@ -64,21 +62,10 @@ pub(crate) async fn app(edit: impl FnOnce(&mut Config)) -> (tempfile::TempDir, A
     (dir, app)
 }
 
-/// Inserts a job for `alice` with `definition`, publishing its Submitted event.
+/// Submits `definition` as `alice` through the one submission path, which publishes the
+/// job's Submitted event.
 pub(crate) async fn submit(app: &App, definition: &str) -> JobId {
-    let mut new = NewJob::new("alice", definition);
-    new.description = "events test".into();
-    new.requested_device_type = Some("qemu".into());
-    let job = app
-        .store()
-        .call(move |s| s.insert_job(&new))
-        .await
-        .expect("insert job");
-    app.changed(&Changes {
-        jobs: vec![JobChange::of(&job)],
-        devices: vec![],
-    });
-    job.id
+    crate::common::submit_as(app, "alice", definition).await
 }
 
 fn python_script(name: &str) -> PathBuf {

@@ -6,19 +6,20 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::future::BoxFuture;
 use lavabox::app::App;
 use lavabox::config::{Config, Overrides};
-use lavabox::dispatcher::JobRun;
+use lavabox::dispatcher::Dispatcher;
 use lavabox::events::Event;
-use lavabox::model::lifecycle::JobEnd;
-use lavabox::model::{DeviceHealth, JobId, JobState};
-use lavabox::scheduler::{HEALTH_CHECK_USER, JobRunner};
-use lavabox::store::{self, JobFilter, NewJob};
-use tokio::sync::{broadcast, mpsc};
+use lavabox::hw::fake::{FakeBoards, FakeRunner};
+use lavabox::model::{DeviceHealth, JobState};
+use lavabox::scheduler::HEALTH_CHECK_USER;
+use lavabox::store::{JobChange, JobFilter};
+use tokio::sync::broadcast;
+
+use crate::common::server::scripted_board;
 
 /// A LAVA device dictionary for a qemu device, as LAVA's documentation writes one.
 const STOCK_QEMU: &str = "{% extends 'qemu.jinja2' %}\n\
@@ -26,29 +27,17 @@ const STOCK_QEMU: &str = "{% extends 'qemu.jinja2' %}\n\
 {% set memory = '1024' %}\n\
 {% set netdevice = 'user' %}\n";
 
+/// A user's job for the device: no actions, so the dispatcher ends it at once.
+const SMOKE: &str = "device_type: qemu
+job_name: smoke
+visibility: public
+timeouts:
+  job: {minutes: 1}
+actions: []
+";
+
 /// Only the safety net for a scheduler that never acts.
 const SAFETY_NET: Duration = Duration::from_secs(30);
-
-/// The dispatcher boundary: reports each job it is given and ends it Complete.
-struct Recording {
-    runs: mpsc::UnboundedSender<(JobId, String)>,
-    powered_off: Arc<Mutex<Vec<String>>>,
-}
-
-impl JobRunner for Recording {
-    fn run(&self, run: JobRun) -> BoxFuture<'static, JobEnd> {
-        let _ = self.runs.send((run.job.id, run.job.submitter.clone()));
-        Box::pin(async { JobEnd::complete() })
-    }
-
-    fn power_off(&self, device: store::Device) -> BoxFuture<'static, ()> {
-        self.powered_off
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(device.hostname);
-        Box::pin(async {})
-    }
-}
 
 /// Runs the real `lavabox` binary with `config` and `--data data`; expects success.
 fn lavabox(config: &Path, data: &Path, args: &[&str]) {
@@ -68,22 +57,29 @@ fn lavabox(config: &Path, data: &Path, args: &[&str]) {
     );
 }
 
-/// The next event matching `want`.
-async fn until(
+/// The next job change matching `want`.
+async fn until_job(
     events: &mut broadcast::Receiver<Arc<lavabox::events::Published>>,
-    want: impl Fn(&Event) -> bool,
-) {
+    what: &str,
+    want: impl Fn(&JobChange) -> bool,
+) -> JobChange {
     tokio::time::timeout(SAFETY_NET, async {
         loop {
             match events.recv().await {
-                Ok(p) if want(&p.event) => return,
-                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Ok(p) => {
+                    if let Event::Job(j) = &p.event
+                        && want(j)
+                    {
+                        return j.clone();
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
                 Err(broadcast::error::RecvError::Closed) => panic!("event bus closed"),
             }
         }
     })
     .await
-    .expect("timed out waiting for an event");
+    .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
 }
 
 #[tokio::test]
@@ -121,35 +117,39 @@ async fn shipped_health_checks_are_not_applied_to_a_users_type() {
     config.tftp.listen = "127.0.0.1:0".parse().unwrap();
     let app = App::build(config).await.expect("app");
     let mut events = app.events().subscribe();
-    let (tx, mut runs) = mpsc::unbounded_channel();
-    let runner = Arc::new(Recording {
-        runs: tx,
-        powered_off: Arc::default(),
-    });
+    // The real dispatcher, with fakes at the hardware boundary only.
+    let dispatcher = Dispatcher::new(
+        app.dispatcher_config(),
+        app.store().clone(),
+        app.templates().clone(),
+    )
+    .with_boards(Arc::new(FakeBoards::new(
+        Arc::new(FakeRunner::default()),
+        Arc::new(scripted_board()),
+    )));
+    let bound = app
+        .clone()
+        .bind_with(Arc::new(dispatcher))
+        .await
+        .expect("bind");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(app.clone().run_with(runner, async {
+    let task = tokio::spawn(bound.run(async {
         let _ = stopped.await;
     }));
 
     // A submitted job is scheduled on the device and runs.
-    let mut new = NewJob::new("alice", "job_name: smoke\n");
-    new.requested_device_type = Some("qemu".into());
-    let job = app
-        .store()
-        .call(move |s| s.insert_job(&new))
-        .await
-        .expect("insert job")
-        .id;
-    app.wake_scheduler();
-    let (ran, submitter) = tokio::time::timeout(SAFETY_NET, runs.recv())
-        .await
-        .expect("the job was never run")
-        .expect("runner");
-    assert_eq!((ran, submitter.as_str()), (job, "alice"));
-    until(
-        &mut events,
-        |e| matches!(e, Event::Job(j) if j.id == job && j.state == JobState::Finished),
-    )
+    let job = crate::common::submit_as(&app, "alice", SMOKE).await;
+    let scheduled = until_job(&mut events, "a job Scheduled", |j| {
+        j.state == JobState::Scheduled
+    })
+    .await;
+    assert_eq!(
+        (scheduled.id, scheduled.device.as_deref()),
+        (job, Some("qemu01"))
+    );
+    until_job(&mut events, "the job Finished", |j| {
+        j.id == job && j.state == JobState::Finished
+    })
     .await;
     let (device, health_checks, stored) = app
         .store()
@@ -188,11 +188,12 @@ async fn shipped_health_checks_are_not_applied_to_a_users_type() {
         .await
         .expect("set health");
     app.changed(&changes);
-    let (check, submitter) = tokio::time::timeout(SAFETY_NET, runs.recv())
-        .await
-        .expect("the installed health check never ran")
-        .expect("runner");
-    assert_eq!(submitter, HEALTH_CHECK_USER);
+    let check = until_job(&mut events, "the installed health check Scheduled", |j| {
+        j.state == JobState::Scheduled
+    })
+    .await;
+    assert_eq!(check.device.as_deref(), Some("qemu01"));
+    let check = check.id;
     let stored = app
         .store()
         .call(move |s| s.job(check))
@@ -200,6 +201,7 @@ async fn shipped_health_checks_are_not_applied_to_a_users_type() {
         .expect("read back")
         .expect("health check job");
     assert!(stored.health_check);
+    assert_eq!(stored.submitter, HEALTH_CHECK_USER);
     assert_eq!(stored.description, "installed health check");
 
     stop.send(()).expect("stop");

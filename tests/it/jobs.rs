@@ -2,9 +2,16 @@
 //!
 //! The real `App` (store in a temporary data directory, the scheduler loop, the real
 //! dispatcher behind its contract) with the virtual lab's boards registered from
-//! `lab/devices/`. Jobs are inserted into the store and the scheduler woken, as the submit
-//! APIs do; the tests then follow the job and device state sequence on the event bus.
-//! Timeouts are safety nets only: nothing sleeps.
+//! `lab/devices/`. Jobs come through the one submission path (`lavabox::submit::submit`, as
+//! every API submits); the tests then follow the job and device state sequence on the event
+//! bus. Timeouts are safety nets only: nothing sleeps.
+//!
+//! What a crash leaves behind is not imitated here by writing job states into the store: the
+//! start-up recovery of a job a `kill -9` left Running is `dispatch`'s
+//! `killed_lavabox_leaves_no_qemu_and_recovers_the_job` (a real `lavabox serve` killed
+//! mid-job, then restarted), and the scheduler's unit tests cover the states no real crash can
+//! be timed to leave (`restart_finishes_jobs_left_running`,
+//! `a_job_canceled_before_it_starts_never_runs`).
 //!
 //! Jobs on the x86 boards (`qemu-01`, `qemu-02`: LAVA's `qemu` method, the dispatcher
 //! starts QEMU itself) run for real and must end Complete; jobs on the U-Boot board are
@@ -17,8 +24,8 @@ use std::time::Duration;
 use lavabox::app::App;
 use lavabox::config::{Config, Overrides, RawConfig};
 use lavabox::events::{Event, Published};
-use lavabox::model::{DeviceHealth, DeviceState, JobHealth, JobId, JobState, Priority, TestResult};
-use lavabox::store::{DeviceChange, JobChange, NewDevice, NewDeviceType, NewJob, NewUser, Store};
+use lavabox::model::{DeviceHealth, DeviceState, JobHealth, JobId, JobState, TestResult};
+use lavabox::store::{DeviceChange, JobChange, NewDevice, NewDeviceType, NewUser, Store};
 use tokio::sync::{broadcast, oneshot};
 
 use crate::common::{ensure_assets, health_check, repo};
@@ -39,12 +46,12 @@ fn broken_kernel(text: &str) -> String {
 }
 
 /// A definition every dispatcher rejects at once (no actions): a quick job.
-const QUICK: &str =
-    "device_type: qemu-uboot-arm\njob_name: quick\ntimeouts:\n  job: {minutes: 1}\nactions: []\n";
+const QUICK: &str = "device_type: qemu-uboot-arm\njob_name: quick\npriority: medium\n\
+     visibility: public\ntimeouts:\n  job: {minutes: 1}\nactions: []\n";
 
 /// The same quick job for the x86 boards.
-const QUICK_QEMU: &str =
-    "device_type: qemu\njob_name: quick\ntimeouts:\n  job: {minutes: 1}\nactions: []\n";
+const QUICK_QEMU: &str = "device_type: qemu\njob_name: quick\npriority: medium\n\
+     visibility: public\ntimeouts:\n  job: {minutes: 1}\nactions: []\n";
 
 struct Lab {
     _dir: tempfile::TempDir,
@@ -65,6 +72,8 @@ struct Setup {
     health: DeviceHealth,
     /// The `qemu` health check the appliance uses (the shipped one unless a test breaks it).
     qemu_health_check: String,
+    /// Job definitions submitted before the app runs, so its first pass sees them all.
+    queued: Vec<String>,
 }
 
 impl Setup {
@@ -75,13 +84,14 @@ impl Setup {
             health_checks: &[],
             health: DeviceHealth::Good,
             qemu_health_check: health_check("qemu"),
+            queued: Vec::new(),
         }
     }
 }
 
 impl Lab {
-    /// Builds the app with the boards registered, lets `seed` prepare the store, then runs
-    /// the app (so start-up recovery sees what `seed` left).
+    /// Builds the app with the boards registered, lets `seed` prepare the devices, submits
+    /// `setup.queued`, then runs the app.
     async fn start(setup: Setup, seed: impl FnOnce(&mut Store) + Send + 'static) -> Lab {
         let _ = tracing_subscriber::fmt()
             .with_env_filter("lavabox=debug")
@@ -147,6 +157,9 @@ impl Lab {
             .await
             .unwrap();
         let events = app.events().subscribe();
+        for definition in &setup.queued {
+            crate::common::submit_as(&app, "alice", definition).await;
+        }
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(app.clone().run(async {
             let _ = rx.await;
@@ -161,15 +174,9 @@ impl Lab {
         }
     }
 
-    async fn submit(&self, new: NewJob) -> JobId {
-        let job = self
-            .app
-            .store()
-            .call(move |s| s.insert_job(&new))
-            .await
-            .unwrap();
-        self.app.wake_scheduler();
-        job.id
+    /// Submits `definition` as alice.
+    async fn submit(&self, definition: String) -> JobId {
+        crate::common::submit_as(&self.app, "alice", &definition).await
     }
 
     /// The next event matching `want`.
@@ -287,21 +294,11 @@ impl Lab {
     }
 }
 
-fn job_for(device_type: &str, definition: String, priority: u8) -> NewJob {
-    let mut new = NewJob::new("alice", definition);
-    new.requested_device_type = Some(device_type.to_owned());
-    new.priority = Priority::new(i64::from(priority)).unwrap();
-    new
-}
-
-/// A quick job already Scheduled on `uboot-arm-01`, as a previous run could leave it.
-fn scheduled_quick_job(s: &mut Store) -> JobId {
-    let id = s
-        .insert_job(&job_for("qemu-uboot-arm", QUICK.into(), 50))
-        .unwrap()
-        .id;
-    s.schedule_job(id, "uboot-arm-01").unwrap();
-    id
+/// `definition` (which says `priority: medium`) with priority `priority`.
+fn job_for(definition: &str, priority: u8) -> String {
+    let text = definition.replace("priority: medium", &format!("priority: {priority}"));
+    assert_ne!(text, definition, "the definition names its priority");
+    text
 }
 
 fn finished_health(change: &JobChange) -> JobHealth {
@@ -315,7 +312,7 @@ async fn job_runs_on_the_right_board_and_frees_it() {
     lab_or_skip!();
     let setup = Setup::new(&["qemu-01", "uboot-arm-01"]);
     let mut lab = Lab::start(setup, |_| {}).await;
-    let id = lab.submit(job_for("qemu", definition("qemu"), 50)).await;
+    let id = lab.submit(definition("qemu")).await;
     let reserved = lab.device("qemu-01", DeviceState::Reserved).await;
     assert_eq!(reserved.health, DeviceHealth::Good);
     let scheduled = lab.job(id, JobState::Scheduled).await;
@@ -340,15 +337,12 @@ async fn job_runs_on_the_right_board_and_frees_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queue_runs_in_priority_order() {
     lab_or_skip!();
-    let setup = Setup::new(&["uboot-arm-01"]);
     // Queued before the app starts, so the first pass sees all three.
-    let mut lab = Lab::start(setup, |s| {
-        for priority in [10, 90, 50] {
-            s.insert_job(&job_for("qemu-uboot-arm", QUICK.into(), priority))
-                .unwrap();
-        }
-    })
-    .await;
+    let setup = Setup {
+        queued: [10, 90, 50].map(|p| job_for(QUICK, p)).to_vec(),
+        ..Setup::new(&["uboot-arm-01"])
+    };
+    let mut lab = Lab::start(setup, |_| {}).await;
     let mut order = Vec::new();
     for _ in 0..3 {
         let scheduled = lab.any_job(JobState::Scheduled).await;
@@ -356,31 +350,8 @@ async fn queue_runs_in_priority_order() {
         order.push(scheduled.id);
         finished_health(&lab.job(scheduled.id, JobState::Finished).await);
     }
-    // Inserted as ids 1 (low), 2 (high), 3 (medium).
+    // Submitted as ids 1 (low), 2 (high), 3 (medium).
     assert_eq!(order, vec![JobId(2), JobId(3), JobId(1)]);
-    lab.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn restart_finishes_jobs_left_running() {
-    lab_or_skip!();
-    let setup = Setup::new(&["uboot-arm-01"]);
-    // A power cut while job 1 ran: the database says Running, the device Running.
-    let mut lab = Lab::start(setup, |s| {
-        let id = scheduled_quick_job(s);
-        s.start_job(id).unwrap();
-    })
-    .await;
-    let idle = lab.device("uboot-arm-01", DeviceState::Idle).await;
-    assert_eq!(idle.health, DeviceHealth::Unknown);
-    let end = lab.job(JobId(1), JobState::Finished).await;
-    assert_eq!(end.health, JobHealth::Incomplete);
-    let job = lab.stored(JobId(1)).await;
-    assert_eq!(job.failure_comment.as_deref(), Some("lavabox restarted"));
-    assert_eq!(
-        job.error_type,
-        Some(lavabox::model::ErrorType::Infrastructure)
-    );
     lab.stop().await;
 }
 
@@ -389,9 +360,7 @@ async fn cancel_of_a_running_job() {
     lab_or_skip!();
     let setup = Setup::new(&["uboot-arm-01"]);
     let mut lab = Lab::start(setup, |_| {}).await;
-    let id = lab
-        .submit(job_for("qemu-uboot-arm", definition("qemu-uboot-arm"), 50))
-        .await;
+    let id = lab.submit(definition("qemu-uboot-arm")).await;
     lab.job(id, JobState::Running).await;
     let changes = lab
         .app
@@ -419,37 +388,13 @@ async fn cancel_of_a_running_job() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cancel_of_a_scheduled_job_frees_the_device() {
-    lab_or_skip!();
-    let setup = Setup::new(&["uboot-arm-01"]);
-    // Scheduled, then canceled before any dispatcher started it.
-    let mut lab = Lab::start(setup, |s| {
-        let id = scheduled_quick_job(s);
-        s.cancel_job(id).unwrap();
-    })
-    .await;
-    let end = lab.job(JobId(1), JobState::Finished).await;
-    assert_eq!(end.health, JobHealth::Canceled);
-    let job = lab.stored(JobId(1)).await;
-    assert!(job.start_time.is_none() || job.start_time == job.end_time);
-    assert_eq!(
-        lab.stored_device("uboot-arm-01").await.state,
-        DeviceState::Idle
-    );
-    lab.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_boards_take_two_jobs_at_once() {
     lab_or_skip!();
-    let setup = Setup::new(&["qemu-01", "qemu-02"]);
-    let mut lab = Lab::start(setup, |s| {
-        for _ in 0..2 {
-            s.insert_job(&job_for("qemu", definition("qemu"), 50))
-                .unwrap();
-        }
-    })
-    .await;
+    let setup = Setup {
+        queued: vec![definition("qemu"); 2],
+        ..Setup::new(&["qemu-01", "qemu-02"])
+    };
+    let mut lab = Lab::start(setup, |_| {}).await;
     // One pass schedules both: neither waits for the other to end.
     let a = lab.any_job(JobState::Scheduled).await;
     let b = lab.any_job(JobState::Scheduled).await;
@@ -496,7 +441,7 @@ async fn health_check_runs_on_the_board_before_user_jobs_and_makes_it_good() {
         ..Setup::new(&["qemu-01"])
     };
     let mut lab = Lab::start(setup, |_| {}).await;
-    let user_job = lab.submit(job_for("qemu", QUICK_QEMU.into(), 100)).await;
+    let user_job = lab.submit(job_for(QUICK_QEMU, 100)).await;
     let first = lab.any_job(JobState::Scheduled).await;
     assert_ne!(first.id, user_job, "the health check comes first");
     assert_eq!(first.device.as_deref(), Some("qemu-01"));
@@ -537,7 +482,7 @@ async fn failed_health_check_makes_the_board_bad_and_takes_no_user_jobs() {
             .unwrap();
     })
     .await;
-    let user_job = lab.submit(job_for("qemu", QUICK_QEMU.into(), 100)).await;
+    let user_job = lab.submit(job_for(QUICK_QEMU, 100)).await;
     let hc = lab.any_job(JobState::Scheduled).await;
     assert_ne!(hc.id, user_job, "the health check comes first");
     let end = lab.job(hc.id, JobState::Finished).await;
@@ -550,9 +495,7 @@ async fn failed_health_check_makes_the_board_bad_and_takes_no_user_jobs() {
     );
     // A job submitted now is scheduled by a pass that also saw the user job, with the board
     // Bad: once it has run, that pass has left the user job waiting.
-    let witness = lab
-        .submit(job_for("qemu-uboot-arm", QUICK.into(), 50))
-        .await;
+    let witness = lab.submit(QUICK.into()).await;
     let placed = lab.job(witness, JobState::Scheduled).await;
     assert_eq!(placed.device.as_deref(), Some("uboot-arm-01"));
     lab.job(witness, JobState::Finished).await;
@@ -584,7 +527,7 @@ async fn infrastructure_error_puts_the_board_back_to_unknown() {
     let text = definition("qemu");
     assert!(text.contains(&kernel));
     let text = text.replace(&kernel, &format!("http://{closed}/vmlinuz"));
-    let id = lab.submit(job_for("qemu", text, 50)).await;
+    let id = lab.submit(text).await;
     let end = lab.job(id, JobState::Finished).await;
     assert_eq!(end.health, JobHealth::Incomplete);
     let job = lab.stored(id).await;

@@ -3,14 +3,15 @@
 
 use std::net::SocketAddr;
 
+use lavabox::api::xmlrpc::codec::Value as Rpc;
 use lavabox::app::App;
 use lavabox::config::{Config, Overrides, RawConfig};
-use lavabox::model::lifecycle::JobEnd;
-use lavabox::model::{DeviceHealth, JobHealth, JobId, TestResult};
-use lavabox::store::{NewDevice, NewDeviceType, NewJob, NewTestCase};
+use lavabox::model::{DeviceHealth, JobHealth, JobId};
+use lavabox::store::{DeviceUpdate, NewDevice, NewDeviceType};
 use serde_json::Value;
 
-use crate::common::server::{Options, Server, scripted_job};
+use crate::common::server::{Board, Options, Server, scripted_board_with, scripted_job};
+use crate::xmlrpc::rpc;
 
 /// A running appliance with seeded users, a device and jobs.
 pub(crate) struct Lab {
@@ -24,7 +25,7 @@ pub(crate) struct Lab {
     pub(crate) public: Vec<JobId>,
     /// Alice's personal job, with test cases.
     private: JobId,
-    /// A public job with known test cases.
+    /// The public job the scheduler ran (`public[1]`), with the results its run reported.
     results: JobId,
 }
 
@@ -65,10 +66,6 @@ async fn body_json(resp: reqwest::Response) -> Value {
     serde_json::from_str(&text).unwrap_or_else(|err| panic!("not JSON ({err}): {text}"))
 }
 
-fn metadata(case: &str) -> Option<String> {
-    Some(format!("case: {case}\ndefinition: 0_smoke\nresult: pass\n"))
-}
-
 /// The appliance over data directory `data`, with the default configuration.
 pub(crate) async fn build_app(data: &std::path::Path) -> App {
     // reqwest (in the app and the tests) needs the process's TLS provider chosen.
@@ -97,6 +94,92 @@ fn personal_job() -> String {
     scripted_job("qemu", "secret job").replace("visibility: public", "visibility: personal")
 }
 
+/// The test run the board plays for the results job: two definitions, a `lava-test-case
+/// --shell` case (its log lines bracketed by STARTTC/ENDTC), a measurement in a test set, a
+/// skip.
+const RESULTS_RUN: &str = "<LAVA_SIGNAL_STARTRUN 0_smoke 3_1.1>\n\
+     <LAVA_SIGNAL_STARTTC boot-ok>\n\
+     booted fine\n\
+     <LAVA_SIGNAL_ENDTC boot-ok>\n\
+     <LAVA_SIGNAL_TESTCASE TEST_CASE_ID=boot-ok RESULT=pass>\n\
+     <LAVA_SIGNAL_TESTSET START net>\n\
+     <LAVA_SIGNAL_TESTCASE TEST_CASE_ID=ping RESULT=fail UNITS=ms MEASUREMENT=12.5>\n\
+     <LAVA_SIGNAL_TESTSET STOP>\n\
+     <LAVA_SIGNAL_ENDRUN 0_smoke 3_1.1>\n\
+     <LAVA_SIGNAL_STARTRUN 1_more 3_1.2>\n\
+     <LAVA_SIGNAL_TESTCASE TEST_CASE_ID=skipped RESULT=skip>\n\
+     <LAVA_SIGNAL_ENDRUN 1_more 3_1.2>\n\
+     <LAVA_TEST_RUNNER EXIT>\n";
+
+/// Public job `i` (`job <i>`, alice's when even, bob's when odd), medium priority.
+fn public_job(i: usize) -> String {
+    scripted_job("qemu", &format!("job {i}")).replace("priority: high", "priority: medium")
+}
+
+/// The results job (public job 1): no job metadata, a second test definition `more`.
+fn results_job() -> String {
+    format!(
+        "{}    - from: inline
+      name: more
+      path: inline/more.yaml
+      repository:
+        metadata: {{format: Lava-Test Test Definition 1.0, name: more}}
+        run: {{steps: ['true']}}
+",
+        public_job(1).replace("metadata:\n  build: '42'\n", "")
+    )
+}
+
+/// Submits `definition` over XML-RPC as `user` (with `token`).
+async fn submit_as(srv: &Server, user: &str, token: &str, definition: String) -> JobId {
+    match rpc(
+        srv.addr,
+        Some((user, token)),
+        "scheduler.jobs.submit",
+        &[Rpc::str(definition)],
+    )
+    .await
+    {
+        Ok(Rpc::Int(id)) => JobId(id),
+        other => panic!("submit: {other:?}"),
+    }
+}
+
+/// `scheduler.devices.update` of `qemu01` as the superuser: its owning user, public flag
+/// and health (`None` leaves one as it is).
+async fn update_qemu01(
+    srv: &Server,
+    user: Option<&str>,
+    public: Option<bool>,
+    health: Option<&str>,
+) {
+    let params = [
+        Rpc::str("qemu01"),
+        Rpc::Nil,
+        user.map_or(Rpc::Nil, Rpc::str),
+        Rpc::Nil,
+        public.map_or(Rpc::Nil, Rpc::Bool),
+        health.map_or(Rpc::Nil, Rpc::str),
+    ];
+    let answer = rpc(
+        srv.addr,
+        Some(("admin", &srv.admin_token)),
+        "scheduler.devices.update",
+        &params,
+    )
+    .await;
+    assert_eq!(answer, Ok(Rpc::Nil), "scheduler.devices.update {params:?}");
+}
+
+/// Every job comes through `scheduler.jobs.submit`; results and ends come from the scheduler
+/// running them on the scripted board:
+/// 1. alice's personal job runs and ends Complete;
+/// 2. with `qemu01` in Maintenance, alice submits public job 0; the device is then
+///    restricted to bob, bob submits public job 1 (the results job) and the device goes
+///    Good: the scheduler may give it to bob's job only, which runs and ends Complete,
+///    while alice's job 0 stays queued;
+/// 3. the appliance restarts serving the API alone (no scheduler), `qemu01` is public
+///    again, and jobs 2–6 are submitted and stay queued.
 pub(crate) async fn start() -> Lab {
     let mut options = Options::scripted().seed(|s| {
         let mut qemu = NewDeviceType::named("qemu");
@@ -109,49 +192,45 @@ pub(crate) async fn start() -> Lab {
         Ok(())
     });
     options.instance = "lavabox";
+    // Job ids in a fresh data directory: 1 the personal job, 2 and 3 public jobs 0 and 1.
+    options.board = Board::Scripted(scripted_board_with(&[(3, RESULTS_RUN)]));
     let mut srv = Server::start(options).await;
-    let private = match crate::xmlrpc::rpc(
-        srv.addr,
-        Some(("alice", &srv.alice_token)),
-        "scheduler.jobs.submit",
-        &[lavabox::api::xmlrpc::codec::Value::str(personal_job())],
-    )
-    .await
-    {
-        Ok(lavabox::api::xmlrpc::codec::Value::Int(id)) => JobId(id),
-        other => panic!("submit: {other:?}"),
-    };
+    let alice = srv.alice_token.clone();
+    let bob = srv.bob_token.clone();
+    let private = submit_as(&srv, "alice", &alice, personal_job()).await;
     srv.finished(private, JobHealth::Complete).await;
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let mut options = Options::api_only().seed(move |s| {
-        let mut public = Vec::new();
-        for i in 0..7 {
-            let mut job = NewJob::new(if i % 2 == 0 { "alice" } else { "bob" }, "job: x");
-            job.description = format!("job {i}");
-            job.requested_device_type = Some("qemu".into());
-            public.push(s.insert_job(&job)?.id);
-        }
-        let results = public[0];
-        let mut first = NewTestCase::new("0_smoke", "boot-ok", TestResult::Pass);
-        first.metadata = metadata("boot-ok");
-        first.start_log_line = Some(118);
-        first.end_log_line = Some(120);
-        let mut second = NewTestCase::new("0_smoke", "ping", TestResult::Fail);
-        second.measurement = Some(12.5);
-        second.units = "ms".into();
-        second.metadata = Some("case: ping\nlevel: 1.4.3.1\nnote: 'a, \"b\"'\n".into());
-        let third = NewTestCase::new("1_more", "skipped", TestResult::Skip);
-        s.insert_test_cases(results, &[first, second, third])?;
-        // One finished job for the state/health filters.
-        s.schedule_job(public[1], "qemu01")?;
-        s.start_job(public[1])?;
-        s.finish_job(public[1], &JobEnd::complete())?;
-        let _ = tx.send((public, results));
+    update_qemu01(&srv, None, None, Some("MAINTENANCE")).await;
+    let mut public = vec![submit_as(&srv, "alice", &alice, public_job(0)).await];
+    update_qemu01(&srv, Some("bob"), Some(false), None).await;
+    let results = submit_as(&srv, "bob", &bob, results_job()).await;
+    assert_eq!(
+        (public[0], results),
+        (JobId(2), JobId(3)),
+        "the board plays the results run for job 3"
+    );
+    public.push(results);
+    update_qemu01(&srv, None, None, Some("GOOD")).await;
+    srv.finished(results, JobHealth::Complete).await;
+    // The device as it was seeded: public, no owner.
+    let mut options = Options::api_only().seed(|s| {
+        let open = DeviceUpdate {
+            is_public: Some(true),
+            owner_user: Some(None),
+            ..DeviceUpdate::default()
+        };
+        s.update_device("qemu01", &open)?;
         Ok(())
     });
     options.instance = "lavabox";
     let srv = srv.restart(options).await;
-    let (public, results) = rx.await.expect("seeded");
+    for i in 2..7 {
+        let (user, token) = if i % 2 == 0 {
+            ("alice", &srv.alice_token)
+        } else {
+            ("bob", &srv.bob_token)
+        };
+        public.push(submit_as(&srv, user, token, public_job(i)).await);
+    }
     Lab {
         addr: srv.addr,
         client: reqwest::Client::new(),
@@ -350,32 +429,88 @@ async fn job_detail_shape() {
     assert!(end.ends_with('Z') && end.contains('T'), "{end}");
 }
 
-#[tokio::test]
-async fn suites_and_tests() {
-    let lab = start().await;
+/// The results job's suites as `(id, name)`, in the order the API lists them.
+async fn suites(lab: &Lab) -> Vec<(i64, String)> {
     let job = lab.results;
     let (status, suites) = lab
         .json(&format!("/api/v0.2/jobs/{job}/suites/"), None)
         .await;
-    assert_eq!(status, 200);
-    assert_eq!(suites["count"], 2);
-    let first = &suites["results"][0];
-    assert_eq!(first["name"], "0_smoke");
-    assert_eq!(first["job"], job.0);
-    let suite_id = first["id"].as_i64().expect("suite id");
+    assert_eq!(status, 200, "{suites}");
+    suites["results"]
+        .as_array()
+        .expect("suites")
+        .iter()
+        .map(|s| {
+            (
+                s["id"].as_i64().expect("suite id"),
+                s["name"].as_str().expect("suite name").to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// The REST test cases of suite `suite` of the results job, in order.
+async fn suite_cases(lab: &Lab, suite: i64) -> Vec<Value> {
+    let job = lab.results;
+    let (status, tests) = lab
+        .json(&format!("/api/v0.2/jobs/{job}/suites/{suite}/tests/"), None)
+        .await;
+    assert_eq!(status, 200, "{tests}");
+    tests["results"].as_array().expect("cases").clone()
+}
+
+#[tokio::test]
+async fn suites_and_tests() {
+    let lab = start().await;
+    let job = lab.results;
+    // The board's two test definitions, and the dispatcher's own `lava` suite.
+    let suites = suites(&lab).await;
+    let names: Vec<&str> = suites.iter().map(|(_, n)| n.as_str()).collect();
+    assert_eq!(names, ["lava", "0_smoke", "1_more"]);
+    let (_, listed) = lab
+        .json(&format!("/api/v0.2/jobs/{job}/suites/"), None)
+        .await;
+    assert_eq!(listed["count"], 3);
+    let smoke = &listed["results"][1];
+    assert_eq!(smoke["name"], "0_smoke");
+    assert_eq!(smoke["job"], job.0);
+    let suite_id = smoke["id"].as_i64().expect("suite id");
     assert_eq!(
-        first["resource_uri"],
+        smoke["resource_uri"],
         format!("http://{}/api/v0.2/jobs/{job}/suites/{suite_id}/", lab.addr)
     );
     let (_, tests) = lab
         .json(&format!("/api/v0.2/jobs/{job}/tests/"), None)
         .await;
-    assert_eq!(tests["count"], 3);
-    let ping = &tests["results"][1];
-    assert_eq!(ping["name"], "ping");
+    let all = tests["results"].as_array().expect("cases");
+    assert_eq!(tests["count"], all.len());
+    // What the board reported, as it reported it.
+    let board: Vec<(&str, &str)> = all
+        .iter()
+        .filter(|c| c["suite"].as_i64() != Some(suites[0].0))
+        .map(|c| {
+            (
+                c["name"].as_str().expect("name"),
+                c["result"].as_str().expect("result"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        board,
+        [("boot-ok", "pass"), ("ping", "fail"), ("skipped", "skip")]
+    );
+    let ping = all.iter().find(|c| c["name"] == "ping").expect("ping case");
     assert_eq!(ping["result"], "fail");
     assert_eq!(ping["measurement"], "12.5000000000");
     assert_eq!(ping["unit"], "ms");
+    // The dispatcher's cases: one per test definition run, and the job's end.
+    for case in ["0_smoke", "1_more", "job"] {
+        assert!(
+            all.iter()
+                .any(|c| c["name"] == case && c["suite"].as_i64() == Some(suites[0].0)),
+            "lava/{case} in {tests}"
+        );
+    }
     let (_, fails) = lab
         .json(&format!("/api/v0.2/jobs/{job}/tests/?result=FAIL"), None)
         .await;
@@ -401,13 +536,28 @@ async fn suites_and_tests() {
         .json(&format!("/api/v0.2/jobs/{job}/suites/999999/"), None)
         .await;
     assert_eq!(status, 404);
+    // TAP numbers the cases suite by suite, in the order the suites are listed.
+    let mut numbered = Vec::new();
+    for (id, _) in &suites {
+        for c in suite_cases(&lab, *id).await {
+            numbered.push(c["name"].as_str().expect("name").to_owned());
+        }
+    }
+    let number = |name: &str| 1 + numbered.iter().position(|n| n == name).expect("numbered");
     let (status, tap) = lab
         .text(&format!("/api/v0.2/jobs/{job}/tap13/"), None)
         .await;
     assert_eq!(status, 200);
-    assert!(tap.starts_with("TAP version 13\n1..3\n"), "{tap}");
     assert!(
-        tap.contains("not ok 2 ping\n") && tap.contains("ok 3 skipped # SKIP test skipped\n"),
+        tap.starts_with(&format!("TAP version 13\n1..{}\n", all.len())),
+        "{tap}"
+    );
+    assert!(
+        tap.contains(&format!("not ok {} ping\n", number("ping")))
+            && tap.contains(&format!(
+                "ok {} skipped # SKIP test skipped\n",
+                number("skipped")
+            )),
         "{tap}"
     );
     let (status, junit) = lab
@@ -426,80 +576,80 @@ async fn suites_and_tests() {
         .await;
     assert_eq!(status, 200);
     assert_eq!(meta, serde_json::json!({ "metadata": [] }));
-    let (status, _) = lab.json(&format!("/api/v0.2/jobs/{job}/logs/"), None).await;
+    let queued = lab.public[2];
+    let (status, _) = lab
+        .json(&format!("/api/v0.2/jobs/{queued}/logs/"), None)
+        .await;
     assert_eq!(status, 404, "no log yet");
 }
 
-/// The expected export rows, built from the stored case ids and timestamps.
-async fn expected_rows(lab: &Lab) -> (Vec<Value>, Vec<[String; 15]>) {
-    let (_, tests) = lab
-        .json(&format!("/api/v0.2/jobs/{}/tests/", lab.results), None)
-        .await;
-    let cases = tests["results"].as_array().expect("cases").clone();
+/// The export rows of the cases the board reported (suites `0_smoke` and `1_more`), built
+/// from what the REST API says the job path stored (ids, timestamps, log lines).
+async fn expected_rows(lab: &Lab) -> Vec<[String; 15]> {
     let job = lab.results.to_string();
-    let logged = |c: &Value| {
-        // DRF `2023-01-10T10:00:00.123456Z` → Python `2023-01-10 10:00:00.123456+00:00`.
-        c["logged"]
-            .as_str()
-            .expect("logged")
-            .replace('T', " ")
-            .replace('Z', "+00:00")
+    let mut rows = Vec::new();
+    for (id, suite) in suites(lab).await {
+        if suite == "lava" {
+            continue;
+        }
+        for c in suite_cases(lab, id).await {
+            // DRF `2023-01-10T10:00:00.123456Z` → Python `2023-01-10 10:00:00.123456+00:00`.
+            let logged = c["logged"]
+                .as_str()
+                .expect("logged")
+                .replace('T', " ")
+                .replace('Z', "+00:00");
+            let line = |key: &str| c[key].as_i64().map_or_else(String::new, |n| n.to_string());
+            let case = c["id"].as_i64().expect("id").to_string();
+            // The job path stores no metadata for a board's case (so no level either): the
+            // row is built for that.
+            assert_eq!(c["metadata"], Value::Null, "{c}");
+            rows.push([
+                job.clone(),
+                suite.clone(),
+                c["result"].as_str().expect("result").to_owned(),
+                c["measurement"].as_str().unwrap_or("None").to_owned(),
+                c["unit"].as_str().expect("unit").to_owned(),
+                String::new(),
+                String::new(),
+                logged,
+                String::new(),
+                "{}".into(),
+                format!("/results/testcase/{case}"),
+                c["name"].as_str().expect("name").to_owned(),
+                case,
+                line("start_log_line"),
+                line("end_log_line"),
+            ]);
+        }
+    }
+    let cases: Vec<(&str, &str, &str, &str)> = rows
+        .iter()
+        .map(|r| (r[1].as_str(), r[11].as_str(), r[2].as_str(), r[3].as_str()))
+        .collect();
+    assert_eq!(
+        cases,
+        [
+            ("0_smoke", "boot-ok", "pass", "None"),
+            ("0_smoke", "ping", "fail", "12.5000000000"),
+            ("1_more", "skipped", "skip", "None"),
+        ]
+    );
+    // `lava-test-case --shell`: its lines run from STARTTC to the result, the others are one
+    // line long.
+    let lines = |r: &[String; 15]| -> (u64, u64) {
+        (
+            r[13].parse().expect("start line"),
+            r[14].parse().expect("end line"),
+        )
     };
-    let id = |c: &Value| c["id"].as_i64().expect("id").to_string();
-    let rows = vec![
-        [
-            job.clone(),
-            "0_smoke".into(),
-            "pass".into(),
-            "None".into(),
-            String::new(),
-            String::new(),
-            String::new(),
-            logged(&cases[0]),
-            String::new(),
-            "{'case': 'boot-ok', 'definition': '0_smoke', 'result': 'pass'}".into(),
-            format!("/results/testcase/{}", id(&cases[0])),
-            "boot-ok".into(),
-            id(&cases[0]),
-            "118".into(),
-            "120".into(),
-        ],
-        [
-            job.clone(),
-            "0_smoke".into(),
-            "fail".into(),
-            "12.5000000000".into(),
-            "ms".into(),
-            String::new(),
-            String::new(),
-            logged(&cases[1]),
-            "1.4.3.1".into(),
-            "{'case': 'ping', 'level': '1.4.3.1', 'note': 'a, \"b\"'}".into(),
-            format!("/results/testcase/{}", id(&cases[1])),
-            "ping".into(),
-            id(&cases[1]),
-            String::new(),
-            String::new(),
-        ],
-        [
-            job,
-            "1_more".into(),
-            "skip".into(),
-            "None".into(),
-            String::new(),
-            String::new(),
-            String::new(),
-            logged(&cases[2]),
-            String::new(),
-            "{}".into(),
-            format!("/results/testcase/{}", id(&cases[2])),
-            "skipped".into(),
-            id(&cases[2]),
-            String::new(),
-            String::new(),
-        ],
-    ];
-    (cases, rows)
+    let (start, end) = lines(&rows[0]);
+    assert!(start < end, "{rows:?}");
+    for row in &rows[1..] {
+        let (start, end) = lines(row);
+        assert_eq!(start, end, "{row:?}");
+    }
+    rows
 }
 
 fn csv(rows: &[[String; 15]], all: bool, header: bool) -> String {
@@ -523,11 +673,71 @@ fn csv(rows: &[[String; 15]], all: bool, header: bool) -> String {
     out
 }
 
+/// The bytes of one exported case as PyYAML dumps it; `meta` follows `metadata:`.
+fn yaml_item(r: &[String; 15], meta: &str) -> String {
+    let quoted = |f: &str| {
+        if f.is_empty() {
+            "''".to_owned()
+        } else {
+            format!("'{f}'")
+        }
+    };
+    let plain = |f: &str| {
+        if f.is_empty() {
+            "''".to_owned()
+        } else {
+            f.to_owned()
+        }
+    };
+    format!(
+        "- id: '{id}'\n  job: '{job}'\n  level: {level}\n  log_end_line: {end}\n  log_start_line: {start}\n  \
+         logged: '{logged}'\n  measurement: {m}\n  metadata:{meta}\n  name: {name}\n  result: {result}\n  \
+         suite: {suite}\n  unit: {unit}\n  url: {url}\n",
+        id = r[12],
+        job = r[0],
+        level = plain(&r[8]),
+        end = quoted(&r[14]),
+        start = quoted(&r[13]),
+        logged = r[7],
+        m = if r[3] == "None" {
+            "None".to_owned()
+        } else {
+            format!("'{}'", r[3])
+        },
+        name = r[11],
+        result = r[2],
+        suite = r[1],
+        unit = plain(&r[4]),
+        url = r[10],
+    )
+}
+
+/// The body of a results export without its first (header) line.
+fn without_header(body: &str) -> &str {
+    body.split_once("\r\n").map_or("", |(_, rest)| rest)
+}
+
 #[tokio::test]
 async fn results_exports_match_lava_bytes() {
     let lab = start().await;
-    let (_, rows) = expected_rows(&lab).await;
+    let rows = expected_rows(&lab).await;
     let job = lab.results;
+    let suites = suites(&lab).await;
+    // The whole job's exports are its suites' exports one after the other.
+    let (mut stream, mut quoted, mut yaml) = (String::new(), String::new(), String::new());
+    for (_, suite) in &suites {
+        let (status, body) = lab
+            .text(&format!("/results/{job}/{suite}/stream/csv"), None)
+            .await;
+        assert_eq!(status, 200, "{suite}: {body}");
+        stream.push_str(&body);
+        let (_, body) = lab.text(&format!("/results/{job}/{suite}/csv"), None).await;
+        quoted.push_str(without_header(&body));
+        let (_, body) = lab
+            .text(&format!("/results/{job}/{suite}/yaml"), None)
+            .await;
+        yaml.push_str(&body);
+    }
     let resp = lab.get(&format!("/results/{job}/csv"), None).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["content-type"], "text/csv");
@@ -535,7 +745,17 @@ async fn results_exports_match_lava_bytes() {
         resp.headers()["content-disposition"],
         format!("attachment; filename=\"lava_{job}.csv\"").as_str()
     );
-    assert_eq!(resp.text().await.expect("body"), csv(&rows, false, true));
+    let body = resp.text().await.expect("body");
+    assert_eq!(body, format!("{}{stream}", csv(&[], false, true)));
+    assert!(body.ends_with(&csv(&rows, false, false)), "{body}");
+    let (_, tests) = lab
+        .json(&format!("/api/v0.2/jobs/{job}/tests/"), None)
+        .await;
+    assert_eq!(
+        body.lines().count(),
+        1 + tests["count"].as_u64().expect("count") as usize,
+        "one row per case: {body}"
+    );
     let (status, body) = lab.text(&format!("/results/{job}/0_smoke/csv"), None).await;
     assert_eq!(status, 200);
     assert_eq!(body, csv(&rows[..2], true, true));
@@ -551,68 +771,23 @@ async fn results_exports_match_lava_bytes() {
         .await;
     assert_eq!(body, csv(&rows[..2], false, false));
     let (_, body) = lab.text(&format!("/api/v0.2/jobs/{job}/csv/"), None).await;
-    assert_eq!(body, csv(&rows, true, true));
+    assert_eq!(body, format!("{}{quoted}", csv(&[], true, true)));
+    assert!(body.ends_with(&csv(&rows, true, false)), "{body}");
     let (_, count) = lab
         .text(&format!("/results/{job}/0_smoke/+testcase-count"), None)
         .await;
     assert_eq!(count, "2");
 
-    let yaml_item = |r: &[String; 15], meta: &str| {
-        format!(
-            "- id: '{id}'\n  job: '{job}'\n  level: {level}\n  log_end_line: {end}\n  log_start_line: {start}\n  \
-             logged: '{logged}'\n  measurement: {m}\n  metadata:{meta}\n  name: {name}\n  result: {result}\n  \
-             suite: {suite}\n  unit: {unit}\n  url: {url}\n",
-            id = r[12],
-            job = r[0],
-            level = if r[8].is_empty() {
-                "''".to_owned()
-            } else {
-                r[8].clone()
-            },
-            end = if r[14].is_empty() {
-                "''".to_owned()
-            } else {
-                format!("'{}'", r[14])
-            },
-            start = if r[13].is_empty() {
-                "''".to_owned()
-            } else {
-                format!("'{}'", r[13])
-            },
-            logged = r[7],
-            m = if r[3] == "None" {
-                "None".to_owned()
-            } else {
-                format!("'{}'", r[3])
-            },
-            name = r[11],
-            result = r[2],
-            suite = r[1],
-            unit = if r[4].is_empty() {
-                "''".to_owned()
-            } else {
-                r[4].clone()
-            },
-            url = r[10],
-        )
-    };
-    let metas = [
-        "\n    case: boot-ok\n    definition: 0_smoke\n    result: pass",
-        "\n    case: ping\n    level: 1.4.3.1\n    note: a, \"b\"",
-        " {}",
-    ];
-    let want: String = rows
-        .iter()
-        .zip(metas)
-        .map(|(r, m)| yaml_item(r, m))
-        .collect();
+    let board: String = rows.iter().map(|r| yaml_item(r, " {}")).collect();
     let resp = lab.get(&format!("/results/{job}/yaml"), None).await;
     assert_eq!(resp.headers()["content-type"], "text/yaml");
-    assert_eq!(resp.text().await.expect("body"), want);
+    let body = resp.text().await.expect("body");
+    assert_eq!(body, yaml);
+    assert!(body.ends_with(&board), "{body}");
     let (_, body) = lab.text(&format!("/api/v0.2/jobs/{job}/yaml/"), None).await;
-    assert_eq!(body, want);
+    assert_eq!(body, yaml);
     let (_, body) = lab.text(&format!("/results/{job}/1_more/yaml"), None).await;
-    assert_eq!(body, yaml_item(&rows[2], metas[2]));
+    assert_eq!(body, yaml_item(&rows[2], " {}"));
     let (_, body) = lab
         .text(&format!("/results/{job}/yaml_summary"), None)
         .await;

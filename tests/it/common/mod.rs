@@ -1,6 +1,7 @@
 //! What several integration-test modules share: where the checkout and the virtual lab's
 //! assets are, building the assets once, taking the TFTP port the U-Boot board needs, the
-//! lab switch ([`lab_or_skip!`]) and the one server fixture ([`server`]).
+//! lab switch ([`lab_or_skip!`]), submitting a job through the one submission path
+//! ([`submit_as`]) and the one server fixture ([`server`]).
 
 pub mod server;
 
@@ -31,8 +32,11 @@ macro_rules! lab_or_skip {
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use lavabox::access::{Caller, CallerUser};
+use lavabox::app::App;
 use lavabox::model::{JobId, TestResult};
 use lavabox::store::AsyncStore;
+use lavabox::submit::Submitted;
 use lavabox::tftp;
 use tokio::process::Command;
 use tokio::sync::OnceCell;
@@ -115,4 +119,32 @@ pub async fn test_cases(store: &AsyncStore, job: JobId) -> Vec<(String, String, 
         .into_iter()
         .map(|c| (c.suite, c.name, c.result))
         .collect()
+}
+
+/// Submits `definition` as user `username` through the one submission path every API uses
+/// (`lavabox::submit::submit`: validation, the device checks, the store, `App::changed` and
+/// the scheduler's wake-up); returns the new job's id.
+pub async fn submit_as(app: &App, username: &str, definition: &str) -> JobId {
+    let name = username.to_owned();
+    let user = app
+        .store()
+        .call(move |s| {
+            let Some(user) = s.user(&name)? else {
+                panic!("no user {name}");
+            };
+            let groups = s.user_groups(&name)?;
+            Ok(CallerUser {
+                id: user.id,
+                username: user.username,
+                is_superuser: user.is_superuser,
+                groups: groups.into_iter().map(|g| g.name).collect(),
+            })
+        })
+        .await
+        .expect("reading the submitter");
+    let caller = Caller { user: Some(user) };
+    match lavabox::submit::submit(app, &caller, definition).await {
+        Ok(Submitted::Single(id)) => id,
+        other => panic!("submitting as {username}: {other:?}\n{definition}"),
+    }
 }
