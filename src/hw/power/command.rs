@@ -89,7 +89,7 @@ impl Power for CommandPower {
                 return Err(Error::NoPowerControl);
             }
             self.run(&self.off, timeout, out, false).await?;
-            tokio::time::sleep(self.min_off).await;
+            super::stay_off(self.min_off).await;
             self.run(&self.on, timeout, out, false).await?;
             Ok(Cycle::OffOn)
         })

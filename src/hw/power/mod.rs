@@ -69,9 +69,17 @@ pub trait Power: Send + Sync + std::fmt::Debug {
     ) -> BoxFuture<'a, Result<Cycle, Error>> {
         Box::pin(async move {
             self.set(PowerState::Off, timeout, out).await?;
-            tokio::time::sleep(self.min_off_time()).await;
+            stay_off(self.min_off_time()).await;
             self.set(PowerState::On, timeout, out).await?;
             Ok(Cycle::OffOn)
         })
+    }
+}
+
+/// Waits out a board's minimum off-time. No wait at all for none: tokio's timer has a 1 ms
+/// resolution, so even a zero sleep would hold every power cycle up to the next tick.
+pub(crate) async fn stay_off(min_off: Duration) {
+    if !min_off.is_zero() {
+        tokio::time::sleep(min_off).await;
     }
 }
