@@ -17,8 +17,8 @@ use lavabox::config::{Config, Overrides, RawConfig};
 use lavabox::dispatcher::Dispatcher;
 use lavabox::events::{Event, Published};
 use lavabox::hw::fake::{FakeBoards, FakeConsole, FakeRunner};
-use lavabox::model::{DeviceHealth, JobHealth, JobId, JobState};
-use lavabox::store::{JobChange, NewDevice, NewDeviceType, NewUser, Store};
+use lavabox::model::{DeviceHealth, DeviceState, JobHealth, JobId, JobState};
+use lavabox::store::{DeviceChange, JobChange, NewDevice, NewDeviceType, NewUser, Store};
 use tokio::sync::{broadcast, oneshot};
 
 use super::{ensure_assets, health_check, repo};
@@ -127,8 +127,17 @@ pub type Seed = Box<dyn FnOnce(&mut Store) -> Result<(), lavabox::store::Error> 
 pub struct Options {
     /// The board behind the dispatcher.
     pub board: Board,
-    /// Virtual lab boards (`lab/devices/<name>.jinja2`) to register, Good.
+    /// Virtual lab boards (`lab/devices/<name>.jinja2`) to register, with health
+    /// [`Options::board_health`].
     pub lab_boards: Vec<&'static str>,
+    /// The health the lab boards start with.
+    pub board_health: DeviceHealth,
+    /// The lab device types whose health check is enabled (disabled for the others).
+    pub health_checks: Vec<&'static str>,
+    /// The health check installed for a lab device type instead of its shipped one.
+    pub health_check_text: Vec<(&'static str, String)>,
+    /// Job definitions submitted as alice before the app runs, so its first pass sees them all.
+    pub queued: Vec<String>,
     /// Bind TFTP on 127.0.0.1:69 (the U-Boot lab board needs it); else an ephemeral port.
     pub tftp_port_69: bool,
     /// Substrings of the scripted board's power commands that fail (`hw::fake::FakeRunner`).
@@ -147,6 +156,10 @@ impl Options {
         Options {
             board: Board::Scripted(scripted_board()),
             lab_boards: Vec::new(),
+            board_health: DeviceHealth::Good,
+            health_checks: Vec::new(),
+            health_check_text: Vec::new(),
+            queued: Vec::new(),
             tftp_port_69: false,
             failing_commands: Vec::new(),
             instance: "lavabox-test",
@@ -184,6 +197,8 @@ impl Options {
 
 /// A running appliance.
 pub struct Server {
+    /// Every event [`Server::until`] has read so far, in order.
+    pub seen: Vec<Event>,
     /// Where the HTTP API (XML-RPC, REST, results) listens.
     pub addr: SocketAddr,
     /// Where the ZMQ publisher listens.
@@ -253,11 +268,13 @@ impl Server {
         if lab {
             ensure_assets().await;
             for ty in ["qemu", "qemu-uboot-arm"] {
-                std::fs::write(
-                    templates.join(format!("health-checks/{ty}.yaml")),
-                    health_check(ty),
-                )
-                .expect("health check");
+                let text = options
+                    .health_check_text
+                    .iter()
+                    .find(|(t, _)| *t == ty)
+                    .map_or_else(|| health_check(ty), |(_, text)| text.clone());
+                std::fs::write(templates.join(format!("health-checks/{ty}.yaml")), text)
+                    .expect("health check");
             }
         }
         let tftp_turn = if options.tftp_port_69 {
@@ -289,6 +306,7 @@ impl Server {
         let worker = config.instance.clone();
         let app = App::build(config).await.expect("app");
         let boards = options.lab_boards.clone();
+        let (board_health, health_checks) = (options.board_health, options.health_checks);
         let seed = options.seed;
         let (admin_token, alice_token, bob_token) = app
             .store()
@@ -317,13 +335,13 @@ impl Server {
                     };
                     if s.device_type(ty)?.is_none() {
                         let mut dt = NewDeviceType::named(ty);
-                        dt.disable_health_check = true;
+                        dt.disable_health_check = !health_checks.contains(&ty);
                         s.create_device_type(&dt)?;
                     }
                     let file = repo().join(format!("lab/devices/{board}.jinja2"));
                     let mut new = NewDevice::new(board, ty);
                     new.dictionary = Some(std::fs::read_to_string(file).expect("lab device"));
-                    new.health = DeviceHealth::Good;
+                    new.health = board_health;
                     s.create_device(&new)?;
                 }
                 seed(s)?;
@@ -332,6 +350,9 @@ impl Server {
             .await
             .expect("seed");
         let events = app.events().subscribe();
+        for definition in &options.queued {
+            super::submit_as(&app, "alice", definition).await;
+        }
         let (stop, stopped) = oneshot::channel::<()>();
         let stopped = async move {
             let _ = stopped.await;
@@ -375,6 +396,7 @@ impl Server {
             (addr, zmq, outcomes, tokio::spawn(bound.run(stopped)))
         };
         Server {
+            seen: Vec::new(),
             addr,
             zmq,
             app,
@@ -391,17 +413,17 @@ impl Server {
         }
     }
 
-    /// The next job change matching `want` on the bus (the job path's own announcements).
-    pub async fn until_job(&mut self, what: &str, want: impl Fn(&JobChange) -> bool) -> JobChange {
-        let events = &mut self.events;
+    /// The next event matching `want` on the bus (the job path's own announcements); every
+    /// event read on the way is kept in [`Server::seen`], and shown if none comes.
+    pub async fn until(&mut self, what: &str, want: impl Fn(&Event) -> bool) -> Event {
+        let (events, seen) = (&mut self.events, &mut self.seen);
         let found = tokio::time::timeout(SAFETY_NET, async {
             loop {
                 match events.recv().await {
                     Ok(p) => {
-                        if let Event::Job(j) = &p.event
-                            && want(j)
-                        {
-                            return j.clone();
+                        seen.push(p.event.clone());
+                        if want(&p.event) {
+                            return p.event.clone();
                         }
                     }
                     Err(broadcast::error::RecvError::Lagged(_)) => continue,
@@ -410,7 +432,33 @@ impl Server {
             }
         })
         .await;
-        found.unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+        found.unwrap_or_else(|_| panic!("timed out waiting for {what}; seen: {:#?}", self.seen))
+    }
+
+    /// The next job change matching `want`.
+    pub async fn until_job(&mut self, what: &str, want: impl Fn(&JobChange) -> bool) -> JobChange {
+        match self
+            .until(what, |e| matches!(e, Event::Job(j) if want(j)))
+            .await
+        {
+            Event::Job(j) => j,
+            Event::Device(_) | Event::Worker(_) => unreachable!("matched a job change"),
+        }
+    }
+
+    /// The next change of device `host` to `state`.
+    pub async fn until_device(&mut self, host: &str, state: DeviceState) -> DeviceChange {
+        let what = format!("device {host} {state:?}");
+        match self
+            .until(
+                &what,
+                |e| matches!(e, Event::Device(d) if d.hostname == host && d.state == state),
+            )
+            .await
+        {
+            Event::Device(d) => d,
+            Event::Job(_) | Event::Worker(_) => unreachable!("matched a device change"),
+        }
     }
 
     /// Waits until job `id` is Finished and returns its end, showing the log when it did not
