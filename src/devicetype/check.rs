@@ -8,7 +8,7 @@
 //! read, or looked for and did not find, changed on disk (its [`Stamps`]: the CLI in another
 //! process, an admin's editor). Checking that costs a few `stat` calls, no reads.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use super::Templates;
@@ -99,14 +99,14 @@ impl DeviceChecks {
     ) -> Vec<Arc<DeviceCheck>> {
         let generation = templates.generation();
         let mut seen = HashMap::new();
-        let mut wanted: HashMap<&str, ()> = HashMap::new();
+        let mut wanted: HashSet<&str> = HashSet::new();
         let checks = dictionaries
             .iter()
             .map(|dictionary| {
                 let Some(dictionary) = dictionary.as_deref() else {
                     return Arc::new(templates.check_device(None));
                 };
-                wanted.insert(dictionary, ());
+                wanted.insert(dictionary);
                 if let Some(entry) = self.entries.get(dictionary)
                     && entry.generation == generation
                     && entry.stamps.unchanged(&mut seen)
@@ -127,7 +127,7 @@ impl DeviceChecks {
                 check
             })
             .collect();
-        self.entries.retain(|k, _| wanted.contains_key(k.as_str()));
+        self.entries.retain(|k, _| wanted.contains(k.as_str()));
         checks
     }
 

@@ -22,6 +22,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use time::OffsetDateTime;
 
+use crate::model::lifecycle::device_accepts;
 use crate::model::{DeviceHealth, DeviceState, JobId, Priority};
 use crate::scheduler::{
     CancelTarget, Decision, Device, DeviceOrder, HealthCheckState, JobKind, QueuedJob, Snapshot,
@@ -234,13 +235,8 @@ impl<'a> Round<'a> {
                 continue;
             };
             let d = self.devices[i];
-            if self.free(i)
-                && self.spare(i) > 0
-                && matches!(
-                    d.health,
-                    DeviceHealth::Good | DeviceHealth::Unknown | DeviceHealth::Looping
-                )
-            {
+            // The store refuses what `device_accepts` refuses: plan nothing it would.
+            if self.free(i) && self.spare(i) > 0 && device_accepts(d.state, d.health, true) {
                 self.take(i);
                 placed.insert(job.id);
                 self.decisions.push(Decision::Assign {

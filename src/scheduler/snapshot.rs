@@ -206,24 +206,15 @@ pub fn convert(
                 );
             }
         }
-        let access = if d.is_public {
-            Access::Public
-        } else {
-            Access::Restricted {
-                users: d
-                    .owner_user
-                    .as_ref()
-                    .and_then(|u| people.user_ids.get(u).copied())
-                    .into_iter()
-                    .collect(),
-                groups: d
-                    .owner_group
-                    .as_ref()
-                    .and_then(|g| people.group_ids.get(g).copied())
-                    .into_iter()
-                    .collect(),
-            }
-        };
+        let access = Access::from_owners(
+            d.is_public,
+            d.owner_user
+                .as_ref()
+                .and_then(|u| people.user_ids.get(u).copied()),
+            d.owner_group
+                .as_ref()
+                .and_then(|g| people.group_ids.get(g).copied()),
+        );
         devices.push(Device {
             hostname: d.hostname.clone(),
             device_type: d.device_type.clone(),
