@@ -554,15 +554,6 @@ async fn serial_console_that_vanishes_on_power_off_is_re_attached() {
     line.unplug().await;
 }
 
-/// Polls `done` until it holds; the deadline is only a safety net.
-async fn until(what: &str, mut done: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while !done().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// Whether a QEMU process whose command line mentions `marker` runs.
 async fn qemu_running(marker: &Path) -> bool {
     let out = Command::new("pgrep")
@@ -576,10 +567,17 @@ async fn qemu_running(marker: &Path) -> bool {
         .any(|l| l.contains("qemu"))
 }
 
-/// `lavabox serve` on `dir`'s data directory, once it is ready, and the address its HTTP API
-/// listens on (from its readiness line).
+/// `lavabox serve` on `dir`'s data directory, with `dir/bin` first on its PATH, once it is
+/// ready, and the address its HTTP API listens on (from its readiness line).
 async fn serve(dir: &Path) -> (tokio::process::Child, SocketAddr) {
+    let path = std::env::join_paths(
+        std::iter::once(dir.join("bin")).chain(std::env::split_paths(
+            &std::env::var_os("PATH").unwrap_or_default(),
+        )),
+    )
+    .expect("PATH");
     let mut server = Command::new(env!("CARGO_BIN_EXE_lavabox"))
+        .env("PATH", path)
         .arg("--config")
         .arg(dir.join("lavabox.toml"))
         .arg("--data")
@@ -646,6 +644,42 @@ async fn killed_lavabox_leaves_no_qemu_and_recovers_the_job() {
         s.create_token("tester", "test").unwrap().secret
     };
 
+    // The emulator the job starts says so through a FIFO as it starts, before it becomes
+    // QEMU: `bin/qemu-system-x86_64`, first on the server's PATH, writes to it and execs the
+    // real one (the same process, so the parent-death signal it inherited stays).
+    let real_qemu = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .map(|dir| dir.join("qemu-system-x86_64"))
+        .find(|p| p.is_file())
+        .expect("qemu-system-x86_64 on the PATH");
+    let started = root.join("qemu-started");
+    let made = Command::new("mkfifo")
+        .arg(&started)
+        .status()
+        .await
+        .expect("mkfifo");
+    assert!(made.success(), "mkfifo: {made}");
+    std::fs::create_dir_all(root.join("bin")).unwrap();
+    let wrapper = root.join("bin/qemu-system-x86_64");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\necho started >'{}'\nexec '{}' \"$@\"\n",
+            started.display(),
+            real_qemu.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    // Read-write, so the open does not wait for a writer and reading waits for one's line.
+    let mut fifo = tokio::net::unix::pipe::OpenOptions::new()
+        .read_write(true)
+        .open_receiver(&started)
+        .expect("open the FIFO");
+
     let (mut server, addr) = serve(&root).await;
     let job = match crate::xmlrpc::rpc(
         addr,
@@ -659,11 +693,15 @@ async fn killed_lavabox_leaves_no_qemu_and_recovers_the_job() {
         other => panic!("submit: {other:?}"),
     };
     let job_dir = data.join("jobs").join(job.to_string());
-    until("the job's QEMU to run", async || {
-        let log = std::fs::read_to_string(job_dir.join("output.yaml")).unwrap_or_default();
-        log.contains("execute-qemu") && qemu_running(&root).await
-    })
-    .await;
+    let mut line = [0u8; 8];
+    tokio::time::timeout(Duration::from_secs(300), fifo.read_exact(&mut line))
+        .await
+        .expect("the job's emulator started in time")
+        .expect("reading the FIFO");
+    assert_eq!(&line, b"started\n");
+    assert!(qemu_running(&root).await, "the job's emulator runs");
+    let log = std::fs::read_to_string(job_dir.join("output.yaml")).unwrap();
+    assert!(log.contains("execute-qemu"), "{log}");
     let device_yaml = std::fs::read_to_string(job_dir.join("device.yaml")).unwrap();
     assert!(
         device_yaml.contains("qemu-system-x86_64"),
