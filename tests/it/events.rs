@@ -94,21 +94,7 @@ fn free_port() -> u16 {
 /// `lavabox ARGS` on the data directory and configuration of `dir`; panics unless it
 /// succeeds, returns stdout.
 fn lavabox(dir: &std::path::Path, args: &[&str]) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lavabox"))
-        .arg("--config")
-        .arg(dir.join("lavabox.toml"))
-        .arg("--data")
-        .arg(dir.join("data"))
-        .args(args)
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run lavabox");
-    assert!(
-        out.status.success(),
-        "lavabox {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8")
+    crate::common::lavabox_cli(&dir.join("lavabox.toml"), &dir.join("data"), args)
 }
 
 /// The regression test: device events carry the job as it was at the change (a late

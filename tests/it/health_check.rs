@@ -5,7 +5,6 @@
 //! Submitted.
 
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,20 +40,7 @@ const SAFETY_NET: Duration = Duration::from_secs(30);
 
 /// Runs the real `lavabox` binary with `config` and `--data data`; expects success.
 fn lavabox(config: &Path, data: &Path, args: &[&str]) {
-    let out = Command::new(env!("CARGO_BIN_EXE_lavabox"))
-        .arg("--config")
-        .arg(config)
-        .arg("--data")
-        .arg(data)
-        .args(args)
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run lavabox");
-    assert!(
-        out.status.success(),
-        "lavabox {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::common::lavabox_cli(config, data, args);
 }
 
 /// The next job change matching `want`.

@@ -148,3 +148,23 @@ pub async fn submit_as(app: &App, username: &str, definition: &str) -> JobId {
         other => panic!("submitting as {username}: {other:?}\n{definition}"),
     }
 }
+
+/// Runs the real `lavabox` binary as an admin would (`--config CONFIG --data DATA ARGS…`);
+/// asserts it succeeded and returns its standard output.
+pub fn lavabox_cli(config: &Path, data: &Path, args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lavabox"))
+        .arg("--config")
+        .arg(config)
+        .arg("--data")
+        .arg(data)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run lavabox");
+    assert!(
+        out.status.success(),
+        "lavabox {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
+}
