@@ -133,6 +133,12 @@ fn raise_nofile(want: u64) {
 
 /// A whole `GET` answer over a fresh connection (`Connection: close`).
 async fn get(addr: SocketAddr, path: &str) -> String {
+    tokio::time::timeout(SAFETY, get_unbounded(addr, path))
+        .await
+        .expect("an answer before the safety net")
+}
+
+async fn get_unbounded(addr: SocketAddr, path: &str) -> String {
     let mut stream = TcpStream::connect(addr).await.expect("connect");
     stream
         .write_all(
@@ -147,6 +153,12 @@ async fn get(addr: SocketAddr, path: &str) -> String {
 
 /// Reads one response with a `Content-Length` from a kept-alive connection.
 async fn read_response(stream: &mut TcpStream) -> String {
+    tokio::time::timeout(SAFETY, read_response_unbounded(stream))
+        .await
+        .expect("a response before the safety net")
+}
+
+async fn read_response_unbounded(stream: &mut TcpStream) -> String {
     let mut data = Vec::new();
     let mut buf = [0u8; 4096];
     loop {
