@@ -60,9 +60,14 @@
 //! - `large_requests` (default 2) and `large_request_queue` (default 64): requests with a body
 //!   over 16 KiB (job submissions and validations, uploads) are read and handled at most
 //!   `large_requests` at a time; up to `large_request_queue` more wait, unread, and beyond
-//!   that a request is refused at once (XML-RPC fault 503, HTTP 503). One 2 MiB job costs
-//!   about 40 MB while it is validated, so two at a time keep lavabox within 128 MB above idle
-//!   whatever anonymous clients send.
+//!   that a request is refused at once (XML-RPC fault 503, HTTP 503). Besides, at most
+//!   `submit::PARALLEL_PARSES` (4) job definitions of any size are parsed at once. The
+//!   ceiling this keeps is **128 MB above idle** whatever anonymous clients send: one 2 MiB
+//!   validation peaks at about 16 MB above idle (its YAML tree is about 6× the text, its
+//!   request a few copies of it), a 2 MiB submission at about 40 MB (the typed definition on
+//!   top), and 32 concurrent 2 MiB validations at 43 MB (`cargo bench --bench
+//!   validate_load`); small requests add at most `max_connections` × (16 KiB of body + 32 KiB
+//!   of buffer).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
