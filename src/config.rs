@@ -50,7 +50,8 @@
 //!   32 KiB of buffer (a request header must fit in it, `net::http::MAX_BUF`).
 //! - `header_timeout_seconds` (default 10): how long a client may take to send a whole request
 //!   header, from connecting or from the first byte of a later request. A silent socket or
-//!   half a header is closed after it.
+//!   half a header is closed after it; a request body that stalls this long between two
+//!   chunks fails the request.
 //! - `idle_timeout_seconds` (default 60): how long a kept-alive connection may wait for its
 //!   next request.
 //! - `shutdown_grace_seconds` (default 10): on SIGTERM, how long requests in flight may take

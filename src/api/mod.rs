@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use axum::Router;
 use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::timeout::TimeoutLayer;
+use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 use tower_http::trace::TraceLayer;
 
 use crate::app::App;
@@ -50,12 +50,16 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let gate = crate::net::http::fitted("HTTP API", app.config().http.limits);
     let large_requests = large::LargeRequests::new(&app.config().http);
+    let body_stall = app.config().http.limits.header_timeout;
     // The large-request queue sits outside the request timeout: waiting for a permit is
     // bounded by the queue's length, the timeout applies to reading and handling.
     let router = router(app).layer((
         TraceLayer::new_for_http(),
         axum::middleware::from_fn_with_state(large_requests, large::gate),
         RequestBodyLimitLayer::new(MAX_BODY),
+        // A body that stalls is as bad as a header that does: it would hold a large-request
+        // permit until the request timeout.
+        RequestBodyTimeoutLayer::new(body_stall),
         #[allow(deprecated)]
         TimeoutLayer::new(REQUEST_TIMEOUT),
     ));
