@@ -10,98 +10,9 @@ use std::time::{Duration, Instant};
 
 use lavabox::jobdef::{self, Mode};
 
-/// One action group of a realistic job: deploy, boot, and a test with inline and git
-/// definitions, commented, with literal blocks for the longer scripts.
-fn action_group(job: &mut String, i: usize) {
-    job.push_str(&format!(
-        "# ---- round {i} ----
-- deploy:
-    namespace: target
-    timeout: {{minutes: 10}}
-    to: tmpfs
-    images:
-      rootfs:
-        url: https://files.example.org/builds/{i}/debian-bookworm-arm64.qcow2.xz
-        image_arg: '-drive format=qcow2,file={{rootfs}}'
-        format: qcow2
-        compression: xz
-        sha256sum: 5f2b7ac7e0b1c3a8d9e4f6a7b8c9d0e1f2a3b4c5d6e7f8091a2b3c4d5e6f7a8{}
-    os: debian
-- boot:
-    namespace: target
-    timeout:
-      minutes: 5
-    method: qemu
-    media: tmpfs
-    prompts:
-    - 'root@debian:~#'
-    - '/ #'
-    auto_login: {{login_prompt: 'login:', username: root}}
-- test:
-    namespace: target
-    timeout: {{minutes: 30}}
-    definitions:
-",
-        i % 10
-    ));
-    for t in 0..4 {
-        job.push_str(&format!(
-            "    - from: inline
-      name: smoke-{i}-{t}
-      path: inline/smoke-{t}.yaml
-      repository:
-        metadata:
-          format: Lava-Test Test Definition 1.0
-          name: smoke-{t}
-          description: \"generated test {t} of round {i}\"
-          os: [debian]
-          scope: [functional]
-        install:
-          deps: [curl, jq]
-        run:
-          steps:
-          - lava-test-case uname --shell uname -a
-          - lava-test-case kernel-{t} --result pass
-          - |
-            for f in /proc/cpuinfo /proc/meminfo; do
-              lava-test-case \"read-$(basename $f)\" --shell test -s $f
-            done
-        parse:
-          fixupdict: {{PASS: pass, FAIL: fail}}
-    - {{from: git, repository: 'https://git.example.org/tests-{i}.git', path: smoke/{t}.yaml, name: git-{i}-{t}, parameters: {{A: '1', B: '2'}}}}
-"
-        ));
-    }
-}
-
-/// A valid job of at least `target` bytes.
-fn big_job(target: usize) -> String {
-    let mut job = String::from(
-        "# Generated benchmark job.
-device_type: qemu
-job_name: bench
-visibility: public
-priority: medium
-timeouts:
-  job: {hours: 10}
-  action: {minutes: 10}
-  connection: {minutes: 2}
-context:
-  arch: arm64
-  memory: 2048
-metadata:
-  build: '1'
-  source: https://ci.example.org/job/1
-actions:
-",
-    );
-    let mut i = 0;
-    while job.len() < target {
-        action_group(&mut job, i);
-        i += 1;
-    }
-    job
-}
+#[path = "support/bigjob.rs"]
+mod bigjob;
+use bigjob::big_job;
 
 /// The same job with one mistake in its last action: an unknown boot method.
 fn big_invalid_job(target: usize) -> String {
@@ -199,8 +110,41 @@ fn report(name: &str, job: &str, mode: Mode) {
     }
 }
 
+/// Resident memory of this process now, in MB.
+fn rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+/// Peak memory `f` adds to this process, in MB (one run, one thread).
+fn added_peak<T>(f: impl FnOnce() -> T) -> Option<f64> {
+    reset_peak();
+    let before = rss_mb()?;
+    let out = f();
+    let peak = peak_mb()?;
+    drop(out);
+    Some(peak - before)
+}
+
 fn main() {
     let job = big_job(2_000_000);
+    // Memory first, before the timings' allocations leave freed heap for later runs to reuse.
+    // Each figure is a fresh process's growth, so later ones may reuse what earlier freed:
+    // the tree alone, then validation (the tree and the checks), then the typed definition
+    // a submission builds on top.
+    let show = |mb: Option<f64>| mb.map_or("?".to_owned(), |mb| format!("{mb:.1} MB"));
+    println!(
+        "  memory of one {:.2} MB job: YAML tree {}, validation {}, typed definition (submission) {}",
+        job.len() as f64 / 1e6,
+        show(added_peak(|| jobdef::yaml::load(&job))),
+        show(added_peak(|| jobdef::validate_str_mode(
+            &job,
+            Mode::Lenient
+        ))),
+        show(added_peak(|| jobdef::parse_str_mode(&job, Mode::Lenient))),
+    );
     let (t, _) = time(5, || jobdef::yaml::load(&job));
     println!("  YAML tree (saphyr-parser events): {}", t.show());
     report("validate valid job", &job, Mode::Lenient);

@@ -28,6 +28,13 @@ use crate::tftp;
 /// The line logged once the appliance is ready; tests and scripts wait for it.
 pub const READY: &str = "lavabox ready";
 
+/// The longest a stop may take once the shutdown signal came: the HTTP listener's grace
+/// period (`[http] shutdown_grace_seconds`, at most 60 s) runs inside it, as do the running
+/// jobs reaching their safe point (canceled, boards powered off by their own bounded
+/// commands). What is still running then is left: the next start's recovery closes those jobs
+/// and powers their boards off, as after a crash. systemd's `TimeoutStopSec=90` is well above.
+pub const STOP_DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Everything the appliance's services share.
 #[derive(Debug, Clone)]
 pub struct App {
@@ -368,8 +375,19 @@ impl Bound {
         );
         shutdown.await;
         tracing::info!("shutting down");
+        // Listeners stop accepting at once; requests in flight get the grace period; the
+        // scheduler cancels running jobs, which power their boards off.
         stop.cancel();
-        tracker.wait().await;
+        if tokio::time::timeout(STOP_DEADLINE, tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::error!(
+                deadline_seconds = STOP_DEADLINE.as_secs(),
+                "services still stopping at the stop deadline: leaving them (the next start \
+                 recovers their jobs and powers their boards off)"
+            );
+        }
         app.set_own_worker(WorkerState::Offline).await;
         drop(notifier);
         drop(publisher);

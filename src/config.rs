@@ -31,7 +31,44 @@
 //!
 //! [hw]
 //! min_off_seconds = 3
+//!
+//! [http]
+//! max_connections = 512
+//! header_timeout_seconds = 10
+//! idle_timeout_seconds = 60
+//! shutdown_grace_seconds = 10
+//! large_requests = 2
+//! large_request_queue = 64
 //! ```
+//!
+//! `[http]` holds what keeps the API answering under abuse on a small box (every listener
+//! that speaks HTTP takes the same limits, see [`crate::net`]):
+//! - `max_connections` (default 512): connections open at once. At the cap the longest-idle
+//!   connection (no request in progress) is closed to admit a new one; only when all are
+//!   busy do new clients wait. Each costs a file descriptor, so the cap is cut to the
+//!   process's `RLIMIT_NOFILE` less 256 (the unit sets `LimitNOFILE=4096`), and at most
+//!   32 KiB of buffer (a request header must fit in it, `net::http::MAX_BUF`).
+//! - `header_timeout_seconds` (default 10): how long a client may take to send a whole request
+//!   header, from connecting or from the first byte of a later request. A silent socket or
+//!   half a header is closed after it; a request body that stalls this long between two
+//!   chunks fails the request.
+//! - `idle_timeout_seconds` (default 60): how long a kept-alive connection may wait for its
+//!   next request.
+//! - `shutdown_grace_seconds` (default 10): on SIGTERM, how long requests in flight may take
+//!   to finish before their connections are dropped. With the jobs' own bound
+//!   ([`crate::app::STOP_DEADLINE`]) the process exits well inside the unit's
+//!   `TimeoutStopSec=90`.
+//! - `large_requests` (default 2) and `large_request_queue` (default 64): requests with a body
+//!   over 16 KiB (job submissions and validations, uploads) are read and handled at most
+//!   `large_requests` at a time; up to `large_request_queue` more wait, unread, and beyond
+//!   that a request is refused at once (XML-RPC fault 503, HTTP 503). Besides, at most
+//!   `submit::PARALLEL_PARSES` (4) job definitions of any size are parsed at once. The
+//!   ceiling this keeps is **128 MB above idle** whatever anonymous clients send: one 2 MiB
+//!   validation peaks at about 16 MB above idle (its YAML tree is about 6× the text, its
+//!   request a few copies of it), a 2 MiB submission at about 40 MB (the typed definition on
+//!   top), and 32 concurrent 2 MiB validations at 43 MB (`cargo bench --bench
+//!   validate_load`); small requests add at most `max_connections` × (16 KiB of body + 32 KiB
+//!   of buffer).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -97,6 +134,26 @@ pub struct RawConfig {
     pub smtp: Option<RawSmtp>,
     /// Hardware section: how boards are driven.
     pub hw: Option<RawHw>,
+    /// HTTP limits section.
+    pub http: Option<RawHttp>,
+}
+
+/// `[http]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttp {
+    /// Connections open at once.
+    pub max_connections: Option<u64>,
+    /// Seconds a client may take to send a request header.
+    pub header_timeout_seconds: Option<f64>,
+    /// Seconds a kept-alive connection may wait for its next request.
+    pub idle_timeout_seconds: Option<f64>,
+    /// Seconds requests in flight may take to finish after SIGTERM.
+    pub shutdown_grace_seconds: Option<f64>,
+    /// Requests with a large body handled at once.
+    pub large_requests: Option<u64>,
+    /// Requests with a large body waiting at most.
+    pub large_request_queue: Option<u64>,
 }
 
 /// `[hw]` as written.
@@ -162,6 +219,37 @@ pub struct Config {
     pub smtp: Option<SmtpConfig>,
     /// How boards are driven.
     pub hw: HwConfig,
+    /// HTTP limits.
+    pub http: HttpConfig,
+}
+
+/// `[http]`: the limits of the HTTP listeners (see the module documentation for why each).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpConfig {
+    /// Connections, timeouts and the shutdown grace period of each listener.
+    pub limits: crate::net::Limits,
+    /// Requests with a body over [`crate::api::LARGE_BODY`] handled at once.
+    pub large_requests: usize,
+    /// Such requests waiting at most; more are refused.
+    pub large_request_queue: usize,
+}
+
+/// Default [`HttpConfig::large_requests`].
+pub const DEFAULT_LARGE_REQUESTS: usize = 2;
+/// Default [`HttpConfig::large_request_queue`].
+pub const DEFAULT_LARGE_REQUEST_QUEUE: usize = 64;
+/// The longest `[http]` timeout or grace period accepted: the shutdown must end within the
+/// unit's stop timeout.
+pub const MAX_HTTP_SECONDS: f64 = 3600.0;
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            limits: crate::net::Limits::default(),
+            large_requests: DEFAULT_LARGE_REQUESTS,
+            large_request_queue: DEFAULT_LARGE_REQUEST_QUEUE,
+        }
+    }
 }
 
 /// How `hw` drives boards (what the dictionaries do not say).
@@ -366,6 +454,8 @@ impl Config {
                     })?,
             },
         };
+        let http = http_config(raw.http.unwrap_or_default())
+            .map_err(|(field, reason)| invalid(field, reason))?;
         Ok(Config {
             source: path.map(Path::to_owned),
             instance,
@@ -377,6 +467,7 @@ impl Config {
             events,
             smtp,
             hw,
+            http,
         })
     }
 
@@ -412,6 +503,61 @@ impl Config {
     pub fn template_dir_refs(&self) -> Vec<&Path> {
         self.template_dirs.iter().map(PathBuf::as_path).collect()
     }
+}
+
+/// Validates `[http]`: counts at least 1, durations positive and at most
+/// [`MAX_HTTP_SECONDS`] (the shutdown grace may not exceed 60 s, to stay inside the unit's stop
+/// timeout).
+fn http_config(raw: RawHttp) -> Result<HttpConfig, (&'static str, String)> {
+    use std::time::Duration;
+    let d = HttpConfig::default();
+    let count = |field: &'static str, v: Option<u64>, default: usize| match v {
+        None => Ok(default),
+        Some(0) => Err((field, "must be at least 1".to_owned())),
+        Some(n) => usize::try_from(n).map_err(|_| (field, format!("`{n}` is too large"))),
+    };
+    let seconds = |field: &'static str, v: Option<f64>, default: Duration, max: f64| match v {
+        None => Ok(default),
+        Some(s) if s > 0.0 && s <= max => Duration::try_from_secs_f64(s)
+            .map_err(|_| (field, format!("`{s}` is not a number of seconds"))),
+        Some(s) => Err((
+            field,
+            format!("`{s}` is not a number of seconds above 0 and at most {max}"),
+        )),
+    };
+    Ok(HttpConfig {
+        limits: crate::net::Limits {
+            max_connections: count(
+                "http.max_connections",
+                raw.max_connections,
+                d.limits.max_connections,
+            )?,
+            header_timeout: seconds(
+                "http.header_timeout_seconds",
+                raw.header_timeout_seconds,
+                d.limits.header_timeout,
+                MAX_HTTP_SECONDS,
+            )?,
+            idle_timeout: seconds(
+                "http.idle_timeout_seconds",
+                raw.idle_timeout_seconds,
+                d.limits.idle_timeout,
+                MAX_HTTP_SECONDS,
+            )?,
+            shutdown_grace: seconds(
+                "http.shutdown_grace_seconds",
+                raw.shutdown_grace_seconds,
+                d.limits.shutdown_grace,
+                60.0,
+            )?,
+        },
+        large_requests: count("http.large_requests", raw.large_requests, d.large_requests)?,
+        large_request_queue: count(
+            "http.large_request_queue",
+            raw.large_request_queue,
+            d.large_request_queue,
+        )?,
+    })
 }
 
 /// 1-based line number of byte `offset` in `text`.
@@ -563,6 +709,38 @@ min_off_seconds = 2.5
         )
         .unwrap_err();
         assert!(matches!(err, Error::Read { .. }));
+    }
+
+    #[test]
+    fn http_limits() {
+        let config = Config::from_raw(RawConfig::default(), None).unwrap();
+        assert_eq!(config.http, HttpConfig::default());
+        assert_eq!(config.http.limits.max_connections, 512);
+        let config = parse(
+            "[http]\nmax_connections = 300\nheader_timeout_seconds = 0.5\n\
+             idle_timeout_seconds = 2\nshutdown_grace_seconds = 3\nlarge_requests = 1\n\
+             large_request_queue = 8\n",
+        )
+        .unwrap();
+        let l = config.http.limits;
+        assert_eq!(l.max_connections, 300);
+        assert_eq!(l.header_timeout, std::time::Duration::from_millis(500));
+        assert_eq!(l.idle_timeout, std::time::Duration::from_secs(2));
+        assert_eq!(l.shutdown_grace, std::time::Duration::from_secs(3));
+        assert_eq!(
+            (config.http.large_requests, config.http.large_request_queue),
+            (1, 8)
+        );
+        for (bad, field) in [
+            ("max_connections = 0", "http.max_connections"),
+            ("header_timeout_seconds = 0", "http.header_timeout_seconds"),
+            ("idle_timeout_seconds = nan", "http.idle_timeout_seconds"),
+            ("shutdown_grace_seconds = 61", "http.shutdown_grace_seconds"),
+            ("large_requests = 0", "http.large_requests"),
+        ] {
+            let err = parse(&format!("[http]\n{bad}\n")).unwrap_err();
+            assert!(err.to_string().contains(&format!("`{field}`")), "{err}");
+        }
     }
 
     #[test]

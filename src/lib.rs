@@ -13,6 +13,7 @@ pub mod events;
 pub mod hw;
 pub mod jobdef;
 pub mod model;
+pub mod net;
 pub mod notify;
 pub mod pipeline;
 pub mod pyfmt;

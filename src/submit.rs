@@ -206,6 +206,28 @@ fn metadata_of(def: &JobDefinition) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Job definitions parsed and validated at once, by every API (submission and the validation
+/// methods): the work is CPU-bound (two cores on a Pi 4 class board) and a 2 MiB definition
+/// costs tens of megabytes while it is checked, so more at once would only add memory.
+/// Waiting callers queue here (FIFO); requests with large bodies are already limited at the
+/// HTTP edge (`api::large`), this also bounds the many small ones.
+pub const PARALLEL_PARSES: usize = 4;
+
+static PARSES: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(PARALLEL_PARSES);
+
+/// Runs `check` over a job definition on the blocking pool once one of the
+/// [`PARALLEL_PARSES`] places is free.
+pub async fn parse_limited<T: Send + 'static>(
+    check: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, tokio::task::JoinError> {
+    // The semaphore is never closed, so acquiring cannot fail; were it to, run unlimited
+    // rather than refuse the caller.
+    let permit = PARSES.acquire().await.ok();
+    let out = tokio::task::spawn_blocking(check).await;
+    drop(permit);
+    out
+}
+
 /// Validates and stores one submission by `caller`; returns what was created.
 pub async fn submit(
     app: &App,
@@ -224,11 +246,10 @@ pub async fn submit(
     }
     let text = definition.to_owned();
     // LAVA validates submissions with its job schema in non-strict mode.
-    let def =
-        tokio::task::spawn_blocking(move || jobdef::parse_str_mode(&text, jobdef::Mode::Lenient))
-            .await
-            .map_err(|e| SubmitError::Store(store::Error::Task(e)))?
-            .map_err(|problems| problems_to_error(&problems))?;
+    let def = parse_limited(move || jobdef::parse_str_mode(&text, jobdef::Mode::Lenient))
+        .await
+        .map_err(|e| SubmitError::Store(store::Error::Task(e)))?
+        .map_err(|problems| problems_to_error(&problems))?;
     let caller = caller.clone();
     let (submitted, changes) = app
         .store()

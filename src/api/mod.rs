@@ -5,6 +5,7 @@
 //! JSON); it talks to the rest of lavabox through [`App`], the store and [`crate::submit`].
 
 pub mod auth;
+pub mod large;
 pub mod rest;
 pub mod results;
 pub mod xmlrpc;
@@ -13,12 +14,13 @@ use std::future::Future;
 use std::time::Duration;
 
 use axum::Router;
-use axum::serve::ListenerExt as _;
 use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::timeout::TimeoutLayer;
+use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 use tower_http::trace::TraceLayer;
 
 use crate::app::App;
+
+pub use large::LARGE_BODY;
 
 /// Largest request body accepted: Django's `DATA_UPLOAD_MAX_MEMORY_SIZE` (2.5 MiB), which
 /// LAVA keeps.
@@ -37,28 +39,30 @@ pub fn router(app: App) -> Router {
         .with_state(app)
 }
 
-/// Serves [`router`] on `listener` until `shutdown` completes, then drains open requests.
-///
-/// Accepted connections get `TCP_NODELAY`: API answers are small writes, and without it
-/// Nagle's algorithm holds a response's last segment until the client's delayed ACK
-/// (about 40 ms on Linux), which dominated the latency of small requests.
+/// Serves [`router`] on `listener` until `shutdown` completes, under `[http]`'s connection
+/// limits ([`crate::net::http::serve`]: header and idle timeouts, the connection cap fitted
+/// to the descriptor limit, a shutdown bounded by the grace period) and its cap on large
+/// requests ([`large`]).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: App,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let gate = crate::net::http::fitted("HTTP API", app.config().http.limits);
+    let large_requests = large::LargeRequests::new(&app.config().http);
+    let body_stall = app.config().http.limits.header_timeout;
+    // The large-request queue sits outside the request timeout: waiting for a permit is
+    // bounded by the queue's length, the timeout applies to reading and handling.
     let router = router(app).layer((
         TraceLayer::new_for_http(),
+        axum::middleware::from_fn_with_state(large_requests, large::gate),
         RequestBodyLimitLayer::new(MAX_BODY),
+        // A body that stalls is as bad as a header that does: it would hold a large-request
+        // permit until the request timeout.
+        RequestBodyTimeoutLayer::new(body_stall),
         #[allow(deprecated)]
         TimeoutLayer::new(REQUEST_TIMEOUT),
     ));
-    let listener = listener.tap_io(|tcp| {
-        if let Err(err) = tcp.set_nodelay(true) {
-            tracing::warn!(error = %err, "setting TCP_NODELAY on an API connection");
-        }
-    });
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    crate::net::http::serve(listener, router, gate, shutdown).await;
+    Ok(())
 }

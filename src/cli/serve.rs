@@ -9,6 +9,9 @@ use crate::app::{App, shutdown_signal};
 use crate::config::Config;
 use crate::tls::install_tls_provider;
 
+/// How long the runtime waits for blocking work still running after the services stopped.
+const RUNTIME_STOP: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Logs to stdout (journald collects it) with the configured filter; `RUST_LOG` wins.
 fn init_logging(config: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -30,10 +33,14 @@ pub fn main(config: Config) -> anyhow::Result<ExitCode> {
         .thread_name("lavabox")
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(async {
+    let served = runtime.block_on(async {
         let shutdown = shutdown_signal()?;
         let app = App::build(config).await?;
         app.run(shutdown).await
-    })?;
+    });
+    // Work on the blocking pool (a validation, a store call) cannot be interrupted; it is not
+    // waited for beyond this, so the process always exits.
+    runtime.shutdown_timeout(RUNTIME_STOP);
+    served?;
     Ok(ExitCode::SUCCESS)
 }

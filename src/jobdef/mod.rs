@@ -34,7 +34,9 @@ pub use action::{Action, ActionKind};
 pub use error::{Problem, YamlPath};
 pub use multinode::{SubJob, expand_multinode};
 pub use notify::Notify;
-pub use parse::{MAX_JOB_SIZE, parse, parse_mode, parse_str, parse_str_mode, validate_testdef};
+pub use parse::{
+    MAX_JOB_SIZE, parse, parse_mode, parse_str, parse_str_mode, validate_str_mode, validate_testdef,
+};
 pub use protocol::Protocols;
 pub use schema::job::CONTEXT_VARIABLES;
 pub use timeout::{Timeout, Timeouts};

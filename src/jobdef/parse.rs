@@ -79,6 +79,28 @@ pub fn parse_str_mode(text: &str, mode: Mode) -> Result<JobDefinition, Vec<Probl
     if text.len() > MAX_JOB_SIZE {
         return parse_mode(text.as_bytes(), mode);
     }
+    let root = checked(text, mode)?;
+    build(text, root).ok_or_else(|| {
+        vec![whole_file(
+            1,
+            1,
+            "job definition passed validation but could not be typed (lavabox bug)".to_owned(),
+        )]
+    })
+}
+
+/// Validates a job definition given as text in `mode` without building the typed
+/// definition: what the validation APIs answer, at the cost of the YAML tree alone (the typed
+/// definition copies every action and the text).
+pub fn validate_str_mode(text: &str, mode: Mode) -> Result<(), Vec<Problem>> {
+    if text.len() > MAX_JOB_SIZE {
+        return parse_mode(text.as_bytes(), mode).map(drop);
+    }
+    checked(text, mode).map(drop)
+}
+
+/// The YAML tree of `text` once the schema and the server's checks found nothing wrong.
+fn checked(text: &str, mode: Mode) -> Result<Node, Vec<Problem>> {
     let root = load(text)?;
     let mut report = Report::new(mode);
     if root.as_map().is_none() {
@@ -99,13 +121,7 @@ pub fn parse_str_mode(text: &str, mode: Mode) -> Result<JobDefinition, Vec<Probl
         problems.dedup();
         return Err(problems);
     }
-    build(text, root).ok_or_else(|| {
-        vec![whole_file(
-            1,
-            1,
-            "job definition passed validation but could not be typed (lavabox bug)".to_owned(),
-        )]
-    })
+    Ok(root)
 }
 
 /// The YAML tree of `text`, or the parser's error as a whole-file problem.

@@ -2,6 +2,7 @@
 
 #[macro_use]
 mod common;
+mod abuse;
 mod cli;
 mod devicetype;
 mod dispatch;

@@ -13,6 +13,11 @@ use super::ApiError;
 /// DRF's `PAGE_SIZE` in LAVA's settings.
 pub const PAGE_SIZE: u64 = 50;
 
+/// The largest page served (DRF's `LimitOffsetPagination.max_limit`, which LAVA leaves
+/// unset): a larger `limit` is served as this many rows, and `next` links the rest, so one
+/// request never renders a whole table.
+pub const MAX_LIMIT: u64 = 1000;
+
 /// The decoded query parameters in request order, plus what pagination links need.
 #[derive(Debug, Clone, Default)]
 pub struct Params {
@@ -43,14 +48,16 @@ impl Params {
         format!("{}{prefix}", self.origin)
     }
 
-    /// DRF's limit/offset: a bad or non-positive limit falls back to the page size, a bad
-    /// offset to 0.
+    /// DRF's limit/offset: a bad or non-positive limit falls back to the page size, a larger
+    /// one than [`MAX_LIMIT`] is cut to it (as DRF does with `max_limit`), a bad offset falls
+    /// back to 0.
     pub fn page(&self) -> Page {
         let limit = self
             .get("limit")
             .and_then(|v| v.parse::<u64>().ok())
             .filter(|l| *l > 0)
-            .unwrap_or(PAGE_SIZE);
+            .unwrap_or(PAGE_SIZE)
+            .min(MAX_LIMIT);
         let offset = self
             .get("offset")
             .and_then(|v| v.parse::<u64>().ok())
@@ -186,5 +193,42 @@ impl<S: Send + Sync> FromRequestParts<S> for Params {
             origin: format!("http://{host}"),
             path,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(query: &[(&str, &str)]) -> Params {
+        Params {
+            pairs: query
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            origin: "http://lab".to_owned(),
+            path: "/api/v0.2/jobs/".to_owned(),
+        }
+    }
+
+    #[test]
+    fn a_larger_limit_is_served_as_the_maximum_with_next() {
+        let p = params(&[("limit", "1000000")]);
+        let page = p.page();
+        assert_eq!(
+            page,
+            Page {
+                limit: MAX_LIMIT,
+                offset: 0
+            }
+        );
+        let body = p.paginated(page, 2500, Vec::new());
+        assert_eq!(
+            body["next"],
+            "http://lab/api/v0.2/jobs/?limit=1000&offset=1000"
+        );
+        assert_eq!(params(&[("limit", "20")]).page().limit, 20);
+        assert_eq!(params(&[("limit", "0")]).page().limit, PAGE_SIZE);
+        assert_eq!(params(&[]).page().limit, PAGE_SIZE);
     }
 }

@@ -93,7 +93,7 @@ fn first_problem(problems: &[crate::jobdef::Problem]) -> String {
 async fn verdict(
     check: impl FnOnce() -> Result<(), Vec<crate::jobdef::Problem>> + Send + 'static,
 ) -> Result<Result<(), String>, ApiError> {
-    tokio::task::spawn_blocking(move || check().map_err(|p| first_problem(&p)))
+    crate::submit::parse_limited(move || check().map_err(|p| first_problem(&p)))
         .await
         .map_err(|err| ApiError::Internal(err.to_string()))
 }
@@ -114,8 +114,7 @@ pub async fn validate(
     } else {
         Mode::Lenient
     };
-    let verdict =
-        verdict(move || crate::jobdef::parse_str_mode(&definition, mode).map(drop)).await?;
+    let verdict = verdict(move || crate::jobdef::validate_str_mode(&definition, mode)).await?;
     Ok(Json(match verdict {
         Ok(()) => json!({ "message": "Job valid." }),
         Err(text) => json!({ "message": format!("Job invalid: {text}") }),

@@ -195,8 +195,9 @@ fn parse_tree(body: &[u8]) -> Result<Element, DecodeError> {
             },
             Event::GeneralRef(r) => {
                 let name = r.xml10_content();
-                let c = resolve_entity(&name)
-                    .ok_or_else(|| DecodeError::Xml(format!("undefined entity &{name};")))?;
+                let c = resolve_entity(&name).ok_or_else(|| {
+                    DecodeError::Xml(format!("undefined entity &{};", cut(&name)))
+                })?;
                 match stack.last_mut() {
                     Some(el) => el.text.push(c),
                     None => return Err(DecodeError::Xml("entity outside the root element".into())),
@@ -227,14 +228,17 @@ fn only_child<'a>(el: &'a Element, name: &str) -> Result<&'a Element, DecodeErro
         [child] if child.name == name => Ok(child),
         _ => Err(structure(format!(
             "<{}> must contain one <{name}>",
-            el.name
+            cut(&el.name)
         ))),
     }
 }
 
 fn decode_value(el: &Element) -> Result<Value, DecodeError> {
     if el.name != "value" {
-        return Err(structure(format!("expected <value>, found <{}>", el.name)));
+        return Err(structure(format!(
+            "expected <value>, found <{}>",
+            cut(&el.name)
+        )));
     }
     let typed = match el.children.as_slice() {
         [] => return Ok(Value::String(el.text.clone())),
@@ -311,7 +315,7 @@ fn decode_value(el: &Element) -> Result<Value, DecodeError> {
                 if member.name != "member" {
                     return Err(structure(format!(
                         "expected <member>, found <{}>",
-                        member.name
+                        cut(&member.name)
                     )));
                 }
                 let (name, value) = match member.children.as_slice() {
@@ -323,12 +327,25 @@ fn decode_value(el: &Element) -> Result<Value, DecodeError> {
             }
             Value::Struct(members)
         }
-        other => return Err(structure(format!("unknown type <{other}>"))),
+        other => return Err(structure(format!("unknown type <{}>", cut(other)))),
     })
 }
 
 fn trunc(s: &str) -> String {
     s.chars().take(40).collect()
+}
+
+/// Most characters of a name from the request (an element, entity or method name) that an
+/// error message repeats: a megabyte of name is not echoed back.
+pub const NAME_IN_MESSAGE: usize = 100;
+
+/// `name` as an error message repeats it: at most [`NAME_IN_MESSAGE`] characters, `…` marking
+/// a cut.
+pub fn cut(name: &str) -> std::borrow::Cow<'_, str> {
+    match name.char_indices().nth(NAME_IN_MESSAGE) {
+        None => std::borrow::Cow::Borrowed(name),
+        Some((end, _)) => std::borrow::Cow::Owned(format!("{}…", &name[..end])),
+    }
 }
 
 /// Decodes a `methodCall` document.
@@ -337,7 +354,7 @@ pub fn decode_call(body: &[u8]) -> Result<MethodCall, DecodeError> {
     if root.name != "methodCall" {
         return Err(structure(format!(
             "expected <methodCall>, found <{}>",
-            root.name
+            cut(&root.name)
         )));
     }
     let mut name = None;
@@ -350,13 +367,13 @@ pub fn decode_call(body: &[u8]) -> Result<MethodCall, DecodeError> {
                     if param.name != "param" {
                         return Err(structure(format!(
                             "expected <param>, found <{}>",
-                            param.name
+                            cut(&param.name)
                         )));
                     }
                     params.push(decode_value(only_child(param, "value")?)?);
                 }
             }
-            other => return Err(structure(format!("unexpected <{other}>"))),
+            other => return Err(structure(format!("unexpected <{}>", cut(other)))),
         }
     }
     let name = name.ok_or_else(|| structure("missing <methodName>"))?;
@@ -499,7 +516,7 @@ pub fn decode_response(body: &[u8]) -> Result<Result<Value, (i64, String)>, Deco
             }
             Ok(Err((code, message)))
         }
-        other => Err(structure(format!("unexpected <{other}>"))),
+        other => Err(structure(format!("unexpected <{}>", cut(other)))),
     }
 }
 
@@ -507,6 +524,19 @@ pub fn decode_response(body: &[u8]) -> Result<Result<Value, (i64, String)>, Deco
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn names_in_messages_are_cut() {
+        assert_eq!(cut("scheduler.jobs.list"), "scheduler.jobs.list");
+        let long = "é".repeat(5000);
+        let short = cut(&long);
+        assert_eq!(short.chars().count(), NAME_IN_MESSAGE + 1);
+        assert!(short.ends_with('…'));
+        let element = "b".repeat(1_000_000);
+        let body = format!("<{element}/>");
+        let err = decode_call(body.as_bytes()).unwrap_err().to_string();
+        assert!(err.len() < 300, "{} bytes", err.len());
+    }
 
     #[test]
     fn decodes_all_types() {

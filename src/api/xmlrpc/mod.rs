@@ -64,9 +64,20 @@ fn auth_failure(err: AuthError) -> Response {
     }
 }
 
+/// A `methodResponse` fault, as every API answers one (HTTP 200).
+pub fn fault_response(code: i64, message: &str) -> Response {
+    xml(codec::encode_fault(code, message))
+}
+
+/// Most characters of a decoding error repeated in its fault (the XML parser's own messages
+/// may quote the input).
+const DECODE_ERROR_IN_FAULT: usize = 300;
+
 async fn endpoint(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
-    if body.is_empty() {
-        return help().await.into_response();
+    // LAVA redirects an empty POST to the help page as it does a GET; an XML-RPC client
+    // cannot follow that, so it gets the fault of a request that is not XML-RPC.
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return fault_response(-32700, "parse error. not well formed: empty request body");
     }
     let caller = match auth::basic_caller(&app, &headers).await {
         Ok(c) => c,
@@ -75,12 +86,16 @@ async fn endpoint(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Re
     let call = match codec::decode_call(&body) {
         Ok(call) => call,
         Err(e) => {
-            return xml(codec::encode_fault(
-                -32700,
-                &format!("parse error. not well formed: {e}"),
-            ));
+            let mut text = e.to_string();
+            if let Some((end, _)) = text.char_indices().nth(DECODE_ERROR_IN_FAULT) {
+                text.truncate(end);
+                text.push('…');
+            }
+            return fault_response(-32700, &format!("parse error. not well formed: {text}"));
         }
     };
+    // The decoded call holds what is needed; a 2 MiB body is not kept alongside it.
+    drop(body);
     let ctx = methods::Ctx { app, caller };
     match methods::dispatch(&ctx, &call.name, call.params).await {
         Ok(v) => xml(codec::encode_response(&v)),

@@ -479,13 +479,17 @@ pub fn load(text: &str) -> Result<Node, LoadError> {
             }
             Event::SequenceEnd => match stack.pop() {
                 Some(Open::Seq {
-                    items,
+                    mut items,
                     mark,
                     anchor,
                 }) => Some((
-                    Node {
-                        value: Value::Seq(items),
-                        mark,
+                    {
+                        // A closed collection never grows: give back what doubling reserved.
+                        items.shrink_to_fit();
+                        Node {
+                            value: Value::Seq(items),
+                            mark,
+                        }
                     },
                     anchor,
                 )),
@@ -504,7 +508,8 @@ pub fn load(text: &str) -> Result<Node, LoadError> {
                     merges,
                     ..
                 }) => {
-                    let entries = apply_merges(entries, merges)?;
+                    let mut entries = apply_merges(entries, merges)?;
+                    entries.shrink_to_fit();
                     Some((
                         Node {
                             value: Value::Map(entries),

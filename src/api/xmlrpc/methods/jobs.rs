@@ -31,16 +31,18 @@ pub(super) async fn call(ctx: &Ctx, name: &str, a: Args<'_>) -> R {
             } else {
                 jobdef::Mode::Lenient
             };
-            tokio::task::spawn_blocking(move || validate_result(&def, mode))
+            submit::parse_limited(move || validate_result(&def, mode))
                 .await
                 .map_err(|e| Fault::new(-32603, e.to_string()))
         }
         "scheduler.validate_yaml" => {
             a.at_most(1)?;
             let def = a.string(0, "yaml_string")?;
-            match tokio::task::spawn_blocking(move || jobdef::parse_str(&def).map(|_| ()))
-                .await
-                .map_err(|e| Fault::new(-32603, e.to_string()))?
+            match submit::parse_limited(move || {
+                jobdef::validate_str_mode(&def, jobdef::Mode::Lenient)
+            })
+            .await
+            .map_err(|e| Fault::new(-32603, e.to_string()))?
             {
                 Ok(()) => Ok(Value::Nil),
                 Err(problems) => Err(Fault::new(
@@ -476,7 +478,7 @@ fn job_details(job: &Job) -> Value {
 }
 
 fn validate_result(definition: &str, mode: jobdef::Mode) -> Value {
-    match jobdef::parse_str_mode(definition, mode) {
+    match jobdef::validate_str_mode(definition, mode) {
         Ok(_) => Value::Struct(Vec::new()),
         Err(problems) => {
             let Some(p) = problems.first() else {

@@ -7,7 +7,7 @@
 //! Arguments are read through [`args::Args`], which applies Python's rules for missing and
 //! surplus positional arguments.
 
-use super::codec::Value;
+use super::codec::{Value, cut};
 use crate::access::{self, Caller};
 use crate::app::App;
 use crate::jobdef;
@@ -67,7 +67,7 @@ impl From<SubmitError> for Fault {
 fn store_error(e: &store::Error) -> Fault {
     match e {
         store::Error::NotFound { kind, name } => {
-            Fault::new(404, format!("{kind} '{name}' was not found."))
+            Fault::new(404, format!("{kind} '{}' was not found.", cut(name)))
         }
         store::Error::AlreadyExists { .. } => Fault::new(400, format!("Bad request: {e}")),
         store::Error::Invalid { .. } => Fault::new(400, format!("Bad request: {e}")),
@@ -290,7 +290,7 @@ fn family(name: &str) -> Family {
 
 /// LAVA's answer for a name it does not serve.
 fn no_such_method(name: &str) -> Fault {
-    Fault::new(-32601, format!("No such method: '{name}'"))
+    Fault::new(-32601, format!("No such method: '{}'", cut(name)))
 }
 
 /// The methods that take no argument: Python refuses any with a `TypeError`, which LAVA
@@ -389,7 +389,7 @@ fn may_view_device(caller: &Caller, d: &Device) -> bool {
 fn find_device(s: &Store, caller: &Caller, hostname: &str) -> Result<Device, Fault> {
     let d = s
         .device(hostname)?
-        .ok_or_else(|| Fault::new(404, format!("Device '{hostname}' was not found.")))?;
+        .ok_or_else(|| Fault::new(404, format!("Device '{}' was not found.", cut(hostname))))?;
     if !may_view_device(caller, &d) {
         return Err(Fault::new(
             403,
@@ -407,7 +407,7 @@ fn find_device_type(s: &Store, caller: &Caller, name: &str) -> Result<DeviceType
         Some(dt) if dt.display || caller.is_superuser() => Ok(dt),
         _ => Err(Fault::new(
             404,
-            format!("Device-type '{name}' was not found."),
+            format!("Device-type '{}' was not found.", cut(name)),
         )),
     }
 }
