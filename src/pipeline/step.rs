@@ -205,13 +205,77 @@ pub struct LoginWork {
     pub prompts: Vec<Pattern>,
 }
 
-/// One inline test definition.
+/// A `from: git` definition's repository, as the dispatcher clones it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GitSource {
+    /// Clone URL (git://, http(s)://, file://, or a local path).
+    pub repository: String,
+    /// `branch:` to check out.
+    pub branch: Option<String>,
+    /// `revision:` to check out after cloning.
+    pub revision: Option<String>,
+    /// `--depth=1`: LAVA clones shallow unless `shallow: false` or a revision is asked.
+    pub shallow: bool,
+    /// `history: false` removes `.git` from the copy on the board.
+    pub history: bool,
+}
+
+/// A `from: url` definition's archive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UrlSource {
+    /// The tar archive's URL.
+    pub url: String,
+    /// Its compression (the pipeline refuses one the appliance cannot decompress).
+    pub codec: Option<Codec>,
+}
+
+/// Where one test definition comes from.
 #[derive(Debug, Clone, PartialEq)]
-pub struct InlineTest {
-    /// The definition.
+pub enum DefSource {
+    /// `from: inline`: the document itself.
+    Inline(yaml::Node),
+    /// `from: git`.
+    Git(GitSource),
+    /// `from: url`.
+    Url(UrlSource),
+}
+
+impl DefSource {
+    /// LAVA's name of the action that fetches it.
+    pub fn action_name(&self) -> &'static str {
+        match self {
+            DefSource::Inline(_) => "inline-repo-action",
+            DefSource::Git(_) => "git-repo-action",
+            DefSource::Url(_) => "url-repo-action",
+        }
+    }
+
+    /// `from:` as the job writes it.
+    pub fn from(&self) -> &'static str {
+        match self {
+            DefSource::Inline(_) => "inline",
+            DefSource::Git(_) => "git",
+            DefSource::Url(_) => "url",
+        }
+    }
+}
+
+/// One test definition of a test shell stage, and the deploy-time actions that put it into
+/// the overlay (LAVA's `test-definition` children).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TestDef {
+    /// The job's entry.
     pub definition: TestDefinition,
-    /// Its inline document.
-    pub document: yaml::Node,
+    /// Where it comes from.
+    pub source: DefSource,
+    /// `<from>-repo-action` (its level is the definition's uuid, `<job>_<level>`).
+    pub repo: Node,
+    /// `test-overlay`.
+    pub overlay: Node,
+    /// `test-install-overlay`.
+    pub install: Node,
+    /// `test-runscript-overlay`.
+    pub runscript: Node,
 }
 
 /// A lava-test-shell block.
@@ -222,7 +286,7 @@ pub struct TestShellWork {
     /// `lava-test-shell`.
     pub node: Node,
     /// Its definitions.
-    pub tests: Vec<InlineTest>,
+    pub tests: Vec<TestDef>,
 }
 
 /// A user command.
