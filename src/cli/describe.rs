@@ -50,8 +50,7 @@ pub fn run(
             (dict, host.to_owned())
         }
         DeviceSource::Dictionary(file) => (
-            std::fs::read_to_string(file)
-                .with_context(|| format!("reading {}", file.display()))?,
+            std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?,
             file.display().to_string(),
         ),
     };

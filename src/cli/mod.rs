@@ -66,7 +66,12 @@ pub enum Command {
         #[arg(required = true)]
         jobs: Vec<PathBuf>,
         /// A device of the data directory.
-        #[arg(long, value_name = "NAME", required_unless_present = "dictionary", conflicts_with = "dictionary")]
+        #[arg(
+            long,
+            value_name = "NAME",
+            required_unless_present = "dictionary",
+            conflicts_with = "dictionary"
+        )]
         device: Option<String>,
         /// A device dictionary file instead of a stored device.
         #[arg(long, value_name = "FILE")]

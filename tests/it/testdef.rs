@@ -116,7 +116,7 @@ run:
   - cd ./automated/linux/smoke/
   - ./smoke.sh -s "${SKIP_INSTALL}" -t "${TESTS}"
   - ../../utils/send-to-lava.sh ./output/result.txt
-  - echo "parsed-case: PASSED"
+  - 'echo "parsed-case: PASSED"'
 parse:
   pattern: '^(?P<test_case_id>parsed-[a-z]+):\s+(?P<result>PASSED|FAILED)$'
   fixupdict: {PASSED: pass, FAILED: fail}
@@ -180,9 +180,19 @@ fn make_repo(base: &Path) -> Repo {
     let bare = root.join("test-definitions.git");
     git(
         base,
-        &["clone", "-q", "--bare", &work.display().to_string(), &bare.display().to_string()],
+        &[
+            "clone",
+            "-q",
+            "--bare",
+            &work.display().to_string(),
+            &bare.display().to_string(),
+        ],
     );
-    Repo { root, first, second }
+    Repo {
+        root,
+        first,
+        second,
+    }
 }
 
 fn free_port() -> u16 {
@@ -319,7 +329,10 @@ fn pairs(items: &[(&str, TestResult)]) -> Vec<(String, TestResult)> {
 }
 
 fn lava_case<'a>(cases: &'a [TestCase], name: &str) -> Vec<&'a TestCase> {
-    cases.iter().filter(|c| c.suite == "lava" && c.name == name).collect()
+    cases
+        .iter()
+        .filter(|c| c.suite == "lava" && c.name == name)
+        .collect()
 }
 
 fn log_of(srv: &Server, id: JobId) -> String {
@@ -347,7 +360,10 @@ async fn git_and_url_definitions_run_on_the_qemu_board() {
     let (_http, http_port) = git_http(&repo.root, &http_log).await;
     let git_url = format!("git://127.0.0.1:{git_port}/test-definitions.git");
     let http_url = format!("http://127.0.0.1:{http_port}/test-definitions.git");
-    let file_url = format!("file://{}", repo.root.join("test-definitions.git").display());
+    let file_url = format!(
+        "file://{}",
+        repo.root.join("test-definitions.git").display()
+    );
 
     let options = Options::lab(&[]).seed(move |s| {
         let mut dt = NewDeviceType::named("qemu");
@@ -384,7 +400,12 @@ async fn git_and_url_definitions_run_on_the_qemu_board() {
     use TestResult::{Fail, Pass};
     assert_eq!(
         suite(&c, "0_smoke-git"),
-        pairs(&[("pwd", Pass), ("uname", Pass), ("throughput", Pass), ("parsed-case", Pass)]),
+        pairs(&[
+            ("pwd", Pass),
+            ("uname", Pass),
+            ("throughput", Pass),
+            ("parsed-case", Pass)
+        ]),
         "{}",
         log_of(&srv, first)
     );
@@ -409,7 +430,10 @@ async fn git_and_url_definitions_run_on_the_qemu_board() {
         ])
     );
     for s in ["0_smoke-git", "1_smoke-http", "2_smoke-file"] {
-        let t = c.iter().find(|x| x.suite == s && x.name == "throughput").unwrap();
+        let t = c
+            .iter()
+            .find(|x| x.suite == s && x.name == "throughput")
+            .unwrap();
         assert_eq!((t.measurement, t.units.as_str()), (Some(12.5), "MB/s"));
     }
     // git-repo-action carries the commit, path and repository, one per definition.
@@ -423,9 +447,16 @@ async fn git_and_url_definitions_run_on_the_qemu_board() {
         let meta = case.metadata.as_deref().unwrap_or_default();
         assert!(meta.contains(&format!("commit: {commit}")), "{meta}");
         assert!(meta.contains(url.as_str()), "{meta}");
-        assert!(meta.contains("path: automated/linux/smoke/smoke.yaml"), "{meta}");
+        assert!(
+            meta.contains("path: automated/linux/smoke/smoke.yaml"),
+            "{meta}"
+        );
     }
-    for name in ["test-overlay", "test-install-overlay", "test-runscript-overlay"] {
+    for name in [
+        "test-overlay",
+        "test-install-overlay",
+        "test-runscript-overlay",
+    ] {
         assert_eq!(lava_case(&c, name).len(), 3, "{name}: {c:?}");
     }
     // The test-run cases of the lava suite carry the commit too.
@@ -457,7 +488,11 @@ async fn git_and_url_definitions_run_on_the_qemu_board() {
         "    - from: url\n      repository: 'file://{}'\n      compression: gz\n      path: automated/linux/smoke/smoke.yaml\n      name: smoke-url\n      skip_install: [all]\n      parameters: {{TESTS: uname}}\n",
         archive.display()
     );
-    let defs = [definition(&http_url, "smoke-http", "      branch: stable\n"), url_def].concat();
+    let defs = [
+        definition(&http_url, "smoke-http", "      branch: stable\n"),
+        url_def,
+    ]
+    .concat();
     let second = submit_as(&srv.app, "alice", &qemu_job("testdef-again", &defs)).await;
     finished(&mut srv, second, JobHealth::Complete).await;
     assert_eq!(http_fetches(&http_log), clones, "no second clone over HTTP");
