@@ -545,3 +545,198 @@ async fn git_and_url_definitions_run_on_the_qemu_board() {
     assert_eq!(device.health, DeviceHealth::Unknown);
     srv.stop().await;
 }
+
+const UBOOT_EXAMPLE: &str = r#"device_type: beaglebone-black
+job_name: bbb ramdisk smoke
+visibility: public
+timeouts:
+  job: {minutes: 20}
+  action: {minutes: 5}
+  connection: {minutes: 2}
+actions:
+- deploy:
+    to: tftp
+    timeout: {minutes: 4}
+    kernel: {url: "https://files.example.org/bbb/zImage", type: zimage}
+    ramdisk: {url: "https://files.example.org/bbb/rootfs.cpio.gz", compression: gz}
+    dtb: {url: "https://files.example.org/bbb/am335x-boneblack.dtb"}
+    os: oe
+- boot:
+    method: u-boot
+    commands: ramdisk
+    prompts: ["/ #"]
+    timeout: {minutes: 3}
+- test:
+    timeout: {minutes: 5}
+    definitions:
+    - from: git
+      repository: https://git.example.org/tests.git
+      path: smoke/smoke.yaml
+      name: smoke-tests
+"#;
+
+const QEMU_EXAMPLE: &str = r#"device_type: qemu
+job_name: qemu amd64 smoke
+visibility: personal
+context: {arch: amd64, memory: 1024}
+timeouts:
+  job: {minutes: 15}
+  action: {minutes: 5}
+actions:
+- deploy:
+    to: tmpfs
+    images:
+      rootfs:
+        url: "https://files.example.org/qemu/debian-amd64.qcow2.xz"
+        image_arg: "-drive format=qcow2,file={rootfs}"
+        format: qcow2
+        compression: xz
+    os: debian
+- boot:
+    method: qemu
+    media: tmpfs
+    prompts: ["root@debian:~#"]
+    auto_login: {login_prompt: "login:", username: root}
+- test:
+    definitions:
+    - from: git
+      repository: https://git.example.org/tests.git
+      path: smoke/smoke.yaml
+      name: smoke-tests
+"#;
+
+const FASTBOOT_EXAMPLE: &str = r#"device_type: hi6220-hikey-r2
+job_name: hikey fastboot
+visibility: public
+timeouts:
+  job: {minutes: 30}
+actions:
+- deploy:
+    to: fastboot
+    images:
+      boot: {url: "https://files.example.org/boot.img"}
+- boot:
+    method: fastboot
+    prompts: ["root@"]
+"#;
+
+/// Runs the real `lavabox` binary over `data`; (exit success, stdout).
+fn lavabox(data: &Path, args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lavabox"))
+        .arg("--data")
+        .arg(data)
+        .args(args)
+        .output()
+        .expect("lavabox runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// `lavabox describe` on stored devices of a data directory: the U-Boot and QEMU example jobs
+/// print their pipelines, a fastboot job is refused naming its action, with lavabox's
+/// templates and with LAVA 2023.01's own (unpacked by `tests/install-lava-reference.sh`).
+#[test]
+fn describe_prints_pipelines_and_names_what_a_device_cannot_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let file = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.display().to_string()
+    };
+    let bbb = file(
+        "bbb.jinja2",
+        "{% extends 'beaglebone-black.jinja2' %}\n{% set connection_command = 'telnet localhost 7000' %}\n",
+    );
+    let qemu = file("qemu.jinja2", "{% extends 'qemu.jinja2' %}\n");
+    let hikey = file("hikey.jinja2", "{% extends 'hi6220-hikey-r2.jinja2' %}\n");
+    let uboot_job = file("uboot.yaml", UBOOT_EXAMPLE);
+    let qemu_job = file("qemu.yaml", QEMU_EXAMPLE);
+    let fastboot_job = file("fastboot.yaml", FASTBOOT_EXAMPLE);
+    for (ty, host, dict) in [
+        ("beaglebone-black", "bbb-01", &bbb),
+        ("qemu", "qemu-01", &qemu),
+    ] {
+        assert!(lavabox(&data, &["device-type", "add", ty]).0);
+        assert!(
+            lavabox(
+                &data,
+                &["device", "add", host, "--type", ty, "--dictionary", dict]
+            )
+            .0
+        );
+    }
+    let lava_templates = "/opt/lava-reference/usr/share/lava-server/device-types";
+    let mut template_sets = vec![Vec::new()];
+    if Path::new(lava_templates).is_dir() {
+        template_sets.push(vec!["--templates", lava_templates]);
+    } else {
+        assert!(
+            !crate::common::lab_enabled(),
+            "LAVA's templates are missing from {lava_templates} (run tests/install-lava-reference.sh)"
+        );
+        eprintln!("LAVA's own templates: skipped, {lava_templates} is missing");
+    }
+    for extra in template_sets {
+        let run = |job: &str, host: &str| {
+            let mut args = vec!["describe", job, "--device", host];
+            args.extend(extra.iter().copied());
+            lavabox(&data, &args)
+        };
+        let (ok, out) = run(&uboot_job, "bbb-01");
+        assert!(ok, "{out}");
+        for line in [
+            "job timeout: 1200s",
+            "1: tftp-deploy (timeout 240s, connection 120s)",
+            "      1.4.2.1: test-definition (timeout 240s, connection 120s)",
+            "        1.4.2.1.1: git-repo-action (timeout 240s, connection 120s)",
+            "2: uboot-action (timeout 180s, connection 120s)",
+            "    2.4.3: bootloader-commands (timeout 180s, connection 120s)",
+            "  3.1: lava-test-shell (timeout 300s, connection 120s)",
+            "4: finalize",
+        ] {
+            assert!(
+                out.lines().any(|l| l == line),
+                "{line:?} missing ({extra:?}):\n{out}"
+            );
+        }
+        let (ok, out) = run(&qemu_job, "qemu-01");
+        assert!(ok, "{out}");
+        for line in [
+            "1: deployimages (timeout 300s, connection 30s)",
+            "      1.2.1.1: git-repo-action (timeout 300s, connection 30s)",
+            "2: boot-image-retry (timeout 300s, connection 30s)",
+            "    2.1.2: auto-login-action (timeout 300s, connection 120s)",
+            "  3.1: lava-test-shell (timeout 300s, connection 10s)",
+        ] {
+            assert!(
+                out.lines().any(|l| l == line),
+                "{line:?} missing ({extra:?}):\n{out}"
+            );
+        }
+        if !extra.is_empty() {
+            // Only LAVA ships a hikey template, so the device is a dictionary file (adding it
+            // to the data directory would render it with lavabox's templates).
+            let mut args = vec!["describe", &fastboot_job, "--dictionary", &hikey];
+            args.extend(extra.iter().copied());
+            let (ok, out) = lavabox(&data, &args);
+            assert!(!ok, "{out}");
+            assert_eq!(
+                out.trim_end(),
+                format!(
+                    "{fastboot_job}: cannot run on {hikey}: actions[0] (deploy to: fastboot): \
+                     Job error: deploy to fastboot is not supported on this appliance"
+                )
+            );
+        }
+        // A job for another device type names the action the device lacks.
+        let (ok, out) = run(&qemu_job, "bbb-01");
+        assert!(!ok);
+        assert!(
+            out.contains("actions[1] (boot method: qemu): Job error: boot method qemu is not supported by this device type"),
+            "{out}"
+        );
+    }
+}
