@@ -11,7 +11,10 @@ use tokio::time::Instant;
 use super::connection::{Connection, WaitError};
 use super::lava_suite::ActionResult;
 use super::log::JobLog;
-use super::{Dispatcher, JobError, JobRun, boot, deploy, test_definitions, test_shell};
+use super::{
+    Dispatcher, JobError, JobRun, boot, deploy, test_definitions, test_interactive, test_monitors,
+    test_shell,
+};
 use crate::devicetype::DeviceConfig;
 use crate::hw::{Board, Cycle, PowerState, Transcript};
 use crate::jobdef::JobDefinition;
@@ -368,6 +371,8 @@ async fn run_block(
         Work::Qemu(work) => boot::qemu::run(ctx, work, namespace).await,
         Work::Minimal(work) => boot::minimal::run(ctx, work, namespace).await,
         Work::TestShell(work) => test_shell::run(ctx, pipeline, work).await,
+        Work::Interactive(work) => test_interactive::run(ctx, work).await,
+        Work::Monitors(work) => test_monitors::run(ctx, work).await,
         Work::Command(cmd) => {
             ctx.user_command(&cmd.name, &cmd.command, block.root.timeout)
                 .await

@@ -24,6 +24,8 @@ pub mod kernel_messages;
 pub mod lava_suite;
 pub mod log;
 mod test_definitions;
+mod test_interactive;
+mod test_monitors;
 mod test_shell;
 
 use std::net::IpAddr;

@@ -16,7 +16,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use crate::devicetype::DeviceConfig;
-use crate::jobdef::action::boot::{Boot, BootCommands};
+use crate::jobdef::action::boot::{Boot, BootCommands, BootMethod};
 use crate::jobdef::action::deploy::Deploy;
 use crate::jobdef::action::test::{Test, TestDefSource};
 
@@ -254,6 +254,7 @@ pub fn build(job: &JobDefinition, device: &DeviceConfig) -> Result<Pipeline, Err
     let job_timeout = job.timeouts.job.duration;
     let mut blocks = Vec::with_capacity(job.actions.len());
     let mut stages = 0;
+    let mut tests_seen = 0;
     let shell_defs = shell_definitions(job);
     // LAVA puts every definition into the overlay of the deploy before the first test block
     // (`lava-overlay` → `test-definition`); without a deploy the first test block holds them.
@@ -295,7 +296,8 @@ pub fn build(job: &JobDefinition, device: &DeviceConfig) -> Result<Pipeline, Err
                     renumber(&mut root, &(i + 1).to_string());
                     def_nodes.extend(definition_nodes(&root));
                 }
-                let work = test_work(&root, test, stages, &mut def_nodes)?;
+                let work = test_work(&root, test, stages, tests_seen, &mut def_nodes)?;
+                tests_seen += 1;
                 if matches!(test, Test::Definitions { .. }) {
                     stages += 1;
                 }
@@ -684,6 +686,49 @@ fn boot_tree(
             };
             Ok((root, Work::Minimal(Box::new(work))))
         }
+        Boot::Other {
+            method: BootMethod::Bootloader,
+            params,
+        } => {
+            if params.get("bootloader").and_then(|b| b.as_str()) != Some("u-boot") {
+                return Err(unsupported("boot method bootloader other than u-boot"));
+            }
+            if device.actions.boot.uboot.is_none() {
+                return Err(Error::job(
+                    "boot method bootloader is not supported by this device type",
+                ));
+            }
+            if device.commands.primary_connect().is_none() {
+                return Err(Error::config("the device has no connection_command"));
+            }
+            let commands: Vec<String> = params
+                .get("commands")
+                .and_then(|c| c.as_seq())
+                .map(|c| {
+                    c.iter()
+                        .filter_map(|x| x.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let root = r.tree(
+                index,
+                "bootloader-action",
+                &[
+                    ("bootloader-overlay", &[]),
+                    ("connect-device", &[]),
+                    (
+                        "bootloader-retry",
+                        &[
+                            "reset-device",
+                            "bootloader-interrupt",
+                            "bootloader-commands",
+                        ],
+                    ),
+                ],
+            );
+            let work = step::bootloader(&root, commands, device)?;
+            Ok((root, Work::UBoot(Box::new(work))))
+        }
         Boot::Other { method, .. } => Err(unsupported(&format!("boot method {}", method.as_str()))),
     }
 }
@@ -696,19 +741,124 @@ fn test_tree_root(r: &Resolver<'_>, index: usize, test: &Test) -> Result<Node, E
             }
             Ok(r.tree(index, "lava-test-retry", &[("lava-test-shell", &[])]))
         }
-        Test::Monitors(_) => Err(unsupported("test monitors")),
-        Test::Interactive(_) => Err(unsupported("interactive tests")),
+        Test::Monitors(_) => Ok(r.tree(
+            index,
+            "lava-test-monitor-retry",
+            &[("lava-test-monitor", &[])],
+        )),
+        Test::Interactive(_) => Ok(r.tree(
+            index,
+            "lava-test-interactive-retry",
+            &[("lava-test-interactive", &[])],
+        )),
     }
+}
+
+fn interactive_work(
+    root: &Node,
+    scripts: &[crate::jobdef::action::test::Interactive],
+    stage: usize,
+) -> Result<Work, Error> {
+    use self::step::Pattern;
+    use self::step::{FailureWork, InteractiveStepWork, InteractiveWork, ScriptWork};
+    let mut out = Vec::with_capacity(scripts.len());
+    for script in scripts {
+        let prompts = script
+            .prompts
+            .iter()
+            .map(|p| Pattern::regex("prompts", p))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut steps = Vec::new();
+        for step in &script.script {
+            if !step.multinode.is_empty() {
+                return Err(unsupported("MultiNode calls in interactive tests"));
+            }
+            if let Some(d) = step.delay {
+                steps.push(InteractiveStepWork::Delay(u64::try_from(d).unwrap_or(0)));
+                continue;
+            }
+            let failures = step
+                .failures
+                .iter()
+                .map(|f| {
+                    let raise = match f.exception.as_deref() {
+                        None => None,
+                        Some("InfrastructureError") => Some(ErrorType::Infrastructure),
+                        Some("JobError") => Some(ErrorType::Job),
+                        Some("TestError") => Some(ErrorType::Test),
+                        Some(other) => {
+                            return Err(Error::job(format!(
+                                "interactive failure exception '{other}' is not one of \
+                                 InfrastructureError, JobError, TestError"
+                            )));
+                        }
+                    };
+                    Ok(FailureWork {
+                        message: Pattern::regex("failures", &f.message)?,
+                        raise: raise.map(|t| (t, f.error.clone())),
+                    })
+                })
+                .collect::<Result<Vec<_>, Error>>()?;
+            steps.push(InteractiveStepWork::Command {
+                command: step.command.clone(),
+                name: step.name.clone(),
+                wait_for_prompt: step.wait_for_prompt,
+                successes: step
+                    .successes
+                    .iter()
+                    .map(|m| Pattern::regex("successes", m))
+                    .collect::<Result<Vec<_>, _>>()?,
+                failures,
+            });
+        }
+        out.push(ScriptWork {
+            name: script.name.clone(),
+            prompts,
+            echo_discard: script.echo_discard,
+            steps,
+        });
+    }
+    Ok(Work::Interactive(Box::new(InteractiveWork {
+        stage,
+        node: step::node(root, "lava-test-interactive")?,
+        scripts: out,
+    })))
+}
+
+fn monitors_work(
+    root: &Node,
+    monitors: &[crate::jobdef::action::test::Monitor],
+) -> Result<Work, Error> {
+    use self::step::{MonitorWork, MonitorsWork, Pattern};
+    let monitors = monitors
+        .iter()
+        .map(|m| {
+            Ok(MonitorWork {
+                suite: m.name.replace(' ', "-").to_lowercase(),
+                start: Pattern::regex("start", &m.start)?,
+                end: Pattern::regex("end", &m.end)?,
+                pattern: Pattern::regex("pattern", &m.pattern)?,
+                fixupdict: m.fixupdict.clone(),
+            })
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
+    Ok(Work::Monitors(Box::new(MonitorsWork {
+        node: step::node(root, "lava-test-monitor")?,
+        monitors,
+    })))
 }
 
 fn test_work(
     root: &Node,
     test: &Test,
     stage: usize,
+    test_index: usize,
     def_nodes: &mut std::collections::VecDeque<[Node; 4]>,
 ) -> Result<Work, Error> {
-    let Test::Definitions { definitions, .. } = test else {
-        return Err(unsupported("this test action"));
+    let definitions = match test {
+        Test::Definitions { definitions, .. } => definitions,
+        Test::Interactive(scripts) => return interactive_work(root, scripts, test_index),
+        Test::Monitors(monitors) => return monitors_work(root, monitors),
     };
     let mut tests = Vec::with_capacity(definitions.len());
     for d in definitions {
