@@ -740,3 +740,110 @@ fn describe_prints_pipelines_and_names_what_a_device_cannot_run() {
         );
     }
 }
+
+fn uboot_dict(run: &Path) -> String {
+    let board = repo().join("lab/board");
+    let env = format!("LAVABOX_LAB_RUN={}", run.display());
+    format!(
+        "{{% extends 'qemu-uboot-arm.jinja2' %}}\n\
+         {{% set connection_command = '{env} {b} console uboot-arm-01' %}}\n\
+         {{% set power_on_command = '{env} {b} power-on uboot-arm-01' %}}\n\
+         {{% set power_off_command = '{env} {b} power-off uboot-arm-01' %}}\n\
+         {{% set hard_reset_command = '{env} {b} hard-reset uboot-arm-01' %}}\n",
+        b = board.display()
+    )
+}
+
+/// An interactive test at U-Boot's `=>` prompt (after `boot: method: bootloader`), then a
+/// monitors test over U-Boot's own banner after a reset, on the virtual U-Boot ARM board.
+const UBOOT_INTERACTIVE: &str = r#"job_name: uboot interactive and monitors
+device_type: qemu-uboot-arm
+visibility: public
+timeouts:
+  job: {minutes: 8}
+  action: {minutes: 3}
+  connection: {minutes: 1}
+actions:
+- boot:
+    method: bootloader
+    bootloader: u-boot
+    commands: []
+    prompts: ['=>']
+- test:
+    timeout: {minutes: 2}
+    interactive:
+    - name: uboot-tests
+      prompts: ['=> ']
+      echo: discard
+      script:
+      - command: version
+        name: version
+        successes:
+        - message: 'U-Boot 20\d\d'
+      - command: 'setenv lavabox_job {JOB_ID}'
+      - command: printenv lavabox_job
+        name: printenv
+        successes:
+        - message: 'lavabox_job=(?P<job>\d+)'
+      - command: 'echo job-{job}-seen'
+        name: captured
+        successes:
+        - message: 'job-\d+-seen'
+      - command: nosuchcommand
+        name: unknown-command
+        failures:
+        - message: 'Unknown command'
+- boot:
+    method: minimal
+    reset: true
+- test:
+    timeout: {minutes: 2}
+    monitors:
+    - name: U-Boot Consoles
+      start: 'U-Boot 20\d\d'
+      end: 'Hit any key to stop autoboot'
+      pattern: '(?P<test_case_id>In|Out|Err):\s+(?P<result>pl011)@'
+      fixupdict: {pl011: pass}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interactive_and_monitors_tests_on_the_uboot_board() {
+    lab_or_skip!();
+    let run = tempfile::tempdir().unwrap();
+    let dict = uboot_dict(run.path());
+    let options = Options::lab(&[]).seed(move |s| {
+        let mut dt = NewDeviceType::named("qemu-uboot-arm");
+        dt.disable_health_check = true;
+        s.create_device_type(&dt)?;
+        let mut dev = NewDevice::new("uboot-arm-01", "qemu-uboot-arm");
+        dev.dictionary = Some(dict);
+        dev.health = DeviceHealth::Good;
+        s.create_device(&dev)?;
+        Ok(())
+    });
+    let mut srv = Server::start(options).await;
+    let id = submit_as(&srv.app, "alice", UBOOT_INTERACTIVE).await;
+    finished(&mut srv, id, JobHealth::Complete).await;
+    let c = cases(&srv, id).await;
+    use TestResult::{Fail, Pass};
+    let log = log_of(&srv, id);
+    assert_eq!(
+        suite(&c, "0_uboot-tests"),
+        pairs(&[
+            ("version", Pass),
+            ("printenv", Pass),
+            ("captured", Pass),
+            ("unknown-command", Fail)
+        ]),
+        "{log}"
+    );
+    assert!(log.contains(&format!("Sending 'echo job-{}-seen'", id.0)), "{log}");
+    assert_eq!(lava_case(&c, "0_uboot-tests").len(), 1, "{c:?}");
+    assert_eq!(lava_case(&c, "0_uboot-tests")[0].result, Pass);
+    assert_eq!(
+        suite(&c, "u-boot-consoles"),
+        pairs(&[("in", Pass), ("out", Pass), ("err", Pass)]),
+        "{log}"
+    );
+    srv.stop().await;
+}
