@@ -799,7 +799,7 @@ actions:
 - test:
     timeout: {minutes: 2}
     monitors:
-    - name: U-Boot Consoles
+    - name: U-Boot-Consoles
       start: 'U-Boot 20\d\d'
       end: 'Hit any key to stop autoboot'
       pattern: '(?P<test_case_id>In|Out|Err):\s+(?P<result>pl011)@'
@@ -837,7 +837,10 @@ async fn interactive_and_monitors_tests_on_the_uboot_board() {
         ]),
         "{log}"
     );
-    assert!(log.contains(&format!("Sending 'echo job-{}-seen'", id.0)), "{log}");
+    assert!(
+        log.contains(&format!("Sending 'echo job-{}-seen'", id.0)),
+        "{log}"
+    );
     assert_eq!(lava_case(&c, "0_uboot-tests").len(), 1, "{c:?}");
     assert_eq!(lava_case(&c, "0_uboot-tests")[0].result, Pass);
     assert_eq!(
