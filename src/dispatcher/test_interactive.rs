@@ -117,6 +117,7 @@ async fn run_script(
 ) -> Result<(), JobError> {
     let suite = format!("{stage}_{}", script.name);
     let prompts: Vec<Regex> = script.prompts.iter().map(|p| p.get().clone()).collect();
+    let echo = [Regex::new(r"\n").expect("a constant regex")];
     for step in &script.steps {
         let (command, name, wait_for_prompt, successes, failures) = match step {
             InteractiveStepWork::Delay(secs) => {
@@ -149,7 +150,6 @@ async fn run_script(
                         ),
                     })?;
                     if script.echo_discard {
-                        let echo = [Regex::new(r"\n").expect("a constant regex")];
                         expect(ctx, &echo, wait, deadline).await?;
                         ctx.log.debug(format!("Ignoring echo: '{c}'"));
                     }

@@ -27,11 +27,14 @@ pub(super) async fn run(ctx: &mut JobCtx<'_>, work: &MonitorsWork) -> Result<(),
     Ok(())
 }
 
-/// What one result line records, or why it records nothing.
+/// One result a monitor records: case, result, measurement, units.
+pub(crate) type MonitorResult = (String, TestResult, Option<f64>, Option<String>);
+
+/// What one result line records (`None`: nothing to record), or why it is refused.
 pub(crate) fn result_of(
     monitor: &MonitorWork,
     groups: &[(String, String)],
-) -> Result<Option<(String, TestResult, Option<f64>, Option<String>)>, String> {
+) -> Result<Option<MonitorResult>, String> {
     let get = |k: &str| groups.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
     let Some(id) = get("test_case_id") else {
         return Ok(None);

@@ -154,7 +154,10 @@ fn blocks_carry_their_typed_work() {
     };
     assert_eq!(uboot.reset.name, "reset-device");
     assert_eq!(uboot.reset.level, "2.4.1");
-    assert_eq!(uboot.login.node.name, "auto-login-action");
+    assert_eq!(
+        uboot.login.as_ref().map(|l| l.node.name.as_str()),
+        Some("auto-login-action")
+    );
     let Work::TestShell(test) = &p.blocks[2].work else {
         panic!("{:?}", p.blocks[2].work);
     };
