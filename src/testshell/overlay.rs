@@ -188,6 +188,8 @@ pub struct Testdef {
     pub fixupdict: BTreeMap<String, String>,
     /// `params` then `parameters` defaults, in order.
     pub params: Vec<(String, String)>,
+    /// `expected:` case ids (recorded as failed when the run does not report them).
+    pub expected: Vec<String>,
 }
 
 fn scalar_text(v: &Value) -> Option<String> {
@@ -295,6 +297,7 @@ impl Testdef {
             parse_pattern,
             fixupdict,
             params,
+            expected: strings(get("expected"), "expected")?,
         })
     }
 }
@@ -917,6 +920,7 @@ pub fn build(job: &OverlayJob) -> Result<Overlay, Error> {
                 path: def.path.clone(),
                 revision: def.revision.clone(),
                 commit_id: def.commit_id.clone(),
+                expected: testdef.expected.clone(),
             });
         }
         entries.push(FileEntry::file(

@@ -120,6 +120,7 @@ run:
 parse:
   pattern: '^(?P<test_case_id>parsed-[a-z]+):\s+(?P<result>PASSED|FAILED)$'
   fixupdict: {PASSED: pass, FAILED: fail}
+expected: [pwd, uname]
 "#;
 
 fn git(dir: &Path, args: &[&str]) -> String {
@@ -426,7 +427,9 @@ async fn git_and_url_definitions_run_on_the_qemu_board() {
             ("false", Fail),
             ("installed", Pass),
             ("throughput", Pass),
-            ("parsed-case", Pass)
+            ("parsed-case", Pass),
+            // `expected:` names it and this run (TESTS without uname) did not report it.
+            ("uname", Fail)
         ])
     );
     for s in ["0_smoke-git", "1_smoke-http", "2_smoke-file"] {
@@ -503,7 +506,12 @@ async fn git_and_url_definitions_run_on_the_qemu_board() {
     assert_eq!(suite(&c, "0_smoke-http").len(), 5, "{c:?}");
     assert_eq!(
         suite(&c, "1_smoke-url"),
-        pairs(&[("uname", Pass), ("throughput", Pass), ("parsed-case", Pass)]),
+        pairs(&[
+            ("uname", Pass),
+            ("throughput", Pass),
+            ("parsed-case", Pass),
+            ("pwd", Fail)
+        ]),
         "{log}"
     );
 
