@@ -274,7 +274,7 @@ impl ResultsMachine {
 
     /// Handles one event seen at monotonic time `now`.
     pub fn handle(&mut self, event: &Event, now: Duration) -> Vec<Output> {
-        let mut out = self.handle_event(event, now);
+        let out = self.handle_event(event, now);
         if let Some(run) = &self.open_run {
             for o in &out {
                 if let Output::Result(r) = o
