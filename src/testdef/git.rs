@@ -243,6 +243,74 @@ async fn git(
 mod tests {
     use super::*;
 
+    fn run_git(dir: &Path, args: &[&str]) {
+        let ok = std::process::Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(args)
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@example.org")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@example.org")
+            .status()
+            .expect("git runs")
+            .success();
+        assert!(ok, "git {args:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_jobs_share_one_mirror_and_a_bad_url_is_lavas_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path().join("repo");
+        std::fs::create_dir_all(&repo).unwrap();
+        run_git(&repo, &["init", "-q", "-b", "main"]);
+        std::fs::write(repo.join("t.yaml"), "metadata: {name: t}\n").unwrap();
+        run_git(&repo, &["add", "-A"]);
+        run_git(&repo, &["commit", "-q", "-m", "one"]);
+        let mirrors = Mirrors::new(dir.path().join("mirrors"));
+        let source = GitSource {
+            repository: format!("file://{}", repo.display()),
+            branch: None,
+            revision: None,
+            shallow: true,
+            history: false,
+        };
+        let quiet = |_: String| {};
+        let (da, db) = (dir.path().join("a"), dir.path().join("b"));
+        let (a, b) = tokio::join!(
+            mirrors.checkout(&source, &da, &quiet),
+            mirrors.checkout(&source, &db, &quiet)
+        );
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert_eq!(a.commit, b.commit);
+        let mut uses = [a.mirror, b.mirror];
+        uses.sort_by_key(|u| *u == MirrorUse::Refreshed);
+        assert_eq!(
+            uses,
+            [MirrorUse::Created, MirrorUse::Refreshed],
+            "one clone, one fetch"
+        );
+        for d in ["a", "b"] {
+            assert!(dir.path().join(d).join("t.yaml").is_file());
+            assert!(!dir.path().join(d).join(".git").exists(), "history: false");
+        }
+        let gone = GitSource {
+            repository: format!("file://{}/nothing", dir.path().display()),
+            ..source
+        };
+        let err = mirrors
+            .checkout(&gone, &dir.path().join("c"), &quiet)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "Unable to fetch git repository 'file://{}/nothing'",
+                dir.path().display()
+            )
+        );
+    }
+
     #[test]
     fn mirror_keys_are_readable_and_unique_per_url() {
         let a = mirror_key("https://github.com/Linaro/test-definitions.git");
