@@ -173,6 +173,7 @@ impl App {
         DispatcherConfig {
             tftp_root: self.config.tftp.root.clone(),
             work_dir: self.config.data_dir.join("work"),
+            mirror_dir: self.config.data_dir.join("git-mirrors"),
             server_ip: self.config.tftp.server_ip,
         }
     }

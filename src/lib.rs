@@ -20,6 +20,7 @@ pub mod pyfmt;
 pub mod scheduler;
 pub mod store;
 pub mod submit;
+pub mod testdef;
 pub mod testshell;
 pub mod tftp;
 pub mod tls;

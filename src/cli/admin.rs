@@ -43,7 +43,7 @@ pub(super) fn run(config: &Config, command: Command) -> anyhow::Result<ExitCode>
         Command::DeviceType(cmd) => device_type(&mut store, &mut out, cmd)?,
         Command::Device(cmd) => device(config, &mut store, &mut out, cmd)?,
         Command::Query(cmd) => super::query::run(&mut store, &mut out, cmd)?,
-        Command::Serve { .. } | Command::Validate { .. } => {
+        Command::Serve { .. } | Command::Validate { .. } | Command::Describe { .. } => {
             bail!("internal error: not an admin command")
         }
     }

@@ -5,6 +5,7 @@
 //! device types, devices), `query` (saved result queries) and `validate`.
 
 mod admin;
+pub mod describe;
 mod query;
 pub mod serve;
 mod table;
@@ -57,6 +58,28 @@ pub enum Command {
         /// Job definition files (YAML).
         #[arg(required = true)]
         files: Vec<PathBuf>,
+    },
+    /// Build the pipeline of jobs for a device without running anything (LAVA's pipeline
+    /// description); exits non-zero naming the action the device cannot run.
+    Describe {
+        /// Job definition files (YAML).
+        #[arg(required = true)]
+        jobs: Vec<PathBuf>,
+        /// A device of the data directory.
+        #[arg(
+            long,
+            value_name = "NAME",
+            required_unless_present = "dictionary",
+            conflicts_with = "dictionary"
+        )]
+        device: Option<String>,
+        /// A device dictionary file instead of a stored device.
+        #[arg(long, value_name = "FILE")]
+        dictionary: Option<PathBuf>,
+        /// Device-type template directories looked up first (e.g. LAVA's
+        /// /usr/share/lava-server/device-types).
+        #[arg(long, value_name = "DIR")]
+        templates: Vec<PathBuf>,
     },
     /// Manage users.
     #[command(subcommand)]
@@ -258,6 +281,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 crate::jobdef::Mode::Lenient
             },
         ),
+        Command::Describe {
+            jobs,
+            device,
+            dictionary,
+            templates,
+        } => {
+            let config = load_config(cli.config.as_deref(), &overrides)?;
+            let source = match (&device, &dictionary) {
+                (Some(d), _) => describe::DeviceSource::Stored(d),
+                (None, Some(f)) => describe::DeviceSource::Dictionary(f),
+                (None, None) => anyhow::bail!("give --device NAME or --dictionary FILE"),
+            };
+            describe::run(&config, &jobs, source, &templates)
+        }
         Command::Serve { listen } => {
             overrides.listen = listen;
             let config = load_config(cli.config.as_deref(), &overrides)?;

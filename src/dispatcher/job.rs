@@ -11,7 +11,10 @@ use tokio::time::Instant;
 use super::connection::{Connection, WaitError};
 use super::lava_suite::ActionResult;
 use super::log::JobLog;
-use super::{Dispatcher, JobError, JobRun, boot, deploy, test_shell};
+use super::{
+    Dispatcher, JobError, JobRun, boot, deploy, test_definitions, test_interactive, test_monitors,
+    test_shell,
+};
 use crate::devicetype::DeviceConfig;
 use crate::hw::{Board, Cycle, PowerState, Transcript};
 use crate::jobdef::JobDefinition;
@@ -41,6 +44,18 @@ pub(super) struct JobCtx<'a> {
     pub(super) images: Vec<(String, PathBuf, Option<String>)>,
     /// Whether any block runs the test shell (deploys then add the overlay).
     pub(super) has_tests: bool,
+    /// The deployed system's `os:` (LAVA's `deployment_data.distro`), for `deps-<distro>`.
+    pub(super) distro: Option<String>,
+}
+
+/// The `os:` of the job's first deploy that names one.
+fn definition_distro(definition: &JobDefinition) -> Option<String> {
+    use crate::jobdef::action::deploy::Deploy;
+    definition.actions.iter().find_map(|a| match &a.kind {
+        crate::jobdef::action::ActionKind::Deploy(Deploy::Tftp(t)) => t.os.clone(),
+        crate::jobdef::action::ActionKind::Deploy(Deploy::Tmpfs(t)) => t.os.clone(),
+        _ => None,
+    })
 }
 
 /// A [`Transcript`] into the job log: each command as `ACTION: COMMAND`, its output as debug.
@@ -101,7 +116,6 @@ impl<'a> JobCtx<'a> {
             dispatcher,
             job_id: run.job.id,
             log,
-            definition,
             device,
             board,
             conn: None,
@@ -113,6 +127,8 @@ impl<'a> JobCtx<'a> {
                 .blocks
                 .iter()
                 .any(|b| matches!(b.work, Work::TestShell(_))),
+            distro: definition_distro(&definition),
+            definition,
         }
     }
 
@@ -156,14 +172,15 @@ impl<'a> JobCtx<'a> {
             .await;
     }
 
-    /// The test overlay, built on first use.
-    pub(super) fn overlay(&mut self, pipeline: &Pipeline) -> Result<&Overlay, JobError> {
+    /// The test overlay, built on first use, after its test definitions are fetched.
+    pub(super) async fn overlay(&mut self, pipeline: &Pipeline) -> Result<&Overlay, JobError> {
         if self.overlay.is_none() {
+            let stages = test_definitions::load(self, pipeline).await?;
             self.overlay = Some(test_shell::build_overlay(
                 self.job_id,
                 &self.definition,
                 &self.device,
-                pipeline,
+                stages,
                 &self.dispatcher.config.server_ip.to_string(),
             )?);
         }
@@ -354,6 +371,8 @@ async fn run_block(
         Work::Qemu(work) => boot::qemu::run(ctx, work, namespace).await,
         Work::Minimal(work) => boot::minimal::run(ctx, work, namespace).await,
         Work::TestShell(work) => test_shell::run(ctx, pipeline, work).await,
+        Work::Interactive(work) => test_interactive::run(ctx, work).await,
+        Work::Monitors(work) => test_monitors::run(ctx, work).await,
         Work::Command(cmd) => {
             ctx.user_command(&cmd.name, &cmd.command, block.root.timeout)
                 .await

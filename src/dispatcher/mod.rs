@@ -23,6 +23,9 @@ mod job_files;
 pub mod kernel_messages;
 pub mod lava_suite;
 pub mod log;
+mod test_definitions;
+mod test_interactive;
+mod test_monitors;
 mod test_shell;
 
 use std::net::IpAddr;
@@ -48,6 +51,9 @@ pub struct DispatcherConfig {
     pub tftp_root: PathBuf,
     /// Where per-job work directories live (downloads, overlays); removed when a job ends.
     pub work_dir: PathBuf,
+    /// The bare mirrors of test definition repositories (`<data_dir>/git-mirrors`), kept
+    /// across jobs so a repository is cloned once and then only fetched.
+    pub mirror_dir: PathBuf,
     /// The address boards use to reach this appliance (`{SERVER_IP}`).
     pub server_ip: IpAddr,
 }

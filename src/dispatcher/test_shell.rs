@@ -8,12 +8,11 @@ use super::log::JobLog;
 use super::{Dispatcher, JobError};
 use crate::devicetype::DeviceConfig;
 use crate::jobdef::JobDefinition;
-use crate::jobdef::action::test::{self as jobdef, LavaSignal};
 use crate::model::{ErrorType, JobId};
+use crate::pipeline::Pipeline;
 use crate::pipeline::step::TestShellWork;
-use crate::pipeline::{Pipeline, Work};
 use crate::store::NewTestCase;
-use crate::testshell::overlay::{self, DeviceConstants, Overlay, OverlayJob, SkipInstall};
+use crate::testshell::overlay::{self, DeviceConstants, Overlay, OverlayJob};
 use crate::testshell::results::{LogLevel, Output, ResultRecord, ResultsMachine};
 use crate::testshell::signal::SignalParser;
 
@@ -25,7 +24,7 @@ pub(super) async fn run(
     work: &TestShellWork,
 ) -> Result<(), JobError> {
     let stage = work.stage;
-    let overlay = ctx.overlay(pipeline)?.clone();
+    let overlay = ctx.overlay(pipeline).await?.clone();
     let Some(config) = overlay.stages.get(stage).cloned() else {
         return Err(JobError::new(
             ErrorType::Bug,
@@ -136,12 +135,12 @@ async fn handle(
     flow
 }
 
-/// The test overlay of the job: every test shell block's inline definitions, one stage each.
+/// The test overlay of the job: every test shell block's loaded definitions, one stage each.
 pub(super) fn build_overlay(
     job_id: JobId,
     definition: &JobDefinition,
     device: &DeviceConfig,
-    pipeline: &Pipeline,
+    stages: Vec<Vec<overlay::TestDefinition>>,
     server_ip: &str,
 ) -> Result<Overlay, JobError> {
     let mut oj = OverlayJob::new(job_id);
@@ -177,54 +176,8 @@ pub(super) fn build_overlay(
             .collect();
     }
     oj.dispatcher_ip = server_ip.to_owned();
-    for block in &pipeline.blocks {
-        let Work::TestShell(work) = &block.work else {
-            continue;
-        };
-        let stage = work
-            .tests
-            .iter()
-            .enumerate()
-            .map(|(i, t)| {
-                let d = &t.definition;
-                overlay::TestDefinition {
-                    name: d.name.clone(),
-                    level: format!("{}.{}", block.action.index + 1, i + 1),
-                    from: "inline".into(),
-                    repository: None,
-                    path: Some(d.path.clone()),
-                    revision: None,
-                    commit_id: None,
-                    document: t.document.to_serde(),
-                    parameters: d
-                        .parameters
-                        .iter()
-                        .map(|(k, v)| {
-                            (
-                                k.clone(),
-                                v.as_str().map_or_else(|| v.short(), str::to_owned),
-                            )
-                        })
-                        .collect(),
-                    skip_install: d.skip_install.iter().map(|s| skip_install(*s)).collect(),
-                    kmsg_signals: d.lava_signal == Some(LavaSignal::Kmsg),
-                    distro: None,
-                }
-            })
-            .collect();
-        oj.stages.push(stage);
-    }
+    oj.stages = stages;
     overlay::build(&oj).map_err(|e| JobError::new(ErrorType::Job, e.to_string()))
-}
-
-fn skip_install(s: jobdef::SkipInstall) -> SkipInstall {
-    match s {
-        jobdef::SkipInstall::Keys => SkipInstall::Keys,
-        jobdef::SkipInstall::Sources => SkipInstall::Sources,
-        jobdef::SkipInstall::Deps => SkipInstall::Deps,
-        jobdef::SkipInstall::Steps => SkipInstall::Steps,
-        jobdef::SkipInstall::All => SkipInstall::All,
-    }
 }
 
 fn record_of(r: &ResultRecord) -> NewTestCase {

@@ -111,6 +111,7 @@ async fn setup(text: impl FnOnce(&std::path::Path) -> String) -> Setup {
     let config = DispatcherConfig {
         tftp_root: dir.path().join("tftp"),
         work_dir: dir.path().join("work"),
+        mirror_dir: dir.path().join("git-mirrors"),
         server_ip: "127.0.0.1".parse().unwrap(),
     };
     let run = JobRun {
@@ -469,6 +470,7 @@ actions:
     let config = DispatcherConfig {
         tftp_root: dir.path().join("tftp"),
         work_dir: dir.path().join("work"),
+        mirror_dir: dir.path().join("git-mirrors"),
         server_ip: "127.0.0.1".parse().unwrap(),
     };
     let launcher = crate::hw::fake::FakeLauncher {

@@ -16,14 +16,16 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use crate::devicetype::DeviceConfig;
-use crate::jobdef::action::boot::{Boot, BootCommands};
+use crate::jobdef::action::boot::{Boot, BootCommands, BootMethod};
 use crate::jobdef::action::deploy::Deploy;
 use crate::jobdef::action::test::{Test, TestDefSource};
 
 pub use self::step::Work;
 use self::step::{
-    CommandWork, ImageWork, InlineTest, MinimalWork, QemuWork, TestShellWork, TftpWork,
+    Codec, CommandWork, DefSource, GitSource, ImageWork, MinimalWork, QemuWork, TestDef,
+    TestShellWork, TftpWork, UrlSource,
 };
+use crate::jobdef::action::test::TestDefinition;
 use crate::jobdef::action::{ActionKind, Retry};
 use crate::jobdef::timeout::DEFAULT_ACTION_TIMEOUT;
 use crate::jobdef::{Action, JobDefinition};
@@ -252,7 +254,22 @@ pub fn build(job: &JobDefinition, device: &DeviceConfig) -> Result<Pipeline, Err
     let job_timeout = job.timeouts.job.duration;
     let mut blocks = Vec::with_capacity(job.actions.len());
     let mut stages = 0;
-    for action in &job.actions {
+    let mut tests_seen = 0;
+    let shell_defs = shell_definitions(job);
+    // LAVA puts every definition into the overlay of the deploy before the first test block
+    // (`lava-overlay` → `test-definition`); without a deploy the first test block holds them.
+    let first_test = job
+        .actions
+        .iter()
+        .position(|a| matches!(&a.kind, ActionKind::Test(Test::Definitions { .. })));
+    let host = first_test.map(|t| {
+        job.actions[..t]
+            .iter()
+            .rposition(|a| matches!(a.kind, ActionKind::Deploy(_)))
+            .unwrap_or(t)
+    });
+    let mut def_nodes: std::collections::VecDeque<[Node; 4]> = Default::default();
+    for (position, action) in job.actions.iter().enumerate() {
         let r = Resolver {
             job,
             device,
@@ -262,7 +279,9 @@ pub fn build(job: &JobDefinition, device: &DeviceConfig) -> Result<Pipeline, Err
         let i = action.index;
         let (root, work, is_boot) = match &action.kind {
             ActionKind::Deploy(deploy) => {
-                let (root, work) = deploy_tree(&r, i, deploy, device)?;
+                let overlay = (host == Some(position)).then_some(shell_defs.as_slice());
+                let (root, work) = deploy_tree(&r, i, deploy, device, overlay)?;
+                def_nodes.extend(definition_nodes(&root));
                 (root, work, false)
             }
             ActionKind::Boot(boot) => {
@@ -270,8 +289,18 @@ pub fn build(job: &JobDefinition, device: &DeviceConfig) -> Result<Pipeline, Err
                 (root, work, true)
             }
             ActionKind::Test(test) => {
-                let (root, work) = test_tree(&r, i, test, stages)?;
-                stages += 1;
+                let mut root = test_tree_root(&r, i, test)?;
+                if host == Some(position) {
+                    root.children
+                        .insert(0, overlay_node(&r, &shell_defs, root.timeout));
+                    renumber(&mut root, &(i + 1).to_string());
+                    def_nodes.extend(definition_nodes(&root));
+                }
+                let work = test_work(&root, test, stages, tests_seen, &mut def_nodes)?;
+                tests_seen += 1;
+                if matches!(test, Test::Definitions { .. }) {
+                    stages += 1;
+                }
                 (root, work, false)
             }
             ActionKind::Command(cmd) => {
@@ -322,6 +351,66 @@ pub fn build(job: &JobDefinition, device: &DeviceConfig) -> Result<Pipeline, Err
     })
 }
 
+/// Every definition of the job's test shell blocks, in job order (their index is the
+/// `<index>_<name>` of the test run).
+fn shell_definitions(job: &JobDefinition) -> Vec<&TestDefinition> {
+    job.actions
+        .iter()
+        .filter_map(|a| match &a.kind {
+            ActionKind::Test(Test::Definitions { definitions, .. }) => Some(definitions),
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
+fn repo_action(d: &TestDefinition) -> &'static str {
+    match d.source {
+        TestDefSource::Git { .. } => "git-repo-action",
+        TestDefSource::Url { .. } => "url-repo-action",
+        TestDefSource::Inline(_) => "inline-repo-action",
+    }
+}
+
+/// LAVA's `lava-overlay` → `test-definition` → per definition its repo action,
+/// `test-overlay`, `test-install-overlay`, `test-runscript-overlay` (levels are set by
+/// [`renumber`] once the node is in its tree).
+fn overlay_node(r: &Resolver<'_>, defs: &[&TestDefinition], parent: Duration) -> Node {
+    let mut lava = r.node(String::new(), "lava-overlay", parent);
+    let mut td = r.node(String::new(), "test-definition", parent);
+    for d in defs {
+        for name in [
+            repo_action(d),
+            "test-overlay",
+            "test-install-overlay",
+            "test-runscript-overlay",
+        ] {
+            td.children.push(r.node(String::new(), name, parent));
+        }
+    }
+    lava.children.push(td);
+    lava
+}
+
+/// Gives `node` the level `level` and its descendants theirs (`level.1`, `level.2`…).
+fn renumber(node: &mut Node, level: &str) {
+    node.level = level.to_owned();
+    for (i, child) in node.children.iter_mut().enumerate() {
+        renumber(child, &format!("{level}.{}", i + 1));
+    }
+}
+
+/// The four overlay actions of each definition under `root`'s `test-definition`, in order.
+fn definition_nodes(root: &Node) -> Vec<[Node; 4]> {
+    let Some(td) = root.find("test-definition") else {
+        return Vec::new();
+    };
+    td.children
+        .chunks_exact(4)
+        .map(|c| [c[0].clone(), c[1].clone(), c[2].clone(), c[3].clone()])
+        .collect()
+}
+
 fn download_children(names: &[&str]) -> Vec<(&'static str, &'static [&'static str])> {
     names
         .iter()
@@ -334,6 +423,7 @@ fn deploy_tree(
     index: usize,
     deploy: &Deploy,
     device: &DeviceConfig,
+    overlay: Option<&[&TestDefinition]>,
 ) -> Result<(Node, Work), Error> {
     let methods = &device.actions.deploy.methods;
     match deploy {
@@ -382,7 +472,18 @@ fn deploy_tree(
             ));
             children.push(("lxc-create-udev-rule-action", &[]));
             children.push(("deploy-device-env", &[]));
-            let root = r.tree(index, "tftp-deploy", &children);
+            let mut root = r.tree(index, "tftp-deploy", &children);
+            if let Some(defs) = overlay {
+                let node = overlay_node(r, defs, root.timeout);
+                if let Some(prepare) = root
+                    .children
+                    .iter_mut()
+                    .find(|c| c.name == "prepare-tftp-overlay")
+                {
+                    prepare.children.insert(1, node);
+                }
+                renumber(&mut root, &(index + 1).to_string());
+            }
             // Downloads in the order of the tree's download-retry actions.
             let mut n = 0;
             let mut next = |label: &str, resource| {
@@ -420,7 +521,13 @@ fn deploy_tree(
             let mut children = download_children(&names);
             children.push(("apply-overlay-guest", &[]));
             children.push(("deploy-device-env", &[]));
-            let root = r.tree(index, "deployimages", &children);
+            let mut root = r.tree(index, "deployimages", &children);
+            if let Some(defs) = overlay {
+                let node = overlay_node(r, defs, root.timeout);
+                let at = root.children.len() - 2;
+                root.children.insert(at, node);
+                renumber(&mut root, &(index + 1).to_string());
+            }
             let images = tmpfs
                 .images
                 .iter()
@@ -579,48 +686,266 @@ fn boot_tree(
             };
             Ok((root, Work::Minimal(Box::new(work))))
         }
+        Boot::Other {
+            method: BootMethod::Bootloader,
+            params,
+        } => {
+            if params.get("bootloader").and_then(|b| b.as_str()) != Some("u-boot") {
+                return Err(unsupported("boot method bootloader other than u-boot"));
+            }
+            if device.actions.boot.uboot.is_none() {
+                return Err(Error::job(
+                    "boot method bootloader is not supported by this device type",
+                ));
+            }
+            if device.commands.primary_connect().is_none() {
+                return Err(Error::config("the device has no connection_command"));
+            }
+            let commands: Vec<String> = params
+                .get("commands")
+                .and_then(|c| c.as_seq())
+                .map(|c| {
+                    c.iter()
+                        .filter_map(|x| x.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let root = r.tree(
+                index,
+                "bootloader-action",
+                &[
+                    ("bootloader-overlay", &[]),
+                    ("connect-device", &[]),
+                    (
+                        "bootloader-retry",
+                        &[
+                            "reset-device",
+                            "bootloader-interrupt",
+                            "bootloader-commands",
+                        ],
+                    ),
+                ],
+            );
+            let work = step::bootloader(&root, commands, device)?;
+            Ok((root, Work::UBoot(Box::new(work))))
+        }
         Boot::Other { method, .. } => Err(unsupported(&format!("boot method {}", method.as_str()))),
     }
 }
 
-fn test_tree(
-    r: &Resolver<'_>,
-    index: usize,
-    test: &Test,
-    stage: usize,
-) -> Result<(Node, Work), Error> {
+fn test_tree_root(r: &Resolver<'_>, index: usize, test: &Test) -> Result<Node, Error> {
     match test {
-        Test::Definitions {
-            definitions,
-            docker,
-        } => {
+        Test::Definitions { docker, .. } => {
             if docker.is_some() {
                 return Err(unsupported("test in docker"));
             }
-            let mut tests = Vec::with_capacity(definitions.len());
-            for d in definitions {
-                let TestDefSource::Inline(document) = &d.source else {
-                    return Err(unsupported(&format!(
-                        "test definition '{}' from a repository (only inline definitions)",
-                        d.name
-                    )));
-                };
-                tests.push(InlineTest {
-                    definition: d.clone(),
-                    document: document.clone(),
-                });
-            }
-            let root = r.tree(index, "lava-test-retry", &[("lava-test-shell", &[])]);
-            let work = TestShellWork {
-                stage,
-                node: step::node(&root, "lava-test-shell")?,
-                tests,
-            };
-            Ok((root, Work::TestShell(Box::new(work))))
+            Ok(r.tree(index, "lava-test-retry", &[("lava-test-shell", &[])]))
         }
-        Test::Monitors(_) => Err(unsupported("test monitors")),
-        Test::Interactive(_) => Err(unsupported("interactive tests")),
+        Test::Monitors(_) => Ok(r.tree(
+            index,
+            "lava-test-monitor-retry",
+            &[("lava-test-monitor", &[])],
+        )),
+        Test::Interactive(_) => Ok(r.tree(
+            index,
+            "lava-test-interactive-retry",
+            &[("lava-test-interactive", &[])],
+        )),
     }
+}
+
+fn interactive_work(
+    root: &Node,
+    scripts: &[crate::jobdef::action::test::Interactive],
+    stage: usize,
+) -> Result<Work, Error> {
+    use self::step::Pattern;
+    use self::step::{FailureWork, InteractiveStepWork, InteractiveWork, ScriptWork};
+    let mut out = Vec::with_capacity(scripts.len());
+    for script in scripts {
+        let prompts = script
+            .prompts
+            .iter()
+            .map(|p| Pattern::regex("prompts", p))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut steps = Vec::new();
+        for step in &script.script {
+            if !step.multinode.is_empty() {
+                return Err(unsupported("MultiNode calls in interactive tests"));
+            }
+            if let Some(d) = step.delay {
+                steps.push(InteractiveStepWork::Delay(u64::try_from(d).unwrap_or(0)));
+                continue;
+            }
+            let failures = step
+                .failures
+                .iter()
+                .map(|f| {
+                    let raise = match f.exception.as_deref() {
+                        None => None,
+                        Some("InfrastructureError") => Some(ErrorType::Infrastructure),
+                        Some("JobError") => Some(ErrorType::Job),
+                        Some("TestError") => Some(ErrorType::Test),
+                        Some(other) => {
+                            return Err(Error::job(format!(
+                                "interactive failure exception '{other}' is not one of \
+                                 InfrastructureError, JobError, TestError"
+                            )));
+                        }
+                    };
+                    Ok(FailureWork {
+                        message: Pattern::regex("failures", &f.message)?,
+                        raise: raise.map(|t| (t, f.error.clone())),
+                    })
+                })
+                .collect::<Result<Vec<_>, Error>>()?;
+            steps.push(InteractiveStepWork::Command {
+                command: step.command.clone(),
+                name: step.name.clone(),
+                wait_for_prompt: step.wait_for_prompt,
+                successes: step
+                    .successes
+                    .iter()
+                    .map(|m| Pattern::regex("successes", m))
+                    .collect::<Result<Vec<_>, _>>()?,
+                failures,
+            });
+        }
+        out.push(ScriptWork {
+            name: script.name.clone(),
+            prompts,
+            echo_discard: script.echo_discard,
+            steps,
+        });
+    }
+    Ok(Work::Interactive(Box::new(InteractiveWork {
+        stage,
+        node: step::node(root, "lava-test-interactive")?,
+        scripts: out,
+    })))
+}
+
+fn monitors_work(
+    root: &Node,
+    monitors: &[crate::jobdef::action::test::Monitor],
+) -> Result<Work, Error> {
+    use self::step::{MonitorWork, MonitorsWork, Pattern};
+    let monitors = monitors
+        .iter()
+        .map(|m| {
+            Ok(MonitorWork {
+                suite: m.name.replace(' ', "-").to_lowercase(),
+                start: Pattern::regex("start", &m.start)?,
+                end: Pattern::regex("end", &m.end)?,
+                pattern: Pattern::regex("pattern", &m.pattern)?,
+                fixupdict: m.fixupdict.clone(),
+            })
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
+    Ok(Work::Monitors(Box::new(MonitorsWork {
+        node: step::node(root, "lava-test-monitor")?,
+        monitors,
+    })))
+}
+
+fn test_work(
+    root: &Node,
+    test: &Test,
+    stage: usize,
+    test_index: usize,
+    def_nodes: &mut std::collections::VecDeque<[Node; 4]>,
+) -> Result<Work, Error> {
+    let definitions = match test {
+        Test::Definitions { definitions, .. } => definitions,
+        Test::Interactive(scripts) => return interactive_work(root, scripts, test_index),
+        Test::Monitors(monitors) => return monitors_work(root, monitors),
+    };
+    let mut tests = Vec::with_capacity(definitions.len());
+    for d in definitions {
+        let source = def_source(d)?;
+        let Some([repo, overlay, install, runscript]) = def_nodes.pop_front() else {
+            return Err(Error {
+                error_type: ErrorType::Bug,
+                message: format!("no overlay actions for test definition '{}'", d.name),
+            });
+        };
+        tests.push(TestDef {
+            definition: d.clone(),
+            source,
+            repo,
+            overlay,
+            install,
+            runscript,
+        });
+    }
+    Ok(Work::TestShell(Box::new(TestShellWork {
+        stage,
+        node: step::node(root, "lava-test-shell")?,
+        tests,
+    })))
+}
+
+/// The typed source of a definition; a path that would leave the repository is a Job error.
+fn def_source(d: &TestDefinition) -> Result<DefSource, Error> {
+    let path = std::path::Path::new(&d.path);
+    if d.path.is_empty()
+        || path.is_absolute()
+        || path.components().any(|c| {
+            !matches!(
+                c,
+                std::path::Component::Normal(_) | std::path::Component::CurDir
+            )
+        })
+    {
+        return Err(Error::job(format!(
+            "test definition '{}': path '{}' must be relative and stay inside the repository",
+            d.name, d.path
+        )));
+    }
+    Ok(match &d.source {
+        TestDefSource::Inline(document) => DefSource::Inline(document.clone()),
+        TestDefSource::Git {
+            repository,
+            branch,
+            revision,
+            history,
+            shallow,
+        } => DefSource::Git(GitSource {
+            repository: repository.clone(),
+            branch: branch.clone(),
+            revision: revision.clone(),
+            // LAVA: a revision needs history; otherwise `shallow` (default true).
+            shallow: revision.is_none() && shallow.unwrap_or(true),
+            history: history.unwrap_or(true),
+        }),
+        TestDefSource::Url {
+            repository,
+            compression,
+        } => {
+            let codec = match compression.as_str() {
+                "gz" | "tgz" => Some(Codec::Gz),
+                "xz" => Some(Codec::Xz),
+                "bz2" => Some(Codec::Bz2),
+                "zstd" => Some(Codec::Zstd),
+                "none" | "" => None,
+                other => {
+                    return Err(unsupported(&format!(
+                        "test definition archive compression '{other}'"
+                    )));
+                }
+            };
+            if !(repository.starts_with("http://")
+                || repository.starts_with("https://")
+                || repository.starts_with("file://"))
+            {
+                return Err(unsupported(&format!("downloading '{repository}'")));
+            }
+            DefSource::Url(UrlSource {
+                url: repository.clone(),
+                codec,
+            })
+        }
+    })
 }
 
 #[cfg(test)]

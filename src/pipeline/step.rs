@@ -158,8 +158,9 @@ pub struct UBootWork {
     pub interrupt_node: Node,
     /// `bootloader-commands`.
     pub commands_node: Node,
-    /// Logging in.
-    pub login: LoginWork,
+    /// Logging in; `None` for `method: bootloader`, which stops at the bootloader's prompt
+    /// after its commands.
+    pub login: Option<LoginWork>,
 }
 
 /// A QEMU boot.
@@ -205,13 +206,77 @@ pub struct LoginWork {
     pub prompts: Vec<Pattern>,
 }
 
-/// One inline test definition.
+/// A `from: git` definition's repository, as the dispatcher clones it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GitSource {
+    /// Clone URL (git://, http(s)://, file://, or a local path).
+    pub repository: String,
+    /// `branch:` to check out.
+    pub branch: Option<String>,
+    /// `revision:` to check out after cloning.
+    pub revision: Option<String>,
+    /// `--depth=1`: LAVA clones shallow unless `shallow: false` or a revision is asked.
+    pub shallow: bool,
+    /// `history: false` removes `.git` from the copy on the board.
+    pub history: bool,
+}
+
+/// A `from: url` definition's archive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UrlSource {
+    /// The tar archive's URL.
+    pub url: String,
+    /// Its compression (the pipeline refuses one the appliance cannot decompress).
+    pub codec: Option<Codec>,
+}
+
+/// Where one test definition comes from.
 #[derive(Debug, Clone, PartialEq)]
-pub struct InlineTest {
-    /// The definition.
+pub enum DefSource {
+    /// `from: inline`: the document itself.
+    Inline(yaml::Node),
+    /// `from: git`.
+    Git(GitSource),
+    /// `from: url`.
+    Url(UrlSource),
+}
+
+impl DefSource {
+    /// LAVA's name of the action that fetches it.
+    pub fn action_name(&self) -> &'static str {
+        match self {
+            DefSource::Inline(_) => "inline-repo-action",
+            DefSource::Git(_) => "git-repo-action",
+            DefSource::Url(_) => "url-repo-action",
+        }
+    }
+
+    /// `from:` as the job writes it.
+    pub fn from(&self) -> &'static str {
+        match self {
+            DefSource::Inline(_) => "inline",
+            DefSource::Git(_) => "git",
+            DefSource::Url(_) => "url",
+        }
+    }
+}
+
+/// One test definition of a test shell stage, and the deploy-time actions that put it into
+/// the overlay (LAVA's `test-definition` children).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TestDef {
+    /// The job's entry.
     pub definition: TestDefinition,
-    /// Its inline document.
-    pub document: yaml::Node,
+    /// Where it comes from.
+    pub source: DefSource,
+    /// `<from>-repo-action` (its level is the definition's uuid, `<job>_<level>`).
+    pub repo: Node,
+    /// `test-overlay`.
+    pub overlay: Node,
+    /// `test-install-overlay`.
+    pub install: Node,
+    /// `test-runscript-overlay`.
+    pub runscript: Node,
 }
 
 /// A lava-test-shell block.
@@ -222,7 +287,84 @@ pub struct TestShellWork {
     /// `lava-test-shell`.
     pub node: Node,
     /// Its definitions.
-    pub tests: Vec<InlineTest>,
+    pub tests: Vec<TestDef>,
+}
+
+/// What an interactive command's failure message raises instead of a failed case.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FailureWork {
+    /// The message (a regular expression).
+    pub message: Pattern,
+    /// `exception:` (InfrastructureError, JobError, TestError) and its `error:` text.
+    pub raise: Option<(ErrorType, Option<String>)>,
+}
+
+/// One step of an interactive script.
+#[derive(Debug, Clone, PartialEq)]
+pub enum InteractiveStepWork {
+    /// `delay:` seconds.
+    Delay(u64),
+    /// A command (or none: just wait) and what its output means.
+    Command {
+        /// What to send (`{SERVER_IP}`, `{JOB_ID}` and captured groups substituted).
+        command: Option<String>,
+        /// Test case name; an unnamed command that fails fails the job.
+        name: Option<String>,
+        /// Wait for a prompt after a success or failure message.
+        wait_for_prompt: bool,
+        /// Messages meaning success (named groups become substitutions).
+        successes: Vec<Pattern>,
+        /// Messages meaning failure.
+        failures: Vec<FailureWork>,
+    },
+}
+
+/// One interactive script.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScriptWork {
+    /// Its name (suite `<stage>_<name>`).
+    pub name: String,
+    /// The prompts of the program driven.
+    pub prompts: Vec<Pattern>,
+    /// `echo: discard`.
+    pub echo_discard: bool,
+    /// The steps.
+    pub steps: Vec<InteractiveStepWork>,
+}
+
+/// A `test: interactive` block.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InteractiveWork {
+    /// The test block's number among the job's test blocks (LAVA's `stage`).
+    pub stage: usize,
+    /// `lava-test-interactive`.
+    pub node: Node,
+    /// The scripts.
+    pub scripts: Vec<ScriptWork>,
+}
+
+/// One monitor.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MonitorWork {
+    /// Suite name (LAVA: the name, spaces as `-`, lower case).
+    pub suite: String,
+    /// Starts the watch.
+    pub start: Pattern,
+    /// Ends it.
+    pub end: Pattern,
+    /// A result line (named groups `test_case_id`, `result`, `measurement`, `units`).
+    pub pattern: Pattern,
+    /// Result words → pass/fail/skip/unknown.
+    pub fixupdict: Vec<(String, String)>,
+}
+
+/// A `test: monitors` block.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MonitorsWork {
+    /// `lava-test-monitor`.
+    pub node: Node,
+    /// The monitors, in order.
+    pub monitors: Vec<MonitorWork>,
 }
 
 /// A user command.
@@ -249,6 +391,10 @@ pub enum Work {
     Minimal(Box<MinimalWork>),
     /// `test: {definitions: …}`.
     TestShell(Box<TestShellWork>),
+    /// `test: {interactive: …}`.
+    Interactive(Box<InteractiveWork>),
+    /// `test: {monitors: …}`.
+    Monitors(Box<MonitorsWork>),
     /// `command:`.
     Command(CommandWork),
 }
@@ -327,13 +473,33 @@ pub(super) fn uboot(
     boot: &crate::jobdef::action::boot::UBootBoot,
     device: &DeviceConfig,
 ) -> Result<UBootWork, Error> {
+    let login = login(root, &boot.login)?;
+    uboot_commands(root, &boot.commands, device, Some(login))
+}
+
+/// The work of `method: bootloader` with `bootloader: u-boot`: the commands, then the prompt.
+pub(super) fn bootloader(
+    root: &Node,
+    commands: Vec<String>,
+    device: &DeviceConfig,
+) -> Result<UBootWork, Error> {
+    use crate::jobdef::action::boot::BootCommands;
+    uboot_commands(root, &BootCommands::Literal(commands), device, None)
+}
+
+fn uboot_commands(
+    root: &Node,
+    commands: &crate::jobdef::action::boot::BootCommands,
+    device: &DeviceConfig,
+    login: Option<LoginWork>,
+) -> Result<UBootWork, Error> {
     use crate::jobdef::action::boot::BootCommands;
     let Some(method) = &device.actions.boot.uboot else {
         return Err(Error::job(
             "boot method u-boot is not supported by this device type",
         ));
     };
-    let commands = match &boot.commands {
+    let commands = match commands {
         BootCommands::Named(name) => method
             .commands
             .get(name.as_str())
@@ -376,7 +542,7 @@ pub(super) fn uboot(
         reset: node(root, "reset-device")?,
         interrupt_node: node(root, "bootloader-interrupt")?,
         commands_node: node(root, "bootloader-commands")?,
-        login: login(root, &boot.login)?,
+        login,
     })
 }
 

@@ -151,6 +151,8 @@ pub enum SkipInstall {
     Deps,
     /// `steps`.
     Steps,
+    /// `git-repos` (cloned by the dispatcher, so nothing in install.sh).
+    GitRepos,
     /// `all`: no install.sh steps at all.
     All,
 }
@@ -186,6 +188,8 @@ pub struct Testdef {
     pub fixupdict: BTreeMap<String, String>,
     /// `params` then `parameters` defaults, in order.
     pub params: Vec<(String, String)>,
+    /// `expected:` case ids (recorded as failed when the run does not report them).
+    pub expected: Vec<String>,
 }
 
 fn scalar_text(v: &Value) -> Option<String> {
@@ -293,6 +297,7 @@ impl Testdef {
             parse_pattern,
             fixupdict,
             params,
+            expected: strings(get("expected"), "expected")?,
         })
     }
 }
@@ -324,6 +329,9 @@ pub struct TestDefinition {
     pub kmsg_signals: bool,
     /// Distribution of the deployed image (`deployment_data.distro`), for `deps-<distro>`.
     pub distro: Option<String>,
+    /// The fetched repository or archive (paths relative to the test directory, directories
+    /// before their contents), copied into the test directory as LAVA clones into it.
+    pub files: Vec<FileEntry>,
 }
 
 /// MultiNode data for the overlay of one sub-job.
@@ -858,6 +866,13 @@ pub fn build(job: &OverlayJob) -> Result<Overlay, Error> {
             conf.push_str(&test_dir);
             conf.push('\n');
             entries.push(FileEntry::dir(test_rel.clone(), EXEC));
+            for f in &def.files {
+                entries.push(FileEntry {
+                    path: format!("{test_rel}/{}", f.path),
+                    mode: f.mode,
+                    data: f.data.clone(),
+                });
+            }
             let yaml = serde_norway::to_string(&def.document).map_err(|e| Error::Yaml {
                 name: def.name.clone(),
                 reason: e.to_string(),
@@ -905,6 +920,7 @@ pub fn build(job: &OverlayJob) -> Result<Overlay, Error> {
                 path: def.path.clone(),
                 revision: def.revision.clone(),
                 commit_id: def.commit_id.clone(),
+                expected: testdef.expected.clone(),
             });
         }
         entries.push(FileEntry::file(
@@ -1005,6 +1021,7 @@ run:
             skip_install: Vec::new(),
             kmsg_signals: false,
             distro: None,
+            files: Vec::new(),
         }
     }
 

@@ -84,6 +84,9 @@ pub struct DefinitionInfo {
     pub revision: Option<String>,
     /// Commit actually checked out, if any.
     pub commit_id: Option<String>,
+    /// The definition's `expected:` case ids: any not reported by its ENDRUN is recorded as
+    /// failed, so a test that dies silently does not look like fewer passes.
+    pub expected: Vec<String>,
 }
 
 /// Configuration of one stage's machine.
@@ -225,6 +228,8 @@ pub struct ResultsMachine {
     start_markers: BTreeMap<String, u64>,
     install_failed: bool,
     stopped: bool,
+    /// Cases reported in the open run's suite (for `expected`).
+    reported: std::collections::BTreeSet<String>,
 }
 
 fn secs(d: Duration) -> String {
@@ -258,6 +263,7 @@ impl ResultsMachine {
             start_markers: BTreeMap::new(),
             install_failed: false,
             stopped: false,
+            reported: std::collections::BTreeSet::new(),
         }
     }
 
@@ -268,6 +274,20 @@ impl ResultsMachine {
 
     /// Handles one event seen at monotonic time `now`.
     pub fn handle(&mut self, event: &Event, now: Duration) -> Vec<Output> {
+        let out = self.handle_event(event, now);
+        if let Some(run) = &self.open_run {
+            for o in &out {
+                if let Output::Result(r) = o
+                    && r.definition == run.testrun_id
+                {
+                    self.reported.insert(r.case.clone());
+                }
+            }
+        }
+        out
+    }
+
+    fn handle_event(&mut self, event: &Event, now: Duration) -> Vec<Output> {
         let mut out = Vec::new();
         if self.stopped {
             return out;
@@ -494,6 +514,7 @@ impl ResultsMachine {
                         ));
                     }
                 }
+                self.reported.clear();
                 self.open_run = Some(OpenRun {
                     testrun_id: testrun_id.clone(),
                     uuid: uuid.clone(),
@@ -503,6 +524,25 @@ impl ResultsMachine {
             Signal::EndRun { testrun_id, uuid } => {
                 self.pattern = None;
                 self.definition = Some(testrun_id.clone());
+                let expected = self
+                    .definition_info(testrun_id)
+                    .map(|i| i.expected.clone())
+                    .unwrap_or_default();
+                for case in expected {
+                    if !self.reported.contains(&case) {
+                        out.push(log(
+                            LogLevel::Error,
+                            format!(
+                                "Expected test case {case} was not reported: marking it as failed"
+                            ),
+                        ));
+                        out.push(Output::Result(
+                            ResultRecord::new(testrun_id, &case, TestResult::Fail)
+                                .meta("reason", "missing expected test case"),
+                        ));
+                    }
+                }
+                self.reported.clear();
                 let started = self.open_run.take().map_or(now, |r| r.started);
                 let duration = secs(now.saturating_sub(started));
                 out.push(log(
@@ -703,6 +743,34 @@ mod tests {
                 },
             ],
         }
+    }
+
+    #[test]
+    fn expected_cases_not_reported_fail_at_endrun() {
+        let mut cfg = config(None);
+        cfg.definitions[0].expected = vec!["boot".into(), "net".into()];
+        let (records, err) = run(
+            cfg,
+            "<LAVA_SIGNAL_STARTRUN 0_smoke 1_1.1>\n\
+             <LAVA_SIGNAL_TESTCASE TEST_CASE_ID=boot RESULT=pass>\n\
+             <LAVA_SIGNAL_ENDRUN 0_smoke 1_1.1>\n\
+             <LAVA_SIGNAL_STARTRUN 1_other 1_1.2>\n\
+             <LAVA_SIGNAL_TESTCASE TEST_CASE_ID=net RESULT=pass>\n\
+             <LAVA_SIGNAL_ENDRUN 1_other 1_1.2>\n",
+        );
+        assert_eq!(err, None);
+        let b = brief(&records);
+        assert!(b.contains(&"0_smoke/boot=pass".to_owned()), "{b:?}");
+        assert!(b.contains(&"0_smoke/net=fail".to_owned()), "{b:?}");
+        assert_eq!(
+            b.iter().filter(|x| x.starts_with("0_smoke/")).count(),
+            2,
+            "{b:?}"
+        );
+        assert!(
+            b.contains(&"1_other/net=pass".to_owned()),
+            "only 0_smoke expects cases: {b:?}"
+        );
     }
 
     fn run(cfg: StageConfig, log: &str) -> (Vec<ResultRecord>, Option<(ErrorType, String)>) {

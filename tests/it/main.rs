@@ -15,5 +15,6 @@ mod lavacli;
 mod notify;
 mod rest;
 mod rest_write;
+mod testdef;
 mod validate;
 mod xmlrpc;

@@ -1,5 +1,6 @@
 //! `boot: {method: u-boot}`: reset the board, stop autoboot, type the boot commands with the
-//! deployed files' paths and the device's load addresses substituted, then log in.
+//! deployed files' paths and the device's load addresses substituted, then log in. `boot:
+//! {method: bootloader, bootloader: u-boot}` does the same and stays at U-Boot's prompt.
 
 use std::collections::BTreeMap;
 
@@ -115,7 +116,7 @@ pub(in crate::dispatcher) async fn run(
         )
         .await
         .map_err(&err)?;
-        if i == last {
+        if i == last && work.login.is_some() {
             patterns[0] = work.kernel_start.get().clone();
         }
         let m = conn
@@ -129,5 +130,9 @@ pub(in crate::dispatcher) async fn run(
             ));
         }
     }
-    ctx.login(&work.login, namespace).await
+    match &work.login {
+        Some(login) => ctx.login(login, namespace).await,
+        // `method: bootloader`: the job goes on at the bootloader's prompt.
+        None => Ok(()),
+    }
 }

@@ -45,7 +45,7 @@ pub(in crate::dispatcher) async fn run(
     }
     if let Some(((path, name), install_overlay)) = ramdisk {
         if ctx.has_tests && install_overlay {
-            let overlay = ctx.overlay(pipeline)?.clone();
+            let overlay = ctx.overlay(pipeline).await?.clone();
             let dest = dir.join("ramdisk.cpio.gz");
             ctx.log.info(format!(
                 "adding the overlay {} to the ramdisk",

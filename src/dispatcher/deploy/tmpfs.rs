@@ -30,7 +30,7 @@ pub(in crate::dispatcher) async fn run(
             .await?
             .path;
         if work.add_overlay && ctx.has_tests {
-            let overlay = ctx.overlay(pipeline)?.clone();
+            let overlay = ctx.overlay(pipeline).await?.clone();
             let dest = dir.join(format!("{name}.lava"));
             ctx.log.info(format!(
                 "adding the overlay {} to {}",

@@ -18,6 +18,8 @@ pub enum TestDefSource {
         revision: Option<String>,
         /// Keep the git history (`history: false` removes `.git`).
         history: Option<bool>,
+        /// `shallow:` (LAVA clones `--depth=1` unless told otherwise or a revision is asked).
+        shallow: Option<bool>,
     },
     /// `from: url`: an archive.
     Url {
@@ -51,6 +53,8 @@ names!(
         Deps = "deps",
         /// `steps`.
         Steps = "steps",
+        /// `git-repos`.
+        GitRepos = "git-repos",
         /// `all`.
         All = "all",
     }
@@ -74,6 +78,20 @@ pub struct TestDefinition {
 }
 
 impl TestDefinition {
+    /// `parameters:` as the shell variables the run scripts set (scalars as written, others
+    /// in their short YAML form).
+    pub fn parameters_text(&self) -> Vec<(String, String)> {
+        self.parameters
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    v.as_str().map_or_else(|| v.short(), str::to_owned),
+                )
+            })
+            .collect()
+    }
+
     fn from_node(node: &Node) -> Option<TestDefinition> {
         let repository = node.get("repository")?;
         let source = match node.get("from")?.as_str()? {
@@ -82,6 +100,7 @@ impl TestDefinition {
                 branch: string(node, "branch"),
                 revision: string(node, "revision"),
                 history: node.get("history").and_then(Node::as_bool),
+                shallow: node.get("shallow").and_then(Node::as_bool),
             },
             "url" => TestDefSource::Url {
                 repository: repository.as_str()?.to_owned(),
