@@ -12,6 +12,14 @@ apt_install ca-certificates gcc g++ libc6-dev pkg-config curl cpio busybox pytho
 # Real peers and clients for the integration tests: Debian's lavacli, pyzmq (event
 # subscriber), an SMTP sink and an IRC server for notifications.
 apt_install lavacli python3-zmq python3-aiosmtpd ngircd
+# SQUAD 1.98 (its LAVA backend is a client tests/it/clients.rs drives) in its own virtualenv
+# from PyPI; LAVABOX_SQUAD_PYTHON may point the test at another one.
+apt_install python3-venv
+squad_venv=/opt/lavabox-tests/squad-venv
+if ! "$squad_venv/bin/python3" -c 'import squad' >/dev/null 2>&1; then
+    python3 -m venv "$squad_venv"
+    "$squad_venv/bin/pip" install -q 'squad==1.98'
+fi
 # The virtual QEMU lab (U-Boot ARM board and x86 board).
 if [ -x "$here/lab/install-deps.sh" ]; then
     "$here/lab/install-deps.sh"

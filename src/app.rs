@@ -65,9 +65,10 @@ impl App {
                 .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
             let mut store =
                 Store::open(&db).with_context(|| format!("opening database {}", db.display()))?;
-            // The appliance is its own worker; clients list it even before `serve` runs.
+            // The appliance is its own worker, and its devices' worker host; clients list it
+            // even before `serve` runs.
             store
-                .ensure_worker(&instance)
+                .ensure_own_worker(&instance)
                 .with_context(|| format!("registering the appliance's worker `{instance}`"))?;
             Ok((store, dirs))
         })

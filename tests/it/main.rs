@@ -3,6 +3,7 @@
 #[macro_use]
 mod common;
 mod cli;
+mod clients;
 mod devicetype;
 mod dispatch;
 mod events;
