@@ -430,3 +430,165 @@ async fn squad_submits_fetches_and_receives_test_runs_over_xmlrpc_and_rest() {
     assert_eq!(rest["job_status"], "Complete", "{rest}");
     srv.stop().await;
 }
+
+/// A scripted board's server (no QEMU): `qemu-01` runs the scripted job.
+async fn scripted_server() -> Server {
+    let options = Options::scripted().seed(|s| {
+        let mut qemu = lavabox::store::NewDeviceType::named("qemu");
+        qemu.disable_health_check = true;
+        s.create_device_type(&qemu)?;
+        let mut device = lavabox::store::NewDevice::new("qemu-01", "qemu");
+        device.dictionary = Some(crate::common::server::scripted_dictionary("qemu.jinja2"));
+        device.health = lavabox::model::DeviceHealth::Good;
+        s.create_device(&device)?;
+        Ok(())
+    });
+    Server::start(options).await
+}
+
+/// `GET url` without following redirects, with `token` if any: (status, location, body).
+async fn get_raw(url: &str, token: Option<&str>) -> (u16, Option<String>, String) {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let mut request = client.get(url);
+    if let Some(token) = token {
+        request = request.header("Authorization", format!("Token {token}"));
+    }
+    let response = request.send().await.expect("request");
+    let status = response.status().as_u16();
+    let location = response
+        .headers()
+        .get("location")
+        .map(|l| l.to_str().expect("ascii location").to_owned());
+    (status, location, response.text().await.expect("body"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn front_server_paths_results_and_the_plain_log_of_a_job_the_server_ran() {
+    lavabox::tls::install_tls_provider();
+    let mut srv = scripted_server().await;
+    let base = format!("http://{}", srv.addr);
+    let definition = crate::common::server::scripted_job("qemu", "clients scripted")
+        .replace("visibility: public", "visibility: personal");
+    // Submitted through `//RPC2`, as SQUAD's XML-RPC transport posts it.
+    let call = format!(
+        "<?xml version='1.0'?><methodCall><methodName>scheduler.submit_job</methodName>\
+         <params><param><value><string>{}</string></value></param></params></methodCall>",
+        definition
+            .replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+    );
+    let response = reqwest::Client::new()
+        .post(format!("{base}//RPC2"))
+        .basic_auth("alice", Some(&srv.alice_token))
+        .header("Content-Type", "text/xml")
+        .body(call)
+        .send()
+        .await
+        .expect("//RPC2");
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.expect("body");
+    let id: i64 = text
+        .split("<int>")
+        .nth(1)
+        .and_then(|rest| rest.split("</int>").next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("a job id from //RPC2: {text}"));
+    srv.finished(JobId(id), JobHealth::Complete).await;
+
+    // Django's APPEND_SLASH: a known path without its slash is a 301 to the slash form,
+    // query kept; an unknown one stays a 404.
+    let (status, location, _) = get_raw(
+        &format!("{base}/api/v0.2/jobs/{id}?format=json"),
+        Some(&srv.alice_token),
+    )
+    .await;
+    assert_eq!(
+        (status, location.as_deref()),
+        (301, Some(format!("/api/v0.2/jobs/{id}/?format=json").as_str()))
+    );
+    assert_eq!(
+        get_raw(&format!("{base}/api/v0.2//jobs/{id}/"), Some(&srv.alice_token))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(get_raw(&format!("{base}/api/v0.2/nothing"), None).await.0, 404);
+
+    // REST devices: the appliance's own worker.
+    let (_, _, devices) = get_raw(&format!("{base}/api/v0.2/devices/"), None).await;
+    let devices: serde_json::Value = serde_json::from_str(&devices).expect("JSON");
+    assert_eq!(devices["results"][0]["worker_host"], srv.worker.as_str());
+
+    // Every case's metadata is the YAML of its result dict.
+    let (_, _, cases) = get_raw(
+        &format!("{base}/api/v0.2/jobs/{id}/tests/"),
+        Some(&srv.alice_token),
+    )
+    .await;
+    let cases: serde_json::Value = serde_json::from_str(&cases).expect("JSON");
+    let cases = cases["results"].as_array().expect("cases");
+    assert!(cases.len() >= 3, "{cases:?}");
+    for case in cases {
+        let meta: serde_json::Value =
+            serde_norway::from_str(case["metadata"].as_str().expect("metadata text"))
+                .expect("YAML metadata");
+        assert_eq!(meta["case"], case["name"], "{case}");
+        assert_eq!(meta["result"], case["result"], "{case}");
+        assert!(meta["definition"].is_string(), "{case}");
+    }
+
+    // The JUnit root carries the totals.
+    let (_, _, junit) = get_raw(
+        &format!("{base}/api/v0.2/jobs/{id}/junit/"),
+        Some(&srv.alice_token),
+    )
+    .await;
+    let suites = junit_parser::from_reader(std::io::Cursor::new(junit.as_bytes())).expect("JUnit");
+    assert_eq!(suites.tests as usize, cases.len(), "{junit}");
+    let failed = cases.iter().filter(|c| c["result"] == "fail").count();
+    assert!(failed > 0, "the scripted run fails a case: {cases:?}");
+    assert_eq!(suites.failures as usize, failed, "{junit}");
+    assert_eq!(suites.errors, 0, "{junit}");
+
+    // XML-RPC results: a case without log lines has them empty, not "None".
+    let yaml = match crate::xmlrpc::rpc(
+        srv.addr,
+        Some(("alice", &srv.alice_token)),
+        "results.get_testjob_results_yaml",
+        &[lavabox::api::xmlrpc::codec::Value::Int(id)],
+    )
+    .await
+    {
+        Ok(lavabox::api::xmlrpc::codec::Value::String(s)) => s,
+        other => panic!("results: {other:?}"),
+    };
+    let rows: Vec<serde_json::Value> = serde_norway::from_str(&yaml).expect("YAML results");
+    let job_case = rows
+        .iter()
+        .find(|r| r["suite"] == "lava" && r["name"] == "job")
+        .expect("lava/job");
+    assert_eq!(job_case["log_start_line"], "", "{yaml}");
+    assert_eq!(job_case["log_end_line"], "", "{yaml}");
+
+    // The plain log: the job's visibility, the file the job path wrote.
+    let plain = format!("{base}/scheduler/job/{id}/log_file/plain");
+    let (status, _, body) = get_raw(&plain, Some(&srv.alice_token)).await;
+    assert_eq!(status, 200);
+    let log = std::fs::read_to_string(srv.app.config().job_log_path(JobId(id))).expect("log");
+    assert_eq!(body, log);
+    assert_eq!(get_raw(&plain, Some(&srv.bob_token)).await.0, 403);
+    assert_eq!(get_raw(&plain, None).await.0, 403);
+    let by_query = format!("{plain}?user=alice&token={}", srv.alice_token);
+    assert_eq!(get_raw(&by_query, None).await.0, 200);
+    assert_eq!(
+        get_raw(&format!("{base}/scheduler/job/999/log_file/plain"), None)
+            .await
+            .0,
+        404
+    );
+    srv.stop().await;
+}
