@@ -13,7 +13,7 @@ use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 
 use super::{Event, Published, WorkerChange};
-use crate::model::JobState;
+use crate::model::{DeviceHealth, DeviceState, JobState};
 use crate::pyfmt::{py_isoformat, py_isoformat_tz};
 use crate::store::{CurrentJob, DeviceChange, JobChange};
 
@@ -136,11 +136,30 @@ fn job_json(change: &JobChange) -> Value {
     Value::Object(m)
 }
 
+/// A device's status in the names of LAVA before state and health (`Device.STATUS_CHOICES`
+/// up to 2017.12), for the clients written then.
+fn legacy_device_status(state: DeviceState, health: DeviceHealth) -> &'static str {
+    match (state, health) {
+        (_, DeviceHealth::Retired) => "Retired",
+        (DeviceState::Idle, DeviceHealth::Maintenance | DeviceHealth::Bad) => "Offline",
+        (DeviceState::Idle, _) => "Idle",
+        (DeviceState::Reserved, _) => "Reserved",
+        (DeviceState::Running, DeviceHealth::Maintenance) => "Going offline",
+        (DeviceState::Running, _) => "Running",
+    }
+}
+
 /// `.device` data.
 fn device_json(change: &DeviceChange) -> Value {
     let mut m = Map::new();
     m.insert("health".into(), json!(change.health.as_str()));
     m.insert("state".into(), json!(change.state.as_str()));
+    // Beside state and health, as on job events: the clients written before them (the seed's
+    // `zmq_client.py`) read `status` of every message that names their job.
+    m.insert(
+        "status".into(),
+        json!(legacy_device_status(change.state, change.health)),
+    );
     m.insert("device".into(), json!(change.hostname));
     m.insert("device_type".into(), json!(change.device_type));
     m.insert("worker".into(), json!(change.worker));
@@ -224,6 +243,19 @@ mod tests {
     }
 
     #[test]
+    fn legacy_device_statuses() {
+        use crate::model::{DeviceHealth as H, DeviceState as S};
+        assert_eq!(legacy_device_status(S::Idle, H::Good), "Idle");
+        assert_eq!(legacy_device_status(S::Idle, H::Maintenance), "Offline");
+        assert_eq!(legacy_device_status(S::Reserved, H::Unknown), "Reserved");
+        assert_eq!(
+            legacy_device_status(S::Running, H::Maintenance),
+            "Going offline"
+        );
+        assert_eq!(legacy_device_status(S::Idle, H::Retired), "Retired");
+    }
+
+    #[test]
     fn one_event_has_one_uuid_for_every_renderer() {
         let published = device(None);
         let a = Renderer::new("org.lavabox").render(&published);
@@ -289,7 +321,8 @@ mod tests {
             assert_eq!(serde_json::from_str::<Value>(&m.data).unwrap(), want);
         };
         let base = json!({"health": "Good", "state": "Running", "device": "bbb01",
-                          "device_type": "beaglebone-black", "worker": "box"});
+                          "device_type": "beaglebone-black", "worker": "box",
+                          "status": "Running"});
         check(None, base.clone());
         let mut single = base.clone();
         single["job"] = json!(12);

@@ -137,7 +137,12 @@ async fn zmq_client(srv: &Server, id: JobId) -> tokio::process::Child {
             other => panic!("zmq_client.py did not start ({other:?}): {said:?}"),
         }
     }
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    // The rest of its stderr goes to the test's output (a traceback, if it fails).
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            eprintln!("zmq_client.py: {line}");
+        }
+    });
     child
 }
 
@@ -508,15 +513,24 @@ async fn front_server_paths_results_and_the_plain_log_of_a_job_the_server_ran() 
     .await;
     assert_eq!(
         (status, location.as_deref()),
-        (301, Some(format!("/api/v0.2/jobs/{id}/?format=json").as_str()))
+        (
+            301,
+            Some(format!("/api/v0.2/jobs/{id}/?format=json").as_str())
+        )
     );
     assert_eq!(
-        get_raw(&format!("{base}/api/v0.2//jobs/{id}/"), Some(&srv.alice_token))
-            .await
-            .0,
+        get_raw(
+            &format!("{base}/api/v0.2//jobs/{id}/"),
+            Some(&srv.alice_token)
+        )
+        .await
+        .0,
         200
     );
-    assert_eq!(get_raw(&format!("{base}/api/v0.2/nothing"), None).await.0, 404);
+    assert_eq!(
+        get_raw(&format!("{base}/api/v0.2/nothing"), None).await.0,
+        404
+    );
 
     // REST devices: the appliance's own worker.
     let (_, _, devices) = get_raw(&format!("{base}/api/v0.2/devices/"), None).await;
