@@ -21,6 +21,9 @@ import threading
 def main():
     mode, url, user, token, definition_file, state_dir, timeout = sys.argv[1:8]
     os.makedirs(state_dir, exist_ok=True)
+    # SQUAD keeps test-run files under `storage/` in its working directory.
+    definition_file = os.path.abspath(definition_file)
+    os.chdir(state_dir)
     os.environ["XDG_DATA_HOME"] = state_dir
     os.environ["SECRET_KEY"] = "lavabox-squad-test"
     os.environ["DATABASE"] = "ENGINE=django.db.backends.sqlite3:NAME=" + os.path.join(
