@@ -15,6 +15,14 @@ apt_install lavacli python3-zmq python3-aiosmtpd ngircd
 # Test definitions from git: the dispatcher runs Debian's git; the tests serve repositories
 # with its git daemon and git http-backend (tests/it/testdef.rs).
 apt_install git
+# SQUAD 1.98 (its LAVA backend is a client tests/it/clients.rs drives) in its own virtualenv
+# from PyPI; LAVABOX_SQUAD_PYTHON may point the test at another one.
+apt_install python3-venv
+squad_venv=/opt/lavabox-tests/squad-venv
+if ! "$squad_venv/bin/python3" -c 'import squad' >/dev/null 2>&1; then
+    python3 -m venv "$squad_venv"
+    "$squad_venv/bin/pip" install -q 'squad==1.98'
+fi
 # The virtual QEMU lab (U-Boot ARM board and x86 board).
 if [ -x "$here/lab/install-deps.sh" ]; then
     "$here/lab/install-deps.sh"

@@ -49,6 +49,9 @@ pub struct App {
     events: Bus,
     /// Wakes the scheduler loop: a submission, a job ending, a device changing.
     wake: Arc<tokio::sync::Notify>,
+    /// The ZMQ publisher's port as bound (an ephemeral `zmq_port = 0` becomes the real one),
+    /// which clients are told to subscribe to.
+    event_port: Arc<std::sync::atomic::AtomicU16>,
 }
 
 impl App {
@@ -72,22 +75,34 @@ impl App {
                 .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
             let mut store =
                 Store::open(&db).with_context(|| format!("opening database {}", db.display()))?;
-            // The appliance is its own worker; clients list it even before `serve` runs.
+            // The appliance is its own worker, and its devices' worker host; clients list it
+            // even before `serve` runs.
             store
-                .ensure_worker(&instance)
+                .ensure_own_worker(&instance)
                 .with_context(|| format!("registering the appliance's worker `{instance}`"))?;
             Ok((store, dirs))
         })
         .await
         .context("opening the database")??;
         let templates = Templates::from_dirs(template_dirs).with_builtin();
+        let event_port = config.events.zmq_port;
         Ok(App {
             config: Arc::new(config),
             store: AsyncStore::new(store),
             templates: AsyncTemplates::new(templates),
             events: Bus::new(),
             wake: Arc::new(tokio::sync::Notify::new()),
+            event_port: Arc::new(std::sync::atomic::AtomicU16::new(event_port)),
         })
+    }
+
+    /// LAVA's `EVENT_SOCKET` (`scheduler.get_publisher_event_socket`,
+    /// `system.master_config`): `tcp://*:<port>` with the port the publisher bound.
+    pub fn event_socket(&self) -> String {
+        format!(
+            "tcp://*:{}",
+            self.event_port.load(std::sync::atomic::Ordering::Relaxed)
+        )
     }
 
     /// The configuration.
@@ -250,7 +265,13 @@ impl App {
         // Events out of the box: the lava-publisher-compatible ZMQ socket. It may not stop
         // the appliance: a taken port is a warning.
         let publisher = match crate::events::zmq::Publisher::start(&self) {
-            Ok(publisher) => Some(publisher),
+            Ok(publisher) => {
+                if let Some(port) = publisher.port() {
+                    self.event_port
+                        .store(port, std::sync::atomic::Ordering::Relaxed);
+                }
+                Some(publisher)
+            }
             Err(err) => {
                 tracing::warn!(error = %err, "ZMQ event publisher disabled");
                 None

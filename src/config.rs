@@ -14,6 +14,7 @@
 //! ```toml
 //! instance = "lab-pi"
 //! listen = "0.0.0.0:80"
+//! url = "http://lab-pi.example.com"
 //! data_dir = "/var/lib/lavabox"
 //! log = "info,lavabox=debug"
 //! template_dirs = ["/etc/lavabox/device-types", "/usr/share/lavabox/device-types"]
@@ -120,6 +121,8 @@ pub struct RawConfig {
     pub instance: Option<String>,
     /// HTTP listen address, `ADDR:PORT`.
     pub listen: Option<String>,
+    /// The instance's URL as users reach it (LAVA's site domain), for links in notifications.
+    pub url: Option<String>,
     /// Directory for the database, job logs and job files.
     pub data_dir: Option<PathBuf>,
     /// `tracing` filter, e.g. `info,lavabox=debug`.
@@ -205,6 +208,9 @@ pub struct Config {
     pub instance: String,
     /// HTTP listen address.
     pub listen: SocketAddr,
+    /// The instance's URL (`http://host[:port]`, no trailing slash), when configured: links
+    /// in notifications start with it (else with the listen address).
+    pub url: Option<String>,
     /// Data directory.
     pub data_dir: PathBuf,
     /// `tracing` filter directives.
@@ -373,6 +379,22 @@ impl Config {
         }
         let listen = parse_addr(raw.listen.as_deref().unwrap_or(DEFAULT_LISTEN))
             .map_err(|reason| invalid("listen", reason))?;
+        let url = match raw.url {
+            None => None,
+            Some(url) => {
+                let trimmed = url.trim().trim_end_matches('/');
+                let host = trimmed
+                    .strip_prefix("http://")
+                    .or_else(|| trimmed.strip_prefix("https://"));
+                if !host.is_some_and(|h| !h.is_empty() && !h.contains(char::is_whitespace)) {
+                    return Err(invalid(
+                        "url",
+                        format!("`{url}` is not an http:// or https:// URL"),
+                    ));
+                }
+                Some(trimmed.to_owned())
+            }
+        };
         let data_dir = resolve(
             raw.data_dir
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
@@ -460,6 +482,7 @@ impl Config {
             source: path.map(Path::to_owned),
             instance,
             listen,
+            url,
             data_dir,
             log_filter,
             template_dirs,
@@ -640,6 +663,7 @@ mod tests {
             r#"
 instance = "lab-pi"
 listen = "0.0.0.0:80"
+url = "https://lab-pi.example.com/"
 data_dir = "data"
 log = "info,lavabox=debug"
 template_dirs = ["/opt/dt", "local-dt"]
@@ -674,6 +698,9 @@ min_off_seconds = 2.5
         assert_eq!(config.events.zmq_port, 5600);
         assert_eq!(config.smtp.unwrap().relay, "mail:25");
         assert_eq!(config.hw.min_off, std::time::Duration::from_millis(2500));
+        assert_eq!(config.url.as_deref(), Some("https://lab-pi.example.com"));
+        let err = parse("url = \"lab-pi\"\n").unwrap_err().to_string();
+        assert!(err.contains("url") && err.contains("lab-pi"), "{err}");
     }
 
     #[test]

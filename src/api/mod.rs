@@ -6,6 +6,8 @@
 
 pub mod auth;
 pub mod large;
+pub mod normalize;
+pub mod plain_log;
 pub mod rest;
 pub mod results;
 pub mod xmlrpc;
@@ -29,14 +31,17 @@ pub const MAX_BODY: usize = 2_621_440;
 /// How long one request may take before the server answers 408.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// The whole HTTP API for `app`.
+/// The whole HTTP API for `app`, behind the path normalisation LAVA's front server and
+/// Django apply ([`normalize`]: merged slashes, `APPEND_SLASH`'s 301).
 pub fn router(app: App) -> Router {
-    Router::new()
+    let routes = Router::new()
         .merge(xmlrpc::router())
         .merge(rest::router())
         .merge(results::router())
+        .merge(plain_log::router())
         .merge(crate::events::ws::router())
-        .with_state(app)
+        .with_state(app);
+    Router::new().fallback_service(normalize::NormalizePath::new(routes))
 }
 
 /// Serves [`router`] on `listener` until `shutdown` completes, under `[http]`'s connection

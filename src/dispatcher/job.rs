@@ -35,6 +35,8 @@ pub(super) struct JobCtx<'a> {
     pub(super) device: DeviceConfig,
     pub(super) board: Board,
     pub(super) conn: Option<Connection>,
+    /// The job's directory (its log's), where result `extra` files go.
+    pub(super) job_dir: PathBuf,
     pub(super) overlay: Option<Overlay>,
     /// `{KERNEL}`, `{RAMDISK}`, `{DTB}`… → paths relative to the TFTP root.
     pub(super) tftp_files: BTreeMap<&'static str, String>,
@@ -56,6 +58,24 @@ fn definition_distro(definition: &JobDefinition) -> Option<String> {
         crate::jobdef::action::ActionKind::Deploy(Deploy::Tmpfs(t)) => t.os.clone(),
         _ => None,
     })
+}
+
+/// Writes an action's `extra` as YAML at `path`, over the items of an earlier file of that
+/// name (LAVA updates the existing store).
+fn write_extra(
+    path: &std::path::Path,
+    extra: serde_json::Map<String, serde_json::Value>,
+) -> std::io::Result<()> {
+    let mut data: serde_json::Map<String, serde_json::Value> = std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| serde_norway::from_str(&text).ok())
+        .unwrap_or_default();
+    data.extend(extra);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let text = serde_norway::to_string(&data).map_err(std::io::Error::other)?;
+    std::fs::write(path, text)
 }
 
 /// A [`Transcript`] into the job log: each command as `ACTION: COMMAND`, its output as debug.
@@ -119,6 +139,10 @@ impl<'a> JobCtx<'a> {
             device,
             board,
             conn: None,
+            job_dir: run
+                .log_path
+                .parent()
+                .map_or_else(PathBuf::new, std::path::Path::to_owned),
             overlay: None,
             tftp_files: BTreeMap::new(),
             kernel_type: None,
@@ -164,11 +188,33 @@ impl<'a> JobCtx<'a> {
         }
     }
 
-    /// Logs and stores one of the dispatcher's own `lava` suite results.
+    /// Logs and stores one of the dispatcher's own `lava` suite results, with its `extra`
+    /// written where LAVA keeps it (`<job dir>/metadata/…`, merged into an earlier file of
+    /// the same name) and the case's metadata naming that file.
     pub(super) async fn record_action(&self, result: ActionResult) {
         self.log.results(result.log_entry());
+        let extra_path = match result.extra_file() {
+            Some(relative) => {
+                let path = self.job_dir.join(relative);
+                let extra = result.extra.clone();
+                let at = path.clone();
+                let written = tokio::task::spawn_blocking(move || write_extra(&at, extra)).await;
+                match written {
+                    Ok(Ok(())) => Some(path.display().to_string()),
+                    Ok(Err(e)) => {
+                        self.log.debug(format!("{}: {e}", path.display()));
+                        None
+                    }
+                    Err(e) => {
+                        self.log.debug(format!("{}: {e}", path.display()));
+                        None
+                    }
+                }
+            }
+            None => None,
+        };
         self.dispatcher
-            .record(self.job_id, vec![result.case()])
+            .record(self.job_id, vec![result.case(extra_path.as_deref())])
             .await;
     }
 

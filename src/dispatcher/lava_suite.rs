@@ -74,8 +74,16 @@ impl ActionResult {
         })
     }
 
-    /// The stored test case.
-    pub fn case(&self) -> NewTestCase {
+    /// Where LAVA keeps this result's `extra`, relative to the job's directory.
+    pub fn extra_file(&self) -> Option<String> {
+        match self.log_entry() {
+            Value::Object(entry) => crate::testshell::metadata::extra_file(&entry),
+            _ => None,
+        }
+    }
+
+    /// The stored test case; `extra_path` is where [`ActionResult::extra`] was written.
+    pub fn case(&self, extra_path: Option<&str>) -> NewTestCase {
         let result = if self.passed {
             TestResult::Pass
         } else {
@@ -84,7 +92,11 @@ impl ActionResult {
         let mut case = NewTestCase::new(LAVA_SUITE, self.name.clone(), result);
         case.measurement = Some((self.duration.as_secs_f64() * 100.0).round() / 100.0);
         case.units = "seconds".into();
-        case.metadata = serde_norway::to_string(&self.log_entry()).ok();
+        if let Value::Object(entry) = self.log_entry() {
+            case.metadata = Some(crate::testshell::metadata::case_metadata(
+                &entry, extra_path,
+            ));
+        }
         case
     }
 }
@@ -118,7 +130,7 @@ mod tests {
         let mut r = download();
         r.namespace = "target".into();
         r.passed = false;
-        let c = r.case();
+        let c = r.case(Some("/data/jobs/7/metadata/lava-http-download-1.1.1.yaml"));
         assert_eq!(
             (c.suite.as_str(), c.name.as_str()),
             ("lava", "http-download")
@@ -129,6 +141,14 @@ mod tests {
         let meta: Value = serde_norway::from_str(c.metadata.as_deref().unwrap()).unwrap();
         assert_eq!(meta["namespace"], "target");
         assert_eq!(meta["result"], "fail");
-        assert_eq!(meta["extra"]["md5sum"], "0f343b0931126a20f133d67c2b018a3b");
+        // LAVA's rule: `extra` is replaced by the path of the file that holds it.
+        assert_eq!(
+            meta["extra"],
+            "/data/jobs/7/metadata/lava-http-download-1.1.1.yaml"
+        );
+        assert_eq!(
+            r.extra_file().as_deref(),
+            Some("metadata/lava-http-download-1.1.1.yaml")
+        );
     }
 }

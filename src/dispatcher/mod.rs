@@ -252,20 +252,14 @@ impl Dispatcher {
             Ok(p) => p,
             Err(e) => {
                 log.error(format!("{}: {}", e.error_type, e.message));
-                self.record(
-                    job_id,
-                    vec![NewTestCase::new("lava", "validate", TestResult::Fail)],
-                )
-                .await;
+                self.record_lava(job_id, log, "validate", TestResult::Fail, None)
+                    .await;
                 return self.finish(job_id, log, Err(e)).await;
             }
         };
         log.info(format!("pipeline:\n{}", pipeline.describe()));
-        self.record(
-            job_id,
-            vec![NewTestCase::new("lava", "validate", TestResult::Pass)],
-        )
-        .await;
+        self.record_lava(job_id, log, "validate", TestResult::Pass, None)
+            .await;
 
         let mut ctx =
             job::JobCtx::new(self, run, log.clone(), definition, device, board, &pipeline);
@@ -357,43 +351,49 @@ impl Dispatcher {
         log: &JobLog,
         outcome: Result<(), JobError>,
     ) -> JobEnd {
-        let mut case = NewTestCase::new(
-            "lava",
-            "job",
-            if outcome.is_ok() {
-                TestResult::Pass
-            } else {
-                TestResult::Fail
-            },
-        );
-        let end = match outcome {
+        match outcome {
             Ok(()) => {
                 log.info("Job finished correctly");
-                log.results(
-                    serde_json::json!({"definition": "lava", "case": "job", "result": "pass"}),
-                );
+                self.record_lava(job_id, log, "job", TestResult::Pass, None)
+                    .await;
                 JobEnd::complete()
             }
             Err(e) => {
                 log.error(format!("{}: {}", e.error_type, e.message));
-                log.results(serde_json::json!({
-                    "definition": "lava", "case": "job", "result": "fail",
-                    "error_msg": e.message, "error_type": e.error_type.to_string(),
-                }));
-                case.metadata = Some(format!(
-                    "error_msg: {}\nerror_type: {}\n",
-                    serde_json::Value::String(e.message.clone()),
-                    e.error_type
-                ));
+                self.record_lava(job_id, log, "job", TestResult::Fail, Some(&e))
+                    .await;
                 if e.error_type == ErrorType::Canceled {
                     JobEnd::canceled(e.message)
                 } else {
                     JobEnd::incomplete(e.error_type, e.message)
                 }
             }
-        };
+        }
+    }
+
+    /// Logs and records one of the `lava` suite's own verdicts (`validate`, `job`): the
+    /// result dict goes to the log, and the case's metadata is its YAML (the one rule,
+    /// `testshell::metadata`), with the error's type and message when it failed.
+    async fn record_lava(
+        &self,
+        job_id: crate::model::JobId,
+        log: &JobLog,
+        name: &str,
+        result: TestResult,
+        error: Option<&JobError>,
+    ) {
+        let mut dict = serde_json::Map::new();
+        dict.insert("definition".into(), "lava".into());
+        dict.insert("case".into(), name.into());
+        dict.insert("result".into(), result.as_str().into());
+        if let Some(e) = error {
+            dict.insert("error_msg".into(), e.message.clone().into());
+            dict.insert("error_type".into(), e.error_type.to_string().into());
+        }
+        let mut case = NewTestCase::new("lava", name, result);
+        case.metadata = Some(crate::testshell::metadata::case_metadata(&dict, None));
+        log.results(serde_json::Value::Object(dict));
         self.record(job_id, vec![case]).await;
-        end
     }
 }
 

@@ -185,13 +185,9 @@ fn record_of(r: &ResultRecord) -> NewTestCase {
     case.test_set = r.set.clone();
     case.measurement = r.measurement;
     case.units = r.units.clone().unwrap_or_default();
-    if !r.metadata.is_empty() {
-        let map: serde_norway::Mapping = r
-            .metadata
-            .iter()
-            .map(|(k, v)| (k.clone().into(), v.clone().into()))
-            .collect();
-        case.metadata = serde_norway::to_string(&map).ok();
+    // The one metadata rule: the YAML of the result dict the log's `results` entry holds.
+    if let serde_json::Value::Object(result) = result_json(r) {
+        case.metadata = Some(crate::testshell::metadata::case_metadata(&result, None));
     }
     case.start_log_line = r.start_line;
     case.end_log_line = r.end_line;

@@ -190,8 +190,16 @@ async fn uboot_job_on_a_fake_board() {
     let meta: serde_json::Value =
         serde_norway::from_str(download.metadata.as_deref().unwrap_or_default()).unwrap();
     assert_eq!(meta["level"], "1.1.1", "{meta}");
-    assert_eq!(meta["extra"]["label"], "kernel", "{meta}");
-    assert_eq!(meta["extra"]["size"], 6, "{meta}");
+    // LAVA's rule: `extra` is the path of the job's `metadata/` file holding it.
+    let path = meta["extra"].as_str().expect("extra is a path");
+    assert!(
+        path.ends_with(&format!("metadata/lava-{}-1.1.1.yaml", download.name)),
+        "{path}"
+    );
+    let extra: serde_json::Value =
+        serde_norway::from_str(&extra_of(download.metadata.as_deref().unwrap()).unwrap()).unwrap();
+    assert_eq!(extra["label"], "kernel", "{extra}");
+    assert_eq!(extra["size"], 6, "{extra}");
     assert_eq!(download.units, "seconds");
     assert!(log.contains("tftp 0x40400000"), "{log}");
     assert!(!s.config.tftp_root.join(id.to_string()).exists());
@@ -262,9 +270,19 @@ async fn run_on(
         .unwrap()
         .into_iter()
         .filter(|c| c.suite == "lava")
-        .map(|c| (c.name, c.result.to_string(), c.metadata.unwrap_or_default()))
+        .map(|c| {
+            let meta = c.metadata.unwrap_or_default();
+            let extra = extra_of(&meta).unwrap_or_default();
+            (c.name, c.result.to_string(), format!("{meta}{extra}"))
+        })
         .collect();
     (end, cases, log)
+}
+
+/// The `extra` a case's metadata names (LAVA's rule: a path to the file that holds it).
+fn extra_of(meta: &str) -> Option<String> {
+    let meta: serde_json::Value = serde_norway::from_str(meta).ok()?;
+    std::fs::read_to_string(meta["extra"].as_str()?).ok()
 }
 
 fn board_booting_into(kernel_output: &str, job: i64) -> FakeConsole {

@@ -13,7 +13,7 @@ use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 
 use super::{Event, Published, WorkerChange};
-use crate::model::JobState;
+use crate::model::{DeviceHealth, DeviceState, JobState};
 use crate::pyfmt::{py_isoformat, py_isoformat_tz};
 use crate::store::{CurrentJob, DeviceChange, JobChange};
 
@@ -71,7 +71,7 @@ impl Renderer {
     /// Renders one event.
     pub fn render(&self, published: &Published) -> Message {
         let datetime = py_isoformat(published.at, 'T');
-        let uuid = uuid1(published.at);
+        let uuid = published.uuid.clone();
         let (suffix, username, data) = match &published.event {
             Event::Worker(change) => ("worker", SYSTEM_USER.to_owned(), worker_json(change)),
             Event::Job(change) => ("testjob", change.facts.submitter.clone(), job_json(change)),
@@ -96,6 +96,12 @@ fn job_json(change: &JobChange) -> Value {
     m.insert("job".into(), json!(change.id.0));
     m.insert("state".into(), json!(change.state.as_str()));
     m.insert("health".into(), json!(change.health.as_str()));
+    // LAVA's legacy status (`get_legacy_status_display`), which the clients written before
+    // state and health existed wait on (the documented `zmq_client.py` of older releases).
+    m.insert(
+        "status".into(),
+        json!(change.state.legacy_status(change.health).as_str()),
+    );
     m.insert("description".into(), json!(job.description));
     m.insert("priority".into(), json!(job.priority.value()));
     m.insert(
@@ -130,11 +136,30 @@ fn job_json(change: &JobChange) -> Value {
     Value::Object(m)
 }
 
+/// A device's status in the names of LAVA before state and health (`Device.STATUS_CHOICES`
+/// up to 2017.12), for the clients written then.
+fn legacy_device_status(state: DeviceState, health: DeviceHealth) -> &'static str {
+    match (state, health) {
+        (_, DeviceHealth::Retired) => "Retired",
+        (DeviceState::Idle, DeviceHealth::Maintenance | DeviceHealth::Bad) => "Offline",
+        (DeviceState::Idle, _) => "Idle",
+        (DeviceState::Reserved, _) => "Reserved",
+        (DeviceState::Running, DeviceHealth::Maintenance) => "Going offline",
+        (DeviceState::Running, _) => "Running",
+    }
+}
+
 /// `.device` data.
 fn device_json(change: &DeviceChange) -> Value {
     let mut m = Map::new();
     m.insert("health".into(), json!(change.health.as_str()));
     m.insert("state".into(), json!(change.state.as_str()));
+    // Beside state and health, as on job events: the clients written before them (the seed's
+    // `zmq_client.py`) read `status` of every message that names their job.
+    m.insert(
+        "status".into(),
+        json!(legacy_device_status(change.state, change.health)),
+    );
     m.insert("device".into(), json!(change.hostname));
     m.insert("device_type".into(), json!(change.device_type));
     m.insert("worker".into(), json!(change.worker));
@@ -204,17 +229,86 @@ mod tests {
     }
 
     fn device(job: Option<CurrentJob>) -> Published {
-        Published {
-            at: datetime!(2023-01-10 10:00:00 UTC),
-            event: Event::Device(DeviceChange {
+        Published::new(
+            datetime!(2023-01-10 10:00:00 UTC),
+            Event::Device(DeviceChange {
                 hostname: "bbb01".into(),
                 state: crate::model::DeviceState::Running,
                 health: crate::model::DeviceHealth::Good,
                 device_type: "beaglebone-black".into(),
-                worker: None,
+                worker: Some("box".into()),
                 job,
             }),
-        }
+        )
+    }
+
+    #[test]
+    fn legacy_device_statuses() {
+        use crate::model::{DeviceHealth as H, DeviceState as S};
+        assert_eq!(legacy_device_status(S::Idle, H::Good), "Idle");
+        assert_eq!(legacy_device_status(S::Idle, H::Maintenance), "Offline");
+        assert_eq!(legacy_device_status(S::Reserved, H::Unknown), "Reserved");
+        assert_eq!(
+            legacy_device_status(S::Running, H::Maintenance),
+            "Going offline"
+        );
+        assert_eq!(legacy_device_status(S::Idle, H::Retired), "Retired");
+    }
+
+    #[test]
+    fn one_event_has_one_uuid_for_every_renderer() {
+        let published = device(None);
+        let a = Renderer::new("org.lavabox").render(&published);
+        let b = Renderer::new("org.lavabox").render(&published);
+        assert_eq!(a.uuid, b.uuid);
+        assert_eq!(a.uuid, published.uuid);
+        assert_ne!(device(None).uuid, published.uuid);
+    }
+
+    #[test]
+    fn job_events_carry_the_worker_and_the_legacy_status() {
+        use crate::model::{JobHealth, JobId, Priority};
+        use crate::store::{JobChange, JobFacts};
+        let change = |state, health| {
+            Published::new(
+                datetime!(2023-01-10 10:00:00 UTC),
+                Event::Job(JobChange {
+                    id: JobId(5),
+                    state,
+                    health,
+                    device: Some("qemu-01".into()),
+                    facts: JobFacts {
+                        submitter: "alice".into(),
+                        description: "d".into(),
+                        priority: Priority::new(50).unwrap(),
+                        health_check: false,
+                        sub_id: None,
+                        requested_device_type: Some("qemu".into()),
+                        worker: Some("box".into()),
+                        submit_time: datetime!(2023-01-10 09:00:00 UTC),
+                        start_time: Some(datetime!(2023-01-10 09:30:00 UTC)),
+                        end_time: Some(datetime!(2023-01-10 10:00:00 UTC)),
+                    },
+                }),
+            )
+        };
+        let data = |p: Published| -> Value {
+            serde_json::from_str(&Renderer::new("org.lavabox").render(&p).data).unwrap()
+        };
+        let running = data(change(JobState::Running, JobHealth::Unknown));
+        assert_eq!(running["worker"], "box");
+        assert_eq!(running["status"], "Running");
+        let done = data(change(JobState::Finished, JobHealth::Incomplete));
+        assert_eq!(
+            (&done["state"], &done["health"], &done["status"]),
+            (
+                &json!("Finished"),
+                &json!("Incomplete"),
+                &json!("Incomplete")
+            )
+        );
+        let queued = data(change(JobState::Scheduled, JobHealth::Unknown));
+        assert_eq!(queued["status"], "Submitted");
     }
 
     #[test]
@@ -227,7 +321,8 @@ mod tests {
             assert_eq!(serde_json::from_str::<Value>(&m.data).unwrap(), want);
         };
         let base = json!({"health": "Good", "state": "Running", "device": "bbb01",
-                          "device_type": "beaglebone-black", "worker": null});
+                          "device_type": "beaglebone-black", "worker": "box",
+                          "status": "Running"});
         check(None, base.clone());
         let mut single = base.clone();
         single["job"] = json!(12);
@@ -251,14 +346,14 @@ mod tests {
 
     #[test]
     fn worker_events_use_lava_names() {
-        let m = Renderer::new("org.lavabox").render(&Published {
-            at: datetime!(2023-01-10 10:00:00.5 UTC),
-            event: Event::Worker(WorkerChange {
+        let m = Renderer::new("org.lavabox").render(&Published::new(
+            datetime!(2023-01-10 10:00:00.5 UTC),
+            Event::Worker(WorkerChange {
                 hostname: "worker1".into(),
                 state: crate::store::WorkerState::Offline,
                 health: crate::store::WorkerHealth::Maintenance,
             }),
-        });
+        ));
         assert_eq!(m.topic, "org.lavabox.worker");
         assert_eq!(m.username, SYSTEM_USER);
         assert_eq!(m.datetime, "2023-01-10T10:00:00.500000");

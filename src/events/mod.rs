@@ -47,13 +47,28 @@ pub struct WorkerChange {
     pub health: WorkerHealth,
 }
 
-/// An event with the time it was published.
+/// An event with the time it was published and its message uuid.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Published {
     /// When the change was published (UTC).
     pub at: OffsetDateTime,
+    /// The event's message uuid (a version-1 UUID), made once when it is published so that
+    /// every subscriber (ZMQ, each WebSocket) sees the same one, as lava-publisher forwards
+    /// one message to all.
+    pub uuid: String,
     /// What changed.
     pub event: Event,
+}
+
+impl Published {
+    /// `event`, published at `at`, with a new uuid.
+    pub fn new(at: OffsetDateTime, event: Event) -> Published {
+        Published {
+            at,
+            uuid: message::uuid1(at),
+            event,
+        }
+    }
 }
 
 /// The bus. Cheap to clone.
@@ -88,17 +103,16 @@ impl Bus {
             .chain(changes.jobs.iter().cloned().map(Event::Job));
         for event in events {
             // No subscribers is not an error: nobody is listening yet.
-            let _ = self.tx.send(Arc::new(Published { at, event }));
+            let _ = self.tx.send(Arc::new(Published::new(at, event)));
         }
     }
 
     /// Publishes a worker change (lavabox's single built-in worker going on- or offline).
     pub fn publish_worker(&self, change: WorkerChange) {
         let at = OffsetDateTime::now_utc();
-        let _ = self.tx.send(Arc::new(Published {
-            at,
-            event: Event::Worker(change),
-        }));
+        let _ = self
+            .tx
+            .send(Arc::new(Published::new(at, Event::Worker(change))));
     }
 
     /// A new subscription that sees every event published from now on.

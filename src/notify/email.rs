@@ -103,15 +103,19 @@ pub fn body(
             }
         }
         let _ = writeln!(t, "\nResults");
+        // One block per suite, in suite order (LAVA's `testsuite_set`): the `lava` suite's
+        // cases come before and after the test suites', which must not split it in two.
+        let mut cases: Vec<&crate::store::TestCase> = data.results.iter().collect();
+        cases.sort_by_key(|c| (c.suite_id, c.id));
         let mut suite = None;
-        for c in &data.results {
-            if suite != Some(&c.suite) {
+        for c in cases {
+            if suite != Some(c.suite_id) {
                 let _ = writeln!(
                     t,
                     "  suite {}: {}/results/{}/{}",
                     c.suite, data.base_url, job.id.0, c.suite
                 );
-                suite = Some(&c.suite);
+                suite = Some(c.suite_id);
             }
             let outcome = match c.result {
                 TestResult::Pass => "passed",

@@ -88,8 +88,12 @@ impl Settings {
     }
 }
 
-/// `http://<listen address>` with an unspecified address replaced by the host name.
+/// The configured `url` (LAVA's site domain), else `http://<listen address>` with an
+/// unspecified address replaced by the host name.
 fn base_url(config: &Config) -> String {
+    if let Some(url) = &config.url {
+        return url.clone();
+    }
     let port = config.listen.port();
     let host = match config.listen.ip() {
         ip if ip.is_unspecified() => std::fs::read_to_string("/etc/hostname")

@@ -220,7 +220,8 @@ impl Store {
         tx.execute(
             "INSERT INTO devices (hostname, device_type_id, description, state, health, \
              dictionary, worker_name, is_public, owner_user_id, owner_group_id) \
-             VALUES (?1, ?2, ?3, 0, ?4, ?5, ?6, ?7, ?8, ?9)",
+             VALUES (?1, ?2, ?3, 0, ?4, ?5, \
+             coalesce(?6, (SELECT hostname FROM workers WHERE own = 1)), ?7, ?8, ?9)",
             params![
                 new.hostname,
                 type_id,

@@ -297,15 +297,29 @@ impl Store {
         read_worker(&self.conn, hostname)?.ok_or_else(|| not_found(hostname))
     }
 
-    /// Creates worker `hostname` (Offline, Active) unless it exists.
-    pub fn ensure_worker(&mut self, hostname: &str) -> Result<(), Error> {
+    /// Creates the appliance's own worker `hostname` unless it exists, marks it as the one
+    /// devices without a worker belong to, and gives it every device left without one (added
+    /// by the command line before the first start, or before this rule existed).
+    pub fn ensure_own_worker(&mut self, hostname: &str) -> Result<(), Error> {
         check_hostname(hostname)?;
-        self.conn
-            .execute(
-                "INSERT OR IGNORE INTO workers (hostname, last_ping) VALUES (?1, ?2)",
-                params![hostname, ts_to_sql(super::now())],
-            )
-            .step("ensuring a worker")?;
+        let step = "registering the appliance's worker";
+        let tx = self.write_tx(step)?;
+        tx.execute(
+            "INSERT OR IGNORE INTO workers (hostname, last_ping) VALUES (?1, ?2)",
+            params![hostname, ts_to_sql(super::now())],
+        )
+        .step(step)?;
+        tx.execute(
+            "UPDATE workers SET own = (hostname = ?1) WHERE own != (hostname = ?1)",
+            params![hostname],
+        )
+        .step(step)?;
+        tx.execute(
+            "UPDATE devices SET worker_name = ?1 WHERE worker_name IS NULL",
+            params![hostname],
+        )
+        .step(step)?;
+        tx.commit().step(step)?;
         Ok(())
     }
 
@@ -484,6 +498,35 @@ mod tests {
             s.update_worker("nope", &WorkerUpdate::default()),
             Err(Error::NotFound { .. })
         ));
+    }
+
+    #[test]
+    fn devices_without_a_worker_belong_to_the_appliances_own() {
+        let (_dir, mut s) = testutil::store();
+        s.create_device_type(&crate::store::NewDeviceType::named("qemu"))
+            .unwrap();
+        // Added before the appliance first started (the command line): adopted at start.
+        s.create_device(&crate::store::NewDevice::new("early01", "qemu"))
+            .unwrap();
+        assert_eq!(s.device("early01").unwrap().unwrap().worker_name, None);
+        s.create_worker("w1", None, WorkerHealth::Active).unwrap();
+        s.ensure_own_worker("box").unwrap();
+        s.ensure_own_worker("box").unwrap();
+        let worker = |s: &Store, host: &str| s.device(host).unwrap().unwrap().worker_name;
+        assert_eq!(worker(&s, "early01").as_deref(), Some("box"));
+        // Added later without a worker: the own worker; with one: that one.
+        s.create_device(&crate::store::NewDevice::new("late01", "qemu"))
+            .unwrap();
+        assert_eq!(worker(&s, "late01").as_deref(), Some("box"));
+        let mut other = crate::store::NewDevice::new("other01", "qemu");
+        other.worker_name = Some("w1".into());
+        s.create_device(&other).unwrap();
+        assert_eq!(worker(&s, "other01").as_deref(), Some("w1"));
+        // A renamed instance: the new name is the own worker.
+        s.ensure_own_worker("box2").unwrap();
+        s.create_device(&crate::store::NewDevice::new("new01", "qemu"))
+            .unwrap();
+        assert_eq!(worker(&s, "new01").as_deref(), Some("box2"));
     }
 
     #[test]

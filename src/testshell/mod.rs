@@ -9,6 +9,7 @@
 
 pub mod cpio;
 
+pub mod metadata;
 pub mod overlay;
 pub mod results;
 pub mod signal;

@@ -4,6 +4,7 @@
 mod common;
 mod abuse;
 mod cli;
+mod clients;
 mod devicetype;
 mod dispatch;
 mod events;

@@ -585,9 +585,11 @@ async fn suites_and_tests() {
 
 /// The export rows of the cases the board reported (suites `0_smoke` and `1_more`), built
 /// from what the REST API says the job path stored (ids, timestamps, log lines).
-async fn expected_rows(lab: &Lab) -> Vec<[String; 15]> {
+async fn expected_rows(lab: &Lab) -> (Vec<[String; 15]>, Vec<String>) {
     let job = lab.results.to_string();
     let mut rows = Vec::new();
+    // Each row's metadata as the YAML export nests it (block style, 4 spaces in).
+    let mut metas = Vec::new();
     for (id, suite) in suites(lab).await {
         if suite == "lava" {
             continue;
@@ -601,9 +603,27 @@ async fn expected_rows(lab: &Lab) -> Vec<[String; 15]> {
                 .replace('Z', "+00:00");
             let line = |key: &str| c[key].as_i64().map_or_else(String::new, |n| n.to_string());
             let case = c["id"].as_i64().expect("id").to_string();
-            // The job path stores no metadata for a board's case (so no level either): the
-            // row is built for that.
-            assert_eq!(c["metadata"], Value::Null, "{c}");
+            // Issue 20: every case's metadata is the YAML of its result dict; the export
+            // writes it as Python's repr, and its level (if any) in its own column.
+            let meta: serde_norway::Value =
+                serde_norway::from_str(c["metadata"].as_str().expect("metadata text"))
+                    .expect("YAML metadata");
+            assert_eq!(meta["case"].as_str(), c["name"].as_str(), "{c}");
+            let mut repr = String::new();
+            lavabox::pyfmt::py_repr(&meta, &mut repr);
+            metas.push(
+                c["metadata"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .lines()
+                    .map(|l| format!("\n    {l}"))
+                    .collect::<String>(),
+            );
+            let level = meta
+                .get("level")
+                .and_then(serde_norway::Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
             rows.push([
                 job.clone(),
                 suite.clone(),
@@ -613,8 +633,8 @@ async fn expected_rows(lab: &Lab) -> Vec<[String; 15]> {
                 String::new(),
                 String::new(),
                 logged,
-                String::new(),
-                "{}".into(),
+                level,
+                repr,
                 format!("/results/testcase/{case}"),
                 c["name"].as_str().expect("name").to_owned(),
                 case,
@@ -649,7 +669,7 @@ async fn expected_rows(lab: &Lab) -> Vec<[String; 15]> {
         let (start, end) = lines(row);
         assert_eq!(start, end, "{row:?}");
     }
-    rows
+    (rows, metas)
 }
 
 fn csv(rows: &[[String; 15]], all: bool, header: bool) -> String {
@@ -720,7 +740,7 @@ fn without_header(body: &str) -> &str {
 #[tokio::test]
 async fn results_exports_match_lava_bytes() {
     let lab = start().await;
-    let rows = expected_rows(&lab).await;
+    let (rows, metas) = expected_rows(&lab).await;
     let job = lab.results;
     let suites = suites(&lab).await;
     // The whole job's exports are its suites' exports one after the other.
@@ -778,7 +798,11 @@ async fn results_exports_match_lava_bytes() {
         .await;
     assert_eq!(count, "2");
 
-    let board: String = rows.iter().map(|r| yaml_item(r, " {}")).collect();
+    let board: String = rows
+        .iter()
+        .zip(&metas)
+        .map(|(r, m)| yaml_item(r, m))
+        .collect();
     let resp = lab.get(&format!("/results/{job}/yaml"), None).await;
     assert_eq!(resp.headers()["content-type"], "text/yaml");
     let body = resp.text().await.expect("body");
@@ -787,7 +811,7 @@ async fn results_exports_match_lava_bytes() {
     let (_, body) = lab.text(&format!("/api/v0.2/jobs/{job}/yaml/"), None).await;
     assert_eq!(body, yaml);
     let (_, body) = lab.text(&format!("/results/{job}/1_more/yaml"), None).await;
-    assert_eq!(body, yaml_item(&rows[2], " {}"));
+    assert_eq!(body, yaml_item(&rows[2], &metas[2]));
     let (_, body) = lab
         .text(&format!("/results/{job}/yaml_summary"), None)
         .await;

@@ -153,15 +153,9 @@ pub fn parse_time(text: &str) -> Option<OffsetDateTime> {
     let minute: u8 = fields.next()?.parse().ok()?;
     let (second, micro) = match fields.next() {
         None => (0, 0),
-        Some(sec) => match sec.split_once('.') {
+        Some(sec) => match sec.split_once(['.', ',']) {
             None => (sec.parse().ok()?, 0),
-            Some((s, frac)) => {
-                if frac.is_empty() || frac.len() > 6 || !frac.bytes().all(|b| b.is_ascii_digit()) {
-                    return None;
-                }
-                let micro: u32 = format!("{frac:0<6}").parse().ok()?;
-                (s.parse().ok()?, micro)
-            }
+            Some((s, frac)) => (s.parse().ok()?, micro_of(frac)?),
         },
     };
     if fields.next().is_some() {
@@ -169,6 +163,17 @@ pub fn parse_time(text: &str) -> Option<OffsetDateTime> {
     }
     let time = Time::from_hms_micro(hour, minute, second, micro).ok()?;
     Some(PrimitiveDateTime::new(date, time).assume_offset(offset))
+}
+
+/// The microseconds of a seconds fraction as Django's `parse_datetime` reads it: 1 to 12
+/// digits, of which the first 6 count (Python clients send nanoseconds, e.g. lava-api's
+/// `chrono` times with 9 digits).
+fn micro_of(frac: &str) -> Option<u32> {
+    if frac.is_empty() || frac.len() > 12 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let digits = &frac[..frac.len().min(6)];
+    format!("{digits:0<6}").parse().ok()
 }
 
 fn parse_bool(text: &str) -> Option<bool> {
@@ -368,12 +373,21 @@ mod tests {
             parse_time("2023-01-10T10:00:00Z").unwrap()
         );
         assert!(parse_time("2023-01-10").is_some());
+        // Up to 12 fraction digits, the first 6 counted (Django's parse_datetime).
+        let nanos = parse_time("2023-01-10T10:00:00.123456789+00:00").unwrap();
+        assert_eq!(nanos.microsecond(), 123_456);
+        assert_eq!(
+            parse_time("2023-01-10T10:00:00,123456789012Z").unwrap(),
+            nanos
+        );
         for bad in [
             "",
             "yesterday",
             "2023-13-01",
             "2023-01-10T25:00",
-            "2023-01-10T10:00:00.1234567",
+            "2023-01-10T10:00:00.1234567890123",
+            "2023-01-10T10:00:00.12a",
+            "2023-01-10T10:00:00.",
         ] {
             assert!(parse_time(bad).is_none(), "{bad}");
         }

@@ -523,7 +523,7 @@ pub async fn master_config(State(app): State<App>) -> Json<Value> {
     let events = &app.config().events;
     Json(json!({
         "EVENT_TOPIC": events.topic,
-        "EVENT_SOCKET": format!("tcp://*:{}", events.zmq_port),
+        "EVENT_SOCKET": app.event_socket(),
         "EVENT_NOTIFICATION": true,
         "LOG_SIZE_LIMIT": 10,
     }))

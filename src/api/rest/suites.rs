@@ -19,7 +19,7 @@ use super::page::Params;
 use crate::api::results::{Format, Selection, stream_cases};
 use crate::app::App;
 use crate::model::{JobId, SuiteId, TestCaseId, TestResult};
-use crate::pyfmt::{drf_datetime, py_decimal};
+use crate::pyfmt::{drf_datetime, py_decimal, py_float};
 use crate::store::{TestCase, TestSuite};
 
 /// The wire form of a suite.
@@ -468,8 +468,34 @@ pub async fn junit(
 ) -> Result<Response, ApiError> {
     let prefix = params.get("classname_prefix").unwrap_or("").to_owned();
     let suites = all_cases(&app, job.id).await?;
-    let mut out = String::from("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<testsuites>");
-    for (suite, cases) in &suites {
+    Ok(with_headers(
+        junit_xml(&suites, &prefix).into_response(),
+        "application/xml",
+        None,
+    ))
+}
+
+/// Python's `str()` of a sum of durations as junit_xml writes it: `0` when no case has one.
+fn total_time(durations: impl Iterator<Item = f64>) -> String {
+    let mut any = false;
+    let total: f64 = durations.inspect(|_| any = true).sum();
+    if any { py_float(total) } else { "0".to_owned() }
+}
+
+/// LAVA's JUnit report (junit_xml's `to_xml_report_string`): the root and every suite carry
+/// their totals (errors, failures, tests, time), which JUnit readers such as
+/// lava-gitlab-runner's take as the verdict.
+fn junit_xml(suites: &[(TestSuite, Vec<TestCase>)], prefix: &str) -> String {
+    let all = || suites.iter().flat_map(|(_, cases)| cases.iter());
+    let failures = all().filter(|c| c.result == TestResult::Fail).count();
+    let mut out = String::from("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n");
+    let _ = write!(
+        out,
+        "<testsuites disabled=\"0\" errors=\"0\" failures=\"{failures}\" tests=\"{}\" time=\"{}\">",
+        all().count(),
+        total_time(all().filter_map(duration))
+    );
+    for (suite, cases) in suites {
         let failures = cases
             .iter()
             .filter(|c| c.result == TestResult::Fail)
@@ -482,8 +508,9 @@ pub async fn junit(
         xml_escape(&suite.name, &mut out);
         let _ = write!(
             out,
-            "\" tests=\"{}\" failures=\"{failures}\" errors=\"0\" skipped=\"{skipped}\">",
-            cases.len()
+            "\" tests=\"{}\" failures=\"{failures}\" errors=\"0\" skipped=\"{skipped}\" time=\"{}\">",
+            cases.len(),
+            total_time(cases.iter().filter_map(duration))
         );
         let classname = if prefix.is_empty() {
             suite.name.clone()
@@ -517,7 +544,7 @@ pub async fn junit(
         out.push_str("</testsuite>");
     }
     out.push_str("</testsuites>\n");
-    Ok(with_headers(out.into_response(), "application/xml", None))
+    out
 }
 
 /// `GET /jobs/<id>/tap13/`.
@@ -548,4 +575,55 @@ pub async fn tap13(
         }
     }
     Ok(with_headers(out.into_response(), "application/yaml", None))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn case(id: i64, name: &str, result: TestResult, duration: Option<&str>) -> TestCase {
+        TestCase {
+            id: TestCaseId(id),
+            job: JobId(7),
+            suite_id: SuiteId(1),
+            suite: "0_smoke".into(),
+            test_set: None,
+            name: name.into(),
+            result,
+            measurement: None,
+            units: String::new(),
+            metadata: duration.map(|d| format!("case: {name}\nduration: '{d}'\n")),
+            metadata_json: None,
+            start_log_line: Some(3),
+            end_log_line: Some(4),
+            logged: time::OffsetDateTime::UNIX_EPOCH,
+        }
+    }
+
+    #[test]
+    fn junit_root_carries_the_totals_junit_readers_decide_on() {
+        let suite = TestSuite {
+            id: SuiteId(1),
+            job: JobId(7),
+            name: "0_smoke".into(),
+        };
+        let cases = vec![
+            case(1, "ok", TestResult::Pass, Some("1.25")),
+            case(2, "bad", TestResult::Fail, Some("0.50")),
+            case(3, "later", TestResult::Skip, None),
+        ];
+        let xml = junit_xml(&[(suite, cases)], "");
+        assert!(
+            xml.contains(
+                "<testsuites disabled=\"0\" errors=\"0\" failures=\"1\" tests=\"3\" time=\"1.75\">"
+            ),
+            "{xml}"
+        );
+        assert!(xml.contains("skipped=\"1\" time=\"1.75\">"), "{xml}");
+        let empty = junit_xml(&[], "");
+        assert!(
+            empty.contains("failures=\"0\" tests=\"0\" time=\"0\""),
+            "{empty}"
+        );
+    }
 }

@@ -15,7 +15,7 @@ use crate::model::{DeviceHealth, DeviceState, JobHealth, JobId, JobState};
 use crate::pyfmt;
 use crate::store::{
     self, Device, DeviceType, DeviceTypeUpdate, DeviceUpdate, HealthDenominator, Job, JobFilter,
-    JobOrder, JobOrderField, NewDevice, NewDeviceType, Store, TestCase,
+    JobOrder, JobOrderField, NewDevice, NewDeviceType, Store,
 };
 use crate::submit::{self, SubmitError, Submitted};
 use serde_json::json;

@@ -94,76 +94,23 @@ pub(super) async fn call(ctx: &Ctx, name: &str, a: Args<'_>) -> R {
                 return Err(Fault::new(404, "Specified test case not found."));
             }
         }
+        let mut out = String::new();
         if name.ends_with("csv") {
-            Ok(Value::String(cases_csv(&cases)))
+            // LAVA's `csv.DictWriter(quoting=QUOTE_ALL)` over `export_testcase`.
+            crate::api::results::csv_header(true, &mut out);
+            for case in &cases {
+                crate::api::results::ExportCase::new(case).csv(true, &mut out);
+            }
         } else {
-            let list: Vec<serde_json::Value> = cases.iter().map(case_dict).collect();
-            Ok(Value::String(yaml_text(&serde_json::Value::Array(list))))
+            crate::api::results::yaml_cases(&cases, &mut out);
         }
+        Ok(Value::String(out))
     })
     .await
 }
 
-/// Test-case export dict (LAVA's `export_testcase`).
-fn case_dict(c: &TestCase) -> serde_json::Value {
-    let metadata: serde_json::Value = c
-        .metadata
-        .as_deref()
-        .and_then(|m| serde_norway::from_str::<serde_json::Value>(m).ok())
-        .unwrap_or_else(|| json!({}));
-    json!({
-        "name": c.name,
-        "job": c.job.0.to_string(),
-        "suite": c.suite,
-        "result": c.result.as_str(),
-        "measurement": c.measurement.map_or("None".to_owned(), |m| m.to_string()),
-        "unit": c.units,
-        "level": c.test_set.clone().unwrap_or_default(),
-        "url": format!("/results/testcase/{}", c.id.0),
-        "id": c.id.0.to_string(),
-        "logged": py_str_time(Some(c.logged)).as_string(),
-        "log_start_line": c.start_log_line.map_or("None".to_owned(), |n| n.to_string()),
-        "log_end_line": c.end_log_line.map_or("None".to_owned(), |n| n.to_string()),
-        "metadata": metadata,
-    })
-}
-
-impl Value {
-    fn as_string(&self) -> String {
-        match self {
-            Value::String(s) => s.clone(),
-            _ => String::new(),
-        }
-    }
-}
-
 fn csv_quote(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
-}
-
-fn cases_csv(cases: &[TestCase]) -> String {
-    // The same columns, in the same order, as the /results/ CSV export.
-    const HEADER: [&str; 15] = crate::api::results::CSV_FIELDS;
-    let mut out = HEADER.map(csv_quote).join(",");
-    out.push_str("\r\n");
-    for c in cases {
-        let d = case_dict(c);
-        let row: Vec<String> = HEADER
-            .iter()
-            .map(|k| {
-                let v = match d.get(*k) {
-                    Some(serde_json::Value::String(s)) => s.clone(),
-                    Some(serde_json::Value::Object(m)) if m.is_empty() => String::new(),
-                    Some(other) => other.to_string(),
-                    None => String::new(),
-                };
-                csv_quote(&v)
-            })
-            .collect();
-        out.push_str(&row.join(","));
-        out.push_str("\r\n");
-    }
-    out
 }
 
 /// The job for a `results.*` call: LAVA answers 401 for jobs the caller may not see.

@@ -88,10 +88,7 @@ pub(super) async fn call(ctx: &Ctx, name: &str, a: Args<'_>) -> R {
             let cfg = ctx.app.config();
             Ok(Value::object([
                 ("EVENT_TOPIC", Value::str(cfg.events.topic.clone())),
-                (
-                    "EVENT_SOCKET",
-                    Value::str(format!("tcp://*:{}", cfg.events.zmq_port)),
-                ),
+                ("EVENT_SOCKET", Value::str(ctx.app.event_socket())),
                 ("EVENT_NOTIFICATION", Value::Bool(true)),
                 ("LOG_SIZE_LIMIT", Value::Int(10)),
             ]))
@@ -165,10 +162,7 @@ pub(super) async fn call(ctx: &Ctx, name: &str, a: Args<'_>) -> R {
             .await
         }
 
-        "scheduler.get_publisher_event_socket" => Ok(Value::str(format!(
-            "tcp://*:{}",
-            ctx.app.config().events.zmq_port
-        ))),
+        "scheduler.get_publisher_event_socket" => Ok(Value::str(ctx.app.event_socket())),
         _ => Err(no_such_method(name)),
     }
 }
