@@ -12,6 +12,8 @@ apt_install ca-certificates gcc g++ libc6-dev pkg-config curl cpio busybox pytho
 # Real peers and clients for the integration tests: Debian's lavacli, pyzmq (event
 # subscriber), an SMTP sink and an IRC server for notifications.
 apt_install lavacli python3-zmq python3-aiosmtpd ngircd
+# The web UI's end-to-end tests: Debian's headless Chromium driven through chromedriver.
+apt_install chromium chromium-driver
 # The virtual QEMU lab (U-Boot ARM board and x86 board).
 if [ -x "$here/lab/install-deps.sh" ]; then
     "$here/lab/install-deps.sh"

@@ -22,3 +22,4 @@ pub mod submit;
 pub mod testshell;
 pub mod tftp;
 pub mod tls;
+pub mod web;

@@ -34,6 +34,7 @@ pub fn router(app: App) -> Router {
         .merge(rest::router())
         .merge(results::router())
         .merge(crate::events::ws::router())
+        .merge(crate::web::router())
         .with_state(app)
 }
 

@@ -15,4 +15,5 @@ mod notify;
 mod rest;
 mod rest_write;
 mod validate;
+mod webui;
 mod xmlrpc;
