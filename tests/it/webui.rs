@@ -160,7 +160,7 @@ impl Visitor {
                 &[],
             )
             .await;
-        assert_eq!((status, location.as_str()), (303, "/"), "{body}");
+        assert_eq!((status, location.as_str()), (303, "/"), "{body} {csrf} {:?}", self.cookies);
         assert!(self.cookies.iter().any(|(k, _)| k == "lavabox_session"));
     }
 }
