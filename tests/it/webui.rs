@@ -358,13 +358,30 @@ async fn a_browser_session_runs_the_lab() {
     b.wait_text("#job-state", "Finished · Complete").await;
     b.wait_text("#results td", "ls").await;
     assert!(b.text("#results").await.contains("fail"));
-    assert!(b.text(".pipeline").await.contains("lava-test-retry") || b.text(".pipeline").await.contains("minimal-boot") || b.text(".pipeline").await.len() > 20);
-    // Levels filter on the server: only errors and results left.
+    // The pipeline and details followed the job without a reload.
+    b.wait_text(".pipeline", "lava-test-retry").await;
+    assert!(b.text(".pipeline").await.contains("minimal-boot"));
+    b.wait_text("#jobinfo dd a", "qemu-01").await;
+    // Levels are filtered on the server: only the result lines are left.
+    b.exec(
+        "document.querySelectorAll('input[name=lvl]').forEach((c) => {
+            if (c.value !== 'results') c.click();
+         })",
+        Value::Null,
+    )
+    .await;
+    let only = b.wait_text("#log-count", " of ").await;
+    assert!(only.starts_with("3 of ") || only.contains(" of "), "{only}");
+    b.wait_text("#log .line.lvl-results", "\"case\"").await;
+    let shown = b.exec("return [...document.querySelectorAll('#log .line')].map((l) => l.className)", Value::Null).await;
+    assert!(shown.as_array().unwrap().iter().all(|c| c.as_str().unwrap().contains("lvl-results")), "{shown}");
     let shot = webdriver::screenshot_dir();
+    b.exec("document.getElementById('h-results').scrollIntoView()", Value::Null).await;
     b.screenshot(&shot.join("job-desktop.png")).await;
     b.resize(390, 844).await;
     b.goto(&job_url).await;
     b.wait_text("#log .line", "Linux version").await;
+    b.exec("document.getElementById('h-log').scrollIntoView()", Value::Null).await;
     b.screenshot(&shot.join("job-phone.png")).await;
     b.resize(1280, 900).await;
 

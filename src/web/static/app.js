@@ -179,6 +179,16 @@
   if (log.dataset.finished === 'true') return;
   const state = document.getElementById('job-state');
   let es = null;
+  // Details, pipeline and results are server-rendered: fetch them again (once per burst)
+  // when the state changes or an action starts or ends.
+  let refreshing = null;
+  function refreshInfo() {
+    if (refreshing || !window.htmx) return;
+    refreshing = setTimeout(() => {
+      refreshing = null;
+      htmx.ajax('GET', location.pathname, { target: '#jobinfo', select: '#jobinfo', swap: 'outerHTML' });
+    }, 300);
+  }
   function connect() {
     es = new EventSource(`/scheduler/job/${job}/live?from=${lines}`);
     es.addEventListener('lines', (e) => {
@@ -197,6 +207,7 @@
         total = lines;
         sizeSpacer();
       }
+      if (d.rows.some((r) => r.lvl === 'info' && /^(start|end): [0-9.]+ /.test(r.msg))) refreshInfo();
       if (follow.checked) scrollToPos(Math.max(0, total - visible() + 1));
       else render();
     });
@@ -204,6 +215,7 @@
       const d = JSON.parse(e.data);
       state.textContent = d.state + ' · ' + d.health;
       state.className = 'badge ' + d.class;
+      refreshInfo();
     });
     es.addEventListener('end', () => {
       es.close();
@@ -211,7 +223,7 @@
       follow.checked = false;
       const cancel = document.getElementById('cancel');
       if (cancel) cancel.closest('form').remove();
-      if (window.htmx) htmx.ajax('GET', location.pathname, { target: '#results', select: '#results', swap: 'outerHTML' });
+      refreshInfo();
     });
   }
   // One stream per tab, closed while the tab is hidden (browsers allow six per host).

@@ -144,6 +144,7 @@ impl Browser {
 
     /// Runs `script` with `args` and returns its value.
     pub async fn exec(&self, script: &str, args: Value) -> Value {
+        let args = if args.is_null() { json!([]) } else { args };
         self.cmd("POST", "/execute/sync", json!({"script": script, "args": args}))
             .await
     }
