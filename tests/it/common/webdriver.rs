@@ -1,4 +1,4 @@
-//! A small W3C WebDriver client over reqwest for the browser tests: Debian's `chromedriver`
+//! A small W3C WebDriver client (also used by `benches/webui.rs`) over reqwest for the browser tests: Debian's `chromedriver`
 //! driving Debian's `chromium` headless, with a fresh profile; no browser is downloaded.
 //!
 //! Waiting is done inside the page: [`Browser::wait_text`] runs an asynchronous script that
@@ -102,6 +102,13 @@ impl Browser {
     }
 
     async fn cmd(&self, method: &str, path: &str, body: Value) -> Value {
+        match self.try_cmd(method, path, body).await {
+            Ok(v) => v,
+            Err(e) => panic!("webdriver {method} {path}: {e}"),
+        }
+    }
+
+    async fn try_cmd(&self, method: &str, path: &str, body: Value) -> Result<Value, Value> {
         let url = format!("{}{path}", self.url);
         let req = match method {
             "GET" => self.http.get(url),
@@ -117,9 +124,13 @@ impl Browser {
             .map(|t| serde_json::from_str(&t).unwrap_or(Value::Null))
             .expect("webdriver body");
         if v["value"].get("error").is_some() {
-            panic!("webdriver {method} {path}: {}", v["value"]);
+            let mut e = v["value"].clone();
+            if let Some(o) = e.as_object_mut() {
+                o.remove("stacktrace");
+            }
+            return Err(e);
         }
-        v["value"].clone()
+        Ok(v["value"].clone())
     }
 
     /// Opens `url` and waits for it to load.
@@ -202,7 +213,7 @@ impl Browser {
     /// returns that element's text. Panics with the page's text after [`WAIT`].
     pub async fn wait_text(&self, css: &str, text: &str) -> String {
         let got = self
-            .cmd(
+            .try_cmd(
                 "POST",
                 "/execute/async",
                 json!({"script": "
@@ -218,6 +229,13 @@ impl Browser {
                     check();", "args": [css, text]}),
             )
             .await;
+        let got = match got {
+            Ok(v) => v,
+            Err(e) => {
+                let page = self.text("body").await;
+                panic!("waiting for {text:?} in {css}: {e}\npage: {page}");
+            }
+        };
         got.as_str().unwrap_or_default().to_owned()
     }
 
@@ -247,6 +265,6 @@ pub fn available() -> bool {
 pub fn screenshot_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| super::repo().join("target"))
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"))
         .join("webui-screenshots")
 }
