@@ -88,11 +88,16 @@ pub async fn logout(State(app): State<App>, visitor: Visitor) -> Result<Response
         app.store().call(move |s| s.delete_session(&secret)).await?;
     }
     let mut r = Redirect::to("/").into_response();
-    r.headers_mut().append(header::SET_COOKIE, session_cookie(None));
+    r.headers_mut()
+        .append(header::SET_COOKIE, session_cookie(None));
     Ok(r)
 }
 
-async fn tokens_page(app: &App, visitor: &Visitor, secret: Option<String>) -> Result<Response, Page> {
+async fn tokens_page(
+    app: &App,
+    visitor: &Visitor,
+    secret: Option<String>,
+) -> Result<Response, Page> {
     let Some(user) = visitor.caller.username().map(str::to_owned) else {
         return Err(Page::Login("/api/tokens/".into()));
     };

@@ -134,7 +134,11 @@ fn dashboard_stream(app: App, visitor: Visitor) -> impl Stream<Item = Result<Eve
             };
             match html {
                 Ok(html) => {
-                    if tx.send(Event::default().event("dashboard").data(html)).await.is_err() {
+                    if tx
+                        .send(Event::default().event("dashboard").data(html))
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                 }
@@ -164,7 +168,8 @@ where
 {
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     tokio::spawn(f(tx));
-    futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|e| (Ok(e), rx))
-    })
+    futures_util::stream::unfold(
+        rx,
+        |mut rx| async move { rx.recv().await.map(|e| (Ok(e), rx)) },
+    )
 }

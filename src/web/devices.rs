@@ -21,7 +21,9 @@ fn require_admin(visitor: &Visitor, back: &str) -> Result<(), Page> {
     match &visitor.caller.user {
         None => Err(Page::Login(back.to_owned())),
         Some(u) if u.is_superuser => Ok(()),
-        Some(_) => Err(Page::Forbidden("Only superusers may change devices.".into())),
+        Some(_) => Err(Page::Forbidden(
+            "Only superusers may change devices.".into(),
+        )),
     }
 }
 
@@ -56,7 +58,9 @@ pub async fn page(
     let found = app
         .store()
         .call(move |s| {
-            let Some(device) = s.device(&host)?.filter(|d| access::may_use_device(&caller, d))
+            let Some(device) = s
+                .device(&host)?
+                .filter(|d| access::may_use_device(&caller, d))
             else {
                 return Ok(None);
             };
@@ -70,9 +74,9 @@ pub async fn page(
             let jobs = s.jobs(&recent(None))?;
             let checks = s.jobs(&recent(Some(true)))?;
             let current = match device.current_job {
-                Some(id) => s.job(id)?.filter(|j| {
-                    crate::submit::can_view(s, &caller, j).unwrap_or(false)
-                }),
+                Some(id) => s
+                    .job(id)?
+                    .filter(|j| crate::submit::can_view(s, &caller, j).unwrap_or(false)),
                 None => None,
             };
             Ok(Some((device, jobs, checks, current, s.tags()?)))
@@ -235,18 +239,33 @@ pub async fn add(
     };
     let hostname = form.hostname.trim().to_owned();
     if hostname.is_empty() || hostname.contains('/') {
-        return refuse(app, visitor, form, "The hostname is required and may not contain '/'.".into()).await;
+        return refuse(
+            app,
+            visitor,
+            form,
+            "The hostname is required and may not contain '/'.".into(),
+        )
+        .await;
     }
     let dictionary = form.dictionary.replace("\r\n", "\n");
     if !dictionary.trim().is_empty() {
         let dict = dictionary.clone();
         let verdict = app
             .templates()
-            .call(move |t| t.render_yaml(&dict, &crate::devicetype::Context::new()).map(drop))
+            .call(move |t| {
+                t.render_yaml(&dict, &crate::devicetype::Context::new())
+                    .map(drop)
+            })
             .await
             .map_err(|e| Page::Internal(e.to_string()))?;
         if let Err(err) = verdict {
-            return refuse(app, visitor, form, format!("Device dictionary invalid: {err:#}")).await;
+            return refuse(
+                app,
+                visitor,
+                form,
+                format!("Device dictionary invalid: {err:#}"),
+            )
+            .await;
         }
     }
     let mut new = NewDevice::new(hostname.clone(), form.device_type.trim());
@@ -261,7 +280,11 @@ pub async fn add(
         Err(err) => return Err(err.into()),
     }
     app.wake_scheduler();
-    Ok(Redirect::to(&format!("/scheduler/device/{}", view::url_encode(&hostname))).into_response())
+    Ok(Redirect::to(&format!(
+        "/scheduler/device/{}",
+        view::url_encode(&hostname)
+    ))
+    .into_response())
 }
 
 /// The add-device-type form.

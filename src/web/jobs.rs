@@ -29,7 +29,7 @@ use crate::events::Event as BusEvent;
 use crate::jobdef;
 use crate::model::{JobHealth, JobId, JobState};
 use crate::store::joblog;
-use crate::store::{JobCond, JobFilter, JobText, TextMatch, Case};
+use crate::store::{Case, JobCond, JobFilter, JobText, TextMatch};
 use crate::submit::{self, Submitted};
 
 use super::dashboard::async_stream;
@@ -69,10 +69,16 @@ pub async fn list(
         ..JobFilter::default()
     };
     if let Some(s) = nonempty(&q.state) {
-        filter.states = vec![s.parse::<JobState>().map_err(|e| Page::BadRequest(e.to_string()))?];
+        filter.states = vec![
+            s.parse::<JobState>()
+                .map_err(|e| Page::BadRequest(e.to_string()))?,
+        ];
     }
     if let Some(h) = nonempty(&q.health) {
-        filter.health = Some(h.parse::<JobHealth>().map_err(|e| Page::BadRequest(e.to_string()))?);
+        filter.health = Some(
+            h.parse::<JobHealth>()
+                .map_err(|e| Page::BadRequest(e.to_string()))?,
+        );
     }
     filter.actual_device = nonempty(&q.device).map(str::to_owned);
     filter.submitter = nonempty(&q.submitter).map(str::to_owned);
@@ -95,7 +101,9 @@ pub async fn list(
     let now = OffsetDateTime::now_utc();
     let pages = total.div_ceil(PAGE).max(1);
     let keep = |k: &str, v: &Option<String>| {
-        nonempty(v).map(|v| format!("&{k}={}", view::url_encode(v))).unwrap_or_default()
+        nonempty(v)
+            .map(|v| format!("&{k}={}", view::url_encode(v)))
+            .unwrap_or_default()
     };
     let query = [
         keep("state", &q.state),
@@ -151,7 +159,11 @@ async fn blocking<T: Send + 'static>(
 /// The pipeline table: each action's start line paired with its end.
 fn pipeline(markers: &[super::logindex::Marker], finished: bool) -> Vec<Value> {
     let mut rows = Vec::new();
-    for (i, m) in markers.iter().enumerate().filter(|(_, m)| m.kind == "start") {
+    for (i, m) in markers
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| m.kind == "start")
+    {
         let end = markers[i + 1..]
             .iter()
             .find(|e| e.kind == "end" && e.level == m.level && e.name == m.name);
@@ -207,8 +219,8 @@ pub async fn page(
     })
     .await?;
     let now = OffsetDateTime::now_utc();
-    let may_change = visitor.caller.is_superuser()
-        || visitor.caller.username() == Some(job.submitter.as_str());
+    let may_change =
+        visitor.caller.is_superuser() || visitor.caller.username() == Some(job.submitter.as_str());
     let finished = job.state == JobState::Finished;
     render(
         "job.html",
@@ -367,7 +379,10 @@ fn log_stream(
             if let Some(last) = rows.last() {
                 from = last.n + 1;
                 let data = json!({ "rows": rows, "lines": extent.lines }).to_string();
-                let event = Event::default().event("lines").id(from.to_string()).data(data);
+                let event = Event::default()
+                    .event("lines")
+                    .id(from.to_string())
+                    .data(data);
                 if tx.send(event).await.is_err() {
                     return;
                 }
@@ -376,7 +391,9 @@ fn log_stream(
                 }
             }
             if finished {
-                let _ = tx.send(Event::default().event("end").data(from.to_string())).await;
+                let _ = tx
+                    .send(Event::default().event("end").data(from.to_string()))
+                    .await;
                 return;
             }
             tokio::select! {
@@ -465,7 +482,11 @@ pub async fn submit_page(visitor: Visitor) -> Result<Response, Page> {
     if visitor.caller.user.is_none() {
         return Err(Page::Login("/scheduler/jobsubmit".into()));
     }
-    render("submit.html", &visitor, json!({ "definition": "", "problems": [] }))
+    render(
+        "submit.html",
+        &visitor,
+        json!({ "definition": "", "problems": [] }),
+    )
 }
 
 /// `POST /scheduler/jobsubmit`: submits through `submit::submit`, then shows the new job;
@@ -479,7 +500,9 @@ pub async fn submit(
         return Err(Page::Login("/scheduler/jobsubmit".into()));
     }
     match submit::submit(&app, &visitor.caller, &form.definition).await {
-        Ok(created) => Ok(Redirect::to(&format!("/scheduler/job/{}", first_id(&created))).into_response()),
+        Ok(created) => {
+            Ok(Redirect::to(&format!("/scheduler/job/{}", first_id(&created))).into_response())
+        }
         Err(submit::SubmitError::Store(e)) => Err(Page::from(e)),
         Err(err) => {
             let text = form.definition.clone();
@@ -506,7 +529,11 @@ pub async fn validate(visitor: Visitor, Form(form): Form<SubmitForm>) -> Result<
     let found = tokio::task::spawn_blocking(move || problems(&form.definition))
         .await
         .unwrap_or_default();
-    let html = render_text("_problems.html", &visitor, json!({ "problems": found, "checked": true }))?;
+    let html = render_text(
+        "_problems.html",
+        &visitor,
+        json!({ "problems": found, "checked": true }),
+    )?;
     Ok(axum::response::Html(html).into_response())
 }
 
@@ -594,9 +621,22 @@ mod tests {
         let rows = pipeline(&m, false);
         let show: Vec<(String, u64, String)> = rows
             .iter()
-            .map(|r| (r["name"].as_str().unwrap().into(), r["line"].as_u64().unwrap(), r["status"].as_str().unwrap().into()))
+            .map(|r| {
+                (
+                    r["name"].as_str().unwrap().into(),
+                    r["line"].as_u64().unwrap(),
+                    r["status"].as_str().unwrap().into(),
+                )
+            })
             .collect();
-        assert_eq!(show, [("deploy".into(), 1, "done".into()), ("download".into(), 4, "done".into()), ("boot".into(), 11, "running".into())]);
+        assert_eq!(
+            show,
+            [
+                ("deploy".into(), 1, "done".into()),
+                ("download".into(), 4, "done".into()),
+                ("boot".into(), 11, "running".into())
+            ]
+        );
         assert_eq!(rows[1]["depth"], 1);
         assert_eq!(rows[0]["duration"], "0.50");
         assert_eq!(pipeline(&m, true)[2]["status"], "stopped");

@@ -254,8 +254,8 @@ impl LogIndex {
                 end += n as u64;
                 let text = String::from_utf8_lossy(&buf[..n - 1]);
                 let level = raw_level(&text);
-                if level == 1 && text.contains("\"msg\": \"start: ")
-                    || level == 1 && text.contains("\"msg\": \"end: ")
+                if level == 1
+                    && (text.contains("\"msg\": \"start: ") || text.contains("\"msg\": \"end: "))
                 {
                     let row = parse_line(lines, &text);
                     if let Some(m) = marker(lines, &row.msg) {
@@ -269,10 +269,26 @@ impl LogIndex {
                 levels.push(level);
                 lines += 1;
                 if ends.len() >= 8 << 16 {
-                    flush(&mut act, &mut lvl, &mut idx, &mut acts, &mut levels, &mut ends, self)?;
+                    flush(
+                        &mut act,
+                        &mut lvl,
+                        &mut idx,
+                        &mut acts,
+                        &mut levels,
+                        &mut ends,
+                        self,
+                    )?;
                 }
             }
-            flush(&mut act, &mut lvl, &mut idx, &mut acts, &mut levels, &mut ends, self)?;
+            flush(
+                &mut act,
+                &mut lvl,
+                &mut idx,
+                &mut acts,
+                &mut levels,
+                &mut ends,
+                self,
+            )?;
         }
         Ok(Extent { lines, bytes: end })
     }
@@ -338,8 +354,9 @@ impl LogIndex {
             .collect())
     }
 
-    /// Up to `limit` lines at or after line `from` whose text contains `needle` (ASCII case
-    /// folded), in order; a search reads the file once from `from`, never into memory whole.
+    /// Up to `limit` lines at or after line `from` whose text contains `needle` (case
+    /// folded), in order; a search reads the file once from `from` in large blocks, never
+    /// into memory whole, and finds each hit's line number in the index.
     pub fn search(
         &self,
         extent: Extent,
@@ -347,41 +364,61 @@ impl LogIndex {
         from: u64,
         limit: usize,
     ) -> Result<Vec<Row>, Error> {
-        let needle = needle.to_ascii_lowercase();
         if needle.is_empty() || from >= extent.lines {
             return Ok(Vec::new());
         }
-        let idx = File::open(&self.idx).at(&self.idx)?;
-        let begin = if from == 0 {
-            0
-        } else {
-            read_u64(&idx, from - 1).at(&self.idx)?
+        let Ok(pattern) = regex::bytes::RegexBuilder::new(&regex::escape(needle))
+            .case_insensitive(true)
+            .build()
+        else {
+            return Ok(Vec::new());
         };
+        let idx = File::open(&self.idx).at(&self.idx)?;
         let log = File::open(&self.log).at(&self.log)?;
-        let mut reader = BufReader::with_capacity(1 << 20, log);
-        reader.seek(SeekFrom::Start(begin)).at(&self.log)?;
+        let end_of = |n: u64| read_u64(&idx, n).at(&self.idx);
+        let mut at = if from == 0 { 0 } else { end_of(from - 1)? };
         let mut found = Vec::new();
-        let mut buf = Vec::new();
-        let mut n = from;
-        while n < extent.lines && found.len() < limit {
-            buf.clear();
-            if reader.read_until(b'\n', &mut buf).at(&self.log)? == 0 {
-                break;
+        let mut block = vec![0u8; 1 << 20];
+        while at < extent.bytes && found.len() < limit {
+            let want = usize::try_from(extent.bytes - at)
+                .unwrap_or(usize::MAX)
+                .min(block.len());
+            log.read_exact_at(&mut block[..want], at).at(&self.log)?;
+            // Whole lines only: a block ends after its last newline (a line longer than the
+            // block is searched on its own).
+            let len = block[..want]
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(want, |i| i + 1);
+            let mut pos = 0;
+            while found.len() < limit {
+                let Some(m) = pattern.find(&block[pos..len]) else {
+                    break;
+                };
+                let hit = at + (pos + m.start()) as u64;
+                let n = self.line_at(&idx, hit, extent.lines)?;
+                found.extend(self.range(&idx, &log, n, n + 1)?);
+                let next = end_of(n)?;
+                pos = usize::try_from(next - at).unwrap_or(len).min(len);
             }
-            buf.make_ascii_lowercase();
-            if contains(&buf, needle.as_bytes()) {
-                let mut text = Vec::new();
-                // Read the line again in its own case (the buffer was folded).
-                let start = if n == 0 { 0 } else { read_u64(&idx, n - 1).at(&self.idx)? };
-                let end = read_u64(&idx, n).at(&self.idx)?;
-                text.resize(usize::try_from(end - start).unwrap_or(0), 0);
-                reader.get_ref().read_exact_at(&mut text, start).at(&self.log)?;
-                text.pop();
-                found.push(parse_line(n, &String::from_utf8_lossy(&text)));
-            }
-            n += 1;
+            at += len as u64;
         }
         Ok(found)
+    }
+
+    /// The line holding byte `offset`: the first whose end is past it (binary search over
+    /// `output.idx`, a few reads).
+    fn line_at(&self, idx: &File, offset: u64, lines: u64) -> Result<u64, Error> {
+        let (mut lo, mut hi) = (0u64, lines);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if read_u64(idx, mid).at(&self.idx)? <= offset {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        Ok(lo.min(lines.saturating_sub(1)))
     }
 
     /// The action markers among the first `extent.lines` lines.
@@ -406,10 +443,6 @@ impl LogIndex {
             .filter(|m| m.line < extent.lines)
             .collect())
     }
-}
-
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
 }
 
 fn read_u64(idx: &File, i: u64) -> std::io::Result<u64> {
@@ -445,12 +478,18 @@ mod tests {
 
     #[test]
     fn lines_parse_into_rows() {
-        let r = parse_line(3, r#"- {"dt": "2023-01-12T10:00:00.123456", "lvl": "target", "msg": "a \"b\""}"#);
+        let r = parse_line(
+            3,
+            r#"- {"dt": "2023-01-12T10:00:00.123456", "lvl": "target", "msg": "a \"b\""}"#,
+        );
         assert_eq!(
             (r.n, r.dt.as_str(), r.lvl.as_str(), r.msg.as_str()),
             (3, "2023-01-12T10:00:00.123456", "target", "a \"b\"")
         );
-        let r = parse_line(0, r#"- {"dt": "x", "lvl": "results", "msg": {"case": "ls", "result": "fail"}}"#);
+        let r = parse_line(
+            0,
+            r#"- {"dt": "x", "lvl": "results", "msg": {"case": "ls", "result": "fail"}}"#,
+        );
         assert_eq!(r.msg, r#"{"case":"ls","result":"fail"}"#);
         assert_eq!(parse_line(0, "garbage").msg, "garbage");
         assert_eq!(raw_level(r#"- {"dt": "x", "lvl": "error", "msg": "m"}"#), 3);
@@ -460,10 +499,21 @@ mod tests {
     #[test]
     fn markers_are_the_dispatchers_action_lines() {
         let m = marker(7, "start: 1.2 login-action (timeout 30s)").unwrap();
-        assert_eq!((m.line, m.kind.as_str(), m.level.as_str(), m.name.as_str(), m.detail.as_str()),
-            (7, "start", "1.2", "login-action", "timeout 30s"));
+        assert_eq!(
+            (
+                m.line,
+                m.kind.as_str(),
+                m.level.as_str(),
+                m.name.as_str(),
+                m.detail.as_str()
+            ),
+            (7, "start", "1.2", "login-action", "timeout 30s")
+        );
         let m = marker(9, "end: 2 lava-test-retry (duration 1.50)").unwrap();
-        assert_eq!((m.kind.as_str(), m.detail.as_str()), ("end", "duration 1.50"));
+        assert_eq!(
+            (m.kind.as_str(), m.detail.as_str()),
+            ("end", "duration 1.50")
+        );
         assert!(marker(0, "start: the engine").is_none());
         assert!(marker(0, "restart: 1 x").is_none());
     }
@@ -481,37 +531,83 @@ mod tests {
         let ix = LogIndex::new(&log);
         assert_eq!(ix.extend().unwrap().lines, 0);
         assert!(!dir.path().join("output.idx").exists());
-        write_log(&log, &[
-            (Level::Info, "start: 1 deploy (timeout 10s)"),
-            (Level::Target, "hello"),
-            (Level::Error, "Boom"),
-        ]);
+        write_log(
+            &log,
+            &[
+                (Level::Info, "start: 1 deploy (timeout 10s)"),
+                (Level::Target, "hello"),
+                (Level::Error, "Boom"),
+            ],
+        );
         let e = ix.extend().unwrap();
         assert_eq!(e.lines, 3);
         // A torn line is not indexed until complete.
-        std::fs::OpenOptions::new().append(true).open(&log).unwrap()
-            .write_all(b"- {\"dt\": \"x\", \"lvl\": \"info\", \"msg\": \"end: 1 dep").unwrap();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&log)
+            .unwrap()
+            .write_all(b"- {\"dt\": \"x\", \"lvl\": \"info\", \"msg\": \"end: 1 dep")
+            .unwrap();
         assert_eq!(ix.extend().unwrap().lines, 3);
-        std::fs::OpenOptions::new().append(true).open(&log).unwrap()
-            .write_all(b"loy (duration 0.50)\"}\n").unwrap();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&log)
+            .unwrap()
+            .write_all(b"loy (duration 0.50)\"}\n")
+            .unwrap();
         let e = ix.extend().unwrap();
         assert_eq!(e.lines, 4);
         let (total, rows) = ix.rows(e, 1, 2, None).unwrap();
         assert_eq!(total, 4);
-        assert_eq!(rows.iter().map(|r| r.msg.as_str()).collect::<Vec<_>>(), ["hello", "Boom"]);
+        assert_eq!(
+            rows.iter().map(|r| r.msg.as_str()).collect::<Vec<_>>(),
+            ["hello", "Boom"]
+        );
         let (total, rows) = ix.rows(e, 0, 10, Some(&[3])).unwrap();
         assert_eq!((total, rows[0].n, rows[0].msg.as_str()), (1, 2, "Boom"));
         let found = ix.search(e, "boom", 0, 10).unwrap();
-        assert_eq!((found.len(), found[0].n, found[0].msg.as_str()), (1, 2, "Boom"));
+        assert_eq!(
+            (found.len(), found[0].n, found[0].msg.as_str()),
+            (1, 2, "Boom")
+        );
         assert!(ix.search(e, "boom", 3, 10).unwrap().is_empty());
+        let every: Vec<u64> = ix
+            .search(e, "\"lvl\"", 0, 10)
+            .unwrap()
+            .iter()
+            .map(|r| r.n)
+            .collect();
+        assert_eq!(every, [0, 1, 2, 3]);
+        assert_eq!(
+            ix.search(e, "o", 1, 2)
+                .unwrap()
+                .iter()
+                .map(|r| r.n)
+                .collect::<Vec<_>>(),
+            [1, 2]
+        );
+        assert!(
+            ix.search(e, "(", 0, 10)
+                .unwrap()
+                .iter()
+                .all(|r| r.msg.contains('('))
+        );
         let marks = ix.markers(e).unwrap();
-        assert_eq!(marks.iter().map(|m| (m.line, m.kind.as_str())).collect::<Vec<_>>(),
-            [(0, "start"), (3, "end")]);
+        assert_eq!(
+            marks
+                .iter()
+                .map(|m| (m.line, m.kind.as_str()))
+                .collect::<Vec<_>>(),
+            [(0, "start"), (3, "end")]
+        );
         // Index files that disagree are rebuilt, with the same answers.
         std::fs::write(dir.path().join("output.lvl"), b"").unwrap();
         let e2 = ix.extend().unwrap();
         assert_eq!(e2, e);
-        assert_eq!(ix.rows(e2, 3, 1, None).unwrap().1[0].msg, "end: 1 deploy (duration 0.50)");
+        assert_eq!(
+            ix.rows(e2, 3, 1, None).unwrap().1[0].msg,
+            "end: 1 deploy (duration 0.50)"
+        );
         assert_eq!(ix.markers(e2).unwrap().len(), 2);
     }
 }

@@ -139,7 +139,9 @@ pub enum Page {
 impl From<store::Error> for Page {
     fn from(err: store::Error) -> Page {
         match err {
-            store::Error::NotFound { kind, name } => Page::NotFound(format!("{kind} {name} not found")),
+            store::Error::NotFound { kind, name } => {
+                Page::NotFound(format!("{kind} {name} not found"))
+            }
             other => Page::Internal(format!("{other:#}")),
         }
     }
@@ -181,10 +183,13 @@ impl IntoResponse for Page {
             }
         };
         let message = match &self {
-            Page::Internal(_) => "Internal Server Error (contact server administrator for details)".to_owned(),
+            Page::Internal(_) => {
+                "Internal Server Error (contact server administrator for details)".to_owned()
+            }
             other => other.to_string(),
         };
-        let ctx = minijinja::context! { title, message => message.clone(), status => status.as_u16() };
+        let ctx =
+            minijinja::context! { title, message => message.clone(), status => status.as_u16() };
         let body = TEMPLATES
             .get_template("error.html")
             .and_then(|t| t.render(ctx))
@@ -199,7 +204,9 @@ fn render(name: &str, visitor: &Visitor, ctx: serde_json::Value) -> Result<Respo
     let html = render_text(name, visitor, ctx)?;
     let mut response = Html(html).into_response();
     if let Some(cookie) = &visitor.set_cookie {
-        response.headers_mut().append(header::SET_COOKIE, cookie.clone());
+        response
+            .headers_mut()
+            .append(header::SET_COOKIE, cookie.clone());
     }
     response
         .headers_mut()
@@ -255,11 +262,24 @@ mod tests {
     #[test]
     fn every_template_compiles_and_escapes_html() {
         for name in [
-            "base.html", "error.html", "dashboard.html", "_dashboard.html", "jobs.html",
-            "job.html", "results.html", "submit.html", "_problems.html", "devices.html",
-            "device.html", "device_add.html", "login.html", "tokens.html",
+            "base.html",
+            "error.html",
+            "dashboard.html",
+            "_dashboard.html",
+            "jobs.html",
+            "job.html",
+            "results.html",
+            "submit.html",
+            "_problems.html",
+            "devices.html",
+            "device.html",
+            "device_add.html",
+            "login.html",
+            "tokens.html",
         ] {
-            TEMPLATES.get_template(name).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+            TEMPLATES
+                .get_template(name)
+                .unwrap_or_else(|e| panic!("{name}: {e:#}"));
         }
         let page = render_text(
             "login.html",
@@ -272,8 +292,14 @@ mod tests {
             serde_json::json!({ "next": "/x", "username": "<b>" }),
         )
         .unwrap();
-        assert!(page.contains(&format!("name=\"csrf\" value=\"{}\"", "c".repeat(64))), "{page}");
-        assert!(page.contains("&lt;b&gt;") && !page.contains("<b>"), "{page}");
+        assert!(
+            page.contains(&format!("name=\"csrf\" value=\"{}\"", "c".repeat(64))),
+            "{page}"
+        );
+        assert!(
+            page.contains("&lt;b&gt;") && !page.contains("<b>"),
+            "{page}"
+        );
         let html = TEMPLATES
             .get_template("error.html")
             .unwrap()

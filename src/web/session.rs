@@ -54,7 +54,9 @@ pub fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
 
 /// Secrets are 64 lower-case hex digits; anything else is not ours.
 fn is_secret(v: &str) -> bool {
-    v.len() == 64 && v.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    v.len() == 64
+        && v.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// A fresh random secret (64 hex digits).
@@ -101,7 +103,9 @@ pub enum CsrfError {
     #[error("the form was sent from another origin ({0})")]
     Origin(String),
     /// No token, or not this visitor's.
-    #[error("the form's CSRF token is missing or does not match this browser's session; reload the page and try again")]
+    #[error(
+        "the form's CSRF token is missing or does not match this browser's session; reload the page and try again"
+    )]
     Token,
 }
 
@@ -138,7 +142,7 @@ fn constant_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// The `csrf` field of an urlencoded form body.
-fn form_field<'b>(body: &'b [u8], name: &str) -> Option<String> {
+fn form_field(body: &[u8], name: &str) -> Option<String> {
     url::form_urlencoded_parse(body)
         .into_iter()
         .find(|(k, _)| k == name)
@@ -221,10 +225,7 @@ impl FromRequestParts<App> for Visitor {
             None => {
                 let secret = new_secret().map_err(|e| Page::Internal(e.to_string()))?;
                 let cookie = format!("{CSRF_COOKIE}={secret}; HttpOnly; SameSite=Lax; Path=/");
-                (
-                    token_of(&secret),
-                    HeaderValue::from_str(&cookie).ok(),
-                )
+                (token_of(&secret), HeaderValue::from_str(&cookie).ok())
             }
         };
         Ok(Visitor {
@@ -302,12 +303,18 @@ mod tests {
     #[test]
     fn the_token_follows_the_session_else_the_csrf_cookie() {
         let anon = headers(&[("cookie", &format!("{CSRF_COOKIE}={C}"))]);
-        let both = headers(&[("cookie", &format!("{CSRF_COOKIE}={C}; {SESSION_COOKIE}={S}"))]);
+        let both = headers(&[(
+            "cookie",
+            &format!("{CSRF_COOKIE}={C}; {SESSION_COOKIE}={S}"),
+        )]);
         assert_eq!(csrf_token(&anon), Some(token_of(C)));
         assert_eq!(csrf_token(&both), Some(token_of(S)));
         assert_eq!(csrf_token(&HeaderMap::new()), None);
         assert!(check_token(&both, Some(&token_of(S))).is_ok());
-        assert_eq!(check_token(&both, Some(&token_of(C))), Err(CsrfError::Token));
+        assert_eq!(
+            check_token(&both, Some(&token_of(C))),
+            Err(CsrfError::Token)
+        );
         assert_eq!(check_token(&both, None), Err(CsrfError::Token));
         assert_eq!(
             check_token(&HeaderMap::new(), Some(&token_of(S))),

@@ -89,7 +89,8 @@ pub fn job(j: &Job, now: OffsetDateTime) -> Value {
 /// A device row; `job` is its current job when the caller may see it, with how long it has
 /// held the device.
 pub fn device(d: &Device, current: Option<&Job>, now: OffsetDateTime) -> Value {
-    let since = current.map(|j| span((now - j.start_time.unwrap_or(j.submit_time)).whole_seconds()));
+    let since =
+        current.map(|j| span((now - j.start_time.unwrap_or(j.submit_time)).whole_seconds()));
     json!({
         "hostname": d.hostname,
         "device_type": d.device_type,
@@ -132,7 +133,11 @@ pub fn health(data_dir: &Path) -> Value {
     };
     let uptime = std::fs::read_to_string("/proc/uptime")
         .ok()
-        .and_then(|t| t.split_whitespace().next().and_then(|s| s.parse::<f64>().ok()))
+        .and_then(|t| {
+            t.split_whitespace()
+                .next()
+                .and_then(|s| s.parse::<f64>().ok())
+        })
         .map(|s| span(s as i64));
     let load = std::fs::read_to_string("/proc/loadavg")
         .ok()
@@ -148,7 +153,9 @@ pub fn health(data_dir: &Path) -> Value {
                 continue;
             };
             let kind = std::fs::read_to_string(p.join("type")).unwrap_or_default();
-            temperatures.push(json!({ "zone": kind.trim(), "celsius": format!("{:.1}", milli as f64 / 1000.0) }));
+            temperatures.push(
+                json!({ "zone": kind.trim(), "celsius": format!("{:.1}", milli as f64 / 1000.0) }),
+            );
         }
     }
     json!({
@@ -197,6 +204,9 @@ mod tests {
         assert_eq!(span(200), "3m 20s");
         assert_eq!(span(7500), "2h 05m");
         assert_eq!(span(3 * 86400 + 4 * 3600), "3d 4h");
-        assert_eq!(url_encode("/scheduler/job/1?x=a b"), "/scheduler/job/1%3Fx%3Da%20b");
+        assert_eq!(
+            url_encode("/scheduler/job/1?x=a b"),
+            "/scheduler/job/1%3Fx%3Da%20b"
+        );
     }
 }

@@ -118,7 +118,12 @@ impl Visitor {
         (status, text)
     }
 
-    async fn post(&mut self, path: &str, form: &[(&str, &str)], headers: &[(&str, &str)]) -> (u16, String, String) {
+    async fn post(
+        &mut self,
+        path: &str,
+        form: &[(&str, &str)],
+        headers: &[(&str, &str)],
+    ) -> (u16, String, String) {
         let body: String = form
             .iter()
             .map(|(k, v)| format!("{k}={}", urlencode(v)))
@@ -140,14 +145,21 @@ impl Visitor {
             .get("location")
             .map(|v| v.to_str().unwrap_or_default().to_owned())
             .unwrap_or_default();
-        (resp.status().as_u16(), location, resp.text().await.expect("body"))
+        (
+            resp.status().as_u16(),
+            location,
+            resp.text().await.expect("body"),
+        )
     }
 
     /// The CSRF token of the forms of page `path`.
     async fn token(&mut self, path: &str) -> String {
         let (status, html) = self.get(path).await;
         assert_eq!(status, 200, "{path}: {html}");
-        let at = html.find("name=\"csrf\" value=\"").expect("a form with a token") + 19;
+        let at = html
+            .find("name=\"csrf\" value=\"")
+            .expect("a form with a token")
+            + 19;
         html[at..at + 64].to_owned()
     }
 
@@ -156,11 +168,21 @@ impl Visitor {
         let (status, location, body) = self
             .post(
                 "/accounts/login",
-                &[("csrf", &csrf), ("username", user), ("password", pw), ("next", "/")],
+                &[
+                    ("csrf", &csrf),
+                    ("username", user),
+                    ("password", pw),
+                    ("next", "/"),
+                ],
                 &[],
             )
             .await;
-        assert_eq!((status, location.as_str()), (303, "/"), "{body} {csrf} {:?}", self.cookies);
+        assert_eq!(
+            (status, location.as_str()),
+            (303, "/"),
+            "{body} {csrf} {:?}",
+            self.cookies
+        );
         assert!(self.cookies.iter().any(|(k, _)| k == "lavabox_session"));
     }
 }
@@ -195,7 +217,10 @@ async fn submit_rest(srv: &Server, token: &str, definition: &str) -> JobId {
 
 async fn set_health_rest(srv: &Server, device: &str, health: &str) {
     let resp = reqwest::Client::new()
-        .post(format!("http://{}/api/v0.2/devices/{device}/set_health/", srv.addr))
+        .post(format!(
+            "http://{}/api/v0.2/devices/{device}/set_health/",
+            srv.addr
+        ))
         .header("authorization", format!("Token {}", srv.admin_token))
         .header("content-type", "application/json")
         .body(serde_json::json!({ "health": health, "reason": "test" }).to_string())
@@ -210,7 +235,8 @@ async fn set_health_rest(srv: &Server, device: &str, health: &str) {
 #[tokio::test]
 async fn private_jobs_stay_private_and_forms_need_their_token() {
     let mut srv = Server::start(options()).await;
-    let private = scripted_job("qemu", "alice-private-job").replace("visibility: public", "visibility: personal");
+    let private = scripted_job("qemu", "alice-private-job")
+        .replace("visibility: public", "visibility: personal");
     let id = submit_rest(&srv, &srv.alice_token.clone(), &private).await;
     srv.finished(id, JobHealth::Complete).await;
     let pages = [
@@ -233,15 +259,25 @@ async fn private_jobs_stay_private_and_forms_need_their_token() {
         }
         let (status, _) = v.first_event(&format!("/scheduler/job/{id}/live")).await;
         assert_eq!(status, 404);
-        for page in ["/", "/scheduler/alljobs", "/scheduler/alljobs?submitter=alice"] {
+        for page in [
+            "/",
+            "/scheduler/alljobs",
+            "/scheduler/alljobs?submitter=alice",
+        ] {
             let (status, body) = v.get(page).await;
             assert_eq!(status, 200);
             assert!(!body.contains("alice-private-job"), "{page}: {body}");
         }
         let (status, event) = v.first_event("/scheduler/live").await;
         assert_eq!(status, 200);
-        assert!(event.contains("event: dashboard") && event.contains("qemu-01"), "{event}");
-        assert!(!event.contains("alice-private-job") && !event.contains("secret-01"), "{event}");
+        assert!(
+            event.contains("event: dashboard") && event.contains("qemu-01"),
+            "{event}"
+        );
+        assert!(
+            !event.contains("alice-private-job") && !event.contains("secret-01"),
+            "{event}"
+        );
         // The group's device is theirs only.
         let (status, _) = v.get("/scheduler/device/secret-01").await;
         assert_eq!(status, 404);
@@ -252,19 +288,55 @@ async fn private_jobs_stay_private_and_forms_need_their_token() {
         let (status, body) = alice.get(page).await;
         assert_eq!(status, 200, "{page}: {body}");
     }
-    assert!(alice.get(&format!("/scheduler/job/{id}")).await.1.contains("alice-private-job"));
-    assert!(alice.get("/scheduler/alljobs").await.1.contains("alice-private-job"));
-    assert!(alice.get("/scheduler/device/secret-01").await.1.contains("secret-01"));
-    let (_, event) = alice.first_event(&format!("/scheduler/job/{id}/live")).await;
-    assert!(event.contains("event: state") && event.contains("Complete"), "{event}");
-    let (_, lines) = alice.get(&format!("/scheduler/job/{id}/lines?start=0&count=2000")).await;
+    assert!(
+        alice
+            .get(&format!("/scheduler/job/{id}"))
+            .await
+            .1
+            .contains("alice-private-job")
+    );
+    assert!(
+        alice
+            .get("/scheduler/alljobs")
+            .await
+            .1
+            .contains("alice-private-job")
+    );
+    assert!(
+        alice
+            .get("/scheduler/device/secret-01")
+            .await
+            .1
+            .contains("secret-01")
+    );
+    let (_, event) = alice
+        .first_event(&format!("/scheduler/job/{id}/live"))
+        .await;
+    assert!(
+        event.contains("event: state") && event.contains("Complete"),
+        "{event}"
+    );
+    let (_, lines) = alice
+        .get(&format!("/scheduler/job/{id}/lines?start=0&count=2000"))
+        .await;
     let lines: Value = serde_json::from_str(&lines).expect("json");
     assert!(lines["total"].as_u64().unwrap() > 5, "{lines}");
-    assert!(lines["rows"].as_array().unwrap().iter().any(|r| r["msg"].as_str().unwrap().contains("Linux version 6.1.0-scripted")), "{lines}");
+    assert!(
+        lines["rows"].as_array().unwrap().iter().any(|r| r["msg"]
+            .as_str()
+            .unwrap()
+            .contains("Linux version 6.1.0-scripted")),
+        "{lines}"
+    );
 
     // CSRF: a second job to cancel, queued behind a device in Maintenance.
     set_health_rest(&srv, "qemu-01", "MAINTENANCE").await;
-    let queued = submit_rest(&srv, &srv.alice_token.clone(), &scripted_job("qemu", "to-cancel")).await;
+    let queued = submit_rest(
+        &srv,
+        &srv.alice_token.clone(),
+        &scripted_job("qemu", "to-cancel"),
+    )
+    .await;
     let path = format!("/scheduler/job/{queued}/cancel");
     let token = alice.token(&format!("/scheduler/job/{queued}")).await;
     let own_origin = format!("http://{}", srv.addr);
@@ -272,40 +344,80 @@ async fn private_jobs_stay_private_and_forms_need_their_token() {
         (vec![], vec![]),
         (vec![("csrf", "0".repeat(64))], vec![]),
         (vec![("csrf", bob.token("/").await)], vec![]),
-        (vec![("csrf", token.clone())], vec![("origin", "http://evil.example")]),
-        (vec![("csrf", token.clone())], vec![("sec-fetch-site", "cross-site")]),
+        (
+            vec![("csrf", token.clone())],
+            vec![("origin", "http://evil.example")],
+        ),
+        (
+            vec![("csrf", token.clone())],
+            vec![("sec-fetch-site", "cross-site")],
+        ),
     ];
     for (form, headers) in refused {
         let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let (status, _, body) = alice.post(&path, &form, &headers).await;
         assert_eq!(status, 403, "{form:?} {headers:?}: {body}");
     }
-    let job = srv.app.store().call(move |s| s.job(queued)).await.unwrap().unwrap();
+    let job = srv
+        .app
+        .store()
+        .call(move |s| s.job(queued))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(job.state, lavabox::model::JobState::Submitted);
     // Bob may not cancel Alice's job even with his own valid token.
-    let bob_token = bob.token(&format!("/scheduler/alljobs")).await;
-    let (status, _, _) = bob.post(&path, &[("csrf", &bob_token)], &[("origin", &own_origin)]).await;
+    let bob_token = bob.token("/scheduler/alljobs").await;
+    let (status, _, _) = bob
+        .post(&path, &[("csrf", &bob_token)], &[("origin", &own_origin)])
+        .await;
     assert_eq!(status, 403);
     // A login form from another site is refused before any password is checked.
     let (status, _, _) = anon
-        .post("/accounts/login", &[("username", "alice"), ("password", ALICE_PW)], &[])
+        .post(
+            "/accounts/login",
+            &[("username", "alice"), ("password", ALICE_PW)],
+            &[],
+        )
         .await;
     assert_eq!(status, 403);
     let (status, location, _) = alice
         .post(&path, &[("csrf", &token)], &[("origin", &own_origin)])
         .await;
-    assert_eq!((status, location), (303, format!("/scheduler/job/{queued}")));
+    assert_eq!(
+        (status, location),
+        (303, format!("/scheduler/job/{queued}"))
+    );
     srv.finished(queued, JobHealth::Canceled).await;
     // Logging out ends the session on the server, not only the cookie.
-    let session = alice.cookies.iter().find(|(k, _)| k == "lavabox_session").unwrap().1.clone();
-    let (status, _, _) = alice.post("/accounts/logout", &[("csrf", &token)], &[]).await;
+    let session = alice
+        .cookies
+        .iter()
+        .find(|(k, _)| k == "lavabox_session")
+        .unwrap()
+        .1
+        .clone();
+    let (status, _, _) = alice
+        .post("/accounts/logout", &[("csrf", &token)], &[])
+        .await;
     assert_eq!(status, 303);
-    assert!(srv.app.store().call(move |s| s.session(&session)).await.unwrap().is_none());
+    assert!(
+        srv.app
+            .store()
+            .call(move |s| s.session(&session))
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert_eq!(alice.get(&format!("/scheduler/job/{id}")).await.0, 404);
     // A wrong password is refused with the form again.
     let csrf = anon.token("/accounts/login").await;
     let (status, _, body) = anon
-        .post("/accounts/login", &[("csrf", &csrf), ("username", "alice"), ("password", "nope")], &[])
+        .post(
+            "/accounts/login",
+            &[("csrf", &csrf), ("username", "alice"), ("password", "nope")],
+            &[],
+        )
         .await;
     assert_eq!(status, 401);
     assert!(body.contains("Please enter a correct username and password."));
@@ -326,7 +438,8 @@ async fn a_browser_session_runs_the_lab() {
     let b = Browser::start(1280, 900).await;
     b.goto(&format!("{base}/scheduler/job/1")).await;
     b.wait_text("h1", "Not found").await;
-    b.goto(&format!("{base}/accounts/login?next=/scheduler/alldevices")).await;
+    b.goto(&format!("{base}/accounts/login?next=/scheduler/alldevices"))
+        .await;
     b.type_into("#username", "admin").await;
     b.type_into("#password", ADMIN_PW).await;
     b.click("#signin").await;
@@ -340,10 +453,15 @@ async fn a_browser_session_runs_the_lab() {
 
     // Submit, checked as typed: a mistake is shown at its line, then the job goes in.
     b.goto(&format!("{base}/scheduler/jobsubmit")).await;
-    b.paste("#definition", "device_type: qemu\njob_name: x\nactions: 7\n").await;
+    b.paste(
+        "#definition",
+        "device_type: qemu\njob_name: x\nactions: 7\n",
+    )
+    .await;
     let problem = b.wait_text("#problems li", "line").await;
     assert!(problem.contains("line"), "{problem}");
-    b.paste("#definition", &scripted_job("qemu", "browser-job")).await;
+    b.paste("#definition", &scripted_job("qemu", "browser-job"))
+        .await;
     b.wait_text("#valid", "Valid job definition").await;
     b.click("#submit").await;
     b.wait_text("#job-state", "Submitted").await;
@@ -353,7 +471,8 @@ async fn a_browser_session_runs_the_lab() {
 
     // The device comes back: the job runs and its log arrives in the open page.
     set_health_rest(&srv, "qemu-01", "GOOD").await;
-    b.wait_text("#log .line", "Linux version 6.1.0-scripted").await;
+    b.wait_text("#log .line", "Linux version 6.1.0-scripted")
+        .await;
     b.wait_text("#log .line", "lava-test-runner").await;
     b.wait_text("#job-state", "Finished · Complete").await;
     b.wait_text("#results td", "ls").await;
@@ -373,15 +492,35 @@ async fn a_browser_session_runs_the_lab() {
     let only = b.wait_text("#log-count", " of ").await;
     assert!(only.starts_with("3 of ") || only.contains(" of "), "{only}");
     b.wait_text("#log .line.lvl-results", "\"case\"").await;
-    let shown = b.exec("return [...document.querySelectorAll('#log .line')].map((l) => l.className)", Value::Null).await;
-    assert!(shown.as_array().unwrap().iter().all(|c| c.as_str().unwrap().contains("lvl-results")), "{shown}");
+    let shown = b
+        .exec(
+            "return [...document.querySelectorAll('#log .line')].map((l) => l.className)",
+            Value::Null,
+        )
+        .await;
+    assert!(
+        shown
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c.as_str().unwrap().contains("lvl-results")),
+        "{shown}"
+    );
     let shot = webdriver::screenshot_dir();
-    b.exec("document.getElementById('h-results').scrollIntoView()", Value::Null).await;
+    b.exec(
+        "document.getElementById('h-results').scrollIntoView()",
+        Value::Null,
+    )
+    .await;
     b.screenshot(&shot.join("job-desktop.png")).await;
     b.resize(390, 844).await;
     b.goto(&job_url).await;
     b.wait_text("#log .line", "Linux version").await;
-    b.exec("document.getElementById('h-log').scrollIntoView()", Value::Null).await;
+    b.exec(
+        "document.getElementById('h-log').scrollIntoView()",
+        Value::Null,
+    )
+    .await;
     b.screenshot(&shot.join("job-phone.png")).await;
     b.resize(1280, 900).await;
 
@@ -389,12 +528,21 @@ async fn a_browser_session_runs_the_lab() {
     b.goto(&format!("{base}/results/1")).await;
     b.wait_text("td a", "0_smoke").await;
     assert!(b.text(".cases").await.contains("ls"));
-    assert!(b.exec("return !!document.querySelector('a[href=\"/results/1/csv\"]')", Value::Null).await.as_bool().unwrap());
+    assert!(
+        b.exec(
+            "return !!document.querySelector('a[href=\"/results/1/csv\"]')",
+            Value::Null
+        )
+        .await
+        .as_bool()
+        .unwrap()
+    );
 
     // Cancel another job, queued behind Maintenance.
     set_health_rest(&srv, "qemu-01", "MAINTENANCE").await;
     b.goto(&format!("{base}/scheduler/jobsubmit")).await;
-    b.paste("#definition", &scripted_job("qemu", "to-cancel")).await;
+    b.paste("#definition", &scripted_job("qemu", "to-cancel"))
+        .await;
     b.wait_text("#valid", "Valid").await;
     b.click("#submit").await;
     b.wait_text("#job-state", "Submitted").await;
@@ -404,29 +552,45 @@ async fn a_browser_session_runs_the_lab() {
     // Add a device from a dictionary.
     b.goto(&format!("{base}/scheduler/devices/add")).await;
     b.type_into("#hostname", "web-added-01").await;
-    b.paste("#dictionary", "{% extends 'qemu.jinja2' %}\n{% set connection_command = 'telnet localhost 7001' %}\n").await;
+    b.paste(
+        "#dictionary",
+        "{% extends 'qemu.jinja2' %}\n{% set connection_command = 'telnet localhost 7001' %}\n",
+    )
+    .await;
     b.click("#create").await;
     b.wait_text("h1", "web-added-01").await;
-    assert!(b.text("#dictionary").await.contains("telnet localhost 7001"));
+    assert!(
+        b.text("#dictionary")
+            .await
+            .contains("telnet localhost 7001")
+    );
     // A dictionary that does not render is refused with the reason.
     b.goto(&format!("{base}/scheduler/devices/add")).await;
     b.type_into("#hostname", "web-bad-01").await;
-    b.paste("#dictionary", "{% extends 'no-such-type.jinja2' %}\n").await;
+    b.paste("#dictionary", "{% extends 'no-such-type.jinja2' %}\n")
+        .await;
     b.click("#create").await;
     b.wait_text("#add-error", "Device dictionary invalid").await;
 
     // The dashboard lists it, live: a change elsewhere shows without a reload.
     b.goto(&format!("{base}/")).await;
-    b.wait_text("#dashboard tr[data-device='web-added-01']", "web-added-01").await;
+    b.wait_text("#dashboard tr[data-device='web-added-01']", "web-added-01")
+        .await;
     set_health_rest(&srv, "qemu-01", "GOOD").await;
-    b.wait_text("#dashboard tr[data-device='qemu-01']", "Good").await;
+    b.wait_text("#dashboard tr[data-device='qemu-01']", "Good")
+        .await;
     b.screenshot(&shot.join("dashboard-desktop.png")).await;
     b.resize(390, 844).await;
     b.goto(&format!("{base}/")).await;
     b.wait_text("#dashboard", "qemu-01").await;
     b.screenshot(&shot.join("dashboard-phone.png")).await;
     b.quit().await;
-    for name in ["dashboard-desktop", "dashboard-phone", "job-desktop", "job-phone"] {
+    for name in [
+        "dashboard-desktop",
+        "dashboard-phone",
+        "job-desktop",
+        "job-phone",
+    ] {
         assert!(shot.join(format!("{name}.png")).metadata().unwrap().len() > 1000);
     }
     srv.stop().await;
@@ -454,7 +618,12 @@ async fn a_million_line_log_opens_at_once() {
     let _ = SCRIPTED_PROMPT;
     let mut srv = Server::start(options).await;
     let started = Instant::now();
-    let id = submit_rest(&srv, &srv.admin_token.clone(), &scripted_job("qemu", "million")).await;
+    let id = submit_rest(
+        &srv,
+        &srv.admin_token.clone(),
+        &scripted_job("qemu", "million"),
+    )
+    .await;
     srv.finished(id, JobHealth::Complete).await;
     eprintln!("million-line job ran in {:?}", started.elapsed());
     let mut admin = Visitor::new(&srv);
@@ -466,17 +635,27 @@ async fn a_million_line_log_opens_at_once() {
         eprintln!("million-line job page ({round} index): {:?}", t.elapsed());
     }
     let t = Instant::now();
-    let (_, body) = admin.get(&format!("/scheduler/job/{id}/lines?start=0&count=500")).await;
-    eprintln!("first 500 lines: {:?} {}", t.elapsed(), &body[..200.min(body.len())]);
+    let (_, body) = admin
+        .get(&format!("/scheduler/job/{id}/lines?start=0&count=500"))
+        .await;
+    eprintln!(
+        "first 500 lines: {:?} {}",
+        t.elapsed(),
+        &body[..200.min(body.len())]
+    );
     let b = Browser::start(1280, 900).await;
     let base = format!("http://{}", srv.addr);
-    b.goto(&format!("{base}/accounts/login?next=/scheduler/job/{id}")).await;
+    b.goto(&format!("{base}/accounts/login?next=/scheduler/job/{id}"))
+        .await;
     b.type_into("#username", "admin").await;
     b.type_into("#password", ADMIN_PW).await;
     let opened = Instant::now();
     b.click("#signin").await;
     b.wait_text("#log .line", "lavabox dispatcher: job").await;
-    eprintln!("login and first screen of the million-line job page: {:?}", opened.elapsed());
+    eprintln!(
+        "login and first screen of the million-line job page: {:?}",
+        opened.elapsed()
+    );
     let count = b.text("#log-count").await;
     let lines: u64 = count.split_whitespace().next().unwrap().parse().unwrap();
     assert!(lines > MILLION as u64, "{count}");
@@ -493,7 +672,12 @@ async fn a_million_line_log_opens_at_once() {
     b.click("#search-results a").await;
     b.wait_text(&format!("#L{n} .msg"), &near_end).await;
     // Only the lines on screen are in the page.
-    let rows = b.exec("return document.querySelectorAll('#log .line').length", Value::Null).await;
+    let rows = b
+        .exec(
+            "return document.querySelectorAll('#log .line').length",
+            Value::Null,
+        )
+        .await;
     assert!(rows.as_u64().unwrap() < 200, "{rows}");
     b.quit().await;
     srv.stop().await;

@@ -58,8 +58,14 @@ impl Browser {
         tokio::spawn(async move { while let Ok(Some(_)) = out.next_line().await {} });
         let profile = tempfile::tempdir().expect("profile");
         let args = json!([
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
             "--disable-dev-shm-usage",
             format!("--window-size={width},{height}"),
             format!("--user-data-dir={}", profile.path().display()),
@@ -149,20 +155,32 @@ impl Browser {
 
     /// Resizes the window (phone and desktop screenshots).
     pub async fn resize(&self, width: u32, height: u32) {
-        self.cmd("POST", "/window/rect", json!({"width": width, "height": height}))
-            .await;
+        self.cmd(
+            "POST",
+            "/window/rect",
+            json!({"width": width, "height": height}),
+        )
+        .await;
     }
 
     /// Runs `script` with `args` and returns its value.
     pub async fn exec(&self, script: &str, args: Value) -> Value {
         let args = if args.is_null() { json!([]) } else { args };
-        self.cmd("POST", "/execute/sync", json!({"script": script, "args": args}))
-            .await
+        self.cmd(
+            "POST",
+            "/execute/sync",
+            json!({"script": script, "args": args}),
+        )
+        .await
     }
 
     async fn element(&self, css: &str) -> String {
         let v = self
-            .cmd("POST", "/element", json!({"using": "css selector", "value": css}))
+            .cmd(
+                "POST",
+                "/element",
+                json!({"using": "css selector", "value": css}),
+            )
             .await;
         v.as_object()
             .and_then(|o| o.values().next())
@@ -183,8 +201,12 @@ impl Browser {
         let id = self.element(css).await;
         self.cmd("POST", &format!("/element/{id}/clear"), json!({}))
             .await;
-        self.cmd("POST", &format!("/element/{id}/value"), json!({"text": text}))
-            .await;
+        self.cmd(
+            "POST",
+            &format!("/element/{id}/value"),
+            json!({"text": text}),
+        )
+        .await;
     }
 
     /// Sets a form field's value as a paste would, and tells the page (`input` event).
