@@ -173,3 +173,51 @@ where
         |mut rx| async move { rx.recv().await.map(|e| (Ok(e), rx)) },
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::access::CallerUser;
+    use crate::store::testutil::{lab, qemu_job};
+    use crate::store::{NewDevice, NewUser, Visibility};
+
+    #[test]
+    fn the_dashboard_shows_what_the_caller_may_see() {
+        let (_dir, mut s) = lab();
+        let bob = s.create_user(&NewUser::named("bob")).unwrap();
+        let mut private = NewDevice::new("hidden-01", "qemu");
+        private.is_public = false;
+        private.owner_user = Some("alice".into());
+        s.create_device(&private).unwrap();
+        s.insert_job(&qemu_job()).unwrap();
+        let mut personal = qemu_job();
+        personal.visibility = Visibility::Personal;
+        personal.description = "alice's own".into();
+        s.insert_job(&personal).unwrap();
+        let now = OffsetDateTime::now_utc();
+        let bob = Caller {
+            user: Some(CallerUser {
+                id: bob.id,
+                username: "bob".into(),
+                is_superuser: false,
+                groups: Vec::new(),
+            }),
+        };
+        let alice_user = s.user("alice").unwrap().unwrap();
+        let alice = Caller {
+            user: Some(CallerUser {
+                id: alice_user.id,
+                username: "alice".into(),
+                is_superuser: false,
+                groups: Vec::new(),
+            }),
+        };
+        for (caller, devices, queued) in [(Caller::anonymous(), 2, 1), (bob, 2, 1), (alice, 3, 2)] {
+            let v = data(&s, &caller, now).unwrap();
+            assert_eq!(v["devices"].as_array().unwrap().len(), devices, "{v}");
+            assert_eq!(v["queued"], queued, "{v}");
+            assert_eq!(v["queue"][0]["device_type"], "qemu");
+            assert_eq!(v["queue"][0]["depth"], queued);
+        }
+    }
+}

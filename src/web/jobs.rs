@@ -33,7 +33,7 @@ use crate::store::{Case, JobCond, JobFilter, JobText, TextMatch};
 use crate::submit::{self, Submitted};
 
 use super::dashboard::async_stream;
-use super::logindex::{Extent, LogIndex, level_code};
+use super::logindex::{Extent, LogIndex, View};
 use super::{Page, Visitor, render, render_text, view};
 
 /// How often a running job's log file is looked at for new lines (see the module docs).
@@ -173,6 +173,7 @@ fn pipeline(markers: &[super::logindex::Marker], finished: bool) -> Vec<Value> {
             "name": m.name,
             "depth": depth,
             "line": m.line + 1,
+            "fold": end.filter(|e| e.line > m.line + 1).map(|e| format!("{}-{}", m.line + 1, e.line)),
             "timeout": m.detail.strip_prefix("timeout ").unwrap_or(&m.detail),
             "duration": end.map(|e| e.detail.strip_prefix("duration ").unwrap_or(&e.detail).to_owned()),
             "status": match (end, finished) {
@@ -252,14 +253,12 @@ pub struct LinesQuery {
     start: u64,
     count: Option<u64>,
     levels: Option<String>,
-}
-
-fn level_filter(levels: &Option<String>) -> Option<Vec<u8>> {
-    nonempty(levels).map(|l| l.split(',').map(level_code).collect())
+    hide: Option<String>,
 }
 
 /// `GET /scheduler/job/<id>/lines`: lines by number from the index (`{"total", "rows"}`),
-/// or with `levels=a,b` by position among the lines of those levels.
+/// or with `levels=a,b` and `hide=from-to,…` (folded actions) by position among the lines
+/// the view shows.
 pub async fn lines(
     State(app): State<App>,
     visitor: Visitor,
@@ -269,10 +268,10 @@ pub async fn lines(
     let job = visible_job(&app, &visitor, &id).await?;
     let ix = index_of(&app, job.id);
     let count = q.count.unwrap_or(200).min(MAX_LINES);
-    let levels = level_filter(&q.levels);
+    let view = View::parse(q.levels.as_deref(), q.hide.as_deref());
     let (extent, total, rows) = blocking(move || {
         let e = ix.extend()?;
-        let (total, rows) = ix.rows(e, q.start, count, levels.as_deref())?;
+        let (total, rows) = ix.rows(e, q.start, count, &view)?;
         Ok((e, total, rows))
     })
     .await?;
@@ -364,7 +363,7 @@ fn log_stream(
             let at = ix.clone();
             let read = tokio::task::spawn_blocking(move || {
                 let e: Extent = at.extend()?;
-                let (_, rows) = at.rows(e, from, MAX_LINES, None)?;
+                let (_, rows) = at.rows(e, from, MAX_LINES, &View::default())?;
                 Ok::<_, super::logindex::Error>((e, rows))
             })
             .await;

@@ -169,6 +169,51 @@ pub fn marker(line: u64, msg: &str) -> Option<Marker> {
     })
 }
 
+/// Which lines a view of the log shows: all levels or some, minus folded line ranges (an
+/// action's lines folded under its `start:` line).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct View {
+    /// Only lines of these level codes ([`level_code`]); `None`: every level.
+    pub levels: Option<Vec<u8>>,
+    /// Hidden line ranges, `from..to` (0-based, `to` exclusive).
+    pub hidden: Vec<(u64, u64)>,
+}
+
+/// The most folded ranges a view takes.
+pub const MAX_FOLDS: usize = 1000;
+
+impl View {
+    /// Parses the page's `levels=a,b` and `hide=10-20,30-40` parameters; malformed ranges
+    /// are ignored.
+    pub fn parse(levels: Option<&str>, hide: Option<&str>) -> View {
+        let levels = levels
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| l.split(',').map(|name| level_code(name.trim())).collect());
+        let hidden = hide
+            .unwrap_or("")
+            .split(',')
+            .filter_map(|r| {
+                let (a, b) = r.trim().split_once('-')?;
+                let (a, b) = (a.parse::<u64>().ok()?, b.parse::<u64>().ok()?);
+                (a < b).then_some((a, b))
+            })
+            .take(MAX_FOLDS)
+            .collect();
+        View { levels, hidden }
+    }
+
+    /// Whether nothing is filtered out.
+    pub fn shows_all(&self) -> bool {
+        self.levels.is_none() && self.hidden.is_empty()
+    }
+
+    /// Whether line `n` of level `code` is shown.
+    pub fn shows(&self, n: u64, code: u8) -> bool {
+        self.levels.as_ref().is_none_or(|l| l.contains(&code))
+            && !self.hidden.iter().any(|(a, b)| (*a..*b).contains(&n))
+    }
+}
+
 /// The index files of the log at `log` (`output.yaml`).
 #[derive(Debug, Clone)]
 pub struct LogIndex {
@@ -294,25 +339,25 @@ impl LogIndex {
     }
 
     /// Lines `start..start + count` (clamped to the indexed ones) of an index that covers
-    /// `extent`, or, with `levels`, the `count` lines from position `start` among those
-    /// whose level is in `levels`; returns the rows and how many lines the view has.
+    /// `extent`, or, with a [`View`] that filters, the `count` lines from position `start`
+    /// among those it shows; returns the rows and how many lines the view has.
     pub fn rows(
         &self,
         extent: Extent,
         start: u64,
         count: u64,
-        levels: Option<&[u8]>,
+        view: &View,
     ) -> Result<(u64, Vec<Row>), Error> {
         if extent.lines == 0 {
             return Ok((0, Vec::new()));
         }
         let idx = File::open(&self.idx).at(&self.idx)?;
         let log = File::open(&self.log).at(&self.log)?;
-        let Some(levels) = levels else {
+        if view.shows_all() {
             let first = start.min(extent.lines);
             let last = (start.saturating_add(count)).min(extent.lines);
             return Ok((extent.lines, self.range(&idx, &log, first, last)?));
-        };
+        }
         let mut codes = Vec::new();
         File::open(&self.lvl)
             .at(&self.lvl)?
@@ -322,7 +367,7 @@ impl LogIndex {
         let mut total = 0u64;
         let mut rows = Vec::new();
         for (n, code) in codes.iter().enumerate() {
-            if levels.contains(code) {
+            if view.shows(n as u64, *code) {
                 if total >= start && total < start.saturating_add(count) {
                     let n = n as u64;
                     rows.extend(self.range(&idx, &log, n, n + 1)?);
@@ -557,14 +602,24 @@ mod tests {
             .unwrap();
         let e = ix.extend().unwrap();
         assert_eq!(e.lines, 4);
-        let (total, rows) = ix.rows(e, 1, 2, None).unwrap();
+        let (total, rows) = ix.rows(e, 1, 2, &View::default()).unwrap();
         assert_eq!(total, 4);
         assert_eq!(
             rows.iter().map(|r| r.msg.as_str()).collect::<Vec<_>>(),
             ["hello", "Boom"]
         );
-        let (total, rows) = ix.rows(e, 0, 10, Some(&[3])).unwrap();
+        let (total, rows) = ix
+            .rows(e, 0, 10, &View::parse(Some("error"), None))
+            .unwrap();
         assert_eq!((total, rows[0].n, rows[0].msg.as_str()), (1, 2, "Boom"));
+        // Folding the action's lines 1..3 leaves its start and end.
+        let (total, rows) = ix
+            .rows(e, 0, 10, &View::parse(None, Some("1-3,x,5-2")))
+            .unwrap();
+        assert_eq!(
+            (total, rows.iter().map(|r| r.n).collect::<Vec<_>>()),
+            (2, vec![0, 3])
+        );
         let found = ix.search(e, "boom", 0, 10).unwrap();
         assert_eq!(
             (found.len(), found[0].n, found[0].msg.as_str()),
@@ -605,7 +660,7 @@ mod tests {
         let e2 = ix.extend().unwrap();
         assert_eq!(e2, e);
         assert_eq!(
-            ix.rows(e2, 3, 1, None).unwrap().1[0].msg,
+            ix.rows(e2, 3, 1, &View::default()).unwrap().1[0].msg,
             "end: 1 deploy (duration 0.50)"
         );
         assert_eq!(ix.markers(e2).unwrap().len(), 2);

@@ -506,6 +506,20 @@ async fn a_browser_session_runs_the_lab() {
             .all(|c| c.as_str().unwrap().contains("lvl-results")),
         "{shown}"
     );
+    // Folding the test action hides its lines under its start line, on the server.
+    b.exec(
+        "document.querySelectorAll('input[name=lvl]').forEach((c) => { if (!c.checked) c.click(); })",
+        Value::Null,
+    )
+    .await;
+    let all = b.text("#log-count").await;
+    assert!(!all.contains(" of "), "{all}");
+    b.wait_text("#log .line", "Linux version").await;
+    b.click("button.fold[aria-label$='lava-test-retry']").await;
+    let folded = b.wait_text("#log-count", " of ").await;
+    assert!(folded.ends_with(&format!(" of {all}")), "{folded} / {all}");
+    b.wait_text("#log .line", "end: 2 lava-test-retry").await;
+    assert!(!b.text("#log").await.contains("LAVA_SIGNAL_ENDRUN"));
     let shot = webdriver::screenshot_dir();
     b.exec(
         "document.getElementById('h-results').scrollIntoView()",

@@ -41,6 +41,7 @@
   let lines = +log.dataset.lines;   // every line of the log
   let total = lines;                // lines in the current (filtered) view
   let levels = null;                // null: every level
+  const folds = new Set();          // folded actions' line ranges, "from-to"
   let cache = new Map();            // page -> rows
   const pending = new Set();
   let hit = null;                   // real line number (0-based) highlighted
@@ -65,7 +66,11 @@
     log.scrollTop = Math.max(0, topFor(pos));
     render();
   }
-  function params() { return levels ? '&levels=' + encodeURIComponent(levels.join(',')) : ''; }
+  const filtered = () => levels !== null || folds.size > 0;
+  function params() {
+    return (levels ? '&levels=' + encodeURIComponent(levels.join(',')) : '') +
+      (folds.size ? '&hide=' + encodeURIComponent([...folds].join(',')) : '');
+  }
   function fetchPage(p) {
     if (pending.has(p)) return;
     pending.add(p);
@@ -110,10 +115,15 @@
       a.href = '#L' + (r.n + 1);
       span.textContent = r.msg;
     }
-    count.textContent = levels ? `${total} of ${lines} lines` : `${lines} lines`;
+    count.textContent = filtered() ? `${total} of ${lines} lines` : `${lines} lines`;
   }
   function goto(line) {   // 1-based real line number
-    if (levels) { document.querySelectorAll('input[name=lvl]').forEach((c) => { c.checked = true; }); setLevels(); }
+    if (filtered()) {
+      document.querySelectorAll('input[name=lvl]').forEach((c) => { c.checked = true; });
+      folds.clear();
+      document.querySelectorAll('button.fold').forEach((f) => { f.setAttribute('aria-pressed', 'false'); f.textContent = '▾'; });
+      setLevels();
+    }
     hit = line - 1;
     follow.checked = false;
     scrollToPos(Math.max(0, line - 1 - Math.floor(visible() / 3)));
@@ -125,7 +135,7 @@
     levels = on.length === all ? null : on;
     cache = new Map();
     pending.clear();
-    if (!levels) { total = lines; sizeSpacer(); }
+    if (!filtered()) { total = lines; sizeSpacer(); }
     fetchPage(0);
     scrollToPos(0);
   }
@@ -139,6 +149,16 @@
   });
   window.addEventListener('resize', render);
   document.querySelectorAll('input[name=lvl]').forEach((c) => c.addEventListener('change', setLevels));
+  // Folding an action hides its lines under its start line (on the server, like levels).
+  document.addEventListener('click', (e) => {
+    const f = e.target.closest('button.fold');
+    if (!f) return;
+    const on = !folds.has(f.dataset.fold);
+    if (on) folds.add(f.dataset.fold); else folds.delete(f.dataset.fold);
+    f.setAttribute('aria-pressed', String(on));
+    f.textContent = on ? '▸' : '▾';
+    setLevels();
+  });
   document.addEventListener('click', (e) => {
     const a = e.target.closest('a[href^="#L"]');
     if (!a) return;
@@ -194,7 +214,7 @@
     es.addEventListener('lines', (e) => {
       const d = JSON.parse(e.data);
       lines = d.lines;
-      if (levels) {
+      if (filtered()) {
         cache.delete(Math.floor(Math.max(0, total - 1) / PAGE));
         fetchPage(Math.floor(total / PAGE));
       } else {
