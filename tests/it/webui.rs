@@ -520,6 +520,24 @@ async fn a_browser_session_runs_the_lab() {
     assert!(folded.ends_with(&format!(" of {all}")), "{folded} / {all}");
     b.wait_text("#log .line", "end: 2 lava-test-retry").await;
     assert!(!b.text("#log").await.contains("LAVA_SIGNAL_ENDRUN"));
+    b.click("button.fold[aria-label$='lava-test-retry']").await;
+    assert_eq!(b.text("#log-count").await, all);
+    b.wait_text("#log .line", "LAVA_SIGNAL_ENDRUN").await;
+    // A message's own line breaks stay in its one row.
+    let heights = b
+        .exec(
+            "return [...document.querySelectorAll('#log .line')].map((l) => l.getBoundingClientRect().height)",
+            Value::Null,
+        )
+        .await;
+    assert!(
+        heights
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|h| h.as_f64() == Some(18.0)),
+        "{heights}"
+    );
     let shot = webdriver::screenshot_dir();
     b.exec(
         "document.getElementById('h-results').scrollIntoView()",

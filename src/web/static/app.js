@@ -113,7 +113,11 @@
       div.id = 'L' + (r.n + 1);
       a.textContent = r.n + 1;
       a.href = '#L' + (r.n + 1);
-      span.textContent = r.msg;
+      // One row per line keeps the row height fixed: a message's own line breaks are shown
+      // as ↵ and the whole message is in the row's tooltip.
+      const multi = r.msg.includes('\n');
+      span.textContent = multi ? r.msg.replace(/\n/g, ' ↵ ') : r.msg;
+      if (multi) div.title = r.msg; else div.removeAttribute('title');
     }
     count.textContent = filtered() ? `${total} of ${lines} lines` : `${lines} lines`;
   }
