@@ -23,6 +23,8 @@ if ! "$squad_venv/bin/python3" -c 'import squad' >/dev/null 2>&1; then
     python3 -m venv "$squad_venv"
     "$squad_venv/bin/pip" install -q 'squad==1.98'
 fi
+# The web UI's end-to-end tests: Debian's headless Chromium driven through chromedriver.
+apt_install chromium chromium-driver
 # The virtual QEMU lab (U-Boot ARM board and x86 board).
 if [ -x "$here/lab/install-deps.sh" ]; then
     "$here/lab/install-deps.sh"

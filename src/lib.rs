@@ -24,3 +24,4 @@ pub mod testdef;
 pub mod testshell;
 pub mod tftp;
 pub mod tls;
+pub mod web;

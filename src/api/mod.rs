@@ -40,6 +40,7 @@ pub fn router(app: App) -> Router {
         .merge(results::router())
         .merge(plain_log::router())
         .merge(crate::events::ws::router())
+        .merge(crate::web::router())
         .with_state(app);
     Router::new().fallback_service(normalize::NormalizePath::new(routes))
 }

@@ -83,6 +83,24 @@ fn user(store: &mut Store, out: &mut impl Write, cmd: UserCommand) -> anyhow::Re
                 .collect();
             table(out, &["USERNAME", "EMAIL", "SUPERUSER", "ACTIVE"], rows)?;
         }
+        UserCommand::Passwd { name } => {
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .context("reading the password from stdin")?;
+            let password = line.trim_end_matches(['\r', '\n']);
+            if password.chars().count() < crate::web::password::MIN_LEN {
+                anyhow::bail!(
+                    "the password must have at least {} characters",
+                    crate::web::password::MIN_LEN
+                );
+            }
+            let phc = crate::web::password::hash(password).context("hashing the password")?;
+            store
+                .set_password(&name, &phc)
+                .with_context(|| format!("setting the password of `{name}`"))?;
+            writeln!(out, "password of `{name}` set")?;
+        }
     }
     Ok(())
 }

@@ -117,6 +117,12 @@ pub enum UserCommand {
     },
     /// List users.
     List,
+    /// Set a user's web UI password, read from the first line of stdin (stored only as an
+    /// argon2id hash; the user's browser sessions end).
+    Passwd {
+        /// Login name.
+        name: String,
+    },
 }
 
 /// `lavabox group ...`

@@ -21,6 +21,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0005_saved_queries.sql"),
     include_str!("migrations/0006_job_list_indexes.sql"),
     include_str!("migrations/0007_drop_job_logs.sql"),
+    include_str!("migrations/0008_accounts.sql"),
     include_str!("migrations/0009_own_worker.sql"),
 ];
 

@@ -14,6 +14,7 @@
 //!
 //! Architecture invariant: no other module contains SQL or imports rusqlite.
 
+mod accounts;
 mod asyncstore;
 mod changes;
 mod condition;
@@ -49,6 +50,7 @@ use time::macros::format_description;
 use crate::model::JobState;
 use crate::model::lifecycle::HOLDING_DEVICE;
 
+pub use accounts::{SESSION_IDLE, Session};
 pub use asyncstore::AsyncStore;
 pub use changes::{Changes, CurrentJob, DeviceChange, JobChange, JobFacts};
 pub use condition::{ConditionError, Problem, QuerySpec};

@@ -18,4 +18,5 @@ mod rest;
 mod rest_write;
 mod testdef;
 mod validate;
+mod webui;
 mod xmlrpc;

@@ -4,6 +4,7 @@
 //! ([`submit_as`]) and the one server fixture ([`server`]).
 
 pub mod server;
+pub mod webdriver;
 
 /// The one switch for the lab tests (QEMU boards, port 69, socat, lavacli, ngircd, aiosmtpd,
 /// busybox…): they run only with `LAVABOX_LAB=1` (`scripts/test` and CI set it), so
