@@ -117,7 +117,6 @@ async fn run_script(
 ) -> Result<(), JobError> {
     let suite = format!("{stage}_{}", script.name);
     let prompts: Vec<Regex> = script.prompts.iter().map(|p| p.get().clone()).collect();
-    let echo = [Regex::new(r"\n").expect("a constant regex")];
     for step in &script.steps {
         let (command, name, wait_for_prompt, successes, failures) = match step {
             InteractiveStepWork::Delay(secs) => {
@@ -150,6 +149,12 @@ async fn run_script(
                         ),
                     })?;
                     if script.echo_discard {
+                        // The echoed command itself, not just the next newline (LAVA's
+                        // readline): a prompt the bootloader printed late, after the boot
+                        // action had matched an earlier one, would otherwise be taken
+                        // for this command's answer.
+                        let echo = [Regex::new(&format!("{}[^\n]*\n", regex::escape(c)))
+                            .expect("an escaped command is a valid regex")];
                         expect(ctx, &echo, wait, deadline).await?;
                         ctx.log.debug(format!("Ignoring echo: '{c}'"));
                     }

@@ -447,7 +447,8 @@ async fn git_and_url_definitions_run_on_the_qemu_board() {
         (&http_url, &repo.second),
         (&file_url, &repo.first),
     ]) {
-        let meta = case.metadata.as_deref().unwrap_or_default();
+        // LAVA's metadata rule: the result dict, its `extra` written to a file it names.
+        let meta = with_extra(case.metadata.as_deref().unwrap_or_default());
         assert!(meta.contains(&format!("commit: {commit}")), "{meta}");
         assert!(meta.contains(url.as_str()), "{meta}");
         assert!(
@@ -764,6 +765,16 @@ fn uboot_dict(run: &Path) -> String {
 
 /// An interactive test at U-Boot's `=>` prompt (after `boot: method: bootloader`), then a
 /// monitors test over U-Boot's own banner after a reset, on the virtual U-Boot ARM board.
+/// A case's stored metadata followed by the `extra` file it names (when it names one).
+fn with_extra(meta: &str) -> String {
+    let dict: serde_json::Value = serde_norway::from_str(meta).unwrap_or_default();
+    let extra = dict["extra"]
+        .as_str()
+        .map(|path| std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}")))
+        .unwrap_or_default();
+    format!("{meta}\n{extra}")
+}
+
 const UBOOT_INTERACTIVE: &str = r#"job_name: uboot interactive and monitors
 device_type: qemu-uboot-arm
 visibility: public
