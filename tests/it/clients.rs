@@ -15,19 +15,16 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use axum::Router;
 use axum::body::Bytes;
-use axum::extract::State;
-use axum::routing::post;
 use futures::{StreamExt as _, TryStreamExt as _};
 use lava_api::Lava;
 use lava_api::job::{Health, Ordering, State as LavaState};
 use lavabox::model::{JobHealth, JobId, JobState};
 use tokio::io::{AsyncBufReadExt as _, BufReader};
-use tokio::sync::mpsc;
 
 use crate::common::health_check;
 use crate::common::server::{Options, SAFETY_NET, Server};
+use crate::common::webhook;
 
 /// Where `scripts/install-deps.sh` puts SQUAD's virtualenv (overridable).
 const SQUAD_PYTHON: &str = "/opt/lavabox-tests/squad-venv/bin/python3";
@@ -61,24 +58,6 @@ const FAILING: &[&str] = &[
     "lava-test-case uname --shell uname -a",
     "lava-test-case missing-file --shell test -e /no/such/file",
 ];
-
-/// A receiver for webhook callbacks: its URL and every body posted to it.
-async fn webhook() -> (String, mpsc::UnboundedReceiver<Bytes>) {
-    async fn hit(State(tx): State<mpsc::UnboundedSender<Bytes>>, body: Bytes) -> &'static str {
-        let _ = tx.send(body);
-        "ok"
-    }
-    let (tx, rx) = mpsc::unbounded_channel();
-    let app = Router::new().route("/hook", post(hit)).with_state(tx);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    (url, rx)
-}
 
 /// Every job `query` yields, as ids, in order.
 async fn ids(jobs: lava_api::job::JobsBuilder<'_>) -> Vec<i64> {

@@ -26,7 +26,7 @@ use tokio::process::Command;
 use crate::common::server::{Options, Server};
 use crate::common::{cache, ensure_assets, repo};
 
-const PROMPT: &str = r"root@lavabox:[^\r\n]*# ";
+use crate::common::PROMPT;
 
 fn uboot_dict(run: &Path) -> String {
     let board = repo().join("lab/board");
@@ -87,35 +87,7 @@ actions:
 }
 
 fn qemu_job() -> String {
-    format!(
-        r#"job_name: dispatch-qemu
-device_type: qemu
-visibility: public
-context: {{arch: amd64}}
-timeouts:
-  job: {{minutes: 10}}
-  action: {{minutes: 3}}
-  connection: {{minutes: 3}}
-actions:
-- deploy:
-    to: tmpfs
-    images:
-      kernel:
-        url: 'file://{kernel}'
-        image_arg: '-kernel {{kernel}} -append "console=ttyS0 panic=-1"'
-      initrd:
-        url: 'file://{initrd}'
-        compression: gz
-        image_arg: '-initrd {{initrd}}'
-- boot:
-    method: qemu
-    media: tmpfs
-    prompts: ['{PROMPT}']
-{test}"#,
-        kernel = cache().join("amd64/vmlinuz").display(),
-        initrd = cache().join("amd64/ramdisk.cpio.gz").display(),
-        test = test_block()
-    )
+    crate::common::qemu_job("dispatch-qemu", test_block())
 }
 
 /// Submits `definition` as alice over XML-RPC.

@@ -10,35 +10,13 @@
 //! all`, whose body carries the log. Every expectation is checked against the file the job
 //! path wrote (`<data>/jobs/<id>/output.yaml`), never against one a fixture wrote.
 
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::routing::post;
 use lavabox::api::xmlrpc::codec::Value;
 use lavabox::model::{JobHealth, JobId, JobState};
-use tokio::sync::mpsc;
 
 use crate::common::health_check;
 use crate::common::server::{Options, SAFETY_NET, Server};
+use crate::common::webhook;
 use crate::xmlrpc::rpc;
-
-/// A receiver for webhook callbacks: its URL and every body posted to it.
-async fn webhook() -> (String, mpsc::UnboundedReceiver<Bytes>) {
-    async fn hit(State(tx): State<mpsc::UnboundedSender<Bytes>>, body: Bytes) -> &'static str {
-        let _ = tx.send(body);
-        "ok"
-    }
-    let (tx, rx) = mpsc::unbounded_channel();
-    let app = Router::new().route("/hook", post(hit)).with_state(tx);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    (url, rx)
-}
 
 /// The x86 board's health check as a user job with a webhook notification.
 fn smoke_job(hook: &str) -> String {

@@ -15,9 +15,8 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 use crate::common::server::{Options, Server};
-use crate::common::{cache, ensure_assets, repo, submit_as};
+use crate::common::{ensure_assets, repo, submit_as};
 
-const PROMPT: &str = r"root@lavabox:[^\r\n]*# ";
 const QEMU_DICT: &str = "{% extends 'qemu.jinja2' %}\n{% set no_kvm = True %}\n";
 
 const SH_TEST_LIB: &str = r#"# Shell helpers in the form of Linaro's test-definitions sh-test-lib.
@@ -275,36 +274,9 @@ fn definition(from_repo: &str, name: &str, extra: &str) -> String {
 }
 
 fn qemu_job(name: &str, definitions: &str) -> String {
-    format!(
-        r#"job_name: {name}
-device_type: qemu
-visibility: public
-context: {{arch: amd64}}
-timeouts:
-  job: {{minutes: 10}}
-  action: {{minutes: 3}}
-  connection: {{minutes: 3}}
-actions:
-- deploy:
-    to: tmpfs
-    images:
-      kernel:
-        url: 'file://{kernel}'
-        image_arg: '-kernel {{kernel}} -append "console=ttyS0 panic=-1"'
-      initrd:
-        url: 'file://{initrd}'
-        compression: gz
-        image_arg: '-initrd {{initrd}}'
-- boot:
-    method: qemu
-    media: tmpfs
-    prompts: ['{PROMPT}']
-- test:
-    timeout: {{minutes: 5}}
-    definitions:
-{definitions}"#,
-        kernel = cache().join("amd64/vmlinuz").display(),
-        initrd = cache().join("amd64/ramdisk.cpio.gz").display(),
+    crate::common::qemu_job(
+        name,
+        &format!("- test:\n    timeout: {{minutes: 5}}\n    definitions:\n{definitions}"),
     )
 }
 

@@ -169,3 +169,66 @@ pub fn lavabox_cli(config: &Path, data: &Path, args: &[&str]) -> String {
     );
     String::from_utf8(out.stdout).expect("utf-8")
 }
+
+/// A job for the x86 QEMU board (`qemu`, the dispatcher starts QEMU itself) named `name`:
+/// the cached Debian kernel and busybox initramfs deployed to tmpfs, booted to the lab's
+/// prompt, then `test` (a `- test:` block, or nothing).
+pub fn qemu_job(name: &str, test: &str) -> String {
+    format!(
+        r#"job_name: {name}
+device_type: qemu
+visibility: public
+context: {{arch: amd64}}
+timeouts:
+  job: {{minutes: 10}}
+  action: {{minutes: 3}}
+  connection: {{minutes: 3}}
+actions:
+- deploy:
+    to: tmpfs
+    images:
+      kernel:
+        url: 'file://{kernel}'
+        image_arg: '-kernel {{kernel}} -append "console=ttyS0 panic=-1"'
+      initrd:
+        url: 'file://{initrd}'
+        compression: gz
+        image_arg: '-initrd {{initrd}}'
+- boot:
+    method: qemu
+    media: tmpfs
+    prompts: ['{PROMPT}']
+{test}"#,
+        kernel = cache().join("amd64/vmlinuz").display(),
+        initrd = cache().join("amd64/ramdisk.cpio.gz").display(),
+    )
+}
+
+/// The virtual lab's shell prompt (`lab/build-assets.sh`'s busybox initramfs).
+pub const PROMPT: &str = r"root@lavabox:[^\r\n]*# ";
+
+/// A receiver for webhook callbacks: its URL and every body posted to it.
+pub async fn webhook() -> (
+    String,
+    tokio::sync::mpsc::UnboundedReceiver<axum::body::Bytes>,
+) {
+    use axum::body::Bytes;
+    use axum::extract::State;
+    use tokio::sync::mpsc;
+    async fn hit(State(tx): State<mpsc::UnboundedSender<Bytes>>, body: Bytes) -> &'static str {
+        let _ = tx.send(body);
+        "ok"
+    }
+    let (tx, rx) = mpsc::unbounded_channel();
+    let app = axum::Router::new()
+        .route("/hook", axum::routing::post(hit))
+        .with_state(tx);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (url, rx)
+}
