@@ -24,22 +24,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 
 use crate::common::server::{Options, Server};
-use crate::common::{cache, ensure_assets, repo};
+use crate::common::uboot_dict;
+use crate::common::{cache, ensure_assets};
 
 use crate::common::PROMPT;
-
-fn uboot_dict(run: &Path) -> String {
-    let board = repo().join("lab/board");
-    let env = format!("LAVABOX_LAB_RUN={}", run.display());
-    format!(
-        "{{% extends 'qemu-uboot-arm.jinja2' %}}\n\
-         {{% set connection_command = '{env} {b} console uboot-arm-01' %}}\n\
-         {{% set power_on_command = '{env} {b} power-on uboot-arm-01' %}}\n\
-         {{% set power_off_command = '{env} {b} power-off uboot-arm-01' %}}\n\
-         {{% set hard_reset_command = '{env} {b} hard-reset uboot-arm-01' %}}\n",
-        b = board.display()
-    )
-}
 
 const QEMU_DICT: &str = "{% extends 'qemu.jinja2' %}\n{% set no_kvm = True %}\n";
 

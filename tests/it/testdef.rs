@@ -15,6 +15,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 use crate::common::server::{Options, Server};
+use crate::common::uboot_dict;
 use crate::common::{ensure_assets, repo, submit_as};
 
 const QEMU_DICT: &str = "{% extends 'qemu.jinja2' %}\n{% set no_kvm = True %}\n";
@@ -720,19 +721,6 @@ fn describe_prints_pipelines_and_names_what_a_device_cannot_run() {
             "{out}"
         );
     }
-}
-
-fn uboot_dict(run: &Path) -> String {
-    let board = repo().join("lab/board");
-    let env = format!("LAVABOX_LAB_RUN={}", run.display());
-    format!(
-        "{{% extends 'qemu-uboot-arm.jinja2' %}}\n\
-         {{% set connection_command = '{env} {b} console uboot-arm-01' %}}\n\
-         {{% set power_on_command = '{env} {b} power-on uboot-arm-01' %}}\n\
-         {{% set power_off_command = '{env} {b} power-off uboot-arm-01' %}}\n\
-         {{% set hard_reset_command = '{env} {b} hard-reset uboot-arm-01' %}}\n",
-        b = board.display()
-    )
 }
 
 /// An interactive test at U-Boot's `=>` prompt (after `boot: method: bootloader`), then a

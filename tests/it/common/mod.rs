@@ -232,3 +232,18 @@ pub async fn webhook() -> (
     });
     (url, rx)
 }
+
+/// The dictionary of the U-Boot board `uboot-arm-01` driven by `lab/board` with its state in
+/// `run` (its own `LAVABOX_LAB_RUN`, so "no QEMU left" checks see only this test's board).
+pub fn uboot_dict(run: &Path) -> String {
+    let board = repo().join("lab/board");
+    let env = format!("LAVABOX_LAB_RUN={}", run.display());
+    format!(
+        "{{% extends 'qemu-uboot-arm.jinja2' %}}\n\
+         {{% set connection_command = '{env} {b} console uboot-arm-01' %}}\n\
+         {{% set power_on_command = '{env} {b} power-on uboot-arm-01' %}}\n\
+         {{% set power_off_command = '{env} {b} power-off uboot-arm-01' %}}\n\
+         {{% set hard_reset_command = '{env} {b} hard-reset uboot-arm-01' %}}\n",
+        b = board.display()
+    )
+}
