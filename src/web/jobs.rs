@@ -7,9 +7,10 @@
 //! `event: lines` with the next line number as the SSE id (a reconnect resumes exactly, from
 //! `Last-Event-ID`), the job's state as `event: state` when the bus announces a change, and
 //! `event: end` once the job is Finished and every line is sent. Log growth is not an event
-//! on the bus (the dispatcher's writer is the file's only announcer), so while the job runs
-//! the stream looks at the file every [`TAIL`], the delay within which the writer makes a line
-//! visible (`dispatcher::log::WRITE_DELAY`).
+//! on the bus (the dispatcher's writer is the file's only announcer): the stream waits on an
+//! inotify watch of the file (`web::follow`), woken by the writer's batches (at most every
+//! `dispatcher::log::WRITE_DELAY`), and looks at the file every [`TAIL`] only when the
+//! kernel refuses a watch.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -36,7 +37,8 @@ use super::dashboard::async_stream;
 use super::logindex::{Extent, LogIndex, View};
 use super::{Page, Visitor, render, render_text, view};
 
-/// How often a running job's log file is looked at for new lines (see the module docs).
+/// How often a running job's log file is looked at for new lines when it cannot be watched
+/// (see the module docs).
 const TAIL: Duration = crate::dispatcher::log::WRITE_DELAY;
 /// The most lines one range request or live event carries.
 pub const MAX_LINES: u64 = 2000;
@@ -354,6 +356,15 @@ fn log_stream(
     // Subscribe before reading anything, so no change between the read and the wait is lost.
     let mut events = app.events().subscribe();
     let ix = index_of(&app, job.id);
+    // Likewise the log file's watch: a write after the read below wakes the wait.
+    let log = joblog::log_path(&app.config().data_dir, job.id);
+    let mut growth = match super::follow::LogFollower::new(&log) {
+        Ok(f) => Some(f),
+        Err(err) => {
+            tracing::warn!(error = %err, job = %job.id, "no inotify watch on the log: looking at it every {TAIL:?}");
+            None
+        }
+    };
     async_stream(move |tx| async move {
         let mut finished = job.state == JobState::Finished;
         if tx.send(state_event(job.state, job.health)).await.is_err() {
@@ -415,11 +426,28 @@ fn log_stream(
                     }
                     Err(_) => return,
                 },
-                () = tokio::time::sleep(TAIL) => {}
+                grown = log_growth(&mut growth) => {
+                    if let Err(err) = grown {
+                        tracing::warn!(error = %err, job = %job.id, "log watch failed: looking at it every {TAIL:?}");
+                        growth = None;
+                    }
+                }
                 () = tx.closed() => return,
             }
         }
     })
+}
+
+/// Resolves when the job's log may have grown: its inotify watch, or without one (inotify
+/// refused, e.g. out of watches) the dispatcher's write delay.
+async fn log_growth(growth: &mut Option<super::follow::LogFollower>) -> std::io::Result<()> {
+    match growth {
+        Some(f) => f.changed().await,
+        None => {
+            tokio::time::sleep(TAIL).await;
+            Ok(())
+        }
+    }
 }
 
 /// `POST /scheduler/job/<id>/cancel`.

@@ -16,6 +16,7 @@ mod account;
 pub mod assets;
 mod dashboard;
 mod devices;
+mod follow;
 mod jobs;
 pub mod logindex;
 pub mod password;

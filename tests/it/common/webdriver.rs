@@ -234,31 +234,38 @@ impl Browser {
     /// Waits until an element matching `css` contains `text`, on the DOM's change events;
     /// returns that element's text. Panics with the page's text after [`WAIT`].
     pub async fn wait_text(&self, css: &str, text: &str) -> String {
-        let got = self
-            .try_cmd(
-                "POST",
-                "/execute/async",
-                json!({"script": "
-                    const [css, text, done] = arguments;
-                    const find = () => [...document.querySelectorAll(css)]
-                        .find((el) => el.textContent.includes(text));
-                    const check = () => {
-                        const el = find();
-                        if (el) { obs.disconnect(); done(el.textContent); }
-                    };
-                    const obs = new MutationObserver(check);
-                    obs.observe(document, {subtree: true, childList: true, characterData: true, attributes: true});
-                    check();", "args": [css, text]}),
-            )
-            .await;
-        let got = match got {
-            Ok(v) => v,
-            Err(e) => {
-                let page = self.text("body").await;
-                panic!("waiting for {text:?} in {css}: {e}\npage: {page}");
+        // A click that submits a form returns before the browser leaves the page, so the wait
+        // may start in the page being left: it then answers null as that page goes
+        // (`pagehide`) and the wait starts again in the page that replaced it.
+        for _ in 0..5 {
+            let got = self
+                .try_cmd(
+                    "POST",
+                    "/execute/async",
+                    json!({"script": "
+                        const [css, text, done] = arguments;
+                        const find = () => [...document.querySelectorAll(css)]
+                            .find((el) => el.textContent.includes(text));
+                        const check = () => {
+                            const el = find();
+                            if (el) { obs.disconnect(); done(el.textContent); }
+                        };
+                        const obs = new MutationObserver(check);
+                        obs.observe(document, {subtree: true, childList: true, characterData: true, attributes: true});
+                        window.addEventListener('pagehide', () => { obs.disconnect(); done(null); }, {once: true});
+                        check();", "args": [css, text]}),
+                )
+                .await;
+            match got {
+                Ok(Value::Null) => continue,
+                Ok(v) => return v.as_str().unwrap_or_default().to_owned(),
+                Err(e) => {
+                    let page = self.text("body").await;
+                    panic!("waiting for {text:?} in {css}: {e}\npage: {page}");
+                }
             }
-        };
-        got.as_str().unwrap_or_default().to_owned()
+        }
+        panic!("waiting for {text:?} in {css}: the page changed five times meanwhile");
     }
 
     /// A PNG screenshot written to `path`.
