@@ -490,18 +490,27 @@ pub struct SubmitForm {
     definition: String,
 }
 
-/// The validator's problems, each at its line.
+/// The validator's problems, each at its line (the validation APIs' check: no typed
+/// definition is built).
 fn problems(text: &str) -> Vec<Value> {
     if text.trim().is_empty() {
         return Vec::new();
     }
-    match jobdef::parse_str_mode(text, jobdef::Mode::Lenient) {
+    match jobdef::validate_str_mode(text, jobdef::Mode::Lenient) {
         Ok(_) => Vec::new(),
         Err(found) => found
             .iter()
             .map(|p| json!({ "line": p.line, "path": p.path.to_string(), "message": p.describe() }))
             .collect(),
     }
+}
+
+/// [`problems`] under the same bound on concurrent parses as every API's validation
+/// (`submit::parse_limited`), so checking as one types is no way around it.
+async fn checked(text: String) -> Vec<Value> {
+    submit::parse_limited(move || problems(&text))
+        .await
+        .unwrap_or_default()
 }
 
 /// `GET /scheduler/jobsubmit`.
@@ -533,9 +542,7 @@ pub async fn submit(
         Err(submit::SubmitError::Store(e)) => Err(Page::from(e)),
         Err(err) => {
             let text = form.definition.clone();
-            let found = tokio::task::spawn_blocking(move || problems(&text))
-                .await
-                .unwrap_or_default();
+            let found = checked(text).await;
             let mut response = render(
                 "submit.html",
                 &visitor,
@@ -553,9 +560,7 @@ pub async fn validate(visitor: Visitor, Form(form): Form<SubmitForm>) -> Result<
     if form.definition.len() > jobdef::MAX_JOB_SIZE {
         return Err(Page::BadRequest("the definition is too large".into()));
     }
-    let found = tokio::task::spawn_blocking(move || problems(&form.definition))
-        .await
-        .unwrap_or_default();
+    let found = checked(form.definition).await;
     let html = render_text(
         "_problems.html",
         &visitor,
