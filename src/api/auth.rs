@@ -7,6 +7,12 @@
 //!   (DRF's `TokenAuthentication`, looked up by secret alone), `Authorization: Basic
 //!   user:token`, or, for clients that cannot set headers, `?user=<name>&token=<secret>`.
 //!   Unknown schemes are ignored (the caller is anonymous), as DRF ignores them.
+//! - The web UI's session cookie ([`session_caller`]): pages, and — where the request
+//!   asks for it with [`Cookie::Accepted`] — REST reads, results exports and log downloads,
+//!   so a logged-in browser can follow the UI's own download links to a private job. It is
+//!   never accepted for a request that changes something outside the UI's CSRF-checked
+//!   forms (REST writes, REST's `GET …/cancel/`): a page of another site could make the
+//!   browser send it (DRF likewise takes sessions only with a CSRF check).
 //!
 //! Secrets are compared only as SHA-256 digests inside the store, so the comparison time
 //! does not depend on how much of a guess was right, and they are never logged:
@@ -125,6 +131,37 @@ pub fn parse_query(pairs: &[(String, String)]) -> Option<Credentials> {
     }
 }
 
+/// Whether a request may be authorised by the web UI's session cookie when it carries no
+/// explicit credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cookie {
+    /// A read: the session cookie stands for its user.
+    Accepted,
+    /// A request that acts: only explicit credentials count.
+    Refused,
+}
+
+/// The caller a web session secret stands for: its user with their groups, or anonymous
+/// for an unknown or expired session (a stale cookie is not an error).
+pub async fn session_caller(app: &App, secret: String) -> Result<Caller, store::Error> {
+    app.store()
+        .call(move |s| {
+            let Some(session) = s.session(&secret)? else {
+                return Ok(Caller::anonymous());
+            };
+            let groups = s.user_groups(&session.user.username)?;
+            Ok(Caller {
+                user: Some(CallerUser {
+                    id: session.user.id,
+                    username: session.user.username,
+                    is_superuser: session.user.is_superuser,
+                    groups: groups.into_iter().map(|g| g.name).collect(),
+                }),
+            })
+        })
+        .await
+}
+
 /// Checks `credentials` against the store (bumping the token's last use) and loads groups.
 pub async fn authenticate(app: &App, credentials: Credentials) -> Result<Caller, AuthError> {
     let found = app
@@ -160,16 +197,22 @@ pub async fn basic_caller(app: &App, headers: &HeaderMap) -> Result<Caller, Auth
 }
 
 /// The caller of a REST, results-export or log request: the `Authorization` header
-/// ([`parse_authorization`]) or else the `?user=&token=` query ([`parse_query`]);
-/// anonymous without either.
+/// ([`parse_authorization`]) or else the `?user=&token=` query ([`parse_query`]); without
+/// either, the web session cookie where `cookie` accepts it; else anonymous.
 pub async fn request_caller(
     app: &App,
     headers: &HeaderMap,
     query: &[(String, String)],
+    cookie: Cookie,
 ) -> Result<Caller, AuthError> {
     match parse_authorization(headers)?.or_else(|| parse_query(query)) {
-        None => Ok(Caller::anonymous()),
         Some(c) => authenticate(app, c).await,
+        None => match crate::web::session::session_secret(headers) {
+            Some(secret) if cookie == Cookie::Accepted => {
+                Ok(session_caller(app, secret.to_owned()).await?)
+            }
+            _ => Ok(Caller::anonymous()),
+        },
     }
 }
 

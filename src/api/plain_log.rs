@@ -1,8 +1,8 @@
 //! `/scheduler/job/<id>/log_file/plain`: LAVA's plain job log download (the job's
 //! `output.yaml` as an attachment `job_<id>.log`, `application/yaml`), which clients and
 //! e-mails link to. The job's own visibility applies (403 for a hidden job, 404 for an
-//! unknown one or one with no log yet); credentials as for the results exports (headers or
-//! `?user=&token=`).
+//! unknown one or one with no log yet); credentials as for the results exports (headers,
+//! `?user=&token=` or the web UI's session cookie).
 //!
 //! The file is streamed from the path rule (`store::joblog::log_path`), so a long log is
 //! never held in memory; a running job's log is served as far as it is written.

@@ -195,15 +195,16 @@ pub fn yaml_items(cases: &[TestCase], out: &mut String) {
 }
 
 /// The job a results URL names (`12` or MultiNode `12.1`), if the caller may see it
-/// (403 otherwise, 404 when there is no such job). Credentials come from the headers or
-/// from `?user=&token=`.
+/// (403 otherwise, 404 when there is no such job). Credentials come from the headers,
+/// from `?user=&token=` or from the web UI's session cookie.
 pub async fn visible_job(
     app: &App,
     headers: &HeaderMap,
     query: &[(String, String)],
     job: &str,
 ) -> Result<Job, ApiError> {
-    let caller = match auth::request_caller(app, headers, query).await {
+    // A download link of the web UI: its session cookie counts.
+    let caller = match auth::request_caller(app, headers, query, auth::Cookie::Accepted).await {
         Ok(caller) => caller,
         // LAVA looks at query credentials only for jobs that are not public, so bad ones
         // leave the caller anonymous: a public job is still served, a hidden one is 403.

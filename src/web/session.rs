@@ -22,7 +22,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 
-use crate::access::{Caller, CallerUser};
+use crate::access::Caller;
 use crate::app::App;
 
 use super::Page;
@@ -178,6 +178,11 @@ pub async fn guard(request: Request, next: Next) -> Response {
         .await
 }
 
+/// The session secret a request's cookie carries, if any (not yet checked).
+pub fn session_secret(headers: &HeaderMap) -> Option<&str> {
+    cookie(headers, SESSION_COOKIE)
+}
+
 /// The visitor of a page: their [`Caller`] (from the session cookie) and the CSRF token
 /// their forms carry. A visitor without any cookie gets a `lavabox_csrf` cookie with the page
 /// ([`Visitor::set_cookie`]).
@@ -197,28 +202,10 @@ impl FromRequestParts<App> for Visitor {
     type Rejection = Page;
 
     async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Visitor, Page> {
-        let session = cookie(&parts.headers, SESSION_COOKIE).map(str::to_owned);
+        let session = session_secret(&parts.headers).map(str::to_owned);
         let caller = match &session {
             None => Caller::anonymous(),
-            Some(secret) => {
-                let secret = secret.clone();
-                app.store()
-                    .call(move |s| {
-                        let Some(session) = s.session(&secret)? else {
-                            return Ok(Caller::anonymous());
-                        };
-                        let groups = s.user_groups(&session.user.username)?;
-                        Ok(Caller {
-                            user: Some(CallerUser {
-                                id: session.user.id,
-                                username: session.user.username,
-                                is_superuser: session.user.is_superuser,
-                                groups: groups.into_iter().map(|g| g.name).collect(),
-                            }),
-                        })
-                    })
-                    .await?
-            }
+            Some(secret) => crate::api::auth::session_caller(app, secret.clone()).await?,
         };
         let (csrf, set_cookie) = match csrf_token(&parts.headers) {
             Some(token) => (token, None),

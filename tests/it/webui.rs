@@ -329,6 +329,35 @@ async fn private_jobs_stay_private_and_forms_need_their_token() {
         "{lines}"
     );
 
+    // The UI's download links work from Alice's session alone (no `?user=&token=`): the
+    // results exports, the plain log and REST reads; others get what anonymous gets.
+    let downloads = [
+        format!("/results/{id}/yaml"),
+        format!("/results/{id}/csv"),
+        format!("/results/{id}/0_smoke/yaml"),
+        format!("/scheduler/job/{id}/log_file/plain"),
+        format!("/api/v0.2/jobs/{id}/"),
+        format!("/api/v0.2/jobs/{id}/junit/"),
+    ];
+    for path in &downloads {
+        let (status, body) = alice.get(path).await;
+        assert_eq!(status, 200, "{path}: {body}");
+    }
+    assert!(
+        alice
+            .get(&format!("/scheduler/job/{id}/log_file/plain"))
+            .await
+            .1
+            .contains("Linux version 6.1.0-scripted")
+    );
+    for v in [&mut anon, &mut bob] {
+        for path in &downloads {
+            let (status, body) = v.get(path).await;
+            assert!([403, 404].contains(&status), "{path}: {status} {body}");
+            assert!(!body.contains("alice-private-job"), "{path}");
+        }
+    }
+
     // CSRF: a second job to cancel, queued behind a device in Maintenance.
     set_health_rest(&srv, "qemu-01", "MAINTENANCE").await;
     let queued = submit_rest(
@@ -358,6 +387,18 @@ async fn private_jobs_stay_private_and_forms_need_their_token() {
         let (status, _, body) = alice.post(&path, &form, &headers).await;
         assert_eq!(status, 403, "{form:?} {headers:?}: {body}");
     }
+    let job = srv
+        .app
+        .store()
+        .call(move |s| s.job(queued))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(job.state, lavabox::model::JobState::Submitted);
+    // REST's `GET …/cancel/` is a link any page can make a browser follow: the session
+    // cookie alone does not authorise it.
+    let (status, body) = alice.get(&format!("/api/v0.2/jobs/{queued}/cancel/")).await;
+    assert!([401, 403].contains(&status), "{status} {body}");
     let job = srv
         .app
         .store()

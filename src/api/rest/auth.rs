@@ -1,12 +1,13 @@
 //! The REST side of [`crate::api::auth`]: [`Caller`] as an axum extractor with DRF's answers
-//! to bad credentials, and [`require_user`] for writes.
+//! to bad credentials (the web session cookie counts for reads only), [`ActingCaller`] for a
+//! GET that acts, and [`require_user`] for writes.
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 
 use super::ApiError;
 use crate::access::{Caller, CallerUser};
-use crate::api::auth::{self, AuthError};
+use crate::api::auth::{self, AuthError, Cookie};
 use crate::app::App;
 
 impl From<AuthError> for ApiError {
@@ -31,7 +32,28 @@ impl FromRequestParts<App> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Caller, ApiError> {
-        Ok(auth::request_caller(app, &parts.headers, &query_pairs(&parts.uri)).await?)
+        // Reads may come from the web UI's links; writes need explicit credentials.
+        let cookie = if parts.method.is_safe() {
+            Cookie::Accepted
+        } else {
+            Cookie::Refused
+        };
+        Ok(auth::request_caller(app, &parts.headers, &query_pairs(&parts.uri), cookie).await?)
+    }
+}
+
+/// The caller of a `GET` that changes something (LAVA's `GET /jobs/<id>/cancel/`): explicit
+/// credentials only, never the session cookie, which another site's page could make a
+/// browser send with a plain link.
+pub struct ActingCaller(pub Caller);
+
+impl FromRequestParts<App> for ActingCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<ActingCaller, ApiError> {
+        let query = query_pairs(&parts.uri);
+        let caller = auth::request_caller(app, &parts.headers, &query, Cookie::Refused).await?;
+        Ok(ActingCaller(caller))
     }
 }
 

@@ -143,7 +143,7 @@ pub async fn validate_testdef(
 /// Canceling or Finished is left alone and the answer is the same.
 pub async fn cancel(
     State(app): State<App>,
-    caller: Caller,
+    super::auth::ActingCaller(caller): super::auth::ActingCaller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let job = visible(&app, &caller, &id).await?;
