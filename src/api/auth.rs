@@ -131,6 +131,17 @@ pub fn parse_query(pairs: &[(String, String)]) -> Option<Credentials> {
     }
 }
 
+/// An authenticated user as every API sees them: the store's user with their groups.
+fn caller_user(s: &mut store::Store, user: store::User) -> Result<CallerUser, store::Error> {
+    let groups = s.user_groups(&user.username)?;
+    Ok(CallerUser {
+        id: user.id,
+        username: user.username,
+        is_superuser: user.is_superuser,
+        groups: groups.into_iter().map(|g| g.name).collect(),
+    })
+}
+
 /// Whether a request may be authorised by the web UI's session cookie when it carries no
 /// explicit credentials.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,14 +160,8 @@ pub async fn session_caller(app: &App, secret: String) -> Result<Caller, store::
             let Some(session) = s.session(&secret)? else {
                 return Ok(Caller::anonymous());
             };
-            let groups = s.user_groups(&session.user.username)?;
             Ok(Caller {
-                user: Some(CallerUser {
-                    id: session.user.id,
-                    username: session.user.username,
-                    is_superuser: session.user.is_superuser,
-                    groups: groups.into_iter().map(|g| g.name).collect(),
-                }),
+                user: Some(caller_user(s, session.user)?),
             })
         })
         .await
@@ -174,13 +179,7 @@ pub async fn authenticate(app: &App, credentials: Credentials) -> Result<Caller,
             let Some(user) = user.filter(|u| u.is_active) else {
                 return Ok(None);
             };
-            let groups = s.user_groups(&user.username)?;
-            Ok(Some(CallerUser {
-                id: user.id,
-                username: user.username,
-                is_superuser: user.is_superuser,
-                groups: groups.into_iter().map(|g| g.name).collect(),
-            }))
+            Ok(Some(caller_user(s, user)?))
         })
         .await?;
     found
