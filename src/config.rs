@@ -32,6 +32,13 @@
 //!
 //! [hw]
 //! min_off_seconds = 3
+//! # pdudaemon's HTTP API served for the boards' relays (default; "off" for none). Loopback
+//! # unless set otherwise: pdudaemon has no authentication.
+//! pdudaemon_listen = "127.0.0.1:16421"
+//! # The pdudaemon `lavabox_power: pdudaemon` dictionaries talk to by default.
+//! pdudaemon_url = "http://127.0.0.1:16421"
+//! # Where USB hub port power is switched (tests point it at a fake tree).
+//! sysfs_root = "/sys"
 //!
 //! [http]
 //! max_connections = 512
@@ -165,6 +172,12 @@ pub struct RawHttp {
 pub struct RawHw {
     /// Seconds a board stays off when it is power-cycled by switching it off and on.
     pub min_off_seconds: Option<f64>,
+    /// The sysfs root USB port power is switched under (tests: a fake tree).
+    pub sysfs_root: Option<PathBuf>,
+    /// The pdudaemon a dictionary's `lavabox_power: pdudaemon` talks to by default.
+    pub pdudaemon_url: Option<String>,
+    /// Where lavabox serves pdudaemon's HTTP API (`off` for nowhere).
+    pub pdudaemon_listen: Option<String>,
 }
 
 /// `[tftp]` as written.
@@ -266,7 +279,20 @@ pub struct HwConfig {
     /// as LAVA runs `power_off_command` and `power_on_command` back to back; a relay-switched
     /// board whose supply holds charge wants a few seconds.
     pub min_off: std::time::Duration,
+    /// `[hw] sysfs_root` (`None`: `/sys`).
+    pub sysfs_root: Option<PathBuf>,
+    /// `[hw] pdudaemon_url` (`None`: `http://127.0.0.1:16421`).
+    pub pdudaemon_url: Option<String>,
+    /// `[hw] pdudaemon_listen`: where lavabox serves pdudaemon's API (default
+    /// [`DEFAULT_PDUDAEMON_LISTEN`], loopback-only since pdudaemon has no authentication;
+    /// `None` when set to `off`).
+    pub pdudaemon_listen: Option<SocketAddr>,
+    /// Whether `pdudaemon_listen` was set in the file: then failing to bind it stops start-up.
+    pub pdudaemon_listen_explicit: bool,
 }
+
+/// Where lavabox serves pdudaemon's HTTP API unless `[hw] pdudaemon_listen` says otherwise.
+pub const DEFAULT_PDUDAEMON_LISTEN: &str = "127.0.0.1:16421";
 
 /// TFTP settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -475,6 +501,26 @@ impl Config {
                         )
                     })?,
             },
+            sysfs_root: hw.sysfs_root.map(resolve),
+            pdudaemon_url: match hw.pdudaemon_url {
+                None => None,
+                Some(url) => {
+                    crate::hw::power::pdu::check_url(&url)
+                        .map_err(|reason| invalid("hw.pdudaemon_url", reason))?;
+                    Some(url)
+                }
+            },
+            pdudaemon_listen: match hw.pdudaemon_listen.as_deref() {
+                Some("off") => None,
+                Some(addr) => Some(addr.parse().map_err(|_| {
+                    invalid(
+                        "hw.pdudaemon_listen",
+                        format!("`{addr}` is not an address like 127.0.0.1:16421, or off"),
+                    )
+                })?),
+                None => Some(DEFAULT_PDUDAEMON_LISTEN.parse().expect("static address")),
+            },
+            pdudaemon_listen_explicit: hw.pdudaemon_listen.is_some(),
         };
         let http = http_config(raw.http.unwrap_or_default())
             .map_err(|(field, reason)| invalid(field, reason))?;

@@ -272,6 +272,19 @@ fn device(
                         args.dictionary.display()
                     )
                 })?;
+            if let Ok(device) = crate::devicetype::Templates::new(&config.template_dir_refs())
+                .render(&text, &crate::devicetype::Context::new())
+            {
+                let warnings = crate::hw::check_power(&device.config, &config.hw).map_err(|e| {
+                    anyhow::anyhow!(
+                        "adding device `{name}`: invalid device dictionary {}: {e}",
+                        args.dictionary.display()
+                    )
+                })?;
+                for w in warnings {
+                    eprintln!("warning: {w}");
+                }
+            }
             if template != args.device_type {
                 tracing::warn!(
                     device = %name,

@@ -37,6 +37,9 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "uuu_usb_otg_path",
     "uuu_usb_otg_path_command",
     "uuu_corrupt_boot_media_command",
+    // lavabox's own: the native power backend's variables (hw::power::spec), rendered by
+    // base.jinja2 only when a dictionary sets `lavabox_power`.
+    "lavabox_power",
 ];
 
 /// One entry of `device_info`, `static_info` or `storage_info`: e.g. `board_id`,

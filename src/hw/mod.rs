@@ -167,6 +167,8 @@ pub struct Boards {
     pub runner: ShellRunner,
     /// The shortest time a board stays off in a power cycle (`[hw] min_off_seconds`).
     pub min_off: Duration,
+    /// Where native power backends look (`[hw] sysfs_root`, `pdudaemon_url`).
+    pub env: power::channels::Env,
 }
 
 impl Boards {
@@ -175,15 +177,63 @@ impl Boards {
         Boards {
             runner: ShellRunner::default(),
             min_off: config.min_off,
+            env: power_env(config),
         }
     }
+
+    /// The power of `device`: its `lavabox_power` backend (one channel per line, owned by
+    /// the process) when the dictionary chooses one, else LAVA's power commands.
+    pub fn power(&self, device: &DeviceConfig) -> Result<Arc<dyn Power>, Error> {
+        let default_min_off = if self.min_off.is_zero() {
+            power::relay::Settings::default().min_off
+        } else {
+            self.min_off
+        };
+        match power::spec::parse(&device.raw, default_min_off).map_err(Error::Config)? {
+            Some(spec) => power::channels::CHANNELS.power(&spec, &self.env),
+            None => {
+                let runner: Arc<dyn CommandRunner> = Arc::new(self.runner.clone());
+                Ok(Arc::new(command_power(device, runner, self.min_off)))
+            }
+        }
+    }
+}
+
+/// The native power backends' view of the `[hw]` configuration.
+pub fn power_env(config: &crate::config::HwConfig) -> power::channels::Env {
+    let mut env = power::channels::Env::default();
+    if let Some(root) = &config.sysfs_root {
+        env.sysfs = root.clone();
+    }
+    if let Some(url) = &config.pdudaemon_url {
+        env.pdu_url = url.clone();
+    }
+    env
+}
+
+/// The add-time check of a dictionary's native power (`lavabox_power`): its variables, and
+/// that the line, bus, hub port or URL they name exists on this machine. `Ok` carries
+/// warnings to pass on (a Raspberry Pi's ganged USB ports); `Err` the reason it is refused.
+pub fn check_power(
+    device: &DeviceConfig,
+    config: &crate::config::HwConfig,
+) -> Result<Vec<String>, String> {
+    match power::spec::parse(&device.raw, power::relay::Settings::default().min_off)? {
+        Some(spec) => power::channels::check(&spec, &power_env(config)),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// Writes every open power channel's safe state (the appliance is stopping).
+pub fn power_shutdown() {
+    power::channels::CHANNELS.shutdown();
 }
 
 impl BoardFactory for Boards {
     fn board(&self, device: &DeviceConfig) -> Result<Board, Error> {
         let runner: Arc<dyn CommandRunner> = Arc::new(self.runner.clone());
         Ok(Board::new(
-            Arc::new(command_power(device, Arc::clone(&runner), self.min_off)),
+            self.power(device)?,
             device_console(device)?,
             runner,
             Arc::new(ProcessLauncher),
@@ -210,6 +260,7 @@ mod tests {
         );
         let hw = crate::config::HwConfig {
             min_off: Duration::from_secs(3),
+            ..Default::default()
         };
         let board = Boards::from_config(&hw).board(&dev).unwrap();
         assert_eq!(board.power().min_off_time(), Duration::from_secs(3));

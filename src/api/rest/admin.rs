@@ -350,17 +350,16 @@ pub async fn validate_dictionary(
     }))
 }
 
-/// Renders `dictionary` against the templates off the async workers; the inner result is
-/// the verdict.
-async fn render_check(
-    app: &App,
-    dictionary: String,
-) -> Result<Result<(), crate::devicetype::Error>, ApiError> {
+/// Renders `dictionary` against the templates off the async workers, and checks the native
+/// power it chooses against this machine (`hw::check_power`); the inner result is the verdict.
+async fn render_check(app: &App, dictionary: String) -> Result<Result<(), String>, ApiError> {
+    let hw = app.config().hw.clone();
     app.templates()
         .call(move |templates| {
-            templates
-                .render_yaml(&dictionary, &crate::devicetype::Context::new())
-                .map(drop)
+            let device = templates
+                .render(&dictionary, &crate::devicetype::Context::new())
+                .map_err(|e| e.to_string())?;
+            crate::hw::check_power(&device.config, &hw).map(drop)
         })
         .await
         .map_err(|err| ApiError::Internal(err.to_string()))

@@ -1,9 +1,19 @@
 //! Board power: a small trait ([`Power`]: switch on or off, cycle with a minimum off-time)
 //! and its backends. [`command::CommandPower`] is LAVA's: the dictionary's
 //! `power_on_command`, `power_off_command` and `hard_reset_command` lists. Relays and PDUs
-//! are further backends of the same trait.
+//! are further backends of the same trait: a dictionary's `lavabox_power` variables
+//! ([`spec`]) choose one of [`gpio`] (gpiocdev, or rppal with the `rpi` feature), [`i2c`]
+//! (relay HATs), [`usb_port`] (hub port power) and [`pdu`] (a pdudaemon), all but the last
+//! switched through one [`relay::Channel`] per line owned by [`channels::CHANNELS`].
 
+pub mod channels;
 pub mod command;
+pub mod gpio;
+pub mod i2c;
+pub mod pdu;
+pub mod relay;
+pub mod spec;
+pub mod usb_port;
 
 use std::time::Duration;
 

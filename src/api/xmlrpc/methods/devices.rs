@@ -353,6 +353,24 @@ pub(super) async fn call(ctx: &Ctx, name: &str, a: Args<'_>) -> R {
             let dict = a.string(1, "dictionary")?;
             need_superuser(ctx, "lava_scheduler_app.change_device")?;
             let legacy = name == "scheduler.import_device_dictionary";
+            // LAVA stores a dictionary unchecked; lavabox still refuses one whose native
+            // power (`lavabox_power`) names a line, bus, port or PDU this machine lacks.
+            let hw = ctx.app.config().hw.clone();
+            let d2 = dict.clone();
+            let power = ctx
+                .app
+                .templates()
+                .call(move |templates| {
+                    match templates.render(&d2, &crate::devicetype::Context::new()) {
+                        Ok(device) => crate::hw::check_power(&device.config, &hw).map(drop),
+                        Err(_) => Ok(()),
+                    }
+                })
+                .await
+                .map_err(|e| Fault::new(-32603, e.to_string()))?;
+            if let Err(reason) = power {
+                return Err(Fault::new(400, format!("Device dictionary invalid: {reason}")));
+            }
             let h2 = h.clone();
             db(ctx, move |s| {
                 find_device(s, &caller, &h2)?;
