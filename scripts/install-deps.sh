@@ -23,6 +23,16 @@ if ! "$squad_venv/bin/python3" -c 'import squad' >/dev/null 2>&1; then
     python3 -m venv "$squad_venv"
     "$squad_venv/bin/pip" install -q 'squad==1.98'
 fi
+# Power peers (tests/it/power.rs): Debian's pdudaemon (localcmdline driver), telnet for the
+# console, and pdudaemon's own `pduclient` script, which only its PyPI sdist carries.
+apt_install pdudaemon telnet python3-pip
+if ! command -v pduclient >/dev/null 2>&1; then
+    pdu_tmp=$(mktemp -d)
+    python3 -m pip download -q --no-deps --no-binary :all: 'pdudaemon==1.1.1' -d "$pdu_tmp"
+    tar -xzf "$pdu_tmp"/pdudaemon-1.1.1.tar.gz -C "$pdu_tmp" pdudaemon-1.1.1/pduclient
+    install -m 0755 "$pdu_tmp"/pdudaemon-1.1.1/pduclient /usr/local/bin/pduclient
+    rm -rf "$pdu_tmp"
+fi
 # The web UI's end-to-end tests: Debian's headless Chromium driven through chromedriver.
 apt_install chromium chromium-driver
 # The virtual QEMU lab (U-Boot ARM board and x86 board).

@@ -277,9 +277,12 @@ impl App {
                 None
             }
         };
+        // pdudaemon's API for the boards' relays (crate::pdudaemon).
+        let pdudaemon = bind_pdudaemon(&self.config.hw).await?;
         // The job notifications (off the job's path), listening from now on.
         let notifier = crate::notify::Notifier::start(&self);
         Ok(Bound {
+            pdudaemon,
             app: self,
             runner,
             listener,
@@ -301,6 +304,29 @@ pub struct Bound {
     tftp: Option<(tftp::Server, SocketAddr)>,
     publisher: Option<crate::events::zmq::Publisher>,
     notifier: crate::notify::Notifier,
+    pdudaemon: Option<(tokio::net::TcpListener, SocketAddr)>,
+}
+
+/// Binds the served pdudaemon API's listener: a taken default port is a warning, a taken
+/// configured one stops start-up.
+async fn bind_pdudaemon(
+    hw: &crate::config::HwConfig,
+) -> anyhow::Result<Option<(tokio::net::TcpListener, SocketAddr)>> {
+    let Some(addr) = hw.pdudaemon_listen else {
+        return Ok(None);
+    };
+    match tokio::net::TcpListener::bind(addr).await {
+        Ok(listener) => {
+            let bound = listener.local_addr()?;
+            tracing::info!(listen = %bound, "pdudaemon API listening");
+            Ok(Some((listener, bound)))
+        }
+        Err(err) if !hw.pdudaemon_listen_explicit => {
+            tracing::warn!(listen = %addr, error = %err, "pdudaemon API disabled: cannot bind the default address");
+            Ok(None)
+        }
+        Err(err) => Err(err).with_context(|| format!("binding the pdudaemon API to {addr}")),
+    }
 }
 
 impl std::fmt::Debug for Bound {
@@ -335,6 +361,11 @@ impl Bound {
         self.tftp.as_ref().map(|(_, addr)| *addr)
     }
 
+    /// Where the served pdudaemon API listens, if it is on and could bind.
+    pub fn pdudaemon_addr(&self) -> Option<SocketAddr> {
+        self.pdudaemon.as_ref().map(|(_, addr)| *addr)
+    }
+
     /// Replaces the notifier's settings (tests shorten the callback retries).
     pub fn notify_with(&mut self, settings: crate::notify::Settings) {
         self.notifier = crate::notify::Notifier::start_with(&self.app, settings);
@@ -356,6 +387,7 @@ impl Bound {
             tftp,
             publisher,
             notifier,
+            pdudaemon,
         } = self;
         let version = app.store.call(|s| s.schema_version()).await?;
         let stop = CancellationToken::new();
@@ -382,6 +414,16 @@ impl Bound {
                     tracing::error!(error = %err, "the HTTP server stopped");
                 }
             });
+        }
+
+        if let Some((listener, _)) = pdudaemon {
+            let app = app.clone();
+            let stop = stop.clone();
+            tracker.spawn(crate::pdudaemon::serve(
+                listener,
+                app,
+                stop.cancelled_owned(),
+            ));
         }
 
         // After the publisher, so the Online `.worker` event reaches its subscribers.
@@ -411,6 +453,8 @@ impl Bound {
             );
         }
         app.set_own_worker(WorkerState::Offline).await;
+        // Relays, expander outputs and USB ports back to their safe state.
+        crate::hw::power_shutdown();
         drop(notifier);
         drop(publisher);
         // Dropping the last handle closes the connection, which checkpoints the WAL.

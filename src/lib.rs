@@ -15,6 +15,7 @@ pub mod jobdef;
 pub mod model;
 pub mod net;
 pub mod notify;
+pub mod pdudaemon;
 pub mod pipeline;
 pub mod pyfmt;
 pub mod scheduler;

@@ -14,6 +14,7 @@ mod jobs;
 mod lab;
 mod lavacli;
 mod notify;
+mod power;
 mod rest;
 mod rest_write;
 mod testdef;

@@ -135,7 +135,11 @@ impl Channels {
                         }
                     }
                 };
-                let what = format!("{kind:?} {:#04x} output {channel} on {}", address, bus.display());
+                let what = format!(
+                    "{kind:?} {:#04x} output {channel} on {}",
+                    address,
+                    bus.display()
+                );
                 let bit = *channel;
                 self.get(
                     format!("i2c:{}:{address}:{channel}", bus.display()),
@@ -211,14 +215,15 @@ impl Channels {
 }
 
 #[cfg(not(feature = "rpi"))]
-const RPI_MISSING: &str =
-    "lavabox_power: rpi needs lavabox built with the `rpi` feature; `gpio` (the GPIO character device) works on a Pi too";
+const RPI_MISSING: &str = "lavabox_power: rpi needs lavabox built with the `rpi` feature; `gpio` (the GPIO character device) works on a Pi too";
 
 /// What the dictionary's add-time check asks of this machine: the line, bus, hub port or
 /// URL `spec` names must exist. Returns warnings to show (a Pi's ganged USB ports).
 pub fn check(spec: &PowerSpec, env: &Env) -> Result<Vec<String>, String> {
     match &spec.backend {
-        Backend::Gpio { line, chip } => super::gpio::find_line(line, chip.as_deref()).map(|_| vec![]),
+        Backend::Gpio { line, chip } => {
+            super::gpio::find_line(line, chip.as_deref()).map(|_| vec![])
+        }
         Backend::Rpi { .. } => {
             #[cfg(feature = "rpi")]
             {
@@ -350,7 +355,11 @@ mod tests {
             .await
             .unwrap();
         // The start-up off counts towards the off-time.
-        assert!(t0.elapsed() >= Duration::from_millis(150), "{:?}", t0.elapsed());
+        assert!(
+            t0.elapsed() >= Duration::from_millis(150),
+            "{:?}",
+            t0.elapsed()
+        );
         assert_eq!(std::fs::read_to_string(&file).unwrap(), "0");
         let t1 = Instant::now();
         b.cycle(Duration::from_secs(1), &Silent).await.unwrap();

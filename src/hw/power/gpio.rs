@@ -69,10 +69,7 @@ pub fn find_line(name: &str, chip: Option<&str>) -> Result<FoundLine, String> {
                 "no GPIO line named '{name}' on chip '{c}' (chips: {})",
                 labels.join(", ")
             ),
-            None => format!(
-                "no GPIO line named '{name}' (chips: {})",
-                labels.join(", ")
-            ),
+            None => format!("no GPIO line named '{name}' (chips: {})", labels.join(", ")),
         }),
         _ => Err(format!(
             "GPIO line name '{name}' is on several chips ({}): set lavabox_gpio_chip to one label",

@@ -98,7 +98,11 @@ impl Expander {
     /// Sets channel `bit` to `high` (and makes it an output).
     fn set(&mut self, bit: u8, high: bool) -> Result<(), Error> {
         let mask = 1u16 << bit;
-        let out = if high { self.out | mask } else { self.out & !mask };
+        let out = if high {
+            self.out | mask
+        } else {
+            self.out & !mask
+        };
         match self.kind {
             Kind::Pcf8574 => self.write(&[out as u8])?,
             Kind::Mcp23017 => {

@@ -82,7 +82,9 @@ pub fn check_url(url: &str) -> Result<(), String> {
         && !host.ends_with(']')
         && port.parse::<u16>().is_err()
     {
-        return Err(format!("pdudaemon URL '{url}': '{port}' is not a port number"));
+        return Err(format!(
+            "pdudaemon URL '{url}': '{port}' is not a port number"
+        ));
     }
     Ok(())
 }
@@ -124,7 +126,10 @@ impl PduPower {
         if status.is_success() {
             Ok(())
         } else {
-            Err(failed(format!("pdudaemon answered {status}: {}", body.trim())))
+            Err(failed(format!(
+                "pdudaemon answered {status}: {}",
+                body.trim()
+            )))
         }
     }
 }
@@ -156,9 +161,9 @@ impl Power for PduPower {
     ) -> BoxFuture<'a, Result<Cycle, Error>> {
         Box::pin(async move {
             // One reboot request: pdudaemon switches off, waits `delay`, switches on.
-            let delay = self
-                .delay
-                .or_else(|| (!self.min_off.is_zero()).then(|| self.min_off.as_secs_f64().ceil() as u32));
+            let delay = self.delay.or_else(|| {
+                (!self.min_off.is_zero()).then(|| self.min_off.as_secs_f64().ceil() as u32)
+            });
             self.request("reboot", delay, timeout, out).await?;
             Ok(Cycle::HardReset)
         })
@@ -190,7 +195,11 @@ mod tests {
         assert!(check_url("http://127.0.0.1:16421").is_ok());
         assert!(check_url("http://pdu.lab/").is_ok());
         assert!(check_url("https://x").unwrap_err().contains("http://"));
-        assert!(check_url("http://x:port").unwrap_err().contains("not a port"));
+        assert!(
+            check_url("http://x:port")
+                .unwrap_err()
+                .contains("not a port")
+        );
         assert!(check_url("http://x/power").is_err());
     }
 }

@@ -92,7 +92,11 @@ impl std::fmt::Debug for Channel {
 
 impl Channel {
     /// Takes `line` and writes the safe state at once.
-    pub fn open(mut line: Box<dyn Line>, settings: Settings, now: Instant) -> Result<Channel, Error> {
+    pub fn open(
+        mut line: Box<dyn Line>,
+        settings: Settings,
+        now: Instant,
+    ) -> Result<Channel, Error> {
         line.drive(settings.level(settings.safe))?;
         Ok(Channel {
             line,
@@ -115,9 +119,10 @@ impl Channel {
     /// How long an on at `now` must wait for the minimum off-time (zero when it is on already).
     pub fn wait_before_on(&self, now: Instant) -> Duration {
         match (self.state, self.off_since) {
-            (PowerState::Off, Some(since)) => {
-                self.settings.min_off.saturating_sub(now.duration_since(since))
-            }
+            (PowerState::Off, Some(since)) => self
+                .settings
+                .min_off
+                .saturating_sub(now.duration_since(since)),
             _ => Duration::ZERO,
         }
     }
@@ -199,8 +204,10 @@ mod tests {
         assert_eq!(ch.wait_before_on(t0), MIN_OFF);
         let t1 = t0 + MIN_OFF;
         ch.switch(PowerState::On, t1).unwrap();
-        ch.switch(PowerState::Off, t1 + Duration::from_secs(10)).unwrap();
-        ch.switch(PowerState::On, t1 + Duration::from_secs(12)).unwrap();
+        ch.switch(PowerState::Off, t1 + Duration::from_secs(10))
+            .unwrap();
+        ch.switch(PowerState::On, t1 + Duration::from_secs(12))
+            .unwrap();
         drop(ch);
         mock.done();
     }

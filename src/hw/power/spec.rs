@@ -109,7 +109,11 @@ fn number<T: std::str::FromStr>(s: &str, key: &str) -> Result<T, String> {
 }
 
 fn flag(map: &Value, key: &str) -> Result<bool, String> {
-    match text(map, key).as_deref().map(str::to_ascii_lowercase).as_deref() {
+    match text(map, key)
+        .as_deref()
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
         None | Some("false" | "0" | "no" | "off" | "") => Ok(false),
         Some("true" | "1" | "yes" | "on") => Ok(true),
         Some(other) => Err(format!("lavabox_{key}: '{other}' is not true or false")),
@@ -318,8 +322,14 @@ mod tests {
     #[test]
     fn wrong_values_are_refused_with_the_reason() {
         let cases = [
-            ("{% set lavabox_power = 'relay' %}", "unknown backend 'relay'"),
-            ("{% set lavabox_power = 'gpio' %}", "needs lavabox_gpio_line"),
+            (
+                "{% set lavabox_power = 'relay' %}",
+                "unknown backend 'relay'",
+            ),
+            (
+                "{% set lavabox_power = 'gpio' %}",
+                "needs lavabox_gpio_line",
+            ),
             (
                 "{% set lavabox_power = 'rpi' %}{% set lavabox_gpio_line = 'GPIO77' %}",
                 "not a Raspberry Pi GPIO",

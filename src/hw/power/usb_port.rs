@@ -25,11 +25,16 @@ pub fn disable_path(sysfs: &Path, hub: &str, port: u32) -> PathBuf {
 /// Checks the names and that the attribute exists.
 pub fn check(sysfs: &Path, hub: &str, port: u32) -> Result<PathBuf, String> {
     if hub.is_empty() || hub.contains('/') || hub.starts_with('.') {
-        return Err(format!("'{hub}' is not a USB hub device name (like 1-1 or usb2)"));
+        return Err(format!(
+            "'{hub}' is not a USB hub device name (like 1-1 or usb2)"
+        ));
     }
     let hub_dir = sysfs.join("bus/usb/devices").join(hub);
     if !hub_dir.exists() {
-        return Err(format!("no USB device '{hub}' ({} is missing)", hub_dir.display()));
+        return Err(format!(
+            "no USB device '{hub}' ({} is missing)",
+            hub_dir.display()
+        ));
     }
     let path = disable_path(sysfs, hub, port);
     if !path.exists() {
@@ -46,9 +51,14 @@ pub fn check(sysfs: &Path, hub: &str, port: u32) -> Result<PathBuf, String> {
 pub fn ganged_warning(sysfs: &Path, hub: &str) -> Option<String> {
     let model = std::fs::read_to_string(sysfs.join("firmware/devicetree/base/model")).ok()?;
     let model = model.trim_end_matches('\0');
-    let pi = ["Raspberry Pi 4", "Raspberry Pi 5", "Raspberry Pi 500", "Compute Module 4"]
-        .iter()
-        .any(|m| model.contains(m));
+    let pi = [
+        "Raspberry Pi 4",
+        "Raspberry Pi 5",
+        "Raspberry Pi 500",
+        "Compute Module 4",
+    ]
+    .iter()
+    .any(|m| model.contains(m));
     // The Pi's own hubs: its root hubs and, on a Pi 4, the VL805's hub behind them.
     let own = hub.starts_with("usb") || matches!(hub, "1-1" | "2-1");
     (pi && own).then(|| {
@@ -68,9 +78,8 @@ pub struct UsbPort {
 
 impl Line for UsbPort {
     fn drive(&mut self, high: bool) -> Result<(), Error> {
-        std::fs::write(&self.path, if high { "0" } else { "1" }).map_err(|e| {
-            Error::Config(format!("cannot write {}: {e}", self.path.display()))
-        })
+        std::fs::write(&self.path, if high { "0" } else { "1" })
+            .map_err(|e| Error::Config(format!("cannot write {}: {e}", self.path.display())))
     }
 }
 
@@ -103,12 +112,17 @@ pub(crate) mod tests {
             min_off: Duration::ZERO,
             ..Settings::default()
         };
-        let mut ch = Channel::open(Box::new(UsbPort { path: path.clone() }), settings, now).unwrap();
+        let mut ch =
+            Channel::open(Box::new(UsbPort { path: path.clone() }), settings, now).unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "1");
         ch.switch(PowerState::On, now).unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "0");
         drop(ch);
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "1", "off when let go");
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "1",
+            "off when let go"
+        );
         // Port 1 was never touched.
         let other = disable_path(dir.path(), "1-1.3", 1);
         assert_eq!(std::fs::read_to_string(other).unwrap(), "0\n");
@@ -118,8 +132,16 @@ pub(crate) mod tests {
     fn wrong_hubs_and_ports_are_refused_with_the_reason() {
         let dir = tempfile::tempdir().unwrap();
         fake_sysfs(dir.path(), "1-1", 2);
-        assert!(check(dir.path(), "1-1", 3).unwrap_err().contains("no switchable port 3"));
-        assert!(check(dir.path(), "2-1", 1).unwrap_err().contains("no USB device '2-1'"));
+        assert!(
+            check(dir.path(), "1-1", 3)
+                .unwrap_err()
+                .contains("no switchable port 3")
+        );
+        assert!(
+            check(dir.path(), "2-1", 1)
+                .unwrap_err()
+                .contains("no USB device '2-1'")
+        );
         assert!(check(dir.path(), "../x", 1).is_err());
     }
 

@@ -148,6 +148,9 @@ pub struct Options {
     pub notify: Option<lavabox::notify::Settings>,
     /// More seeding (device types, devices, tags…) after the users, before serving.
     pub seed: Seed,
+    /// The `[hw]` section (default: the served pdudaemon API off, so tests never take
+    /// port 16421).
+    pub hw: Option<lavabox::config::RawHw>,
 }
 
 impl Options {
@@ -165,6 +168,7 @@ impl Options {
             instance: "lavabox-test",
             notify: None,
             seed: Box::new(|_| Ok(())),
+            hw: None,
         }
     }
 
@@ -203,6 +207,8 @@ pub struct Server {
     pub addr: SocketAddr,
     /// Where the ZMQ publisher listens.
     pub zmq: Option<SocketAddr>,
+    /// Where the served pdudaemon API listens, if on.
+    pub pdudaemon: Option<SocketAddr>,
     /// The application (store reads in assertions, the event bus).
     pub app: App,
     /// Superuser `admin`'s token.
@@ -259,7 +265,7 @@ impl Server {
     async fn start_in(
         dir: tempfile::TempDir,
         tokens: Option<(String, String, String)>,
-        options: Options,
+        mut options: Options,
     ) -> Server {
         let templates = dir.path().join("templates");
         std::fs::create_dir_all(templates.join("health-checks")).expect("templates dir");
@@ -295,6 +301,10 @@ impl Server {
                 listen: Some(tftp_listen.into()),
                 server_ip: None,
             }),
+            hw: Some(options.hw.take().unwrap_or_else(|| lavabox::config::RawHw {
+                pdudaemon_listen: Some("off".into()),
+                ..Default::default()
+            })),
             ..RawConfig::default()
         };
         let mut config = Config::from_raw(raw, None).expect("config");
@@ -357,7 +367,7 @@ impl Server {
         let stopped = async move {
             let _ = stopped.await;
         };
-        let (addr, zmq, outcomes, task) = if let Board::ApiOnly = options.board {
+        let (addr, zmq, pdudaemon, outcomes, task) = if let Board::ApiOnly = options.board {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
                 .await
                 .expect("bind");
@@ -367,7 +377,7 @@ impl Server {
                 lavabox::api::serve(listener, served, stopped).await?;
                 Ok(())
             });
-            (addr, None, broadcast::channel(1).1, task)
+            (addr, None, None, broadcast::channel(1).1, task)
         } else {
             let mut bound = match options.board {
                 Board::Scripted(console) => {
@@ -393,12 +403,20 @@ impl Server {
             }
             let outcomes = bound.notify_outcomes();
             let (addr, zmq) = (bound.http_addr(), bound.zmq_addr());
-            (addr, zmq, outcomes, tokio::spawn(bound.run(stopped)))
+            let pdudaemon = bound.pdudaemon_addr();
+            (
+                addr,
+                zmq,
+                pdudaemon,
+                outcomes,
+                tokio::spawn(bound.run(stopped)),
+            )
         };
         Server {
             seen: Vec::new(),
             addr,
             zmq,
+            pdudaemon,
             app,
             admin_token,
             alice_token,

@@ -369,7 +369,10 @@ pub(super) async fn call(ctx: &Ctx, name: &str, a: Args<'_>) -> R {
                 .await
                 .map_err(|e| Fault::new(-32603, e.to_string()))?;
             if let Err(reason) = power {
-                return Err(Fault::new(400, format!("Device dictionary invalid: {reason}")));
+                return Err(Fault::new(
+                    400,
+                    format!("Device dictionary invalid: {reason}"),
+                ));
             }
             let h2 = h.clone();
             db(ctx, move |s| {
