@@ -71,6 +71,7 @@ mmdebstrap --variant=essential --arch="$arch" \
     --customize-hook="copy-in $deb /tmp" \
     --customize-hook='chroot "$1" env LAVABOX_IMAGE_BUILD=1 dpkg -i /tmp/'"$(basename "$deb")" \
     --customize-hook='rm -f "$1/tmp/"*.deb' \
+    --customize-hook='mkdir -p "$1/usr/lib/lavabox/image" "$1/etc/systemd/network"' \
     --customize-hook="copy-in $here/image/rootfs/lavabox-hostname $here/image/rootfs/lavabox-grow-data /usr/lib/lavabox/image" \
     --customize-hook="copy-in $here/image/rootfs/lavabox-hostname.service $here/image/rootfs/lavabox-grow-data.service $here/image/rootfs/lavabox-firstboot.service $here/image/rootfs/lavabox-ready-report.service /etc/systemd/system" \
     --customize-hook="copy-in $here/image/rootfs/20-wired.network /etc/systemd/network" \
