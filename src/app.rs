@@ -71,8 +71,10 @@ impl App {
                 std::iter::once(TemplateDir::Admin(data_dir.join("device-types")))
                     .chain(template_dirs.into_iter().map(template_dir))
                     .collect();
-            std::fs::create_dir_all(&data_dir)
-                .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
+            std::fs::create_dir_all(&data_dir).map_err(|source| crate::exitcode::DataDirError {
+                path: data_dir.clone(),
+                source,
+            })?;
             let mut store =
                 Store::open(&db).with_context(|| format!("opening database {}", db.display()))?;
             // The appliance is its own worker, and its devices' worker host; clients list it
@@ -437,8 +439,10 @@ impl Bound {
             schema_version = version,
             "{READY}"
         );
+        crate::sdnotify::ready(&format!("serving on {http_addr}"));
         shutdown.await;
         tracing::info!("shutting down");
+        crate::sdnotify::stopping();
         // Listeners stop accepting at once; requests in flight get the grace period; the
         // scheduler cancels running jobs, which power their boards off.
         stop.cancel();

@@ -259,8 +259,10 @@ pub fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("lavabox: error: {err:#}");
-            ExitCode::FAILURE
+            // One line (journal and console), and an exit code systemd's
+            // RestartPreventExitStatus knows (crate::exitcode).
+            eprintln!("{}", crate::exitcode::error_line(&err));
+            ExitCode::from(crate::exitcode::Failure::of(&err).code())
         }
     }
 }

@@ -133,6 +133,40 @@ pub enum Error {
     Task(#[source] tokio::task::JoinError),
 }
 
+impl Error {
+    /// Whether the database itself cannot be used (not openable, not a database, damaged,
+    /// written by a newer lavabox, a failed migration, a stored value no code can read, or a
+    /// read-only or full file system under it), rather than one request failing: at start-up
+    /// `lavabox serve` exits with `EX_DATAERR` for these and systemd does not restart it
+    /// (`crate::exitcode`).
+    pub fn is_data_damage(&self) -> bool {
+        use rusqlite::ErrorCode as C;
+        let sqlite = |source: &rusqlite::Error| {
+            matches!(
+                source.sqlite_error_code(),
+                Some(
+                    C::DatabaseCorrupt
+                        | C::NotADatabase
+                        | C::CannotOpen
+                        | C::ReadOnly
+                        | C::DiskFull
+                        | C::SystemIoFailure
+                        | C::PermissionDenied
+                )
+            )
+        };
+        match self {
+            Error::Open { .. }
+            | Error::Pragma { .. }
+            | Error::TooNew { .. }
+            | Error::Migrate { .. }
+            | Error::Corrupt { .. } => true,
+            Error::Query { source, .. } | Error::Constraint { source, .. } => sqlite(source),
+            _ => false,
+        }
+    }
+}
+
 /// Adds the failing step to a rusqlite error.
 pub(crate) trait Step<T> {
     /// Maps the error to [`Error::Query`] or [`Error::Constraint`] with `step` as context.

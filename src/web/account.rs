@@ -25,14 +25,27 @@ fn safe_next(next: Option<&str>) -> String {
 #[derive(Debug, Deserialize)]
 pub struct NextQuery {
     next: Option<String>,
+    /// Set after a password change (`web::first_boot`).
+    changed: Option<String>,
 }
 
 /// `GET /accounts/login`.
-pub async fn login_page(visitor: Visitor, Query(q): Query<NextQuery>) -> Result<Response, Page> {
+pub async fn login_page(
+    State(app): State<App>,
+    visitor: Visitor,
+    Query(q): Query<NextQuery>,
+) -> Result<Response, Page> {
+    // The appliance's first-boot admin, until its password is changed.
+    let first_boot = super::first_boot::notice(&app).await;
     render(
         "login.html",
         &visitor,
-        json!({ "next": safe_next(q.next.as_deref()), "username": "" }),
+        json!({
+            "next": safe_next(q.next.as_deref()),
+            "username": "",
+            "changed": q.changed.is_some(),
+            "first_boot": first_boot.map(|c| json!({ "user": c.user, "password": c.password })),
+        }),
     )
 }
 

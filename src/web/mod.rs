@@ -16,6 +16,7 @@ mod account;
 pub mod assets;
 mod dashboard;
 mod devices;
+pub mod first_boot;
 mod follow;
 mod jobs;
 pub mod logindex;
@@ -72,6 +73,10 @@ pub fn router() -> Router<App> {
         )
         .route("/accounts/logout", post(account::logout))
         .route(
+            "/accounts/password",
+            get(first_boot::password_page).post(first_boot::change_password),
+        )
+        .route(
             "/api/tokens/",
             get(account::tokens).post(account::create_token),
         )
@@ -107,6 +112,7 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
         ("device_add.html", include_str!("templates/device_add.html")),
         ("login.html", include_str!("templates/login.html")),
         ("tokens.html", include_str!("templates/tokens.html")),
+        ("password.html", include_str!("templates/password.html")),
     ] {
         if let Err(err) = env.add_template(name, text) {
             // A template that does not compile is a build defect; the unit test below
