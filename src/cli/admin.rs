@@ -272,7 +272,7 @@ fn device(
                         args.dictionary.display()
                     )
                 })?;
-            if let Ok(device) = crate::devicetype::Templates::new(&config.template_dir_refs())
+            if let Ok(device) = crate::devicetype::Templates::new(config.template_dir_refs())
                 .render(&text, &crate::devicetype::Context::new())
             {
                 let warnings = crate::hw::check_power(&device.config, &config.hw).map_err(|e| {

@@ -190,10 +190,10 @@ pub async fn change_password(
         .await?;
     tracing::info!(username = %user, "web password changed");
     let file = path(&app.config().data_dir);
-    if let Ok(text) = tokio::fs::read_to_string(&file).await {
-        if parse(&text).is_some_and(|c| c.user == user) {
-            forget(&file).await;
-        }
+    if let Ok(text) = tokio::fs::read_to_string(&file).await
+        && parse(&text).is_some_and(|c| c.user == user)
+    {
+        forget(&file).await;
     }
     Ok(Redirect::to("/accounts/login?next=/&changed=1").into_response())
 }

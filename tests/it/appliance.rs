@@ -18,6 +18,15 @@ use lavabox::store::{NewDevice, NewDeviceType, NewUser, Store};
 use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 
+/// A TCP port free a moment ago: the configuration file refuses `zmq_port = 0`, and the real
+/// binary under test must not take the default port another test or service may hold.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("an ephemeral port")
+}
+
 /// Receives the next notification datagram, as text.
 async fn next_notification(socket: &tokio::net::UnixDatagram) -> String {
     let mut buf = vec![0u8; 4096];
@@ -54,7 +63,10 @@ async fn sigterm_notifies_systemd_and_leaves_no_process_and_no_relay_on() {
     let root = dir.path().canonicalize().unwrap();
     std::fs::write(
         root.join("lavabox.toml"),
-        "instance = \"stoptest\"\n[tftp]\nlisten = \"127.0.0.1:0\"\n[events]\nzmq_port = 0\n",
+        format!(
+            "instance = \"stoptest\"\n[tftp]\nlisten = \"127.0.0.1:0\"\n[events]\nzmq_port = {}\n",
+            free_port()
+        ),
     )
     .unwrap();
     // The relay: every switch appended to relay.log; switching on also says so through a
@@ -73,7 +85,10 @@ async fn sigterm_notifies_systemd_and_leaves_no_process_and_no_relay_on() {
     );
     // The board's console: a child process that never prints the prompt.
     let console = root.join("console");
-    write_script(&console, "#!/bin/sh\necho 'board booting'\nexec sleep 600\n");
+    write_script(
+        &console,
+        "#!/bin/sh\necho 'board booting'\nexec sleep 600\n",
+    );
     let dictionary = format!(
         "{{% extends 'qemu.jinja2' %}}\n\
          {{% set connection_command = '{console}' %}}\n\
@@ -171,7 +186,9 @@ async fn sigterm_notifies_systemd_and_leaves_no_process_and_no_relay_on() {
 async fn run_lavabox(args: &[&std::ffi::OsStr]) -> (Option<i32>, String) {
     let out = tokio::time::timeout(
         Duration::from_secs(60),
-        Command::new(env!("CARGO_BIN_EXE_lavabox")).args(args).output(),
+        Command::new(env!("CARGO_BIN_EXE_lavabox"))
+            .args(args)
+            .output(),
     )
     .await
     .expect("lavabox exits")
@@ -209,7 +226,10 @@ async fn a_damaged_database_exits_65_with_one_line() {
     let config = dir.path().join("lavabox.toml");
     std::fs::write(
         &config,
-        "[tftp]\nlisten = \"127.0.0.1:0\"\n[events]\nzmq_port = 0\n",
+        format!(
+            "[tftp]\nlisten = \"127.0.0.1:0\"\n[events]\nzmq_port = {}\n",
+            free_port()
+        ),
     )
     .unwrap();
     let data = dir.path().join("data");

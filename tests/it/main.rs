@@ -3,6 +3,7 @@
 #[macro_use]
 mod common;
 mod abuse;
+mod appliance;
 mod cli;
 mod clients;
 mod devicetype;

@@ -45,8 +45,11 @@ struct Open {
 #[derive(Debug, Default)]
 pub struct Channels {
     open: Mutex<BTreeMap<String, Open>>,
-    expanders: Mutex<BTreeMap<(PathBuf, u8), Arc<Mutex<Expander>>>>,
+    expanders: Mutex<BTreeMap<ExpanderKey, Arc<Mutex<Expander>>>>,
 }
+
+/// An I2C expander is shared by every channel on it: one per bus and address.
+type ExpanderKey = (PathBuf, u8);
 
 impl std::fmt::Debug for Expander {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
