@@ -23,6 +23,12 @@ if ! "$squad_venv/bin/python3" -c 'import squad' >/dev/null 2>&1; then
     python3 -m venv "$squad_venv"
     "$squad_venv/bin/pip" install -q 'squad==1.98'
 fi
+# The lava-lxc protocol: Debian's LXC tools, the debian template (lxc-templates) and
+# debootstrap; containers are loopback-only (no lxcbr0 bridge on these machines).
+apt_install lxc lxc-templates debootstrap
+mkdir -p /etc/lxc
+printf '%s\n' '# lavabox: loopback-only containers' 'lxc.net.0.type = empty' \
+    'lxc.apparmor.profile = unconfined' > /etc/lxc/default.conf
 # The web UI's end-to-end tests: Debian's headless Chromium driven through chromedriver.
 apt_install chromium chromium-driver
 # The virtual QEMU lab (U-Boot ARM board and x86 board).

@@ -134,6 +134,14 @@ pub trait Containers: Send + Sync + std::fmt::Debug {
         name: &'a str,
         node: &'a str,
     ) -> BoxFuture<'a, Result<(), LxcError>>;
+    /// Installs the udev rules file `rule` for `name` (and reloads udev); `None` removes it.
+    fn udev_rule<'a>(
+        &'a self,
+        name: &'a str,
+        rule: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<(), LxcError>>;
+    /// The host device nodes of `devices` present now (by label, by serial number).
+    fn present<'a>(&'a self, devices: &'a [DeviceMatch]) -> BoxFuture<'a, Vec<String>>;
     /// Stops it (`lxc-stop -k`); a stopped container is fine.
     fn stop<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), LxcError>>;
     /// Destroys it, stopping it first (`lxc-destroy -f`); a missing one is fine.
@@ -350,6 +358,10 @@ pub struct LxcTools {
     pub lxc_path: PathBuf,
     /// The directory of the lxc programs (`None`: `$PATH`).
     pub bin_dir: Option<PathBuf>,
+    /// Where udev rules go (`/etc/udev/rules.d`).
+    pub udev_dir: PathBuf,
+    /// Where device nodes are (`/dev`).
+    pub dev_dir: PathBuf,
 }
 
 impl Default for LxcTools {
@@ -357,6 +369,8 @@ impl Default for LxcTools {
         LxcTools {
             lxc_path: PathBuf::from("/var/lib/lxc"),
             bin_dir: None,
+            udev_dir: PathBuf::from("/etc/udev/rules.d"),
+            dev_dir: PathBuf::from("/dev"),
         }
     }
 }
@@ -639,6 +653,52 @@ impl Containers for LxcTools {
         })
     }
 
+    fn udev_rule<'a>(
+        &'a self,
+        name: &'a str,
+        rule: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<(), LxcError>> {
+        Box::pin(async move {
+            let path = self.udev_dir.join(udev_rule_file(name));
+            let result = match rule {
+                Some(text) => {
+                    let _ = tokio::fs::create_dir_all(&self.udev_dir).await;
+                    tokio::fs::write(&path, text).await
+                }
+                None => match tokio::fs::remove_file(&path).await {
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                    other => other,
+                },
+            };
+            result.map_err(|e| LxcError::Command {
+                command: format!("writing {}", path.display()),
+                reason: e.to_string(),
+            })?;
+            // Without a running udev (a container host) the rule waits for the next start.
+            if self.find("udevadm").is_some() {
+                let _ = self
+                    .run(
+                        "udevadm",
+                        &strings(&["control", "--reload-rules"]),
+                        SHORT,
+                        &|_| {},
+                    )
+                    .await;
+            }
+            Ok(())
+        })
+    }
+
+    fn present<'a>(&'a self, devices: &'a [DeviceMatch]) -> BoxFuture<'a, Vec<String>> {
+        let dev = self.dev_dir.clone();
+        let devices = devices.to_vec();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || present_nodes(&dev, &devices))
+                .await
+                .unwrap_or_default()
+        })
+    }
+
     fn stop<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), LxcError>> {
         Box::pin(async move {
             if self.info(name).await.ok().as_deref() != Some("RUNNING") {
@@ -678,6 +738,40 @@ impl Containers for LxcTools {
             Ok(out.trim().to_owned())
         })
     }
+}
+
+/// The device nodes under `dev` of `devices`: `disk/by-label/<fs_label>`, and the
+/// `serial/by-id/` and `disk/by-id/` links whose name holds the serial number, resolved.
+pub fn present_nodes(dev: &Path, devices: &[DeviceMatch]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut push = |p: PathBuf| {
+        if let Ok(real) = std::fs::canonicalize(&p) {
+            let s = real.display().to_string();
+            if !out.contains(&s) {
+                out.push(s);
+            }
+        }
+    };
+    for d in devices {
+        if let Some(label) = &d.fs_label {
+            let p = dev.join("disk/by-label").join(label);
+            if valid_name(label) && p.exists() {
+                push(p);
+            }
+        }
+        if let Some(serial) = d.board_id.as_deref().filter(|s| !s.is_empty()) {
+            for sub in ["serial/by-id", "disk/by-id"] {
+                if let Ok(entries) = std::fs::read_dir(dev.join(sub)) {
+                    for e in entries.flatten() {
+                        if e.file_name().to_string_lossy().contains(serial) {
+                            push(e.path());
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Writes the overlay entries under `root`, refusing any path that would leave it.
@@ -874,6 +968,24 @@ impl Containers for FakeContainers {
         })
     }
 
+    fn udev_rule<'a>(
+        &'a self,
+        name: &'a str,
+        rule: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<(), LxcError>> {
+        Box::pin(async move {
+            match rule {
+                Some(r) => self.call(format!("udev {name} {}", r.lines().count())),
+                None => self.call(format!("udev {name} removed")),
+            }
+            Ok(())
+        })
+    }
+
+    fn present<'a>(&'a self, _devices: &'a [DeviceMatch]) -> BoxFuture<'a, Vec<String>> {
+        Box::pin(async move { Vec::new() })
+    }
+
     fn stop<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), LxcError>> {
         Box::pin(async move {
             self.call(format!("stop {name}"));
@@ -1030,6 +1142,30 @@ mod tests {
         assert_eq!(clean_leftovers(&fake, dir.path()).await, vec!["a-1"]);
         assert_eq!(fake.existing(), vec!["kept"]);
         assert!(leftovers(dir.path()).is_empty());
+    }
+
+    #[test]
+    fn present_devices_are_found_by_label_and_serial() {
+        let dev = tempfile::tempdir().unwrap();
+        let by_id = dev.path().join("serial/by-id");
+        std::fs::create_dir_all(&by_id).unwrap();
+        std::fs::write(dev.path().join("ttyUSB3"), "").unwrap();
+        std::os::unix::fs::symlink("../../ttyUSB3", by_id.join("usb-FTDI_X_AB12-if00")).unwrap();
+        let found = present_nodes(
+            dev.path(),
+            &[
+                DeviceMatch {
+                    board_id: Some("AB12".into()),
+                    ..DeviceMatch::default()
+                },
+                DeviceMatch {
+                    fs_label: Some("NOPE".into()),
+                    ..DeviceMatch::default()
+                },
+            ],
+        );
+        let want = std::fs::canonicalize(dev.path().join("ttyUSB3")).unwrap();
+        assert_eq!(found, vec![want.display().to_string()]);
     }
 
     #[test]

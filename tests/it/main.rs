@@ -13,6 +13,7 @@ mod job_path;
 mod jobs;
 mod lab;
 mod lavacli;
+mod lxc;
 mod notify;
 mod rest;
 mod rest_write;
