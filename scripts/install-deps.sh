@@ -33,6 +33,12 @@ if ! command -v pduclient >/dev/null 2>&1; then
     install -m 0755 "$pdu_tmp"/pdudaemon-1.1.1/pduclient /usr/local/bin/pduclient
     rm -rf "$pdu_tmp"
 fi
+# The lava-lxc protocol: Debian's LXC tools, the debian template (lxc-templates) and
+# debootstrap; containers are loopback-only (no lxcbr0 bridge on these machines).
+apt_install lxc lxc-templates debootstrap
+mkdir -p /etc/lxc
+printf '%s\n' '# lavabox: loopback-only containers' 'lxc.net.0.type = empty' \
+    'lxc.apparmor.profile = unconfined' > /etc/lxc/default.conf
 # The web UI's end-to-end tests: Debian's headless Chromium driven through chromedriver.
 apt_install chromium chromium-driver
 # The virtual QEMU lab (U-Boot ARM board and x86 board).

@@ -31,6 +31,7 @@ const BUILTIN: &[(&str, &str)] = &[
         "beaglebone-black.jinja2",
         include_str!("../../device-types/beaglebone-black.jinja2"),
     ),
+    ("lxc.jinja2", include_str!("../../device-types/lxc.jinja2")),
     (
         "qemu.jinja2",
         include_str!("../../device-types/qemu.jinja2"),

@@ -147,6 +147,12 @@ fn snapshot_base_uboot() {
 }
 
 #[test]
+fn snapshot_lxc() {
+    let rendered = render("{% extends 'lxc.jinja2' %}\n", &[]);
+    insta::assert_snapshot!("lxc", rendered.yaml);
+}
+
+#[test]
 fn every_builtin_template_has_a_snapshot_test() {
     // Keep this list in step with the snapshot tests above when adding a device type.
     let covered = [
@@ -154,6 +160,7 @@ fn every_builtin_template_has_a_snapshot_test() {
         "base-uboot.jinja2",
         "bcm2711-rpi-4-b.jinja2",
         "beaglebone-black.jinja2",
+        "lxc.jinja2",
         "qemu.jinja2",
         "qemu-uboot-arm.jinja2",
     ];
@@ -683,6 +690,7 @@ fn builtin_lists_the_shipped_device_types() {
             [
                 "bcm2711-rpi-4-b",
                 "beaglebone-black",
+                "lxc",
                 "qemu",
                 "qemu-uboot-arm"
             ]

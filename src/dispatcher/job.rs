@@ -12,8 +12,8 @@ use super::connection::{Connection, WaitError};
 use super::lava_suite::ActionResult;
 use super::log::JobLog;
 use super::{
-    Dispatcher, JobError, JobRun, boot, deploy, test_definitions, test_interactive, test_monitors,
-    test_shell,
+    Dispatcher, JobError, JobRun, boot, deploy, lxc, test_definitions, test_interactive,
+    test_monitors, test_shell,
 };
 use crate::devicetype::DeviceConfig;
 use crate::hw::{Board, Cycle, PowerState, Transcript};
@@ -48,6 +48,12 @@ pub(super) struct JobCtx<'a> {
     pub(super) has_tests: bool,
     /// The deployed system's `os:` (LAVA's `deployment_data.distro`), for `deps-<distro>`.
     pub(super) distro: Option<String>,
+    /// The `lava-lxc` container, once a deploy to lxc named it.
+    pub(super) lxc: Option<lxc::LxcState>,
+    /// The namespace whose connection `conn` is (`None`: the job's only one).
+    pub(super) namespace: Option<String>,
+    /// The connections of the other namespaces, while one namespace's actions run.
+    pub(super) parked: BTreeMap<String, Connection>,
 }
 
 /// The `os:` of the job's first deploy that names one.
@@ -153,7 +159,28 @@ impl<'a> JobCtx<'a> {
                 .any(|b| matches!(b.work, Work::TestShell(_))),
             distro: definition_distro(&definition),
             definition,
+            lxc: None,
+            namespace: None,
+            parked: BTreeMap::new(),
         }
+    }
+
+    /// Makes `namespace`'s connection the current one (LAVA's namespaces: a container and a
+    /// board in one job each keep their own shell); a block without a namespace stays in the
+    /// current one.
+    pub(super) fn enter(&mut self, namespace: Option<&str>) {
+        let Some(ns) = namespace else {
+            return;
+        };
+        if self.namespace.as_deref() == Some(ns) {
+            return;
+        }
+        if let Some(conn) = self.conn.take() {
+            let key = self.namespace.clone().unwrap_or_default();
+            self.parked.insert(key, conn);
+        }
+        self.conn = self.parked.remove(ns);
+        self.namespace = Some(ns.to_owned());
     }
 
     /// Closes the console, stops the emulator, powers the device off (LAVA's `finalize`, the
@@ -162,6 +189,10 @@ impl<'a> JobCtx<'a> {
         if let Some(mut conn) = self.conn.take() {
             conn.close();
         }
+        for (_, mut conn) in std::mem::take(&mut self.parked) {
+            conn.close();
+        }
+        lxc::teardown(self).await;
         if self.board.runs_emulator() {
             self.log.info("stopping the emulator");
             self.board.stop_emulator().await;
@@ -410,7 +441,10 @@ async fn run_block(
     block: &Block,
 ) -> Result<(), JobError> {
     let namespace = block.action.common.namespace.as_deref();
+    ctx.enter(namespace);
     match &block.work {
+        Work::LxcDeploy(work) => lxc::deploy(ctx, pipeline, work, namespace).await,
+        Work::LxcBoot(work) => lxc::boot(ctx, work, namespace).await,
         Work::Tftp(work) => deploy::tftp::run(ctx, pipeline, work, namespace).await,
         Work::Tmpfs(images) => deploy::tmpfs::run(ctx, pipeline, images, namespace).await,
         Work::UBoot(work) => boot::uboot::run(ctx, work, namespace).await,

@@ -23,6 +23,7 @@ mod job_files;
 pub mod kernel_messages;
 pub mod lava_suite;
 pub mod log;
+mod lxc;
 mod test_definitions;
 mod test_interactive;
 mod test_monitors;

@@ -19,6 +19,7 @@ pub mod command;
 pub mod console;
 mod error;
 pub mod fake;
+pub mod lxc;
 pub mod power;
 
 use std::future::Future;
@@ -57,6 +58,7 @@ pub struct Board {
     commands: Arc<dyn CommandRunner>,
     launcher: Arc<dyn Launcher>,
     emulator: Option<Emulator>,
+    containers: Arc<dyn lxc::Containers>,
 }
 
 impl Board {
@@ -73,7 +75,20 @@ impl Board {
             commands,
             launcher,
             emulator: None,
+            containers: Arc::new(lxc::LxcTools::default()),
         }
+    }
+
+    /// The same board with its LXC containers (the `lava-lxc` protocol) driven by
+    /// `containers` instead of the LXC tools.
+    pub fn with_containers(mut self, containers: Arc<dyn lxc::Containers>) -> Board {
+        self.containers = containers;
+        self
+    }
+
+    /// The containers jobs on this board create beside it.
+    pub fn containers(&self) -> Arc<dyn lxc::Containers> {
+        Arc::clone(&self.containers)
     }
 
     /// Its power.

@@ -151,3 +151,148 @@ impl Protocols {
         })
     }
 }
+
+/// `protocols.lava-lxc`, typed as LAVA's job schema has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lxc {
+    /// `name`: the container's name, the job id appended unless `persist`.
+    pub name: String,
+    /// `template` (LAVA's default: `download`).
+    pub template: String,
+    /// `distribution` (e.g. `debian`).
+    pub distribution: String,
+    /// `release` (a string, e.g. `bookworm`).
+    pub release: String,
+    /// `arch`.
+    pub arch: Option<String>,
+    /// `mirror`.
+    pub mirror: Option<String>,
+    /// `security_mirror`.
+    pub security_mirror: Option<String>,
+    /// `verbose`: lxc-create without `-q`.
+    pub verbose: bool,
+    /// `persist`: the container outlives the job and the next job of that name reuses it.
+    pub persist: bool,
+    /// `timeout` of the protocol's calls.
+    pub timeout: Option<Timeout>,
+}
+
+impl Lxc {
+    /// The container's name for job `job_id` (LAVA: `<name>-<job id>` unless persistent).
+    pub fn container_name(&self, job_id: i64) -> String {
+        if self.persist {
+            self.name.clone()
+        } else {
+            format!("{}-{job_id}", self.name)
+        }
+    }
+
+    /// The typed protocol from its mapping, or what is wrong and where
+    /// (`protocols.lava-lxc.<key>: …`).
+    pub fn from_node(node: &Node) -> Result<Lxc, String> {
+        const AT: &str = "protocols.lava-lxc";
+        if node.as_map().is_none() {
+            return Err(format!("{AT}: must be a mapping"));
+        }
+        let text = |key: &str, required: bool| -> Result<Option<String>, String> {
+            match node.get(key) {
+                None if required => Err(format!("{AT}.{key}: is required")),
+                None => Ok(None),
+                Some(v) => match v.as_str() {
+                    Some(s) if s.trim().is_empty() => Err(format!("{AT}.{key}: must not be empty")),
+                    Some(s) => Ok(Some(s.to_owned())),
+                    None => Err(format!("{AT}.{key}: must be a string")),
+                },
+            }
+        };
+        let flag = |key: &str| -> Result<bool, String> {
+            match node.get(key) {
+                None => Ok(false),
+                Some(v) => v
+                    .as_bool()
+                    .ok_or_else(|| format!("{AT}.{key}: must be true or false")),
+            }
+        };
+        let name = text("name", true)?.unwrap_or_default();
+        if !crate::hw::lxc::valid_name(&name) {
+            return Err(format!(
+                "{AT}.name: '{name}' is not a usable container name (letters, digits, '-', '_' \
+                 and '.', at most 64, not starting with '-' or '.')"
+            ));
+        }
+        let template = text("template", false)?.unwrap_or_else(|| "download".to_owned());
+        if !crate::hw::lxc::valid_name(&template) {
+            return Err(format!(
+                "{AT}.template: '{template}' is not a template name"
+            ));
+        }
+        Ok(Lxc {
+            name,
+            template,
+            distribution: text("distribution", true)?.unwrap_or_default(),
+            release: text("release", true)?.unwrap_or_default(),
+            arch: text("arch", false)?,
+            mirror: text("mirror", false)?,
+            security_mirror: text("security_mirror", false)?,
+            verbose: flag("verbose")?,
+            persist: flag("persist")?,
+            timeout: node.get("timeout").and_then(Timeout::from_node),
+        })
+    }
+}
+
+impl Protocols {
+    /// The job's typed `lava-lxc` protocol: `None` without one, an error saying where when
+    /// it is unusable.
+    pub fn lxc_protocol(&self) -> Option<Result<Lxc, String>> {
+        self.lxc.as_ref().map(Lxc::from_node)
+    }
+}
+
+#[cfg(test)]
+mod lxc_tests {
+    use super::*;
+
+    fn lxc(text: &str) -> Result<Lxc, String> {
+        let node = crate::jobdef::yaml::load(text).unwrap();
+        Lxc::from_node(&node)
+    }
+
+    #[test]
+    fn the_protocol_has_lavas_defaults_and_names() {
+        let p = lxc("{name: probe, distribution: debian, release: bookworm}").unwrap();
+        assert_eq!(p.template, "download");
+        assert!(!p.persist && !p.verbose);
+        assert_eq!(p.container_name(42), "probe-42");
+        let p = lxc(
+            "{name: probe, template: debian, distribution: debian, release: '12', arch: amd64, \
+             mirror: 'http://deb.debian.org/debian', persist: true, verbose: true}",
+        )
+        .unwrap();
+        assert_eq!(p.container_name(42), "probe");
+        assert_eq!(p.release, "12");
+        assert_eq!(p.mirror.as_deref(), Some("http://deb.debian.org/debian"));
+        assert!(p.verbose);
+    }
+
+    #[test]
+    fn problems_say_where() {
+        assert_eq!(
+            lxc("{distribution: debian, release: x}").unwrap_err(),
+            "protocols.lava-lxc.name: is required"
+        );
+        assert!(
+            lxc("{name: '../etc', distribution: debian, release: x}")
+                .unwrap_err()
+                .starts_with("protocols.lava-lxc.name: '../etc' is not a usable container name")
+        );
+        assert_eq!(
+            lxc("{name: a, distribution: debian, release: [x]}").unwrap_err(),
+            "protocols.lava-lxc.release: must be a string"
+        );
+        assert_eq!(
+            lxc("{name: a, distribution: debian, release: x, persist: maybe}").unwrap_err(),
+            "protocols.lava-lxc.persist: must be true or false"
+        );
+    }
+}

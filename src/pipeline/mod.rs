@@ -10,6 +10,7 @@
 //!
 //! Architecture invariant: no I/O, no tokio, nothing from `hw`, `store` or `dispatcher`.
 
+mod lxc;
 pub mod step;
 
 use std::fmt::Write as _;
@@ -551,6 +552,10 @@ fn deploy_tree(
                 .collect::<Result<Vec<_>, Error>>()?;
             Ok((root, Work::Tmpfs(images)))
         }
+        Deploy::Other {
+            to: crate::jobdef::action::deploy::DeployTo::Lxc,
+            params,
+        } => lxc::deploy(r, index, params, device, overlay),
         Deploy::Other { to, .. } => Err(unsupported(&format!("deploy to {}", to.as_str()))),
     }
 }
@@ -729,6 +734,10 @@ fn boot_tree(
             let work = step::bootloader(&root, commands, device)?;
             Ok((root, Work::UBoot(Box::new(work))))
         }
+        Boot::Other {
+            method: BootMethod::Lxc,
+            params,
+        } => lxc::boot(r, index, params, device),
         Boot::Other { method, .. } => Err(unsupported(&format!("boot method {}", method.as_str()))),
     }
 }

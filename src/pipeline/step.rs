@@ -376,6 +376,43 @@ pub struct CommandWork {
     pub command: String,
 }
 
+/// A `deploy: {to: lxc}` (the `lava-lxc` protocol's container).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LxcDeployWork {
+    /// The job's `protocols.lava-lxc`.
+    pub protocol: crate::jobdef::protocol::Lxc,
+    /// `packages:` installed with apt-get inside the container.
+    pub packages: Vec<String>,
+    /// The board's USB devices the udev rule hands to the container (`device_info`).
+    pub devices: Vec<crate::hw::lxc::DeviceMatch>,
+    /// Whether the test overlay is copied into the container.
+    pub overlay: bool,
+    /// `lxc-create-action`.
+    pub create: Node,
+    /// `lxc-create-udev-rule-action`.
+    pub udev: Node,
+    /// `lxc-start`.
+    pub start: Node,
+    /// `lxc-apt-update` and `lxc-apt-install`, when there are packages.
+    pub apt: Option<(Node, Node)>,
+}
+
+/// A `boot: {method: lxc}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LxcBootWork {
+    /// The job's `protocols.lava-lxc`.
+    pub protocol: crate::jobdef::protocol::Lxc,
+    /// `lxc-start`.
+    pub start: Node,
+    /// `lxc-add-static`: the board's `device_info` and `static_info` devices already
+    /// present, passed into the container.
+    pub devices: Vec<crate::hw::lxc::DeviceMatch>,
+    /// `connect-lxc`.
+    pub connect: Node,
+    /// The shell prompts (`expect-shell-connection`).
+    pub prompts: Vec<Pattern>,
+}
+
 /// What one top-level block does.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Work {
@@ -397,6 +434,10 @@ pub enum Work {
     Monitors(Box<MonitorsWork>),
     /// `command:`.
     Command(CommandWork),
+    /// `deploy: {to: lxc}`.
+    LxcDeploy(Box<LxcDeployWork>),
+    /// `boot: {method: lxc}`.
+    LxcBoot(Box<LxcBootWork>),
 }
 
 /// The node of `root`'s tree named `name` (the pipeline built it, so its absence is a bug).

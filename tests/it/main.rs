@@ -14,6 +14,7 @@ mod job_path;
 mod jobs;
 mod lab;
 mod lavacli;
+mod lxc;
 mod notify;
 mod power;
 mod rest;

@@ -149,13 +149,13 @@ fn write(root: &Path, path: &str, text: &str, exec: bool) {
 
 /// The served repositories: `<root>/test-definitions.git` (bare), with the commits of
 /// `master` (first) and `stable` (second).
-struct Repo {
-    root: PathBuf,
+pub(crate) struct Repo {
+    pub(crate) root: PathBuf,
     first: String,
     second: String,
 }
 
-fn make_repo(base: &Path) -> Repo {
+pub(crate) fn make_repo(base: &Path) -> Repo {
     let work = base.join("work");
     std::fs::create_dir_all(&work).unwrap();
     git(&work, &["init", "-q", "-b", "master"]);
@@ -205,7 +205,7 @@ fn free_port() -> u16 {
 }
 
 /// Debian's `git daemon` over `root`; returns once it says it is ready.
-async fn git_daemon(root: &Path) -> (Child, u16) {
+pub(crate) async fn git_daemon(root: &Path) -> (Child, u16) {
     let port = free_port();
     let mut child = Command::new("/usr/lib/git-core/git-daemon")
         .args([
