@@ -65,7 +65,8 @@ impl Failure {
         }
     }
 
-    /// What the one error line starts with, after `lavabox: `.
+    /// What the one error line says the failure was, beside its exit code. The line itself
+    /// always starts `lavabox: error: `, the prefix scripts and tests already look for.
     pub fn label(self) -> &'static str {
         match self {
             Failure::Config => "configuration error",
@@ -82,7 +83,7 @@ pub fn error_line(err: &anyhow::Error) -> String {
     match failure {
         Failure::Other => format!("lavabox: error: {line}"),
         _ => format!(
-            "lavabox: {}: {line} (exit {}: not restarted until fixed)",
+            "lavabox: error: {line} ({}, exit {}: not restarted until fixed)",
             failure.label(),
             failure.code()
         ),
@@ -110,11 +111,11 @@ mod tests {
         assert_eq!(Failure::of(&err).code(), 78);
         let line = error_line(&err);
         assert!(
-            line.starts_with("lavabox: configuration error: loading the configuration: cannot read configuration file /nonexistent/lavabox.toml"),
+            line.starts_with("lavabox: error: loading the configuration: cannot read configuration file /nonexistent/lavabox.toml"),
             "{line}"
         );
         assert!(
-            line.ends_with("(exit 78: not restarted until fixed)"),
+            line.ends_with("(configuration error, exit 78: not restarted until fixed)"),
             "{line}"
         );
         assert!(!line.contains('\n'));

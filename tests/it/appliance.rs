@@ -214,7 +214,9 @@ async fn a_missing_config_exits_78_with_one_line() {
     assert_eq!(code, Some(78), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr:?}");
     assert!(
-        stderr.starts_with("lavabox: configuration error: loading the configuration: cannot read configuration file"),
+        stderr.starts_with(
+            "lavabox: error: loading the configuration: cannot read configuration file"
+        ),
         "{stderr}"
     );
     assert!(stderr.contains(&missing.display().to_string()), "{stderr}");
@@ -252,7 +254,8 @@ async fn a_damaged_database_exits_65_with_one_line() {
         .filter(|l| l.starts_with("lavabox:"))
         .collect();
     assert_eq!(errors.len(), 1, "{stderr:?}");
-    assert!(errors[0].starts_with("lavabox: data error: "), "{stderr}");
+    assert!(errors[0].starts_with("lavabox: error: "), "{stderr}");
+    assert!(errors[0].contains("(data error, exit 65"), "{stderr}");
     assert!(errors[0].contains("lavabox.db"), "{stderr}");
     assert!(errors[0].contains("not a database"), "{stderr}");
     // The damaged file was left as it was, for a backup or a repair.
